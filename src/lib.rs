@@ -1,1 +1,39 @@
 //! worker-watcher: systemd-native daemons that run AI-agent workers from a file spool.
+//!
+//! The binaries are thin; everything they do is here so tests reach it. The worker daemon is
+//! [`run_worker`]; its loop is [`daemon`], the folder protocol [`spool`], the agent process
+//! [`runner`].
+
+pub mod agent;
+pub mod breaker;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod durable;
+pub mod error;
+pub mod log;
+pub mod notify;
+pub mod records;
+pub mod retry;
+pub mod runner;
+pub mod spool;
+pub mod task;
+pub mod watch;
+
+use crate::config::Config;
+use crate::error::Fatal;
+
+/// `worker-watcher NAME …`: loads the configuration, opens the spool, runs the loop until
+/// it is stopped. `Ok` is exit status 0.
+pub fn run_worker(args: &cli::WorkerArgs) -> Result<(), Fatal> {
+    let layers = args.layers(cli::environment());
+    let cfg = Config::load(&args.name, &layers)?;
+    if args.check_config {
+        print!("{}", cfg.report());
+        return Ok(());
+    }
+    let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, &cfg.worker);
+    let spool = spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?;
+    daemon::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
+}

@@ -1,0 +1,59 @@
+//! The command line of `worker-watcher`. Values are kept as text here and validated with
+//! every other setting, so a bad flag gets the same one-line error and exit status 78.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::Layers;
+
+/// Runs one AI-agent worker from its spool queue: claims each task file, runs the agent,
+/// writes its result.
+#[derive(Debug, Parser)]
+#[command(name = "worker-watcher", version, about, long_about = None)]
+pub struct WorkerArgs {
+    /// The worker's name: its queue is ROOT/tasks/NAME/.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Root of the spool [env: WATCHER_ROOT] [default: /var/lib/worker-watcher].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Agent runs at once [env: MAX_CONCURRENT_TASKS] [default: 3].
+    #[arg(long, value_name = "N")]
+    pub max_concurrent: Option<String>,
+    /// Env file to read instead of ROOT/.env.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Print the effective configuration, with where each value came from, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl WorkerArgs {
+    /// The configuration layers: these flags over `env` (the process environment).
+    pub fn layers(&self, env: BTreeMap<String, String>) -> Layers {
+        let mut flags = BTreeMap::new();
+        if let Some(root) = &self.root {
+            flags.insert(
+                "WATCHER_ROOT",
+                (root.to_string_lossy().into_owned(), "--root"),
+            );
+        }
+        if let Some(n) = &self.max_concurrent {
+            flags.insert("MAX_CONCURRENT_TASKS", (n.clone(), "--max-concurrent"));
+        }
+        Layers {
+            flags,
+            env,
+            env_file: self.env_file.clone(),
+        }
+    }
+}
+
+/// The process environment, as far as it is text.
+pub fn environment() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}

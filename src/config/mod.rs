@@ -1,0 +1,389 @@
+//! Configuration: command-line flag > environment > env file > default, validated into strong
+//! types once. A bad value is a [`ConfigError`] naming the variable, the value and what is
+//! expected; the binaries turn it into exit status 78 (EX_CONFIG).
+//!
+//! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
+
+mod value;
+pub mod vars;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::log::{Format, Level};
+use crate::task::is_valid_id;
+pub use vars::{Reload, Var, VARS};
+
+/// Where a value came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Flag(&'static str),
+    Environment,
+    EnvFile(PathBuf),
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Flag(flag) => write!(f, "flag {flag}"),
+            Source::Environment => f.write_str("environment"),
+            Source::EnvFile(p) => write!(f, "env file {}", p.display()),
+            Source::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A configuration problem; always fatal at start-up, logged and ignored on reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The raw layers, before any value is interpreted.
+#[derive(Clone, Debug, Default)]
+pub struct Layers {
+    /// Values given as flags: variable name → (value, flag spelling).
+    pub flags: BTreeMap<&'static str, (String, &'static str)>,
+    /// The process environment at start-up.
+    pub env: BTreeMap<String, String>,
+    /// The env file named by `--env-file`; `None`: `ROOT/.env` if it exists.
+    pub env_file: Option<PathBuf>,
+}
+
+/// The folders of the spool, resolved to absolute paths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub tasks: PathBuf,
+    pub triggers: PathBuf,
+    pub results: PathBuf,
+    pub heartbeats: PathBuf,
+    pub dlq: PathBuf,
+    pub prompts: PathBuf,
+    pub pipes: PathBuf,
+}
+
+/// Everything SIGHUP may change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tuning {
+    pub max_concurrent: usize,
+    pub task_timeout: Duration,
+    pub kill_grace: Duration,
+    pub shutdown_grace: Duration,
+    pub heartbeat_interval: Duration,
+    pub max_retries: u32,
+    pub retry_backoff: f64,
+    pub initial_retry_delay: Duration,
+    pub max_retry_delay: Duration,
+    pub max_reclaims: u32,
+    pub breaker_threshold: u32,
+    pub breaker_timeout: Duration,
+    /// CLAUDE_COMMAND and CLAUDE_ARGS, split into words.
+    pub agent_argv: Vec<String>,
+    pub max_task_bytes: u64,
+    pub max_output_bytes: u64,
+    pub rescan_interval: Option<Duration>,
+    pub log_level: Level,
+}
+
+/// One effective value, for `--check-config`.
+#[derive(Clone, Debug)]
+pub struct Effective {
+    pub name: &'static str,
+    pub value: Option<String>,
+    pub source: Source,
+}
+
+/// The validated configuration of one daemon.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub worker: String,
+    pub paths: Paths,
+    pub env_file: Option<PathBuf>,
+    pub tuning: Tuning,
+    pub log_format: Format,
+    pub enable_metrics: bool,
+    pub metrics_port: u16,
+    pub effective: Vec<Effective>,
+}
+
+/// Reads `path` as a .env file. A missing file is `Ok(None)` unless `required`.
+pub fn read_env_file(
+    path: &Path,
+    required: bool,
+) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(None)
+        }
+        Err(e) => {
+            return Err(ConfigError(format!(
+                "env file {}: {}",
+                path.display(),
+                env_error(&e)
+            )))
+        }
+    };
+    let mut map = BTreeMap::new();
+    for item in iter {
+        let (k, v) = item
+            .map_err(|e| ConfigError(format!("env file {}: {}", path.display(), env_error(&e))))?;
+        map.insert(k, v);
+    }
+    Ok(Some(map))
+}
+
+fn env_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::Io(io) => io.to_string(),
+        dotenvy::Error::LineParse(line, pos) => {
+            format!("cannot parse line {line:?} at character {pos}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Resolves values through the layers.
+struct Resolver<'a> {
+    layers: &'a Layers,
+    file: Option<(PathBuf, BTreeMap<String, String>)>,
+    effective: Vec<Effective>,
+}
+
+impl Resolver<'_> {
+    fn raw(&self, name: &'static str) -> Option<(String, Source)> {
+        if let Some((v, flag)) = self.layers.flags.get(name) {
+            return Some((v.clone(), Source::Flag(flag)));
+        }
+        if let Some(v) = self.layers.env.get(name) {
+            return Some((v.clone(), Source::Environment));
+        }
+        if let Some((path, map)) = &self.file {
+            if let Some(v) = map.get(name) {
+                return Some((v.clone(), Source::EnvFile(path.clone())));
+            }
+        }
+        vars::lookup(name)
+            .and_then(|v| v.default)
+            .map(|d| (d.to_string(), Source::Default))
+    }
+
+    /// The value of `name` run through `parse`; records it for `--check-config`.
+    fn get<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, ()>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some((value, source)) = self.raw(name) else {
+            self.effective.push(Effective {
+                name,
+                value: None,
+                source: Source::Default,
+            });
+            return Ok(None);
+        };
+        let parsed = parse(&value).map_err(|()| bad_value(name, &value, &source))?;
+        self.effective.push(Effective {
+            name,
+            value: Some(value),
+            source,
+        });
+        Ok(Some(parsed))
+    }
+
+    /// Like `get` for a variable that has a default in the table.
+    fn req<T>(
+        &mut self,
+        name: &'static str,
+        parse: impl FnOnce(&str) -> Result<T, ()>,
+    ) -> Result<T, ConfigError> {
+        self.get(name, parse)?
+            .ok_or_else(|| ConfigError(format!("{name}: no value and no default")))
+    }
+}
+
+fn bad_value(name: &str, value: &str, source: &Source) -> ConfigError {
+    let expects = vars::lookup(name).map_or("a valid value", |v| v.expects);
+    let from = match source {
+        Source::Default => String::new(),
+        s => format!(" (from {s})"),
+    };
+    ConfigError(format!(
+        "{name}={value:?} is invalid: expected {expects}{from}"
+    ))
+}
+
+fn absolute(p: &str) -> Result<PathBuf, ()> {
+    if p.is_empty() {
+        return Err(());
+    }
+    std::path::absolute(p).map_err(|_| ())
+}
+
+impl Config {
+    /// Validates `worker` and every setting through `layers`.
+    pub fn load(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
+        if !is_valid_id(worker) {
+            return Err(ConfigError(format!(
+                "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+            )));
+        }
+        let mut r = Resolver {
+            layers,
+            file: None,
+            effective: Vec::new(),
+        };
+        // The root decides where the default env file is, so it is read before the file,
+        // except when --env-file names the file explicitly.
+        let explicit = layers.env_file.clone();
+        if let Some(path) = &explicit {
+            let map = read_env_file(path, true)?.unwrap_or_default();
+            r.file = Some((absolute_or_same(path), map));
+        }
+        let root = r.req("WATCHER_ROOT", absolute)?;
+        if explicit.is_none() {
+            let path = root.join(".env");
+            if let Some(mut map) = read_env_file(&path, false)? {
+                // A root's own env file cannot move the root.
+                map.remove("WATCHER_ROOT");
+                r.file = Some((path, map));
+            }
+        }
+        r.effective.clear();
+        let root = r.req("WATCHER_ROOT", absolute)?;
+        let dir = |r: &mut Resolver, name, sub: &str| -> Result<PathBuf, ConfigError> {
+            Ok(r.get(name, absolute)?.unwrap_or_else(|| root.join(sub)))
+        };
+        let paths = Paths {
+            tasks: dir(&mut r, "TASK_DIR", "tasks")?,
+            triggers: dir(&mut r, "TRIGGER_DIR", "triggers")?,
+            results: dir(&mut r, "RESULT_DIR", "results")?,
+            heartbeats: dir(&mut r, "HEARTBEAT_DIR", "heartbeats")?,
+            dlq: dir(&mut r, "DLQ_DIR", "dlq")?,
+            prompts: dir(&mut r, "PROMPT_DIR", "prompts")?,
+            pipes: root.join("pipes"),
+            root: root.clone(),
+        };
+        let tuning = tuning(&mut r)?;
+        let log_format = r.req("LOG_FORMAT", |s| {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "json" => Ok(Format::Json),
+                "text" => Ok(Format::Text),
+                _ => Err(()),
+            }
+        })?;
+        let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
+        let metrics_port = r.req("METRICS_PORT", |s| {
+            value::uint(s, 1, 65535).map(|n| n as u16)
+        })?;
+        let env_file = r.file.as_ref().map(|(p, _)| p.clone());
+        Ok(Config {
+            worker: worker.to_string(),
+            paths,
+            env_file,
+            tuning,
+            log_format,
+            enable_metrics,
+            metrics_port,
+            effective: r.effective,
+        })
+    }
+
+    /// The configuration for SIGHUP: `layers` with the env file read again. Returns the new
+    /// configuration and the names of restart-only variables whose value changed.
+    pub fn reload(&self, layers: &Layers) -> Result<(Config, Vec<&'static str>), ConfigError> {
+        let new = Config::load(&self.worker, layers)?;
+        let ignored = new
+            .effective
+            .iter()
+            .filter(|e| vars::lookup(e.name).is_some_and(|v| v.reload == Reload::Restart))
+            .filter(|e| {
+                self.effective
+                    .iter()
+                    .any(|o| o.name == e.name && o.value != e.value)
+            })
+            .map(|e| e.name)
+            .collect();
+        Ok((new, ignored))
+    }
+
+    /// The `--check-config` report: one `NAME=value  # source` line per variable.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "# worker-watcher {}: effective configuration\n",
+            self.worker
+        );
+        let width = self
+            .effective
+            .iter()
+            .map(|e| {
+                e.name.len()
+                    + e.value
+                        .as_deref()
+                        .map_or(0, |v| shell_words::quote(v).len())
+                    + 1
+            })
+            .max()
+            .unwrap_or(0);
+        for e in &self.effective {
+            let line = match &e.value {
+                Some(v) => format!("{}={}", e.name, shell_words::quote(v)),
+                None => format!("#{}=", e.name),
+            };
+            let source = match (&e.value, &e.source) {
+                (None, _) => "unset".to_string(),
+                (_, s) => s.to_string(),
+            };
+            out.push_str(&format!("{line:<width$}  # {source}\n"));
+        }
+        out
+    }
+}
+
+fn absolute_or_same(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
+    let secs = |positive| move |s: &str| value::seconds(s, positive);
+    let mut agent_argv = r.req("CLAUDE_COMMAND", value::words)?;
+    if agent_argv.is_empty() {
+        return Err(bad_value("CLAUDE_COMMAND", "", &Source::Default));
+    }
+    agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
+    let rescan = r.req("RESCAN_INTERVAL", secs(false))?;
+    Ok(Tuning {
+        max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
+        task_timeout: r.req("TASK_TIMEOUT", secs(true))?,
+        kill_grace: r.req("KILL_GRACE", secs(false))?,
+        shutdown_grace: r.req("SHUTDOWN_GRACE", secs(false))?,
+        heartbeat_interval: r.req("HEARTBEAT_INTERVAL", secs(true))?,
+        max_retries: r.req("MAX_RETRIES", |s| value::uint(s, 0, 1000))? as u32,
+        retry_backoff: r.req("RETRY_BACKOFF", |s| value::float(s, 1.0, true))?,
+        initial_retry_delay: r.req("INITIAL_RETRY_DELAY", secs(false))?,
+        max_retry_delay: r.req("MAX_RETRY_DELAY", secs(false))?,
+        max_reclaims: r.req("MAX_RECLAIMS", |s| value::uint(s, 0, 1000))? as u32,
+        breaker_threshold: r.req("CIRCUIT_BREAKER_THRESHOLD", |s| {
+            value::uint(s, 1, 1_000_000)
+        })? as u32,
+        breaker_timeout: r.req("CIRCUIT_BREAKER_TIMEOUT", secs(true))?,
+        agent_argv,
+        max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
+        max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
+        rescan_interval: Some(rescan).filter(|d| !d.is_zero()),
+        log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,171 @@
+use super::*;
+
+fn layers(env: &[(&str, &str)]) -> Layers {
+    Layers {
+        flags: BTreeMap::new(),
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        env_file: None,
+    }
+}
+
+fn root_env(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![("WATCHER_ROOT", dir.display().to_string())]
+}
+
+fn load(env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::load("marie", &layers(env))
+}
+
+#[test]
+fn defaults_of_the_old_design() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let c = load(&[("WATCHER_ROOT", &root)]).expect("config");
+    let t = &c.tuning;
+    assert_eq!(t.max_concurrent, 3);
+    assert_eq!(t.task_timeout, Duration::from_secs(600));
+    assert_eq!(t.heartbeat_interval, Duration::from_secs(10));
+    assert_eq!(t.max_retries, 3);
+    assert_eq!(t.retry_backoff, 2.0);
+    assert_eq!(t.initial_retry_delay, Duration::from_secs(1));
+    assert_eq!(t.breaker_threshold, 5);
+    assert_eq!(t.breaker_timeout, Duration::from_secs(60));
+    assert_eq!(
+        t.agent_argv,
+        vec!["claude", "-p", "--output-format", "json"]
+    );
+    assert_eq!(t.log_level, Level::Info);
+    assert_eq!(c.log_format, Format::Json);
+    assert!(c.enable_metrics);
+    assert_eq!(c.metrics_port, 9090);
+    assert_eq!(c.paths.tasks, dir.path().join("tasks"));
+    assert_eq!(c.paths.prompts, dir.path().join("prompts"));
+}
+
+#[test]
+fn bad_values_name_the_variable_and_what_is_expected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    for (var, value, expect) in [
+        ("MAX_RETRIES", "abc", "whole number"),
+        ("TASK_TIMEOUT", "-5", "seconds > 0"),
+        ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
+        ("MAX_CONCURRENT_TASKS", "0", "from 1 to 1024"),
+        ("RETRY_BACKOFF", "0.5", ">= 1"),
+        ("ENABLE_METRICS", "perhaps", "true or false"),
+        ("CLAUDE_ARGS", "'open", "split like a shell"),
+        ("METRICS_PORT", "70000", "TCP port"),
+    ] {
+        let err = load(&[("WATCHER_ROOT", &root), (var, value)]).expect_err(var);
+        assert!(err.0.starts_with(&format!("{var}=")), "{err}");
+        assert!(err.0.contains(value), "{err}");
+        assert!(err.0.contains(expect), "{err}");
+        assert!(!err.0.contains('\n'), "one line: {err}");
+    }
+}
+
+#[test]
+fn precedence_flag_env_file_default() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".env"),
+        "MAX_RETRIES=7\nTASK_TIMEOUT=30\nHEARTBEAT_INTERVAL=4\n",
+    )
+    .expect("env");
+    let mut l = layers(&[("TASK_TIMEOUT", "60"), ("MAX_CONCURRENT_TASKS", "2")]);
+    l.env.extend(
+        root_env(dir.path())
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v)),
+    );
+    l.flags
+        .insert("MAX_CONCURRENT_TASKS", ("9".into(), "--max-concurrent"));
+    let c = Config::load("marie", &l).expect("config");
+    assert_eq!(c.tuning.max_concurrent, 9);
+    assert_eq!(c.tuning.task_timeout, Duration::from_secs(60));
+    assert_eq!(c.tuning.max_retries, 7);
+    assert_eq!(c.tuning.heartbeat_interval, Duration::from_secs(4));
+    let source = |n: &str| {
+        c.effective
+            .iter()
+            .find(|e| e.name == n)
+            .expect(n)
+            .source
+            .clone()
+    };
+    assert_eq!(
+        source("MAX_CONCURRENT_TASKS"),
+        Source::Flag("--max-concurrent")
+    );
+    assert_eq!(source("TASK_TIMEOUT"), Source::Environment);
+    assert_eq!(
+        source("MAX_RETRIES"),
+        Source::EnvFile(dir.path().join(".env"))
+    );
+    assert_eq!(source("RETRY_BACKOFF"), Source::Default);
+    let report = c.report();
+    assert!(report.contains("MAX_RETRIES=7"), "{report}");
+    assert!(report.contains("# flag --max-concurrent"), "{report}");
+}
+
+#[test]
+fn explicit_env_file_must_exist_and_parse() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut l = layers(&[]);
+    l.env_file = Some(dir.path().join("missing.env"));
+    let err = Config::load("marie", &l).expect_err("missing");
+    assert!(err.0.contains("missing.env"), "{err}");
+    let bad = dir.path().join("bad.env");
+    std::fs::write(&bad, "MAX_RETRIES=3\nthis is not a line\n").expect("w");
+    l.env_file = Some(bad);
+    let err = Config::load("marie", &l).expect_err("bad");
+    assert!(err.0.contains("bad.env"), "{err}");
+}
+
+#[test]
+fn empty_claude_args_means_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let c = load(&[
+        ("WATCHER_ROOT", &root),
+        ("CLAUDE_ARGS", ""),
+        ("CLAUDE_COMMAND", "/opt/my agent/run --x"),
+    ])
+    .expect("config");
+    assert_eq!(c.tuning.agent_argv, vec!["/opt/my", "agent/run", "--x"]);
+    let c = load(&[
+        ("WATCHER_ROOT", &root),
+        ("CLAUDE_ARGS", ""),
+        ("CLAUDE_COMMAND", "'/opt/my agent/run'"),
+    ])
+    .expect("config");
+    assert_eq!(c.tuning.agent_argv, vec!["/opt/my agent/run"]);
+}
+
+#[test]
+fn worker_names_are_checked() {
+    let l = layers(&[("WATCHER_ROOT", "/tmp")]);
+    for bad in ["", "../x", "a/b", ".hidden", "x y"] {
+        assert!(Config::load(bad, &l).is_err(), "{bad:?}");
+    }
+    assert!(Config::load("my-worker.2", &l).is_ok());
+}
+
+#[test]
+fn reload_reports_restart_only_changes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = dir.path().join("w.env");
+    std::fs::write(&env, "MAX_CONCURRENT_TASKS=2\nLOG_FORMAT=json\n").expect("w");
+    let mut l = layers(&[]);
+    l.env
+        .insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    l.env_file = Some(env.clone());
+    let c = Config::load("marie", &l).expect("config");
+    std::fs::write(&env, "MAX_CONCURRENT_TASKS=5\nLOG_FORMAT=text\n").expect("w");
+    let (new, ignored) = c.reload(&l).expect("reload");
+    assert_eq!(new.tuning.max_concurrent, 5);
+    assert_eq!(ignored, vec!["LOG_FORMAT"]);
+}

@@ -1,0 +1,246 @@
+//! The table of every setting: name, default, what it expects, whether SIGHUP applies it.
+//!
+//! One table feeds the loader, `--check-config`, the commented env file and the man page, so a
+//! variable cannot be documented in one place and forgotten in another.
+
+/// When a changed value takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reload {
+    /// Applied on SIGHUP.
+    Live,
+    /// Read at start-up only; a change on SIGHUP is reported and ignored.
+    Restart,
+}
+
+/// One configuration variable.
+#[derive(Debug)]
+pub struct Var {
+    pub name: &'static str,
+    /// `None`: no default (unset unless given).
+    pub default: Option<&'static str>,
+    pub expects: &'static str,
+    pub reload: Reload,
+    pub doc: &'static str,
+}
+
+const fn var(
+    name: &'static str,
+    default: Option<&'static str>,
+    expects: &'static str,
+    reload: Reload,
+    doc: &'static str,
+) -> Var {
+    Var {
+        name,
+        default,
+        expects,
+        reload,
+        doc,
+    }
+}
+
+use Reload::{Live, Restart};
+
+pub const VARS: &[Var] = &[
+    var(
+        "WATCHER_ROOT",
+        Some("/var/lib/worker-watcher"),
+        "a directory path",
+        Restart,
+        "Root of the spool (tasks/, results/, triggers/, heartbeats/, dlq/, pipes/).",
+    ),
+    var(
+        "TASK_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Parent of the queues; default ROOT/tasks.",
+    ),
+    var(
+        "TRIGGER_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Parent of the claim receipts; default ROOT/triggers.",
+    ),
+    var(
+        "RESULT_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Parent of the results; default ROOT/results.",
+    ),
+    var(
+        "HEARTBEAT_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Folder of the heartbeats; default ROOT/heartbeats.",
+    ),
+    var(
+        "DLQ_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Parent of the dead-letter queues; default ROOT/dlq.",
+    ),
+    var(
+        "PROMPT_DIR",
+        None,
+        "a directory path",
+        Live,
+        "Folder of per-worker system prompts (NAME.md); default ROOT/prompts.",
+    ),
+    var(
+        "MAX_CONCURRENT_TASKS",
+        Some("3"),
+        "a whole number from 1 to 1024",
+        Live,
+        "Agent runs at once.",
+    ),
+    var(
+        "TASK_TIMEOUT",
+        Some("600"),
+        "a number of seconds > 0",
+        Live,
+        "Default time limit of one attempt; a task's \"timeout\" overrides it.",
+    ),
+    var(
+        "KILL_GRACE",
+        Some("10"),
+        "a number of seconds >= 0",
+        Live,
+        "Time between SIGTERM and SIGKILL to an agent's process group.",
+    ),
+    var(
+        "SHUTDOWN_GRACE",
+        Some("30"),
+        "a number of seconds >= 0",
+        Live,
+        "On SIGTERM, how long running tasks may finish before they are killed and re-queued.",
+    ),
+    var(
+        "HEARTBEAT_INTERVAL",
+        Some("10"),
+        "a number of seconds > 0",
+        Live,
+        "How often the heartbeat file is rewritten.",
+    ),
+    var(
+        "MAX_RETRIES",
+        Some("3"),
+        "a whole number >= 0",
+        Live,
+        "Retries after the first failed attempt; a task's \"max_retries\" overrides it.",
+    ),
+    var(
+        "RETRY_BACKOFF",
+        Some("2.0"),
+        "a number >= 1",
+        Live,
+        "Multiplier of the delay between retries.",
+    ),
+    var(
+        "INITIAL_RETRY_DELAY",
+        Some("1.0"),
+        "a number of seconds >= 0",
+        Live,
+        "Delay before the first retry.",
+    ),
+    var(
+        "MAX_RETRY_DELAY",
+        Some("300"),
+        "a number of seconds >= 0",
+        Live,
+        "Cap of the delay between retries.",
+    ),
+    var(
+        "MAX_RECLAIMS",
+        Some("3"),
+        "a whole number >= 0",
+        Live,
+        "Times a task found in flight after a crash is re-queued before it is dead-lettered.",
+    ),
+    var(
+        "CIRCUIT_BREAKER_THRESHOLD",
+        Some("5"),
+        "a whole number >= 1",
+        Live,
+        "Consecutive failed attempts that open the circuit breaker.",
+    ),
+    var(
+        "CIRCUIT_BREAKER_TIMEOUT",
+        Some("60"),
+        "a number of seconds > 0",
+        Live,
+        "How long the breaker stays open before one trial task runs.",
+    ),
+    var(
+        "CLAUDE_COMMAND",
+        Some("claude"),
+        "a command (words split like a shell, no shell run)",
+        Live,
+        "The agent program.",
+    ),
+    var(
+        "CLAUDE_ARGS",
+        Some("-p --output-format json"),
+        "arguments (split like a shell; empty for none)",
+        Live,
+        "Arguments given to the agent before --append-system-prompt.",
+    ),
+    var(
+        "MAX_TASK_BYTES",
+        Some("1048576"),
+        "a whole number of bytes >= 1",
+        Live,
+        "Largest task file accepted.",
+    ),
+    var(
+        "MAX_OUTPUT_BYTES",
+        Some("1048576"),
+        "a whole number of bytes >= 0",
+        Live,
+        "Agent stdout kept in the result; the rest is counted and dropped.",
+    ),
+    var(
+        "RESCAN_INTERVAL",
+        Some("0"),
+        "a number of seconds >= 0 (0: off)",
+        Live,
+        "Safety rescan of the queue, for filesystems where inotify misses writes.",
+    ),
+    var(
+        "LOG_LEVEL",
+        Some("INFO"),
+        "one of DEBUG, INFO, WARNING, ERROR",
+        Live,
+        "Least severe message logged.",
+    ),
+    var(
+        "LOG_FORMAT",
+        Some("json"),
+        "json or text",
+        Restart,
+        "Format of log lines on stderr when not logging to the journal.",
+    ),
+    var(
+        "ENABLE_METRICS",
+        Some("true"),
+        "true or false",
+        Restart,
+        "Serve Prometheus metrics.",
+    ),
+    var(
+        "METRICS_PORT",
+        Some("9090"),
+        "a TCP port from 1 to 65535",
+        Restart,
+        "Port the metrics endpoint binds outside socket activation.",
+    ),
+];
+
+/// The table entry for `name`.
+pub fn lookup(name: &str) -> Option<&'static Var> {
+    VARS.iter().find(|v| v.name == name)
+}

@@ -1,0 +1,333 @@
+//! The daemon's life around the tasks: crash recovery at start-up, heartbeat and systemd
+//! status, the circuit breaker's announcements, SIGHUP reload, and the SIGTERM drain.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use super::{Daemon, Phase};
+use crate::breaker::{State, Transition};
+use crate::clock;
+use crate::error::Fatal;
+use crate::records::{Heartbeat, TaskResult, FAILED};
+use crate::spool::Op;
+
+impl Daemon {
+    /// Start-up: every task left in flight by a dead daemon is re-queued with its reclaim
+    /// counted, cleaned up if its result exists, or dead-lettered past MAX_RECLAIMS.
+    pub(super) fn recover(&mut self) -> Result<(), Fatal> {
+        let leftovers = self.spool.leftovers().map_err(|e| {
+            Fatal::Config(format!("TASK_DIR: cannot list the tasks in flight: {e}"))
+        })?;
+        let now = clock::now_f64();
+        for claim in leftovers {
+            let mut loaded =
+                match self
+                    .spool
+                    .load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker)
+                {
+                    Ok(l) => l,
+                    Err(_) => {
+                        // Not a valid task: back to the queue, where the claim rejects it properly.
+                        if let Err(e) = self.spool.requeue(&claim) {
+                            self.io_error(&format!("cannot re-queue {}", claim.source_lossy()), &e);
+                        }
+                        continue;
+                    }
+                };
+            let task = &mut loaded.task;
+            if self.spool.result_exists(&task.id) {
+                self.log.info(
+                    "task left in flight already has its result; removed the claimed copy",
+                    &[("TASK_ID", &task.id)],
+                );
+                if let Err(e) = self.spool.discard(&claim) {
+                    self.io_error("cannot remove a finished task's claimed copy", &e);
+                }
+                continue;
+            }
+            // A task waiting for its retry time was not running when the daemon died.
+            if !task.state.retry_at.is_some_and(|t| t > now) {
+                task.state.reclaims += 1;
+            }
+            let max = self.cfg.tuning.max_reclaims;
+            if task.state.reclaims > max {
+                let message = format!(
+                    "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
+                    task.state.reclaims
+                );
+                self.ids.insert(task.id.clone());
+                let result = self.reclaim_result(&loaded.task, &message);
+                let fields = vec![
+                    ("TASK_ID", loaded.task.id.clone()),
+                    ("REASON", "reclaim_limit".into()),
+                    ("ERROR", message.clone()),
+                ];
+                self.dead_letter(
+                    claim,
+                    loaded.task,
+                    "reclaim_limit",
+                    message,
+                    Some(result),
+                    fields,
+                );
+            } else {
+                self.log.warn(
+                    "task left in flight by a daemon that died; re-queued",
+                    &[("TASK_ID", &task.id), ("RECLAIMS", &task.state.reclaims)],
+                );
+                self.spool.stage(Op::Requeue {
+                    claim,
+                    task: loaded.task,
+                    queued_at: loaded.queued_at,
+                });
+            }
+        }
+        self.commit();
+        Ok(())
+    }
+
+    fn reclaim_result(&self, task: &crate::task::Task, message: &str) -> TaskResult {
+        TaskResult {
+            task_id: task.id.clone(),
+            worker: self.cfg.worker.clone(),
+            status: FAILED.into(),
+            reason: Some("reclaim_limit".into()),
+            message: Some(message.into()),
+            exit_code: None,
+            signal: None,
+            output: serde_json::Value::Null,
+            output_truncated: false,
+            output_bytes: 0,
+            stderr_tail: String::new(),
+            attempts: task.state.attempts,
+            started_at: task.state.first_started_at.clone(),
+            finished_at: clock::rfc3339_now(),
+            duration_seconds: 0.0,
+            hostname: self.hostname.clone(),
+            metadata: task.metadata(),
+            agent: None,
+        }
+    }
+
+    /// End of a loop turn: heartbeat on a state change, group commit, re-queue what waits
+    /// when stopping, and the systemd status line.
+    pub(super) fn flush(&mut self) {
+        if self.state_word() != self.heartbeat_status {
+            self.stage_heartbeat();
+        }
+        self.commit();
+        if matches!(self.phase, Phase::Draining { .. }) && !self.spool.has_pending() {
+            self.requeue_waiting();
+        }
+        let line = self.status_line();
+        let r = self.notifier.status(&line, Instant::now()).map(|_| ());
+        self.report_notify(r);
+    }
+
+    /// `idle`, `busy`, `circuit_open`, `half_open` or `stopping`.
+    fn state_word(&self) -> &'static str {
+        match (self.phase, self.breaker.state()) {
+            (Phase::Draining { .. }, _) => "stopping",
+            (_, State::Open { .. }) => "circuit_open",
+            (_, State::HalfOpen) => "half_open",
+            _ if self.active > 0 => "busy",
+            _ => "idle",
+        }
+    }
+
+    /// systemd's STATUS= line: the state and the numbers an operator looks at first.
+    pub(super) fn status_line(&self) -> String {
+        let queued = self.queue.len();
+        let mut line = match (self.phase, self.breaker.state()) {
+            (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
+            (_, State::Open { .. }) => {
+                let until = self
+                    .breaker_open_until()
+                    .map(clock::rfc3339)
+                    .unwrap_or_default();
+                format!(
+                    "breaker open until {until}, {} running, {queued} queued",
+                    self.active
+                )
+            }
+            (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
+            _ if self.active > 0 => format!(
+                "{}/{} running, {queued} queued",
+                self.active, self.cfg.tuning.max_concurrent
+            ),
+            _ => format!("idle, {queued} queued, breaker closed"),
+        };
+        if !self.waiting.is_empty() {
+            line.push_str(&format!(", {} waiting to retry", self.waiting.len()));
+        }
+        line
+    }
+
+    fn breaker_open_until(&self) -> Option<SystemTime> {
+        let until = self.breaker.deadline()?;
+        Some(SystemTime::now() + until.saturating_duration_since(Instant::now()))
+    }
+
+    pub(super) fn stage_heartbeat(&mut self) {
+        self.stage_heartbeat_as(self.state_word());
+    }
+
+    fn stage_heartbeat_as(&mut self, status: &str) {
+        self.heartbeat_status = status.to_string();
+        self.next_heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
+        let hb = Heartbeat {
+            worker: self.cfg.worker.clone(),
+            pid: std::process::id(),
+            hostname: self.hostname.clone(),
+            timestamp: clock::now_f64(),
+            status: status.into(),
+            active_tasks: self.active,
+            queue_size: self.queue.len(),
+            retry_waiting: self.waiting.len(),
+            max_concurrent: self.cfg.tuning.max_concurrent,
+            processed: self.stats.completed + self.stats.failed,
+            failed: self.stats.failed,
+            retried: self.stats.retried,
+            dead_lettered: self.stats.dead_lettered,
+            circuit_state: self.breaker.state().name().into(),
+            circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
+            started_at: clock::epoch_f64(self.started_at),
+            heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            last_error: self.last_error.clone(),
+        };
+        self.spool.stage(Op::Heartbeat(hb));
+    }
+
+    pub(super) fn breaker_changed(&mut self, t: Transition) {
+        let fields: [crate::log::Field; 2] = [
+            ("CONSECUTIVE_FAILURES", &self.breaker.consecutive_failures()),
+            ("TIMEOUT_S", &self.cfg.tuning.breaker_timeout.as_secs_f64()),
+        ];
+        match t {
+            Transition::Opened => self.log.error(
+                "circuit breaker opened: no new task starts until it half-opens",
+                &fields,
+            ),
+            Transition::HalfOpened => self.log.warn(
+                "circuit breaker half-open: one trial task may run",
+                &fields[..1],
+            ),
+            Transition::Closed => self.log.info("circuit breaker closed", &[]),
+        }
+        self.stage_heartbeat();
+    }
+
+    /// SIGHUP: the env file is read again and the live settings applied. A bad file changes
+    /// nothing.
+    pub(super) fn reload(&mut self) {
+        let r = self.notifier.reloading();
+        self.report_notify(r);
+        match self.cfg.reload(&self.layers) {
+            Ok((new, ignored)) => {
+                for name in ignored {
+                    self.log.warn(
+                        "setting changed, but it applies only at restart",
+                        &[("VARIABLE", &name)],
+                    );
+                }
+                if new.tuning.rescan_interval != self.cfg.tuning.rescan_interval {
+                    self.next_rescan = new.tuning.rescan_interval.map(|d| Instant::now() + d);
+                }
+                self.log.level = new.tuning.log_level;
+                self.cfg.tuning = new.tuning;
+                self.cfg.paths.prompts = new.paths.prompts;
+                self.log.info(
+                    "configuration reloaded",
+                    &[
+                        ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
+                        (
+                            "TASK_TIMEOUT_S",
+                            &self.cfg.tuning.task_timeout.as_secs_f64(),
+                        ),
+                        ("MAX_RETRIES", &self.cfg.tuning.max_retries),
+                    ],
+                );
+            }
+            Err(e) => self.log.error(
+                "reload failed; the running configuration is kept",
+                &[("ERROR", &e)],
+            ),
+        }
+        let status = self.status_line();
+        let r = self.notifier.ready(&status);
+        self.report_notify(r);
+        self.stage_heartbeat();
+    }
+
+    /// SIGTERM or SIGINT: stop claiming; running tasks get SHUTDOWN_GRACE; a second signal
+    /// stops them at once.
+    pub(super) fn shutdown(&mut self) {
+        let now = Instant::now();
+        match self.phase {
+            Phase::Running => {
+                self.phase = Phase::Draining {
+                    deadline: now + self.cfg.tuning.shutdown_grace,
+                    abandoned: false,
+                };
+                self.log.info(
+                    "stopping: no new task starts; running tasks may finish within the grace",
+                    &[
+                        ("ACTIVE", &self.active),
+                        (
+                            "SHUTDOWN_GRACE_S",
+                            &self.cfg.tuning.shutdown_grace.as_secs_f64(),
+                        ),
+                    ],
+                );
+                let status = self.status_line();
+                let r = self.notifier.stopping(&status);
+                self.report_notify(r);
+                self.stage_heartbeat();
+            }
+            Phase::Draining {
+                abandoned: false, ..
+            } => {
+                self.log.info(
+                    "second stop signal: stopping running tasks now",
+                    &[("ACTIVE", &self.active)],
+                );
+                self.abandon_running(now);
+            }
+            Phase::Draining { .. } => {}
+        }
+    }
+
+    /// While stopping: tasks waiting for a retry go back to the queue with their state.
+    fn requeue_waiting(&mut self) {
+        for (_, w) in std::mem::take(&mut self.waiting) {
+            self.ids.remove(&w.task.id);
+            if let Err(e) = self.spool.requeue(&w.claim) {
+                self.log.error(
+                    "cannot re-queue a task waiting for a retry; it is recovered at the next start",
+                    &[("TASK_ID", &w.task.id), ("ERROR", &e)],
+                );
+            }
+        }
+    }
+
+    /// The last heartbeat, `stopped`, written before the process exits.
+    pub(super) fn stopped(&mut self) {
+        if self.spool.has_pending() {
+            self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);
+        }
+        self.stage_heartbeat_as("stopped");
+        self.commit();
+        let r = self
+            .notifier
+            .status("stopped", Instant::now() + Duration::from_secs(1))
+            .map(|_| ());
+        self.report_notify(r);
+        self.log.info(
+            "stopped",
+            &[
+                ("COMPLETED", &self.stats.completed),
+                ("FAILED", &self.stats.failed),
+            ],
+        );
+    }
+}

@@ -1,0 +1,378 @@
+//! The worker's event loop: one thread, one `mio::Poll` over the queue's inotify fd, the
+//! signal pipe, and the agents' pipes; every timer is the poll timeout. Nothing here sleeps.
+//!
+//! A loop turn: wait → dispatch events → fire due timers → reap exited agents → start what
+//! may start → commit the turn's writes in one group → tell systemd.
+
+mod lifecycle;
+mod tasks;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ffi::OsString;
+use std::io;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::breaker::Breaker;
+use crate::config::{Config, Layers};
+use crate::error::Fatal;
+use crate::log::Logger;
+use crate::notify::Notifier;
+use crate::runner::{Child, Pipe};
+use crate::spool::{Claim, Spool};
+use crate::task::Task;
+
+const SIGNALS: Token = Token(0);
+const SPOOL: Token = Token(1);
+/// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
+const CHILD_BASE: usize = 16;
+
+/// How long to wait before trying again a commit or a scan that failed.
+const RETRY_IO: Duration = Duration::from_secs(1);
+
+fn child_token(slot: usize, pipe: Pipe) -> Token {
+    Token(CHILD_BASE + slot * 3 + pipe as usize)
+}
+
+/// Counters kept for the heartbeat.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub completed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+/// A task whose agent is running.
+struct Running {
+    claim: Claim,
+    task: Task,
+    queued_at: SystemTime,
+    child: Child,
+    attempt: u32,
+    started: Instant,
+    started_wall: SystemTime,
+    deadline: Instant,
+    /// SIGTERM was sent; SIGKILL follows at this time.
+    kill_at: Option<Instant>,
+    /// SIGKILL was sent; only its exit is awaited.
+    killed: bool,
+    timed_out: bool,
+    /// Killed by the shutdown: re-queued, not charged.
+    abandoned: bool,
+}
+
+/// A claimed task waiting for its retry time.
+struct Waiting {
+    claim: Claim,
+    task: Task,
+    queued_at: SystemTime,
+}
+
+/// What a finished task is waiting for: its outcome to be durable, then this is logged.
+struct Finishing {
+    /// The id to release from `ids` once durable.
+    release: Option<String>,
+    status: tasks::Final,
+    message: String,
+    fields: Vec<(&'static str, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Stopping: at `deadline` what still runs is stopped (`abandoned`).
+    Draining {
+        deadline: Instant,
+        abandoned: bool,
+    },
+}
+
+pub struct Daemon {
+    cfg: Config,
+    layers: Layers,
+    log: Logger,
+    spool: Box<dyn Spool>,
+    poll: Poll,
+    signals: Signals,
+    notifier: Notifier,
+    hostname: String,
+    started_at: SystemTime,
+    /// Known queued names, in arrival order, and the same as a set.
+    queue: VecDeque<(OsString, SystemTime)>,
+    queued: HashSet<OsString>,
+    slots: Vec<Option<Running>>,
+    active: usize,
+    waiting: BTreeMap<(Instant, u64), Waiting>,
+    /// Ids claimed and not yet durably finished: running, waiting, or being written.
+    ids: HashSet<String>,
+    finishing: HashMap<OsString, Finishing>,
+    breaker: Breaker,
+    stats: Stats,
+    phase: Phase,
+    seq: u64,
+    /// Alternates between due retries and new tasks, so neither starves.
+    prefer_retry: bool,
+    next_heartbeat: Instant,
+    next_watchdog: Option<Instant>,
+    next_rescan: Option<Instant>,
+    next_commit: Option<Instant>,
+    heartbeat_status: String,
+    reap_due: bool,
+    /// The turn stopped claiming early: poll without waiting.
+    more_work: bool,
+    /// Non-task names already reported.
+    warned: HashSet<OsString>,
+    last_error: Option<String>,
+    scratch: Vec<u8>,
+}
+
+impl Daemon {
+    /// Sets up the loop around an opened spool; nothing is read or run yet.
+    pub fn new(
+        cfg: Config,
+        layers: Layers,
+        log: Logger,
+        spool: Box<dyn Spool>,
+    ) -> Result<Daemon, Fatal> {
+        let poll =
+            Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+            .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
+        let hostname = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let now = Instant::now();
+        Ok(Daemon {
+            layers,
+            log,
+            spool,
+            poll,
+            signals,
+            notifier: Notifier::from_env(),
+            hostname,
+            started_at: SystemTime::now(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            slots: Vec::new(),
+            active: 0,
+            waiting: BTreeMap::new(),
+            ids: HashSet::new(),
+            finishing: HashMap::new(),
+            breaker: Breaker::default(),
+            stats: Stats::default(),
+            phase: Phase::Running,
+            seq: 0,
+            prefer_retry: false,
+            next_heartbeat: now,
+            next_watchdog: None,
+            next_rescan: cfg.tuning.rescan_interval.map(|d| now + d),
+            next_commit: None,
+            heartbeat_status: String::new(),
+            reap_due: false,
+            more_work: false,
+            warned: HashSet::new(),
+            last_error: None,
+            scratch: vec![0; 64 * 1024],
+            cfg,
+        })
+    }
+
+    /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
+    pub fn run(mut self) -> Result<(), Fatal> {
+        self.recover()?;
+        self.spool
+            .register(self.poll.registry(), SPOOL)
+            .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
+        self.rescan()
+            .map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
+        self.schedule();
+        self.flush();
+        let status = self.status_line();
+        let r = self.notifier.ready(&status);
+        self.report_notify(r);
+        self.next_watchdog = self
+            .notifier
+            .watchdog_interval()
+            .map(|d| Instant::now() + d);
+        self.log.info(
+            "ready",
+            &[
+                ("QUEUE_SIZE", &self.queue.len()),
+                ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
+                ("ROOT", &self.cfg.paths.root.display()),
+            ],
+        );
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Fatal::Other(format!("event loop failed: {e}")));
+            }
+            for event in events.iter() {
+                self.dispatch(event.token());
+            }
+            self.turn();
+            if self.drained() {
+                break;
+            }
+        }
+        self.stopped();
+        Ok(())
+    }
+
+    /// Everything after the events of a turn.
+    fn turn(&mut self) {
+        let now = Instant::now();
+        self.fire_timers(now);
+        if std::mem::take(&mut self.reap_due) {
+            self.reap();
+        }
+        self.more_work = false;
+        self.schedule();
+        self.flush();
+        self.ping_watchdog(now);
+    }
+
+    fn dispatch(&mut self, token: Token) {
+        match token {
+            SIGNALS => self.on_signals(),
+            SPOOL => self.on_intake(),
+            Token(t) if t >= CHILD_BASE => {
+                let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
+                let registry = self.poll.registry();
+                if let (Some(Some(run)), Some(pipe)) =
+                    (self.slots.get_mut(slot), Pipe::from_index(pipe))
+                {
+                    run.child.on_ready(pipe, registry, &mut self.scratch);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGCHLD => self.reap_due = true,
+                SIGHUP => self.reload(),
+                SIGTERM | SIGINT => self.shutdown(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The earliest time something must happen; `None`: only an event can wake us.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.more_work {
+            return Some(Instant::now());
+        }
+        for run in self.slots.iter().flatten().filter(|r| !r.killed) {
+            at(Some(run.kill_at.unwrap_or(run.deadline)));
+        }
+        if self.can_start() {
+            at(self.waiting.keys().next().map(|k| k.0));
+        }
+        at(self.breaker.deadline());
+        at(Some(self.next_heartbeat));
+        at(self.next_watchdog);
+        at(self.next_rescan);
+        at(self.next_commit);
+        if let Phase::Draining {
+            deadline,
+            abandoned: false,
+        } = self.phase
+        {
+            at(Some(deadline));
+        }
+        next
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        self.enforce_deadlines(now);
+        if let Some(t) = self.breaker.tick(now) {
+            self.breaker_changed(t);
+        }
+        if now >= self.next_heartbeat {
+            self.stage_heartbeat();
+        }
+        if self.next_rescan.is_some_and(|t| now >= t) {
+            self.next_rescan = None;
+            if let Err(e) = self.rescan() {
+                self.io_error("cannot list the queue", &e);
+                self.next_rescan = Some(now + RETRY_IO);
+            }
+        }
+        if self.next_commit.is_some_and(|t| now >= t) {
+            self.next_commit = None;
+        }
+        if let Phase::Draining {
+            deadline,
+            abandoned: false,
+        } = self.phase
+        {
+            if now >= deadline {
+                self.abandon_running(now);
+            }
+        }
+    }
+
+    fn ping_watchdog(&mut self, now: Instant) {
+        let (Some(due), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
+        else {
+            return;
+        };
+        if now >= due {
+            let r = self.notifier.watchdog();
+            self.report_notify(r);
+            self.next_watchdog = Some(now + every);
+        }
+    }
+
+    fn report_notify(&mut self, r: io::Result<()>) {
+        if let Err(e) = r {
+            self.log.warn("cannot notify systemd", &[("ERROR", &e)]);
+        }
+    }
+
+    fn io_error(&mut self, what: &str, e: &io::Error) {
+        let msg = format!("{what}: {e}");
+        self.log.error(&msg, &[]);
+        self.last_error = Some(msg);
+    }
+
+    fn can_start(&self) -> bool {
+        self.phase == Phase::Running
+            && self.active < self.cfg.tuning.max_concurrent
+            && self.breaker.may_start()
+    }
+
+    fn drained(&self) -> bool {
+        match self.phase {
+            Phase::Running => false,
+            Phase::Draining { abandoned, .. } => {
+                self.active == 0
+                    && self.waiting.is_empty()
+                    && (!self.spool.has_pending() || abandoned)
+            }
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Durable file writes with group commit.
+//!
+//! Every file the daemons write goes through a [`Batch`]: each file is written to a temp file
+//! in its destination folder, all temp files are synced, renamed into place, and each folder is
+//! synced once. Writes gathered in one turn of the event loop share their journal commits
+//! (on ext4 the first fsync commits the transaction that carries the others), so finishing N
+//! tasks at once costs about two commits instead of 2N. A reader never sees half a file.
+//!
+//! Not a cache and not a queue: a batch is committed at the end of every loop turn.
+
+use std::collections::BTreeSet;
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Prefix of the daemons' temp files: a dot-file, so every reader and the queue skip it.
+pub const TEMP_PREFIX: &str = ".ww-";
+
+struct Item<T> {
+    dir: PathBuf,
+    name: String,
+    bytes: Vec<u8>,
+    mtime: Option<SystemTime>,
+    tag: T,
+}
+
+/// Writes staged during one loop turn, committed together.
+pub struct Batch<T> {
+    items: Vec<Item<T>>,
+    seq: u64,
+    pid: u32,
+}
+
+impl<T> Default for Batch<T> {
+    fn default() -> Self {
+        Batch {
+            items: Vec::new(),
+            seq: 0,
+            pid: std::process::id(),
+        }
+    }
+}
+
+impl<T> Batch<T> {
+    pub fn new() -> Batch<T> {
+        Batch::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Stages `bytes` as `dir/name`, replacing any file of that name when committed. `tag`
+    /// comes back with the outcome, so the caller knows what to do next.
+    pub fn add(&mut self, dir: &Path, name: &str, bytes: Vec<u8>, tag: T) {
+        self.add_with_mtime(dir, name, bytes, None, tag)
+    }
+
+    /// Like `add`, and sets the file's modification time (kept when a task file is rewritten,
+    /// since the queue's order is by mtime).
+    pub fn add_with_mtime(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        bytes: Vec<u8>,
+        mtime: Option<SystemTime>,
+        tag: T,
+    ) {
+        self.items.push(Item {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            bytes,
+            mtime,
+            tag,
+        });
+    }
+
+    /// Writes, syncs and renames every staged file, then syncs each folder once. Returns each
+    /// tag with its outcome; a failed item left nothing behind (its temp file is removed).
+    pub fn commit(&mut self) -> Vec<(T, io::Result<()>)> {
+        let items = std::mem::take(&mut self.items);
+        let mut staged = Vec::with_capacity(items.len());
+        let mut done = Vec::with_capacity(items.len());
+        for item in items {
+            self.seq += 1;
+            let tmp = item.dir.join(format!(
+                "{TEMP_PREFIX}{}.{}.{}.tmp",
+                item.name, self.pid, self.seq
+            ));
+            match write_temp(&tmp, &item.bytes, item.mtime) {
+                Ok(file) => staged.push((item, tmp, file)),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    done.push((item.tag, Err(e)));
+                }
+            }
+        }
+        let mut renamed = Vec::with_capacity(staged.len());
+        for (item, tmp, file) in staged {
+            let result = file
+                .sync_data()
+                .and_then(|()| fs::rename(&tmp, item.dir.join(&item.name)));
+            match result {
+                Ok(()) => renamed.push(item),
+                Err(e) => {
+                    let _ = fs::remove_file(&tmp);
+                    done.push((item.tag, Err(e)));
+                }
+            }
+        }
+        let dirs: BTreeSet<&Path> = renamed.iter().map(|i| i.dir.as_path()).collect();
+        let failed_dirs: Vec<(PathBuf, io::Error)> = dirs
+            .into_iter()
+            .filter_map(|d| sync_dir(d).err().map(|e| (d.to_path_buf(), e)))
+            .collect();
+        for item in renamed {
+            let outcome = match failed_dirs.iter().find(|(d, _)| *d == item.dir) {
+                Some((_, e)) => Err(io::Error::new(e.kind(), e.to_string())),
+                None => Ok(()),
+            };
+            done.push((item.tag, outcome));
+        }
+        done
+    }
+}
+
+fn write_temp(tmp: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result<File> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(tmp)?;
+    file.write_all(bytes)?;
+    if let Some(t) = mtime {
+        file.set_modified(t)?;
+    }
+    Ok(file)
+}
+
+/// Makes a folder's entries (creations, renames, removals) durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Writes one file durably, on its own.
+pub fn write_now(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
+    let mut batch = Batch::new();
+    batch.add(dir, name, bytes, ());
+    batch.commit().pop().map_or(Ok(()), |(_, r)| r)
+}
+
+/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let cfrom = CString::new(from.as_os_str().as_bytes())?;
+    let cto = CString::new(to.as_os_str().as_bytes())?;
+    // SAFETY: both are valid NUL-terminated paths; renameat2 has no other preconditions.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            cfrom.as_ptr(),
+            libc::AT_FDCWD,
+            cto.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match err.raw_os_error() {
+        // Filesystems without RENAME_NOREPLACE (NFS, some FUSE): check, then rename.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+            }
+            fs::rename(from, to)
+        }
+        _ => Err(err),
+    }
+}
+
+/// Creates `dir` and its parents with mode 0750 (before the umask).
+pub fn create_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(dir)
+}
+
+/// Removes this program's temp files left in `dir` by a dead process. `owner` limits it to
+/// temp files of one final name prefix (for folders shared between workers).
+pub fn remove_stale_temps(dir: &Path, owner: Option<&str>) -> io::Result<usize> {
+    let prefix = format!("{TEMP_PREFIX}{}", owner.unwrap_or(""));
+    let mut removed = 0;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name.starts_with(prefix.as_bytes()) && name.ends_with(b".tmp") {
+            fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_writes_all_and_reports_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut b = Batch::new();
+        b.add(dir.path(), "a.json", b"{}".to_vec(), 1);
+        b.add(dir.path(), "b.json", b"[]".to_vec(), 2);
+        b.add(&dir.path().join("missing"), "c.json", b"x".to_vec(), 3);
+        let mut out: Vec<(i32, bool)> = b
+            .commit()
+            .into_iter()
+            .map(|(t, r)| (t, r.is_ok()))
+            .collect();
+        out.sort();
+        assert_eq!(out, vec![(1, true), (2, true), (3, false)]);
+        assert_eq!(fs::read(dir.path().join("a.json")).expect("a"), b"{}");
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "no temp files left: {names:?}");
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn rewrite_keeps_mtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let mut b = Batch::new();
+        b.add_with_mtime(dir.path(), "t.json", b"{}".to_vec(), Some(t), ());
+        assert!(b.commit()[0].1.is_ok());
+        let m = fs::metadata(dir.path().join("t.json"))
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        assert_eq!(m, t);
+    }
+
+    #[test]
+    fn noreplace_refuses_existing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::write(&a, "1").expect("a");
+        fs::write(&b, "2").expect("b");
+        let err = rename_noreplace(&a, &b).expect_err("must refuse");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        fs::remove_file(&b).expect("rm");
+        rename_noreplace(&a, &b).expect("rename");
+        assert_eq!(fs::read(&b).expect("b"), b"1");
+    }
+
+    #[test]
+    fn stale_temps_removed_by_owner() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join(".ww-marie.json.1.1.tmp"), "").expect("w");
+        fs::write(dir.path().join(".ww-anga.json.1.1.tmp"), "").expect("w");
+        fs::write(dir.path().join("marie.json"), "").expect("w");
+        assert_eq!(
+            remove_stale_temps(dir.path(), Some("marie.json")).expect("rm"),
+            1
+        );
+        assert!(dir.path().join(".ww-anga.json.1.1.tmp").exists());
+        assert!(dir.path().join("marie.json").exists());
+    }
+}

@@ -1,0 +1,95 @@
+//! sd_notify(3) through the `sd-notify` crate: readiness, status, stopping, reloading and the
+//! watchdog. Outside systemd (no NOTIFY_SOCKET) nothing is sent. A failed notify is returned
+//! for the caller to log; it is never fatal.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use sd_notify::NotifyState;
+
+/// Status lines with the same state word are sent at most this often.
+const STATUS_MIN_GAP: Duration = Duration::from_millis(250);
+
+#[derive(Debug)]
+pub struct Notifier {
+    enabled: bool,
+    watchdog: Option<Duration>,
+    last_status: String,
+    last_word: String,
+    last_sent: Option<Instant>,
+}
+
+impl Notifier {
+    /// Reads NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID (checked against this pid).
+    pub fn from_env() -> Notifier {
+        let enabled = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let mut usec = 0;
+        let watchdog = (enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
+            .then(|| Duration::from_micros(usec));
+        Notifier {
+            enabled,
+            watchdog,
+            last_status: String::new(),
+            last_word: String::new(),
+            last_sent: None,
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// How often to ping the watchdog: half of WatchdogSec.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog.map(|d| d / 2)
+    }
+
+    fn send(&self, states: &[NotifyState]) -> io::Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        sd_notify::notify(false, states)
+    }
+
+    pub fn ready(&mut self, status: &str) -> io::Result<()> {
+        self.remember(status);
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)])
+    }
+
+    pub fn reloading(&mut self) -> io::Result<()> {
+        let now = sd_notify::NotifyState::monotonic_usec_now()?;
+        self.send(&[NotifyState::Reloading, now])
+    }
+
+    pub fn stopping(&mut self, status: &str) -> io::Result<()> {
+        self.remember(status);
+        self.send(&[NotifyState::Stopping, NotifyState::Status(status)])
+    }
+
+    pub fn watchdog(&mut self) -> io::Result<()> {
+        self.send(&[NotifyState::Watchdog])
+    }
+
+    /// Sends `line` if it changed: at once when its first word (the state) changed, else at
+    /// most every 250 ms. Returns whether it was sent.
+    pub fn status(&mut self, line: &str, now: Instant) -> io::Result<bool> {
+        if line == self.last_status {
+            return Ok(false);
+        }
+        let word = line.split([',', ' ']).next().unwrap_or("");
+        let recent = self
+            .last_sent
+            .is_some_and(|t| now.duration_since(t) < STATUS_MIN_GAP);
+        if word == self.last_word && recent {
+            return Ok(false);
+        }
+        self.remember(line);
+        self.last_sent = Some(now);
+        self.send(&[NotifyState::Status(line)]).map(|()| true)
+    }
+
+    fn remember(&mut self, status: &str) {
+        self.last_status = status.to_string();
+        self.last_word = status.split([',', ' ']).next().unwrap_or("").to_string();
+    }
+}

@@ -1,0 +1,132 @@
+//! The files the daemons write: results, dead letters, claim receipts and heartbeats.
+//! worker-watcher-tasks(5) documents them field by field; the listener and watcherctl read
+//! them back with the same types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::agent::AgentReport;
+use crate::task::Failure;
+
+pub const COMPLETED: &str = "completed";
+pub const FAILED: &str = "failed";
+
+/// `results/<worker>/<task_id>.json`: the one final outcome of a task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task_id: String,
+    pub worker: String,
+    /// `completed` or `failed`.
+    pub status: String,
+    /// On failure: `timeout`, `exit_code`, `signal`, `spawn_error`, `agent_error`, `invalid`,
+    /// `reclaim_limit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// The agent's stdout: its JSON when it printed JSON, else its text.
+    #[serde(default)]
+    pub output: Value,
+    #[serde(default)]
+    pub output_truncated: bool,
+    /// Bytes the agent wrote to stdout, kept or not.
+    #[serde(default)]
+    pub output_bytes: u64,
+    #[serde(default)]
+    pub stderr_tail: String,
+    pub attempts: u32,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    pub finished_at: String,
+    #[serde(default)]
+    pub duration_seconds: f64,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub metadata: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentReport>,
+}
+
+/// `dlq/<worker>/<name>.json`: a task given up on, with why and its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// `None` when the file had no usable id.
+    pub task_id: Option<String>,
+    pub worker: String,
+    pub reason: String,
+    pub message: String,
+    pub dead_lettered_at: String,
+    pub attempts: u32,
+    #[serde(default)]
+    pub history: Vec<Failure>,
+    /// The queue file's name as the producer wrote it.
+    pub source_file: String,
+    /// The task as submitted, when it was a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Value>,
+    /// The start of the file's text, when it was not JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_preview: Option<String>,
+    /// Where the original file was kept, when its content is not in `task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_file: Option<String>,
+    pub hostname: String,
+}
+
+/// `triggers/<worker>/<task_id>.json`: written when a task is claimed and its agent started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub task_id: String,
+    pub worker: String,
+    pub claimed_at: String,
+    pub attempt: u32,
+    pub pid: u32,
+    pub agent_pid: u32,
+    pub hostname: String,
+    pub task_file: String,
+}
+
+/// `heartbeats/<worker>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub worker: String,
+    pub pid: u32,
+    pub hostname: String,
+    /// Seconds since the epoch.
+    pub timestamp: f64,
+    /// `idle`, `busy`, `circuit_open`, `half_open`, `stopping`, `stopped`.
+    pub status: String,
+    pub active_tasks: usize,
+    pub queue_size: usize,
+    /// Tasks claimed and waiting for their retry time.
+    #[serde(default)]
+    pub retry_waiting: usize,
+    pub max_concurrent: usize,
+    pub processed: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    /// `closed`, `open`, `half_open`.
+    pub circuit_state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_open_until: Option<f64>,
+    /// Seconds since the epoch.
+    pub started_at: f64,
+    pub heartbeat_interval: f64,
+    pub version: String,
+    /// The latest error that is not about one task (a folder that cannot be written, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// Serialises a record as pretty JSON with a final newline.
+pub fn to_bytes<T: Serialize>(record: &T) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(record).unwrap_or_default();
+    out.push(b'\n');
+    out
+}

@@ -1,0 +1,330 @@
+//! Running one agent process: spawned without a shell in its own process group with a
+//! parent-death signal, fed its description on stdin, its stdout and stderr read without ever
+//! blocking, and reaped so that nothing of its group outlives it.
+//!
+//! This module knows nothing of tasks or retries; the daemon decides what an exit means.
+
+mod capture;
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+pub use capture::{Capture, Tail};
+
+/// Variables of the daemon's own that an agent must never see.
+pub const STRIPPED_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// Bytes of stderr kept for the result and the journal.
+pub const STDERR_TAIL_BYTES: usize = 4096;
+
+/// What to run.
+#[derive(Debug)]
+pub struct Spec {
+    pub argv: Vec<OsString>,
+    pub env: Vec<(&'static str, OsString)>,
+    pub stdin: Vec<u8>,
+    pub max_output: usize,
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl From<ExitStatus> for Exit {
+    fn from(s: ExitStatus) -> Exit {
+        match (s.code(), s.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+}
+
+/// Which pipe of a child an event is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pipe {
+    Stdin = 0,
+    Stdout = 1,
+    Stderr = 2,
+}
+
+impl Pipe {
+    pub const ALL: [Pipe; 3] = [Pipe::Stdin, Pipe::Stdout, Pipe::Stderr];
+
+    pub fn from_index(i: usize) -> Option<Pipe> {
+        Pipe::ALL.get(i).copied()
+    }
+}
+
+/// What the child printed.
+#[derive(Debug)]
+pub struct Captured {
+    pub stdout: Vec<u8>,
+    pub stdout_truncated: bool,
+    pub stdout_bytes: u64,
+    pub stderr_tail: String,
+}
+
+/// A running agent process.
+#[derive(Debug)]
+pub struct Child {
+    pid: i32,
+    stdin: Option<File>,
+    stdin_buf: Vec<u8>,
+    stdin_pos: usize,
+    stdout: Option<File>,
+    stderr: Option<File>,
+    out: Capture,
+    err: Tail,
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own, with valid commands.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn pipe_file(fd: impl Into<OwnedFd>) -> io::Result<File> {
+    let fd: OwnedFd = fd.into();
+    set_nonblocking(fd.as_raw_fd())?;
+    Ok(File::from(fd))
+}
+
+impl Child {
+    /// Starts the agent. The caller registers the pipes with [`Child::register`].
+    pub fn spawn(spec: Spec) -> io::Result<Child> {
+        let Some((program, args)) = spec.argv.split_first() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "empty agent command",
+            ));
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for k in STRIPPED_ENV {
+            cmd.env_remove(k);
+        }
+        for (k, v) in &spec.env {
+            cmd.env(k, v);
+        }
+        // SAFETY: getpid is async-signal-safe; the closure only calls prctl and getppid,
+        // which are too, and allocates nothing.
+        let parent = unsafe { libc::getpid() };
+        unsafe {
+            cmd.pre_exec(move || {
+                // No agent outlives a killed daemon.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                // The daemon may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id() as i32;
+        let stdin = child.stdin.take().map(pipe_file).transpose()?;
+        let stdout = child.stdout.take().map(pipe_file).transpose()?;
+        let stderr = child.stderr.take().map(pipe_file).transpose()?;
+        // std's Child neither waits nor kills on drop; this module reaps by pid.
+        drop(child);
+        let mut c = Child {
+            pid,
+            stdin,
+            stdin_buf: spec.stdin,
+            stdin_pos: 0,
+            stdout,
+            stderr,
+            out: Capture::new(spec.max_output),
+            err: Tail::new(STDERR_TAIL_BYTES),
+        };
+        if c.write_stdin() {
+            // All written (or the agent closed its end): EOF now, no loop turn needed.
+            c.stdin = None;
+            c.stdin_buf = Vec::new();
+        }
+        Ok(c)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn fd(&self, pipe: Pipe) -> Option<RawFd> {
+        let f = match pipe {
+            Pipe::Stdin => &self.stdin,
+            Pipe::Stdout => &self.stdout,
+            Pipe::Stderr => &self.stderr,
+        };
+        f.as_ref().map(File::as_raw_fd)
+    }
+
+    /// Registers the open pipes; `token(pipe)` names each.
+    pub fn register(&self, registry: &Registry, token: impl Fn(Pipe) -> Token) -> io::Result<()> {
+        for pipe in Pipe::ALL {
+            if let Some(fd) = self.fd(pipe) {
+                let interest = if pipe == Pipe::Stdin {
+                    Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                registry.register(&mut SourceFd(&fd), token(pipe), interest)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, pipe: Pipe, registry: &Registry) {
+        if let Some(fd) = self.fd(pipe) {
+            let _ = registry.deregister(&mut SourceFd(&fd));
+        }
+        match pipe {
+            Pipe::Stdin => self.stdin = None,
+            Pipe::Stdout => self.stdout = None,
+            Pipe::Stderr => self.stderr = None,
+        }
+    }
+
+    /// Writes as much of the description as the pipe takes; closes stdin when all is written
+    /// or the agent has closed its end (EPIPE: SIGPIPE is ignored by the daemon).
+    fn write_stdin(&mut self) -> bool {
+        let Some(f) = self.stdin.as_mut() else {
+            return true;
+        };
+        while self.stdin_pos < self.stdin_buf.len() {
+            match f.write(&self.stdin_buf[self.stdin_pos..]) {
+                Ok(0) => break,
+                Ok(n) => self.stdin_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => break,
+            }
+        }
+        true
+    }
+
+    /// Handles readiness of one pipe; `scratch` is a reusable read buffer.
+    pub fn on_ready(&mut self, pipe: Pipe, registry: &Registry, scratch: &mut [u8]) {
+        match pipe {
+            Pipe::Stdin => {
+                if self.write_stdin() {
+                    self.close(Pipe::Stdin, registry);
+                    self.stdin_buf = Vec::new();
+                }
+            }
+            Pipe::Stdout | Pipe::Stderr => {
+                if self.drain(pipe, scratch) {
+                    self.close(pipe, registry);
+                }
+            }
+        }
+    }
+
+    /// Reads until the pipe would block; true at end of file or on error.
+    fn drain(&mut self, pipe: Pipe, scratch: &mut [u8]) -> bool {
+        loop {
+            let file = match pipe {
+                Pipe::Stdout => self.stdout.as_mut(),
+                Pipe::Stderr => self.stderr.as_mut(),
+                Pipe::Stdin => None,
+            };
+            let Some(file) = file else { return false };
+            match file.read(scratch) {
+                Ok(0) => return true,
+                Ok(n) => match pipe {
+                    Pipe::Stdout => self.out.push(&scratch[..n]),
+                    _ => self.err.push(&scratch[..n]),
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Sends `signal` to the agent's whole process group.
+    pub fn signal_group(&self, signal: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-self.pid, signal);
+        }
+    }
+
+    /// If the agent has exited: kills whatever is left of its process group (before reaping,
+    /// so the group id cannot have been reused), reaps it, and returns how it ended.
+    pub fn try_exit(&mut self) -> io::Result<Option<Exit>> {
+        // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        // SAFETY: info is a valid pointer for the duration of the call.
+        if unsafe { libc::waitid(libc::P_PID, self.pid as libc::id_t, &mut info, flags) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: waitid filled info (or left it zeroed: si_pid 0 means still running).
+        if unsafe { info.si_pid() } == 0 {
+            return Ok(None);
+        }
+        self.signal_group(libc::SIGKILL);
+        let mut status = 0;
+        loop {
+            // SAFETY: status is a valid pointer; the child has exited, so this does not block.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        Ok(Some(ExitStatus::from_raw(status).into()))
+    }
+
+    /// After the exit: reads what is left in the pipes (the agent can write no more),
+    /// closes them, and returns the output.
+    pub fn finish(mut self, registry: &Registry, scratch: &mut [u8]) -> Captured {
+        for pipe in [Pipe::Stdout, Pipe::Stderr] {
+            self.drain(pipe, scratch);
+        }
+        for pipe in Pipe::ALL {
+            self.close(pipe, registry);
+        }
+        Captured {
+            stdout_truncated: self.out.truncated(),
+            stdout_bytes: self.out.total(),
+            stderr_tail: self.err.text(),
+            stdout: self.out.into_bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+
+use super::*;
+
+fn sh(script: &str, stdin: &[u8]) -> Spec {
+    Spec {
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![("WATCHER_TASK_ID", "t1".into())],
+        stdin: stdin.to_vec(),
+        max_output: 1 << 20,
+    }
+}
+
+/// Runs a child to its end with a real poll loop; SIGCHLD is not needed: exit is polled.
+fn run(spec: Spec) -> (Exit, Captured) {
+    let mut poll = Poll::new().expect("poll");
+    let mut child = Child::spawn(spec).expect("spawn");
+    child
+        .register(poll.registry(), |p| mio::Token(p as usize))
+        .expect("register");
+    let mut events = Events::with_capacity(8);
+    let mut scratch = vec![0; 4096];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "child did not finish");
+        poll.poll(&mut events, Some(Duration::from_millis(20)))
+            .expect("poll");
+        for e in events.iter() {
+            child.on_ready(
+                Pipe::from_index(e.token().0).expect("pipe"),
+                poll.registry(),
+                &mut scratch,
+            );
+        }
+        if let Some(exit) = child.try_exit().expect("wait") {
+            return (exit, child.finish(poll.registry(), &mut scratch));
+        }
+    }
+}
+
+#[test]
+fn stdin_in_stdout_and_stderr_out() {
+    let (exit, out) = run(sh("cat; echo oops >&2; exit 3", b"the description"));
+    assert_eq!(exit, Exit::Code(3));
+    assert_eq!(out.stdout, b"the description");
+    assert_eq!(out.stderr_tail, "oops\n");
+}
+
+#[test]
+fn large_stdin_is_fed_without_blocking() {
+    let big = vec![b'x'; 1 << 20];
+    let (exit, out) = run(sh("wc -c", &big));
+    assert_eq!(exit, Exit::Code(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1048576");
+}
+
+#[test]
+fn agent_that_ignores_stdin_does_not_hurt() {
+    let big = vec![b'x'; 1 << 20];
+    let (exit, _) = run(sh("exit 0", &big));
+    assert_eq!(exit, Exit::Code(0));
+}
+
+#[test]
+fn stdout_is_capped() {
+    let mut spec = sh("head -c 100000 /dev/zero", b"");
+    spec.max_output = 1000;
+    let (_, out) = run(spec);
+    assert_eq!(out.stdout.len(), 1000);
+    assert!(out.stdout_truncated);
+    assert_eq!(out.stdout_bytes, 100_000);
+}
+
+#[test]
+fn daemon_variables_are_stripped_and_group_is_own() {
+    std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify");
+    let (_, out) = run(sh(
+        "echo NS=${NOTIFY_SOCKET:-unset} ID=$WATCHER_TASK_ID; ps -o pgid= -p $$; echo $$",
+        b"",
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("NS=unset ID=t1"), "{text}");
+    let mut lines = text.lines().skip(1);
+    let pgid = lines.next().expect("pgid").trim().to_string();
+    let pid = lines.next().expect("pid").trim().to_string();
+    assert_eq!(pgid, pid, "the agent leads its own process group");
+}
+
+#[test]
+fn killed_by_signal() {
+    let (exit, _) = run(sh("kill -9 $$", b""));
+    assert_eq!(exit, Exit::Signal(9));
+}
+
+#[test]
+fn spawn_error_for_missing_program() {
+    let spec = Spec {
+        argv: vec!["/nonexistent/agent".into()],
+        env: vec![],
+        stdin: vec![],
+        max_output: 10,
+    };
+    let err = Child::spawn(spec).expect_err("missing");
+    assert_eq!(err.kind(), io::ErrorKind::NotFound);
+}

@@ -1,0 +1,637 @@
+//! The folder spool (worker-watcher-tasks(5)): the queue is `tasks/<worker>/`, a claim is a
+//! `rename(2)` into `tasks/<worker>/.inflight/`, outcomes are files written by group commit.
+//!
+//! One process per worker holds an flock on the queue folder for its whole life.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use serde_json::Value;
+
+use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool};
+use crate::config::Paths;
+use crate::durable::{self, Batch};
+use crate::records::to_bytes;
+use crate::task::{is_valid_id, Invalid, Task};
+use crate::watch::{Change, DirWatch};
+
+/// Bytes of a non-JSON file quoted in its dead letter.
+const PREVIEW_BYTES: usize = 4096;
+
+/// How a name in the queue folder is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameKind {
+    /// `<name>.json`: a task.
+    Task,
+    /// A dot-file, or `*.tmp` / `*.part`: a producer's file in the making; never touched.
+    Temp,
+    /// Anything else: not a task; left alone and reported.
+    Other,
+}
+
+pub fn classify(name: &OsStr) -> NameKind {
+    let b = name.as_bytes();
+    if b.starts_with(b".") || b.ends_with(b".tmp") || b.ends_with(b".part") {
+        NameKind::Temp
+    } else if b.ends_with(b".json") && b.len() > 5 {
+        NameKind::Task
+    } else {
+        NameKind::Other
+    }
+}
+
+/// Why the spool could not be opened.
+#[derive(Debug)]
+pub enum OpenError {
+    /// A folder cannot be created or used: a configuration problem.
+    Folder(String),
+    /// Another process serves this worker.
+    Locked(String),
+    Io(String),
+}
+
+pub struct FsSpool {
+    worker: String,
+    queue: PathBuf,
+    inflight: PathBuf,
+    rejected: PathBuf,
+    results: PathBuf,
+    triggers: PathBuf,
+    dlq: PathBuf,
+    heartbeats: PathBuf,
+    lock: File,
+    watch: DirWatch<()>,
+    watching: bool,
+    staged: Vec<(Op, Option<String>)>,
+    seq: u64,
+}
+
+fn lock(dir: &Path) -> io::Result<File> {
+    let f = File::open(dir)?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
+fn stem(name: &OsStr) -> &[u8] {
+    let b = name.as_bytes();
+    b.strip_suffix(b".json").unwrap_or(b)
+}
+
+/// `<stem>~<n>.json`: a free name when the plain one is taken.
+fn alternative(name: &OsStr, n: u64) -> OsString {
+    let mut v = stem(name).to_vec();
+    v.extend_from_slice(format!("~{n}.json").as_bytes());
+    OsString::from_vec(v)
+}
+
+fn file_kind(ft: fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "directory"
+    } else if ft.is_symlink() {
+        "symbolic link"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+impl FsSpool {
+    /// Creates the worker's folders (mode 0750), takes the worker's lock, and removes temp
+    /// files a dead process left.
+    pub fn open(worker: &str, paths: &Paths) -> Result<FsSpool, OpenError> {
+        let queue = paths.tasks.join(worker);
+        let spool = FsSpool {
+            worker: worker.to_string(),
+            inflight: queue.join(".inflight"),
+            rejected: queue.join(".rejected"),
+            results: paths.results.join(worker),
+            triggers: paths.triggers.join(worker),
+            dlq: paths.dlq.join(worker),
+            heartbeats: paths.heartbeats.clone(),
+            lock: File::open("/").map_err(|e| OpenError::Io(e.to_string()))?,
+            watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
+            watching: false,
+            staged: Vec::new(),
+            seq: 0,
+            queue,
+        };
+        for (var, dir) in [
+            ("TASK_DIR", &spool.queue),
+            ("TASK_DIR", &spool.inflight),
+            ("TASK_DIR", &spool.rejected),
+            ("RESULT_DIR", &spool.results),
+            ("TRIGGER_DIR", &spool.triggers),
+            ("DLQ_DIR", &spool.dlq),
+            ("HEARTBEAT_DIR", &spool.heartbeats),
+        ] {
+            durable::create_dir(dir).map_err(|e| {
+                OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let lock = lock(&spool.queue).map_err(|e| match e.raw_os_error() {
+            Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
+                "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
+                spool.queue.display()
+            )),
+            _ => OpenError::Folder(format!("TASK_DIR: cannot lock {}: {e}", spool.queue.display())),
+        })?;
+        let spool = FsSpool { lock, ..spool };
+        let own_heartbeat = format!("{worker}.json");
+        for (dir, owner) in [
+            (&spool.results, None),
+            (&spool.triggers, None),
+            (&spool.dlq, None),
+            (&spool.inflight, None),
+            (&spool.heartbeats, Some(own_heartbeat.as_str())),
+        ] {
+            durable::remove_stale_temps(dir, owner)
+                .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
+        }
+        Ok(spool)
+    }
+
+    pub fn queue_dir(&self) -> &Path {
+        &self.queue
+    }
+
+    pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
+        self.inflight.join(&claim.key)
+    }
+
+    /// Re-creates a lost queue folder, locks and watches it again.
+    fn rewatch(&mut self) -> io::Result<()> {
+        for dir in [&self.queue, &self.inflight, &self.rejected] {
+            durable::create_dir(dir)?;
+        }
+        if let Ok(f) = lock(&self.queue) {
+            self.lock = f;
+        }
+        self.watch.add(&self.queue, ())?;
+        self.watching = true;
+        Ok(())
+    }
+
+    fn dlq_name(&self, base: &str) -> String {
+        let taken = |n: &str| {
+            self.dlq.join(n).symlink_metadata().is_ok()
+                || self
+                    .staged
+                    .iter()
+                    .any(|(_, staged)| staged.as_deref() == Some(n))
+        };
+        let plain = format!("{base}.json");
+        if !taken(&plain) {
+            return plain;
+        }
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        (0..)
+            .map(|n| {
+                if n == 0 {
+                    format!("{base}.{ms}.json")
+                } else {
+                    format!("{base}.{ms}.{n}.json")
+                }
+            })
+            .find(|n| !taken(n))
+            .unwrap_or(plain)
+    }
+
+    /// The writes of one op: (folder, name, bytes, mtime).
+    fn writes(
+        &self,
+        op: &Op,
+        dlq_name: Option<&str>,
+    ) -> Vec<(PathBuf, String, Vec<u8>, Option<SystemTime>)> {
+        let json = |id: &str| format!("{id}.json");
+        match op {
+            Op::Complete { result, .. } => {
+                vec![(
+                    self.results.clone(),
+                    json(&result.task_id),
+                    to_bytes(result),
+                    None,
+                )]
+            }
+            Op::DeadLetter { record, result, .. } => {
+                let mut w = vec![(
+                    self.dlq.clone(),
+                    dlq_name.unwrap_or("unnamed.json").to_string(),
+                    to_bytes(record),
+                    None,
+                )];
+                if let Some(r) = result {
+                    w.push((self.results.clone(), json(&r.task_id), to_bytes(r), None));
+                }
+                w
+            }
+            Op::SaveState {
+                claim,
+                task,
+                queued_at,
+            }
+            | Op::Requeue {
+                claim,
+                task,
+                queued_at,
+            } => {
+                vec![(
+                    self.inflight.clone(),
+                    claim.key.to_string_lossy().into_owned(),
+                    task.to_bytes(),
+                    Some(*queued_at),
+                )]
+            }
+            Op::Receipt(r) => vec![(self.triggers.clone(), json(&r.task_id), to_bytes(r), None)],
+            Op::Heartbeat(h) => vec![(
+                self.heartbeats.clone(),
+                json(&self.worker),
+                to_bytes(h),
+                None,
+            )],
+        }
+    }
+
+    /// What follows a durable op: releasing or moving the claimed file.
+    fn after(&mut self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
+        match op {
+            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::DeadLetter {
+                claim,
+                keep_original: true,
+                ..
+            } => {
+                let name = dlq_name.unwrap_or("unnamed.json");
+                let to = self
+                    .rejected
+                    .join(format!("{}.orig", name.trim_end_matches(".json")));
+                fs::rename(self.inflight.join(&claim.key), to)
+            }
+            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::Requeue { claim, .. } => self.requeue(claim),
+            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) => Ok(()),
+        }
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn kind_of(op: &Op) -> OpKind {
+    match op {
+        Op::Complete { .. } => OpKind::Complete,
+        Op::DeadLetter { .. } => OpKind::DeadLetter,
+        Op::SaveState { .. } => OpKind::SaveState,
+        Op::Requeue { .. } => OpKind::Requeue,
+        Op::Receipt(_) => OpKind::Receipt,
+        Op::Heartbeat(_) => OpKind::Heartbeat,
+    }
+}
+
+fn claim_of(op: &Op) -> Option<Claim> {
+    match op {
+        Op::Complete { claim, .. }
+        | Op::DeadLetter { claim, .. }
+        | Op::SaveState { claim, .. }
+        | Op::Requeue { claim, .. } => Some(claim.clone()),
+        Op::Receipt(_) | Op::Heartbeat(_) => None,
+    }
+}
+
+fn rejected(why: Invalid) -> Rejected {
+    Rejected {
+        why,
+        doc: None,
+        preview: None,
+        keep_original: true,
+    }
+}
+
+impl Spool for FsSpool {
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        if !self.watching {
+            self.watch.add(&self.queue, ())?;
+            self.watching = true;
+        }
+        registry.register(
+            &mut SourceFd(&self.watch.as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )
+    }
+
+    fn intake(&mut self, _registry: &Registry, _token: Token) -> io::Result<Intake> {
+        let mut changes = Vec::new();
+        self.watch.read(&mut changes)?;
+        let mut intake = Intake::default();
+        for change in changes {
+            match change {
+                Change::Arrived((), name) => match classify(&name) {
+                    NameKind::Task => intake.arrivals.push(name),
+                    NameKind::Other => intake.ignored.push(name),
+                    NameKind::Temp => {}
+                },
+                Change::Overflow => intake.rescan = true,
+                Change::Lost(()) => {
+                    self.watching = false;
+                    intake.rescan = true;
+                }
+            }
+        }
+        Ok(intake)
+    }
+
+    fn scan(&mut self) -> io::Result<Scan> {
+        if !self.watching {
+            self.rewatch()?;
+        }
+        let mut entries = Vec::new();
+        let mut ignored = Vec::new();
+        for dirent in fs::read_dir(&self.queue)? {
+            let dirent = dirent?;
+            let name = dirent.file_name();
+            match classify(&name) {
+                NameKind::Task => {}
+                NameKind::Temp => continue,
+                NameKind::Other => {
+                    ignored.push(name);
+                    continue;
+                }
+            }
+            match dirent.metadata() {
+                Ok(m) => entries.push(Entry {
+                    arrived: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    name,
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        entries.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.name.cmp(&b.name)));
+        Ok(Scan { entries, ignored })
+    }
+
+    fn leftovers(&mut self) -> io::Result<Vec<Claim>> {
+        let mut found = Vec::new();
+        for dirent in fs::read_dir(&self.inflight)? {
+            let dirent = dirent?;
+            let name = dirent.file_name();
+            if name.as_bytes().starts_with(durable::TEMP_PREFIX.as_bytes()) {
+                continue;
+            }
+            let mtime = dirent
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            found.push((
+                mtime,
+                Claim {
+                    source: name.clone(),
+                    key: name,
+                },
+            ));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
+        Ok(found.into_iter().map(|(_, c)| c).collect())
+    }
+
+    fn claim(&mut self, name: &OsStr) -> io::Result<Option<Claim>> {
+        let from = self.queue.join(name);
+        let mut key = name.to_os_string();
+        for n in 1..=1000u64 {
+            match durable::rename_noreplace(&from, &self.inflight.join(&key)) {
+                Ok(()) => {
+                    return Ok(Some(Claim {
+                        key,
+                        source: name.to_os_string(),
+                    }))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                // A task of the same file name is still in flight: claim under another name;
+                // its id decides whether it is a duplicate.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    self.seq += 1;
+                    key = alternative(name, self.seq.max(n));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free name in .inflight",
+        ))
+    }
+
+    #[allow(clippy::result_large_err)]
+    fn load(&mut self, claim: &Claim, max_bytes: u64, worker: &str) -> Result<Loaded, Rejected> {
+        let Some(name) = claim.source.to_str() else {
+            return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy())));
+        };
+        let path = self.inflight.join(&claim.key);
+        let meta = path
+            .symlink_metadata()
+            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        if !meta.file_type().is_file() {
+            return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
+        }
+        if meta.len() > max_bytes {
+            return Err(rejected(Invalid::TooLarge {
+                size: meta.len(),
+                max: max_bytes,
+            }));
+        }
+        // O_NOFOLLOW and O_NONBLOCK: a file swapped for a symlink or FIFO since the lstat is
+        // neither followed nor waited on.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        if !meta.file_type().is_file() {
+            return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
+        }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        file.take(max_bytes + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(rejected(Invalid::TooLarge {
+                size: bytes.len() as u64,
+                max: max_bytes,
+            }));
+        }
+        let stem = name.strip_suffix(".json").unwrap_or(name);
+        let queued_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        match Task::parse(&bytes, stem, worker) {
+            Ok(task) => Ok(Loaded { task, queued_at }),
+            Err(why) => {
+                let doc = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .filter(Value::is_object);
+                let preview = doc.is_none().then(|| {
+                    let cut = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+                    String::from_utf8_lossy(cut).into_owned()
+                });
+                let keep_original = doc.is_none();
+                Err(Rejected {
+                    why,
+                    doc,
+                    preview,
+                    keep_original,
+                })
+            }
+        }
+    }
+
+    fn task_path(&self, claim: &Claim) -> Option<PathBuf> {
+        Some(self.inflight.join(&claim.key))
+    }
+
+    fn result_exists(&self, task_id: &str) -> bool {
+        is_valid_id(task_id)
+            && self
+                .results
+                .join(format!("{task_id}.json"))
+                .symlink_metadata()
+                .is_ok()
+    }
+
+    fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
+        let from = self.inflight.join(&claim.key);
+        let mut name = claim.source.clone();
+        for n in 1..=1000u64 {
+            match durable::rename_noreplace(&from, &self.queue.join(&name)) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    name = alternative(&claim.source, n)
+                }
+                other => return other,
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "no free name in the queue",
+        ))
+    }
+
+    fn discard(&mut self, claim: &Claim) -> io::Result<()> {
+        remove_if_present(&self.inflight.join(&claim.key))
+    }
+
+    fn stage(&mut self, mut op: Op) {
+        let mut dlq_name = None;
+        if let Op::DeadLetter {
+            record,
+            keep_original,
+            ..
+        } = &mut op
+        {
+            let base = match &record.task_id {
+                Some(id) => id.clone(),
+                None => format!("invalid-{}", sanitize(&record.source_file)),
+            };
+            let name = self.dlq_name(&base);
+            if *keep_original {
+                record.original_file = Some(
+                    self.rejected
+                        .join(format!("{}.orig", name.trim_end_matches(".json")))
+                        .display()
+                        .to_string(),
+                );
+            }
+            dlq_name = Some(name);
+        }
+        if let Op::Heartbeat(_) = op {
+            // Only the newest heartbeat matters.
+            self.staged.retain(|(o, _)| !matches!(o, Op::Heartbeat(_)));
+        }
+        self.staged.push((op, dlq_name));
+    }
+
+    fn commit(&mut self) -> Vec<Done> {
+        if self.staged.is_empty() {
+            return Vec::new();
+        }
+        let ops = std::mem::take(&mut self.staged);
+        let mut batch = Batch::new();
+        for (i, (op, dlq_name)) in ops.iter().enumerate() {
+            for (dir, name, bytes, mtime) in self.writes(op, dlq_name.as_deref()) {
+                batch.add_with_mtime(&dir, &name, bytes, mtime, i);
+            }
+        }
+        let mut errors: Vec<Option<io::Error>> = ops.iter().map(|_| None).collect();
+        for (i, outcome) in batch.commit() {
+            if let (Err(e), Some(slot)) = (outcome, errors.get_mut(i)) {
+                slot.get_or_insert(e);
+            }
+        }
+        let mut done = Vec::with_capacity(ops.len());
+        for ((op, dlq_name), error) in ops.into_iter().zip(errors) {
+            let error = match error {
+                None => self.after(&op, dlq_name.as_deref()).err(),
+                Some(e) => Some(e),
+            };
+            let kind = kind_of(&op);
+            done.push(Done {
+                kind,
+                claim: claim_of(&op),
+                error: error
+                    .as_ref()
+                    .map(|e| io::Error::new(e.kind(), e.to_string())),
+            });
+            if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat) {
+                self.staged.push((op, dlq_name));
+            }
+        }
+        done
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.staged.is_empty()
+    }
+}
+
+/// A lossy, safe file-name stem of at most 64 characters.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .trim_end_matches(".json")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    s.trim_start_matches('.').to_string()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use super::*;
+use crate::config::{Config, Layers};
+use crate::records::{TaskResult, COMPLETED};
+
+fn open(dir: &Path) -> FsSpool {
+    let mut layers = Layers::default();
+    layers
+        .env
+        .insert("WATCHER_ROOT".into(), dir.display().to_string());
+    let cfg = Config::load("marie", &layers).expect("config");
+    FsSpool::open("marie", &cfg.paths)
+        .map_err(|e| format!("{e:?}"))
+        .expect("open")
+}
+
+fn result(id: &str) -> TaskResult {
+    TaskResult {
+        task_id: id.into(),
+        worker: "marie".into(),
+        status: COMPLETED.into(),
+        reason: None,
+        message: None,
+        exit_code: Some(0),
+        signal: None,
+        output: Value::Null,
+        output_truncated: false,
+        output_bytes: 0,
+        stderr_tail: String::new(),
+        attempts: 1,
+        started_at: None,
+        finished_at: String::new(),
+        duration_seconds: 0.0,
+        hostname: String::new(),
+        metadata: Value::Null,
+        agent: None,
+    }
+}
+
+#[test]
+fn names() {
+    assert_eq!(classify(OsStr::new("a.json")), NameKind::Task);
+    assert_eq!(classify(OsStr::new(".a.json")), NameKind::Temp);
+    assert_eq!(classify(OsStr::new("a.json.tmp")), NameKind::Temp);
+    assert_eq!(classify(OsStr::new("a.part")), NameKind::Temp);
+    assert_eq!(classify(OsStr::new("README")), NameKind::Other);
+    assert_eq!(classify(OsStr::new(".json")), NameKind::Temp);
+}
+
+#[test]
+fn second_open_is_locked_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _first = open(dir.path());
+    let mut layers = Layers::default();
+    layers
+        .env
+        .insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    let cfg = Config::load("marie", &layers).expect("config");
+    match FsSpool::open("marie", &cfg.paths) {
+        Err(OpenError::Locked(m)) => assert!(m.contains("already running"), "{m}"),
+        other => panic!("expected Locked, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn claim_complete_releases() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("t1.json"), r#"{"description":"x"}"#).expect("w");
+    let scan = s.scan().expect("scan");
+    assert_eq!(scan.entries.len(), 1);
+    let claim = s
+        .claim(OsStr::new("t1.json"))
+        .expect("claim")
+        .expect("claimed");
+    assert!(
+        s.claim(OsStr::new("t1.json")).expect("claim").is_none(),
+        "only one claim wins"
+    );
+    let loaded = s.load(&claim, 1000, "marie").expect("load");
+    assert_eq!(loaded.task.id, "t1");
+    s.stage(Op::Complete {
+        claim: claim.clone(),
+        result: result("t1"),
+    });
+    let done = s.commit();
+    assert!(done[0].error.is_none());
+    assert!(s.result_exists("t1"));
+    assert!(!s.inflight_path(&claim).exists());
+}
+
+#[test]
+fn same_name_claimed_twice_gets_another_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("t.json"), "{}").expect("w");
+    let a = s.claim(OsStr::new("t.json")).expect("claim").expect("a");
+    fs::write(s.queue_dir().join("t.json"), "{}").expect("w");
+    let b = s.claim(OsStr::new("t.json")).expect("claim").expect("b");
+    assert_ne!(a.key, b.key);
+    assert!(s.inflight_path(&a).exists() && s.inflight_path(&b).exists());
+}
+
+#[test]
+fn special_files_are_rejected_unopened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    let fifo = s.queue_dir().join("f.json");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    std::os::unix::fs::symlink("/etc/passwd", s.queue_dir().join("l.json")).expect("symlink");
+    for (name, kind) in [("f.json", "FIFO"), ("l.json", "symbolic link")] {
+        let claim = s.claim(OsStr::new(name)).expect("claim").expect("claimed");
+        let r = s.load(&claim, 1000, "marie").expect_err("rejected");
+        assert_eq!(r.why, Invalid::NotRegular(kind));
+        assert!(r.keep_original);
+    }
+}
+
+#[test]
+fn too_large_is_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("big.json"), vec![b' '; 2000]).expect("w");
+    let claim = s
+        .claim(OsStr::new("big.json"))
+        .expect("claim")
+        .expect("claimed");
+    let r = s.load(&claim, 1000, "marie").expect_err("too big");
+    assert_eq!(
+        r.why,
+        Invalid::TooLarge {
+            size: 2000,
+            max: 1000
+        }
+    );
+}
+
+#[test]
+fn requeue_does_not_clobber_a_new_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("t.json"), "old").expect("w");
+    let claim = s
+        .claim(OsStr::new("t.json"))
+        .expect("claim")
+        .expect("claimed");
+    fs::write(s.queue_dir().join("t.json"), "new").expect("w");
+    s.requeue(&claim).expect("requeue");
+    assert_eq!(
+        fs::read_to_string(s.queue_dir().join("t.json")).expect("r"),
+        "new"
+    );
+    assert_eq!(
+        fs::read_to_string(s.queue_dir().join("t~1.json")).expect("r"),
+        "old"
+    );
+}

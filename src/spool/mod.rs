@@ -1,0 +1,164 @@
+//! The spool: where tasks wait, how one is claimed, and where outcomes are made durable.
+//!
+//! The daemon's loop, runner and breaker speak only to the [`Spool`] trait, so a second
+//! backend (Redis Streams with consumer groups: a claim is XREADGROUP, recovery XAUTOCLAIM)
+//! fits without touching them. [`fs::FsSpool`] is the embedded default: the folder protocol
+//! of worker-watcher-tasks(5).
+
+pub mod fs;
+
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::time::SystemTime;
+
+use mio::{Registry, Token};
+use serde_json::Value;
+
+use crate::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
+use crate::task::{Invalid, Task};
+
+/// A queued task not yet claimed, known by its name in the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub name: OsString,
+    pub arrived: SystemTime,
+}
+
+/// A claimed task: only the claimant holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Claim {
+    /// The backend's key of the claimed task (for the folders: its name in `.inflight/`).
+    pub key: OsString,
+    /// The name the producer gave it.
+    pub source: OsString,
+}
+
+impl Claim {
+    pub fn source_lossy(&self) -> String {
+        self.source.to_string_lossy().into_owned()
+    }
+}
+
+/// A claimed task read back.
+#[derive(Debug)]
+pub struct Loaded {
+    pub task: Task,
+    /// The time it was queued (its order in the queue).
+    pub queued_at: SystemTime,
+}
+
+/// A claimed task that is not a valid task.
+#[derive(Debug)]
+pub struct Rejected {
+    pub why: Invalid,
+    /// The content, when it was a JSON object.
+    pub doc: Option<Value>,
+    /// The start of the content as text, when it was not JSON.
+    pub preview: Option<String>,
+    /// Whether the original must be kept beside the dead letter (its content is not in it).
+    pub keep_original: bool,
+}
+
+/// Something to make durable; staged during a loop turn, committed at its end.
+// A handful are staged per turn; boxing them would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Op {
+    /// The final result of a task; the claim is released once it is durable.
+    Complete {
+        claim: Claim,
+        result: TaskResult,
+    },
+    /// A dead letter (and a failed result, when the task has a usable id).
+    DeadLetter {
+        claim: Claim,
+        record: DeadLetter,
+        result: Option<TaskResult>,
+        keep_original: bool,
+    },
+    /// The task with its new state (attempts, history, retry time), kept claimed.
+    SaveState {
+        claim: Claim,
+        task: Task,
+        queued_at: SystemTime,
+    },
+    /// The task with its new state, then put back in the queue (recovery after a crash).
+    Requeue {
+        claim: Claim,
+        task: Task,
+        queued_at: SystemTime,
+    },
+    Receipt(Receipt),
+    Heartbeat(Heartbeat),
+}
+
+/// Which kind of op an outcome is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    Complete,
+    DeadLetter,
+    SaveState,
+    Requeue,
+    Receipt,
+    Heartbeat,
+}
+
+/// The outcome of one staged op.
+#[derive(Debug)]
+pub struct Done {
+    pub kind: OpKind,
+    pub claim: Option<Claim>,
+    /// `None`: durable. A failed `Complete`, `DeadLetter`, `SaveState` or `Requeue` stays
+    /// staged and is tried again at the next commit.
+    pub error: Option<io::Error>,
+}
+
+/// What the change notifications said.
+#[derive(Debug, Default)]
+pub struct Intake {
+    /// Queue names that arrived, in order.
+    pub arrivals: Vec<OsString>,
+    /// Names that arrived but cannot be tasks, to be reported.
+    pub ignored: Vec<OsString>,
+    /// Notifications were lost: list the queue again.
+    pub rescan: bool,
+}
+
+/// A listing of the queue.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Queued tasks, oldest first.
+    pub entries: Vec<Entry>,
+    /// Names that cannot be tasks, to be reported.
+    pub ignored: Vec<OsString>,
+}
+
+/// The spool interface of the worker loop.
+pub trait Spool {
+    /// Registers the source of arrival notifications with the loop.
+    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    /// Drains arrival notifications.
+    fn intake(&mut self, registry: &Registry, token: Token) -> io::Result<Intake>;
+    /// Every queued task, oldest first.
+    fn scan(&mut self) -> io::Result<Scan>;
+    /// Tasks found claimed at start-up: left by a daemon that died.
+    fn leftovers(&mut self) -> io::Result<Vec<Claim>>;
+    /// Claims a queued task; `Ok(None)` when it is gone (taken or removed).
+    fn claim(&mut self, name: &OsStr) -> io::Result<Option<Claim>>;
+    /// Reads and validates a claimed task. (Rejections are rare; their size does not matter.)
+    #[allow(clippy::result_large_err)]
+    fn load(&mut self, claim: &Claim, max_bytes: u64, worker: &str) -> Result<Loaded, Rejected>;
+    /// A path the agent may read the claimed task from (WATCHER_TASK_FILE), if any.
+    fn task_path(&self, claim: &Claim) -> Option<std::path::PathBuf>;
+    /// Whether a final result for `task_id` exists.
+    fn result_exists(&self, task_id: &str) -> bool;
+    /// Puts a claimed task back in the queue as it is.
+    fn requeue(&mut self, claim: &Claim) -> io::Result<()>;
+    /// Drops a claimed task whose result already exists.
+    fn discard(&mut self, claim: &Claim) -> io::Result<()>;
+    fn stage(&mut self, op: Op);
+    /// Makes every staged op durable (group commit) and releases what it completes.
+    fn commit(&mut self) -> Vec<Done>;
+    /// Whether failed ops wait for another commit.
+    fn has_pending(&self) -> bool;
+}

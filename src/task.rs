@@ -1,0 +1,249 @@
+//! The task file: parsing, validation, and the daemon's own state carried inside it.
+//!
+//! A task's attempt count and failure history live in the task file itself, under the reserved
+//! key `_watcher`, rewritten durably on every failed attempt and every reclaim. So the state
+//! survives any crash, travels with the task when it is re-queued, and needs no side files.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The reserved key holding [`State`] in a task file.
+pub const STATE_KEY: &str = "_watcher";
+
+/// `[A-Za-z0-9][A-Za-z0-9._-]{0,127}`: safe as a file name, never a path.
+pub fn is_valid_id(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+const ID_RULE: &str = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit";
+
+/// One failed attempt, as kept in the history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub attempt: u32,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: String,
+    #[serde(default)]
+    pub duration_seconds: f64,
+    #[serde(default)]
+    pub stderr_tail: String,
+}
+
+/// The daemon's state of a task, persisted under `_watcher`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Attempts that ran to an outcome (a reclaim or a shutdown is not one).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Times the task was found in flight after the daemon died.
+    #[serde(default)]
+    pub reclaims: u32,
+    /// Wall-clock time (epoch seconds) before which the next attempt must not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<f64>,
+    /// When the first attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_started_at: Option<String>,
+    #[serde(default)]
+    pub history: Vec<Failure>,
+}
+
+/// A valid task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Task {
+    pub id: String,
+    pub description: String,
+    pub timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+    /// The submitted object, unknown fields included, without `_watcher`.
+    pub doc: Map<String, Value>,
+    pub state: State,
+}
+
+/// Why a task is rejected with reason `invalid`. The message names the exact problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Invalid {
+    NameNotUtf8(String),
+    NotRegular(&'static str),
+    TooLarge {
+        size: u64,
+        max: u64,
+    },
+    Unreadable(String),
+    NotJson(String),
+    NotObject(&'static str),
+    BadId(String),
+    MissingDescription,
+    BadField {
+        field: &'static str,
+        expected: &'static str,
+    },
+    WrongWorker {
+        named: String,
+        this: String,
+    },
+    Duplicate {
+        id: String,
+        of: &'static str,
+    },
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::NameNotUtf8(lossy) => write!(f, "file name {lossy:?} is not valid UTF-8"),
+            Invalid::NotRegular(kind) => {
+                write!(f, "not a regular file but a {kind}; it was not opened")
+            }
+            Invalid::TooLarge { size, max } => {
+                write!(f, "file is {size} bytes, larger than MAX_TASK_BYTES={max}")
+            }
+            Invalid::Unreadable(e) => write!(f, "cannot read the file: {e}"),
+            Invalid::NotJson(e) => write!(f, "not valid JSON: {e}"),
+            Invalid::NotObject(kind) => write!(f, "not a JSON object but {kind}"),
+            Invalid::BadId(id) => write!(f, "task_id {id:?} is invalid: expected {ID_RULE}"),
+            Invalid::MissingDescription => f.write_str("\"description\" is missing"),
+            Invalid::BadField { field, expected } => write!(f, "{field:?} must be {expected}"),
+            Invalid::WrongWorker { named, this } => {
+                write!(
+                    f,
+                    "\"worker\" is {named:?} but this queue belongs to {this:?}"
+                )
+            }
+            Invalid::Duplicate { id, of } => write!(f, "task_id {id:?} duplicates a task {of}"),
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl Task {
+    /// Parses and validates a task file's bytes. `stem` is the file name without `.json`,
+    /// the default id; `worker` is this daemon's worker name.
+    pub fn parse(bytes: &[u8], stem: &str, worker: &str) -> Result<Task, Invalid> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Invalid::NotJson(e.to_string()))?;
+        let Value::Object(mut doc) = value else {
+            return Err(Invalid::NotObject(kind_of(&value)));
+        };
+        let id = match doc.get("task_id") {
+            None | Some(Value::Null) => stem.to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => return Err(Invalid::BadId(v.to_string())),
+        };
+        if !is_valid_id(&id) {
+            return Err(Invalid::BadId(id));
+        }
+        let description = match doc.get("description") {
+            None | Some(Value::Null) => return Err(Invalid::MissingDescription),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(_) => {
+                return Err(Invalid::BadField {
+                    field: "description",
+                    expected: "a non-empty string",
+                })
+            }
+        };
+        match doc.get("worker") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(w)) if w == worker => {}
+            Some(Value::String(w)) => {
+                return Err(Invalid::WrongWorker {
+                    named: w.clone(),
+                    this: worker.to_string(),
+                })
+            }
+            Some(_) => {
+                return Err(Invalid::BadField {
+                    field: "worker",
+                    expected: "a string",
+                })
+            }
+        }
+        let timeout = match doc.get("timeout") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_f64()
+                    .filter(|t| t.is_finite() && *t > 0.0 && *t <= 31_536_000.0)
+                    .map(Duration::from_secs_f64)
+                    .ok_or(Invalid::BadField {
+                        field: "timeout",
+                        expected: "a number of seconds > 0",
+                    })?,
+            ),
+        };
+        let max_retries = match doc.get("max_retries") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|n| *n <= 1000).map(|n| n as u32).ok_or(
+                Invalid::BadField {
+                    field: "max_retries",
+                    expected: "a whole number from 0 to 1000",
+                },
+            )?),
+        };
+        let state = match doc.remove(STATE_KEY) {
+            None | Some(Value::Null) => State::default(),
+            Some(v) => serde_json::from_value(v).map_err(|_| Invalid::BadField {
+                field: STATE_KEY,
+                expected: "the daemon's own state object",
+            })?,
+        };
+        doc.insert("task_id".into(), Value::String(id.clone()));
+        Ok(Task {
+            id,
+            description,
+            timeout,
+            max_retries,
+            doc,
+            state,
+        })
+    }
+
+    /// `metadata`, carried into the result untouched.
+    pub fn metadata(&self) -> Value {
+        self.doc.get("metadata").cloned().unwrap_or(Value::Null)
+    }
+
+    /// The file's bytes: the submitted object plus the current state.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut doc = self.doc.clone();
+        if self.state != State::default() {
+            doc.insert(
+                STATE_KEY.into(),
+                serde_json::to_value(&self.state).unwrap_or(Value::Null),
+            );
+        }
+        let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! inotify on a few folders, for a mio loop: files that arrive (IN_CLOSE_WRITE, IN_MOVED_TO;
+//! never IN_CREATE, so a file is seen once it is whole), queue overflows, and lost watches.
+//!
+//! Shared by the worker (its queue), the listener (results and heartbeats) and
+//! `watcherctl submit --wait` (one result folder).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+
+/// What happened in a watched folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change<K> {
+    /// A file was closed after writing, or renamed in.
+    Arrived(K, OsString),
+    /// The kernel's event queue overflowed: events were lost, rescan everything.
+    Overflow,
+    /// The folder itself was removed or moved away; its watch is gone.
+    Lost(K),
+}
+
+/// Watches over folders, each known by a key of the caller's.
+pub struct DirWatch<K> {
+    inotify: Inotify,
+    keys: HashMap<WatchDescriptor, K>,
+    buf: Vec<u8>,
+}
+
+const ARRIVALS: WatchMask = WatchMask::CLOSE_WRITE.union(WatchMask::MOVED_TO);
+const SELF_EVENTS: WatchMask = WatchMask::DELETE_SELF.union(WatchMask::MOVE_SELF);
+
+impl<K: Clone> DirWatch<K> {
+    pub fn new() -> io::Result<DirWatch<K>> {
+        let inotify = Inotify::init().map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE) => io::Error::new(
+                e.kind(),
+                "too many inotify instances: raise the sysctl fs.inotify.max_user_instances",
+            ),
+            _ => e,
+        })?;
+        Ok(DirWatch {
+            inotify,
+            keys: HashMap::new(),
+            buf: vec![0; 64 * 1024],
+        })
+    }
+
+    /// Watches `dir` for arrivals, reported under `key`.
+    pub fn add(&mut self, dir: &Path, key: K) -> io::Result<()> {
+        let mask = ARRIVALS | SELF_EVENTS | WatchMask::ONLYDIR;
+        let wd = self.inotify.watches().add(dir, mask).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOSPC) => io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot watch {}: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
+                    dir.display()
+                ),
+            ),
+            _ => io::Error::new(e.kind(), format!("cannot watch {}: {e}", dir.display())),
+        })?;
+        self.keys.insert(wd, key);
+        Ok(())
+    }
+
+    /// Reads every pending event into `out`, until the fd would block.
+    pub fn read(&mut self, out: &mut Vec<Change<K>>) -> io::Result<()> {
+        loop {
+            let events = match self.inotify.read_events(&mut self.buf) {
+                Ok(events) => events,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut lost = Vec::new();
+            for event in events {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    out.push(Change::Overflow);
+                    continue;
+                }
+                let Some(key) = self.keys.get(&event.wd) else {
+                    continue;
+                };
+                if event
+                    .mask
+                    .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                {
+                    lost.push(event.wd.clone());
+                    out.push(Change::Lost(key.clone()));
+                } else if let Some(name) = event.name {
+                    if event
+                        .mask
+                        .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
+                    {
+                        out.push(Change::Arrived(key.clone(), name.to_os_string()));
+                    }
+                }
+            }
+            for wd in lost {
+                // A moved folder keeps its watch; drop it, the caller re-adds by path.
+                let _ = self.inotify.watches().remove(wd.clone());
+                self.keys.remove(&wd);
+            }
+        }
+    }
+}
+
+impl<K> AsRawFd for DirWatch<K> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.inotify.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn arrivals_by_write_and_rename_not_create() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = DirWatch::new().expect("inotify");
+        w.add(dir.path(), 7).expect("watch");
+        fs::write(dir.path().join("a.json"), "{}").expect("write");
+        fs::write(dir.path().join(".b.tmp"), "{}").expect("write");
+        fs::rename(dir.path().join(".b.tmp"), dir.path().join("b.json")).expect("rename");
+        let mut out = Vec::new();
+        w.read(&mut out).expect("read");
+        assert_eq!(
+            out,
+            vec![
+                Change::Arrived(7, "a.json".into()),
+                Change::Arrived(7, ".b.tmp".into()),
+                Change::Arrived(7, "b.json".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_folder_is_lost() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("q");
+        fs::create_dir(&dir).expect("mkdir");
+        let mut w = DirWatch::new().expect("inotify");
+        w.add(&dir, "q").expect("watch");
+        fs::remove_dir(&dir).expect("rmdir");
+        let mut out = Vec::new();
+        w.read(&mut out).expect("read");
+        assert!(out.contains(&Change::Lost("q")), "{out:?}");
+    }
+}
