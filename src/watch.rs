@@ -1,5 +1,6 @@
-//! inotify on a few folders, for a mio loop: files that arrive (IN_CLOSE_WRITE, IN_MOVED_TO;
-//! never IN_CREATE, so a file is seen once it is whole), queue overflows, and lost watches.
+//! inotify on a few folders, for a mio loop: files that arrive (IN_CLOSE_WRITE, IN_MOVED_TO, so
+//! a file is seen once it is whole), names created (IN_CREATE, for what is never written:
+//! links, FIFOs, folders), queue overflows, and lost watches.
 //!
 //! Shared by the worker (its queue), the listener (results and heartbeats) and
 //! `watcherctl submit --wait` (one result folder).
@@ -17,6 +18,9 @@ use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 pub enum Change<K> {
     /// A file was closed after writing, or renamed in.
     Arrived(K, OsString),
+    /// A name was created. Only worth a look for what is never written and closed: symlinks,
+    /// FIFOs, device nodes and folders made in place.
+    Created(K, OsString),
     /// The kernel's event queue overflowed: events were lost, rescan everything.
     Overflow,
     /// The folder itself was removed or moved away; its watch is gone.
@@ -51,7 +55,7 @@ impl<K: Clone> DirWatch<K> {
 
     /// Watches `dir` for arrivals, reported under `key`.
     pub fn add(&mut self, dir: &Path, key: K) -> io::Result<()> {
-        let mask = ARRIVALS | SELF_EVENTS | WatchMask::ONLYDIR;
+        let mask = ARRIVALS | SELF_EVENTS | WatchMask::CREATE | WatchMask::ONLYDIR;
         let wd = self.inotify.watches().add(dir, mask).map_err(|e| match e.raw_os_error() {
             Some(libc::ENOSPC) => io::Error::new(
                 e.kind(),
@@ -96,6 +100,8 @@ impl<K: Clone> DirWatch<K> {
                         .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
                     {
                         out.push(Change::Arrived(key.clone(), name.to_os_string()));
+                    } else if event.mask.contains(EventMask::CREATE) {
+                        out.push(Change::Created(key.clone(), name.to_os_string()));
                     }
                 }
             }
@@ -132,7 +138,9 @@ mod tests {
         assert_eq!(
             out,
             vec![
+                Change::Created(7, "a.json".into()),
                 Change::Arrived(7, "a.json".into()),
+                Change::Created(7, ".b.tmp".into()),
                 Change::Arrived(7, ".b.tmp".into()),
                 Change::Arrived(7, "b.json".into()),
             ]

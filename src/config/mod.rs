@@ -123,7 +123,11 @@ pub fn read_env_file(
 ) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
     let iter = match dotenvy::from_path_iter(path) {
         Ok(iter) => iter,
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+        Err(dotenvy::Error::Io(e))
+            if !required
+                && (e.kind() == std::io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR)) =>
+        {
             return Ok(None)
         }
         Err(e) => {

@@ -354,6 +354,20 @@ impl Spool for FsSpool {
                     NameKind::Other => intake.ignored.push(name),
                     NameKind::Temp => {}
                 },
+                // A regular file is taken when it is closed after writing. What is never
+                // written here is taken at its creation: a hard link (complete already), or a
+                // symlink, FIFO, device or folder made in place (rejected unopened).
+                Change::Created((), name) => {
+                    use std::os::unix::fs::MetadataExt;
+                    let whole = self
+                        .queue
+                        .join(&name)
+                        .symlink_metadata()
+                        .is_ok_and(|m| !m.file_type().is_file() || m.nlink() > 1);
+                    if whole && classify(&name) == NameKind::Task {
+                        intake.arrivals.push(name);
+                    }
+                }
                 Change::Overflow => intake.rescan = true,
                 Change::Lost(()) => {
                     self.watching = false;

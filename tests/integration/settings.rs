@@ -1,0 +1,65 @@
+//! Bad settings stop the daemon at start-up: one line naming the variable, exit status 78.
+
+use crate::util::*;
+
+fn fails(env: &[(&str, &str)], args: &[&str]) -> String {
+    let root = Root::new();
+    let out = command(&root, "marie", env)
+        .args(args)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn bad_values_exit_78_naming_the_variable() {
+    assert!(fails(&[("MAX_RETRIES", "abc")], &[])
+        .contains("MAX_RETRIES=\"abc\" is invalid: expected a whole number"));
+    assert!(fails(&[("TASK_TIMEOUT", "-1")], &[]).contains("TASK_TIMEOUT=\"-1\""));
+    assert!(fails(&[("LOG_LEVEL", "LOUD")], &[]).contains("LOG_LEVEL"));
+    assert!(fails(&[], &["--max-concurrent", "0"]).contains("(from flag --max-concurrent)"));
+    assert!(fails(&[], &["--env-file", "/nonexistent/w.env"]).contains("/nonexistent/w.env"));
+}
+
+#[test]
+fn unusable_root_exits_78() {
+    let out = std::process::Command::new(BIN)
+        .args(["marie", "--root", "/proc/version/x"])
+        .env_clear()
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("TASK_DIR: cannot create"));
+}
+
+#[test]
+fn check_config_prints_values_and_sources() {
+    let root = Root::new();
+    std::fs::write(root.path().join(".env"), "MAX_RETRIES=5\n").expect("env");
+    let out = command(&root, "marie", &[("TASK_TIMEOUT", "30")])
+        .args(["--check-config", "--max-concurrent", "7"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(
+        line("MAX_CONCURRENT_TASKS").contains("=7")
+            && line("MAX_CONCURRENT_TASKS").ends_with("# flag --max-concurrent")
+    );
+    assert!(line("TASK_TIMEOUT").ends_with("# environment"));
+    assert!(line("MAX_RETRIES").contains("# env file"));
+    assert!(line("RETRY_BACKOFF").ends_with("# default"));
+    assert!(
+        !root.path().join("tasks").exists(),
+        "--check-config touches nothing"
+    );
+}
