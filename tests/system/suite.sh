@@ -356,6 +356,38 @@ step_bad_config() {
     [[ $status == 78 ]]
 }
 
+step_reinstall_keeps_config() {
+    local name out
+    name=$(basename "$DEB")
+    printf '# changed by the operator\nLOG_LEVEL=DEBUG\n' | ct sh -c 'cat >>/etc/worker-watcher/watcher.env'
+    out=$(ct dpkg -i "/root/$name" 2>&1) || { say "$out"; fail "dpkg -i over the installed package failed"; return 1; }
+    say "dpkg -i again: $(tail -n 1 <<<"$out")"
+    say "watcher.env: $(ct stat -c '%a %U:%G' /etc/worker-watcher/watcher.env), last line: $(ct tail -n 1 /etc/worker-watcher/watcher.env)"
+    [[ $(ct tail -n 1 /etc/worker-watcher/watcher.env) == LOG_LEVEL=DEBUG ]] || fail "the operator's change was lost"
+    [[ $(ct stat -c '%a %U:%G' /etc/worker-watcher/watcher.env) == "640 root:worker-watcher" ]] ||
+        fail "the env file lost its mode or group"
+}
+
+any_worker_active() { ct systemctl list-units --state=active --no-legend 'worker-watcher@*' | grep -q .; }
+
+step_remove_purge() {
+    local out
+    start_unit "$UNIT" >/dev/null 2>&1 || true
+    say "before dpkg -r: $UNIT is $(ct systemctl is-active "$UNIT" || true)"
+    out=$(ct dpkg -r worker-watcher 2>&1) || { say "$out"; fail "dpkg -r failed"; return 1; }
+    say "dpkg -r: $(tail -n 1 <<<"$out")"
+    if any_worker_active; then fail "a worker is still running after dpkg -r"; fi
+    say "after dpkg -r: $UNIT is $(ct systemctl is-active "$UNIT" || true)"
+    out=$(ct dpkg --purge worker-watcher 2>&1) || { say "$out"; fail "dpkg --purge failed"; return 1; }
+    say "dpkg --purge: $(tail -n 1 <<<"$out")"
+    say "after purge: /etc/worker-watcher $(ct test -e /etc/worker-watcher/watcher.env && echo still has watcher.env || echo has no watcher.env);" \
+        "statoverride: $(ct dpkg-statoverride --list /etc/worker-watcher/watcher.env || echo none);" \
+        "spool kept: $(ct test -d "$ROOT" && echo yes || echo no)"
+    ! ct test -e /etc/worker-watcher/watcher.env || fail "purge left the conffile"
+    ! ct dpkg-statoverride --list /etc/worker-watcher/watcher.env >/dev/null || fail "purge left the statoverride"
+    ct test -d "$ROOT" || fail "purge removed the operator's spool"
+}
+
 # --- main -----------------------------------------------------------------------------
 
 main() {
@@ -396,6 +428,8 @@ main() {
     step "systemctl stop drains; heartbeat 'stopped'" step_stop
     step "escaped worker name (my\\x2dworker)" step_escaped_name
     step "bad env value: failed, exit 78, no restart loop" step_bad_config
+    step "package: dpkg -i again keeps the operator's env file" step_reinstall_keeps_config
+    step "package: dpkg -r stops the workers, --purge keeps the spool" step_remove_purge
 
     summary
     ((FAILED == 0))
