@@ -1,0 +1,46 @@
+#!/bin/bash
+# Entry point of the system suite: builds the .deb with cargo-deb, then runs suite.sh
+# against it in a freshly booted Debian 12 container. Needs root. Exits non-zero if the
+# build or any step fails.
+#
+#   tests/system/run.sh               # build, then test
+#   WW_DEB=path.deb tests/system/run.sh   # test a given .deb, no build
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+
+host_tools() {
+    local missing=()
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v jq >/dev/null || missing+=(jq)
+    command -v nsenter >/dev/null || missing+=(util-linux)
+    if ((${#missing[@]})); then
+        echo "run.sh: installing ${missing[*]}"
+        apt-get update -q >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    fi
+}
+
+build_deb() {
+    if ! command -v cargo-deb >/dev/null; then
+        echo "run.sh: installing cargo-deb" >&2
+        cargo install cargo-deb --locked >&2
+    fi
+    echo "run.sh: cargo deb" >&2
+    (cd "$REPO" && cargo deb --quiet --output "$CARGO_TARGET_DIR/debian/worker-watcher.deb" >&2)
+    echo "$CARGO_TARGET_DIR/debian/worker-watcher.deb"
+}
+
+main() {
+    local deb
+    [[ $EUID == 0 ]] || { echo "run.sh: the system suite needs root" >&2; exit 2; }
+    host_tools
+    deb=${WW_DEB:-$(build_deb)}
+    echo "run.sh: testing $deb"
+    "$HERE/suite.sh" "$deb"
+}
+
+main "$@"
