@@ -52,10 +52,7 @@ pub fn interpret(stdout: &[u8], complete: bool) -> Output {
         .find(|l| !l.trim().is_empty())
         .and_then(|l| serde_json::from_str::<Value>(l).ok())
         .and_then(|v| report_of(&v));
-    Output {
-        value: Value::String(text),
-        report,
-    }
+    Output { value: Value::String(text), report }
 }
 
 fn report_of(v: &Value) -> Option<AgentReport> {
@@ -67,25 +64,11 @@ fn report_of(v: &Value) -> Option<AgentReport> {
         return None;
     }
     let usage = obj.get("usage");
-    let tokens = |k: &str| {
-        usage
-            .and_then(|u| u.get(k))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
+    let tokens = |k: &str| usage.and_then(|u| u.get(k)).and_then(Value::as_u64).unwrap_or(0);
     Some(AgentReport {
-        is_error: obj
-            .get("is_error")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        subtype: obj
-            .get("subtype")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        session_id: obj
-            .get("session_id")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        is_error: obj.get("is_error").and_then(Value::as_bool).unwrap_or(false),
+        subtype: obj.get("subtype").and_then(Value::as_str).map(str::to_string),
+        session_id: obj.get("session_id").and_then(Value::as_str).map(str::to_string),
         num_turns: obj.get("num_turns").and_then(Value::as_u64),
         total_cost_usd: obj.get("total_cost_usd").and_then(Value::as_f64),
         input_tokens: tokens("input_tokens"),
@@ -110,10 +93,7 @@ mod tests {
         assert_eq!(r.session_id.as_deref(), Some("5f1d"));
         assert_eq!(r.num_turns, Some(1));
         assert_eq!(r.total_cost_usd, Some(0.0123));
-        assert_eq!(
-            (r.input_tokens, r.output_tokens, r.cache_read_input_tokens),
-            (4, 12, 20)
-        );
+        assert_eq!((r.input_tokens, r.output_tokens, r.cache_read_input_tokens), (4, 12, 20));
     }
 
     #[test]

@@ -48,11 +48,7 @@ pub struct Breaker {
 
 impl Default for Breaker {
     fn default() -> Self {
-        Breaker {
-            state: State::Closed,
-            consecutive: 0,
-            trial_running: false,
-        }
+        Breaker { state: State::Closed, consecutive: 0, trial_running: false }
     }
 }
 
@@ -118,12 +114,7 @@ impl Breaker {
         }
     }
 
-    pub fn failed(
-        &mut self,
-        now: Instant,
-        threshold: u32,
-        timeout: Duration,
-    ) -> Option<Transition> {
+    pub fn failed(&mut self, now: Instant, threshold: u32, timeout: Duration) -> Option<Transition> {
         self.consecutive = self.consecutive.saturating_add(1);
         self.trial_running = false;
         let open = match self.state {
@@ -132,9 +123,7 @@ impl Breaker {
             State::Open { .. } => false,
         };
         if open {
-            self.state = State::Open {
-                until: now + timeout,
-            };
+            self.state = State::Open { until: now + timeout };
             return Some(Transition::Opened);
         }
         None

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-use crate::config::Layers;
+use crate::config::{EnvFileArg, Layers};
 
 /// Runs one AI-agent worker from its spool queue: claims each task file, runs the agent,
 /// writes its result.
@@ -22,9 +22,10 @@ pub struct WorkerArgs {
     /// Agent runs at once [env: MAX_CONCURRENT_TASKS] [default: 3].
     #[arg(long, value_name = "N")]
     pub max_concurrent: Option<String>,
-    /// Env file to read instead of ROOT/.env.
-    #[arg(long, value_name = "FILE")]
-    pub env_file: Option<PathBuf>,
+    /// Env file to read instead of ROOT/.env; repeatable, later files win; its values rank
+    /// above the environment and are read again on SIGHUP. `-FILE`: skip it if missing.
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub env_file: Vec<String>,
     /// Print the effective configuration, with where each value came from, and exit.
     #[arg(long)]
     pub check_config: bool,
@@ -35,25 +36,17 @@ impl WorkerArgs {
     pub fn layers(&self, env: BTreeMap<String, String>) -> Layers {
         let mut flags = BTreeMap::new();
         if let Some(root) = &self.root {
-            flags.insert(
-                "WATCHER_ROOT",
-                (root.to_string_lossy().into_owned(), "--root"),
-            );
+            flags.insert("WATCHER_ROOT", (root.to_string_lossy().into_owned(), "--root"));
         }
         if let Some(n) = &self.max_concurrent {
             flags.insert("MAX_CONCURRENT_TASKS", (n.clone(), "--max-concurrent"));
         }
-        Layers {
-            flags,
-            env,
-            env_file: self.env_file.clone(),
-        }
+        let env_files = self.env_file.iter().map(|a| EnvFileArg::parse(a)).collect();
+        Layers { flags, env, env_files }
     }
 }
 
 /// The process environment, as far as it is text.
 pub fn environment() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }

@@ -5,9 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Seconds since the epoch as a float (the heartbeat's `timestamp`, as the old health checks
 /// read it with `float(hb['timestamp'])`).
 pub fn epoch_f64(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs_f64()
+    t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64()
 }
 
 pub fn now_f64() -> f64 {

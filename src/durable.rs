@@ -37,11 +37,7 @@ pub struct Batch<T> {
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
-        Batch {
-            items: Vec::new(),
-            seq: 0,
-            pid: std::process::id(),
-        }
+        Batch { items: Vec::new(), seq: 0, pid: std::process::id() }
     }
 }
 
@@ -74,13 +70,7 @@ impl<T> Batch<T> {
         mtime: Option<SystemTime>,
         tag: T,
     ) {
-        self.items.push(Item {
-            dir: dir.to_path_buf(),
-            name: name.to_string(),
-            bytes,
-            mtime,
-            tag,
-        });
+        self.items.push(Item { dir: dir.to_path_buf(), name: name.to_string(), bytes, mtime, tag });
     }
 
     /// Writes, syncs and renames every staged file, then syncs each folder once. Returns each
@@ -91,10 +81,7 @@ impl<T> Batch<T> {
         let mut done = Vec::with_capacity(items.len());
         for item in items {
             self.seq += 1;
-            let tmp = item.dir.join(format!(
-                "{TEMP_PREFIX}{}.{}.{}.tmp",
-                item.name, self.pid, self.seq
-            ));
+            let tmp = item.dir.join(format!("{TEMP_PREFIX}{}.{}.{}.tmp", item.name, self.pid, self.seq));
             match write_temp(&tmp, &item.bytes, item.mtime) {
                 Ok(file) => staged.push((item, tmp, file)),
                 Err(e) => {
@@ -105,9 +92,7 @@ impl<T> Batch<T> {
         }
         let mut renamed = Vec::with_capacity(staged.len());
         for (item, tmp, file) in staged {
-            let result = file
-                .sync_data()
-                .and_then(|()| fs::rename(&tmp, item.dir.join(&item.name)));
+            let result = file.sync_data().and_then(|()| fs::rename(&tmp, item.dir.join(&item.name)));
             match result {
                 Ok(()) => renamed.push(item),
                 Err(e) => {
@@ -117,10 +102,8 @@ impl<T> Batch<T> {
             }
         }
         let dirs: BTreeSet<&Path> = renamed.iter().map(|i| i.dir.as_path()).collect();
-        let failed_dirs: Vec<(PathBuf, io::Error)> = dirs
-            .into_iter()
-            .filter_map(|d| sync_dir(d).err().map(|e| (d.to_path_buf(), e)))
-            .collect();
+        let failed_dirs: Vec<(PathBuf, io::Error)> =
+            dirs.into_iter().filter_map(|d| sync_dir(d).err().map(|e| (d.to_path_buf(), e))).collect();
         for item in renamed {
             let outcome = match failed_dirs.iter().find(|(d, _)| *d == item.dir) {
                 Some((_, e)) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -164,13 +147,7 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     let cto = CString::new(to.as_os_str().as_bytes())?;
     // SAFETY: both are valid NUL-terminated paths; renameat2 has no other preconditions.
     let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            cfrom.as_ptr(),
-            libc::AT_FDCWD,
-            cto.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
+        libc::renameat2(libc::AT_FDCWD, cfrom.as_ptr(), libc::AT_FDCWD, cto.as_ptr(), libc::RENAME_NOREPLACE)
     };
     if rc == 0 {
         return Ok(());
@@ -191,10 +168,7 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// Creates `dir` and its parents with mode 0750 (before the umask).
 pub fn create_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o750)
-        .create(dir)
+    fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
 }
 
 /// Removes this program's temp files left in `dir` by a dead process. `owner` limits it to
@@ -225,18 +199,12 @@ mod tests {
         b.add(dir.path(), "a.json", b"{}".to_vec(), 1);
         b.add(dir.path(), "b.json", b"[]".to_vec(), 2);
         b.add(&dir.path().join("missing"), "c.json", b"x".to_vec(), 3);
-        let mut out: Vec<(i32, bool)> = b
-            .commit()
-            .into_iter()
-            .map(|(t, r)| (t, r.is_ok()))
-            .collect();
+        let mut out: Vec<(i32, bool)> = b.commit().into_iter().map(|(t, r)| (t, r.is_ok())).collect();
         out.sort();
         assert_eq!(out, vec![(1, true), (2, true), (3, false)]);
         assert_eq!(fs::read(dir.path().join("a.json")).expect("a"), b"{}");
-        let names: Vec<_> = fs::read_dir(dir.path())
-            .expect("ls")
-            .map(|e| e.expect("e").file_name())
-            .collect();
+        let names: Vec<_> =
+            fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("e").file_name()).collect();
         assert_eq!(names.len(), 2, "no temp files left: {names:?}");
         assert!(b.is_empty());
     }
@@ -248,10 +216,7 @@ mod tests {
         let mut b = Batch::new();
         b.add_with_mtime(dir.path(), "t.json", b"{}".to_vec(), Some(t), ());
         assert!(b.commit()[0].1.is_ok());
-        let m = fs::metadata(dir.path().join("t.json"))
-            .expect("meta")
-            .modified()
-            .expect("mtime");
+        let m = fs::metadata(dir.path().join("t.json")).expect("meta").modified().expect("mtime");
         assert_eq!(m, t);
     }
 
@@ -274,10 +239,7 @@ mod tests {
         fs::write(dir.path().join(".ww-marie.json.1.1.tmp"), "").expect("w");
         fs::write(dir.path().join(".ww-anga.json.1.1.tmp"), "").expect("w");
         fs::write(dir.path().join("marie.json"), "").expect("w");
-        assert_eq!(
-            remove_stale_temps(dir.path(), Some("marie.json")).expect("rm"),
-            1
-        );
+        assert_eq!(remove_stale_temps(dir.path(), Some("marie.json")).expect("rm"), 1);
         assert!(dir.path().join(".ww-anga.json.1.1.tmp").exists());
         assert!(dir.path().join("marie.json").exists());
     }

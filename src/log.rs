@@ -73,11 +73,7 @@ pub struct Logger {
 
 impl Logger {
     pub fn new(level: Level, format: Format, worker: &str) -> Logger {
-        Logger {
-            level,
-            format,
-            worker: worker.to_string(),
-        }
+        Logger { level, format, worker: worker.to_string() }
     }
 
     pub fn enabled(&self, level: Level) -> bool {
@@ -162,11 +158,7 @@ mod tests {
     #[test]
     fn json_line_is_one_object_with_lowercase_fields() {
         let l = Logger::new(Level::Info, Format::Json, "marie");
-        let line = l.json_line(
-            Level::Info,
-            "task completed",
-            &[("TASK_ID", &"t1"), ("ATTEMPT", &2)],
-        );
+        let line = l.json_line(Level::Info, "task completed", &[("TASK_ID", &"t1"), ("ATTEMPT", &2)]);
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("json");
         assert_eq!(v["task_id"], "t1");

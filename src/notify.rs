@@ -26,13 +26,7 @@ impl Notifier {
         let mut usec = 0;
         let watchdog = (enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
             .then(|| Duration::from_micros(usec));
-        Notifier {
-            enabled,
-            watchdog,
-            last_status: String::new(),
-            last_word: String::new(),
-            last_sent: None,
-        }
+        Notifier { enabled, watchdog, last_status: String::new(), last_word: String::new(), last_sent: None }
     }
 
     pub fn enabled(&self) -> bool {
@@ -77,9 +71,7 @@ impl Notifier {
             return Ok(false);
         }
         let word = line.split([',', ' ']).next().unwrap_or("");
-        let recent = self
-            .last_sent
-            .is_some_and(|t| now.duration_since(t) < STATUS_MIN_GAP);
+        let recent = self.last_sent.is_some_and(|t| now.duration_since(t) < STATUS_MIN_GAP);
         if word == self.last_word && recent {
             return Ok(false);
         }

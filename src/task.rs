@@ -19,8 +19,7 @@ pub fn is_valid_id(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 const ID_RULE: &str = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit";
@@ -82,27 +81,15 @@ pub struct Task {
 pub enum Invalid {
     NameNotUtf8(String),
     NotRegular(&'static str),
-    TooLarge {
-        size: u64,
-        max: u64,
-    },
+    TooLarge { size: u64, max: u64 },
     Unreadable(String),
     NotJson(String),
     NotObject(&'static str),
     BadId(String),
     MissingDescription,
-    BadField {
-        field: &'static str,
-        expected: &'static str,
-    },
-    WrongWorker {
-        named: String,
-        this: String,
-    },
-    Duplicate {
-        id: String,
-        of: &'static str,
-    },
+    BadField { field: &'static str, expected: &'static str },
+    WrongWorker { named: String, this: String },
+    Duplicate { id: String, of: &'static str },
 }
 
 impl fmt::Display for Invalid {
@@ -122,10 +109,7 @@ impl fmt::Display for Invalid {
             Invalid::MissingDescription => f.write_str("\"description\" is missing"),
             Invalid::BadField { field, expected } => write!(f, "{field:?} must be {expected}"),
             Invalid::WrongWorker { named, this } => {
-                write!(
-                    f,
-                    "\"worker\" is {named:?} but this queue belongs to {this:?}"
-                )
+                write!(f, "\"worker\" is {named:?} but this queue belongs to {this:?}")
             }
             Invalid::Duplicate { id, of } => write!(f, "task_id {id:?} duplicates a task {of}"),
         }
@@ -147,8 +131,7 @@ impl Task {
     /// Parses and validates a task file's bytes. `stem` is the file name without `.json`,
     /// the default id; `worker` is this daemon's worker name.
     pub fn parse(bytes: &[u8], stem: &str, worker: &str) -> Result<Task, Invalid> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| Invalid::NotJson(e.to_string()))?;
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| Invalid::NotJson(e.to_string()))?;
         let Value::Object(mut doc) = value else {
             return Err(Invalid::NotObject(kind_of(&value)));
         };
@@ -164,27 +147,16 @@ impl Task {
             None | Some(Value::Null) => return Err(Invalid::MissingDescription),
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             Some(_) => {
-                return Err(Invalid::BadField {
-                    field: "description",
-                    expected: "a non-empty string",
-                })
+                return Err(Invalid::BadField { field: "description", expected: "a non-empty string" })
             }
         };
         match doc.get("worker") {
             None | Some(Value::Null) => {}
             Some(Value::String(w)) if w == worker => {}
             Some(Value::String(w)) => {
-                return Err(Invalid::WrongWorker {
-                    named: w.clone(),
-                    this: worker.to_string(),
-                })
+                return Err(Invalid::WrongWorker { named: w.clone(), this: worker.to_string() })
             }
-            Some(_) => {
-                return Err(Invalid::BadField {
-                    field: "worker",
-                    expected: "a string",
-                })
-            }
+            Some(_) => return Err(Invalid::BadField { field: "worker", expected: "a string" }),
         }
         let timeout = match doc.get("timeout") {
             None | Some(Value::Null) => None,
@@ -192,20 +164,17 @@ impl Task {
                 v.as_f64()
                     .filter(|t| t.is_finite() && *t > 0.0 && *t <= 31_536_000.0)
                     .map(Duration::from_secs_f64)
-                    .ok_or(Invalid::BadField {
-                        field: "timeout",
-                        expected: "a number of seconds > 0",
-                    })?,
+                    .ok_or(Invalid::BadField { field: "timeout", expected: "a number of seconds > 0" })?,
             ),
         };
         let max_retries = match doc.get("max_retries") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().filter(|n| *n <= 1000).map(|n| n as u32).ok_or(
-                Invalid::BadField {
+            Some(v) => {
+                Some(v.as_u64().filter(|n| *n <= 1000).map(|n| n as u32).ok_or(Invalid::BadField {
                     field: "max_retries",
                     expected: "a whole number from 0 to 1000",
-                },
-            )?),
+                })?)
+            }
         };
         let state = match doc.remove(STATE_KEY) {
             None | Some(Value::Null) => State::default(),
@@ -215,14 +184,7 @@ impl Task {
             })?,
         };
         doc.insert("task_id".into(), Value::String(id.clone()));
-        Ok(Task {
-            id,
-            description,
-            timeout,
-            max_retries,
-            doc,
-            state,
-        })
+        Ok(Task { id, description, timeout, max_retries, doc, state })
     }
 
     /// `metadata`, carried into the result untouched.
@@ -234,10 +196,7 @@ impl Task {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut doc = self.doc.clone();
         if self.state != State::default() {
-            doc.insert(
-                STATE_KEY.into(),
-                serde_json::to_value(&self.state).unwrap_or(Value::Null),
-            );
+            doc.insert(STATE_KEY.into(), serde_json::to_value(&self.state).unwrap_or(Value::Null));
         }
         let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
         out.push(b'\n');

@@ -46,11 +46,7 @@ impl<K: Clone> DirWatch<K> {
             ),
             _ => e,
         })?;
-        Ok(DirWatch {
-            inotify,
-            keys: HashMap::new(),
-            buf: vec![0; 64 * 1024],
-        })
+        Ok(DirWatch { inotify, keys: HashMap::new(), buf: vec![0; 64 * 1024] })
     }
 
     /// Watches `dir` for arrivals, reported under `key`.
@@ -88,17 +84,11 @@ impl<K: Clone> DirWatch<K> {
                 let Some(key) = self.keys.get(&event.wd) else {
                     continue;
                 };
-                if event
-                    .mask
-                    .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-                {
+                if event.mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
                     lost.push(event.wd.clone());
                     out.push(Change::Lost(key.clone()));
                 } else if let Some(name) = event.name {
-                    if event
-                        .mask
-                        .intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO)
-                    {
+                    if event.mask.intersects(EventMask::CLOSE_WRITE | EventMask::MOVED_TO) {
                         out.push(Change::Arrived(key.clone(), name.to_os_string()));
                     } else if event.mask.contains(EventMask::CREATE) {
                         out.push(Change::Created(key.clone(), name.to_os_string()));

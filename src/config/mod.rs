@@ -1,5 +1,5 @@
-//! Configuration: command-line flag > environment > env file > default, validated into strong
-//! types once. A bad value is a [`ConfigError`] naming the variable, the value and what is
+//! Configuration: command-line flag (and files named by `--env-file`) > environment >
+//! `ROOT/.env` > default, validated into strong types once. A bad value is a [`ConfigError`] naming the variable, the value and what is
 //! expected; the binaries turn it into exit status 78 (EX_CONFIG).
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
@@ -55,8 +55,26 @@ pub struct Layers {
     pub flags: BTreeMap<&'static str, (String, &'static str)>,
     /// The process environment at start-up.
     pub env: BTreeMap<String, String>,
-    /// The env file named by `--env-file`; `None`: `ROOT/.env` if it exists.
-    pub env_file: Option<PathBuf>,
+    /// Env files named by `--env-file`, in order; none: `ROOT/.env` if it exists.
+    pub env_files: Vec<EnvFileArg>,
+}
+
+/// An env file named on the command line. Its values rank with flags, above the environment:
+/// under systemd the unit names its env files so, and SIGHUP applies what they say now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvFileArg {
+    pub path: PathBuf,
+    /// Named as `-PATH`: a missing file is skipped, as systemd's `EnvironmentFile=-PATH`.
+    pub optional: bool,
+}
+
+impl EnvFileArg {
+    pub fn parse(arg: &str) -> EnvFileArg {
+        match arg.strip_prefix('-') {
+            Some(rest) if !rest.is_empty() => EnvFileArg { path: rest.into(), optional: true },
+            _ => EnvFileArg { path: arg.into(), optional: false },
+        }
+    }
 }
 
 /// The folders of the spool, resolved to absolute paths.
@@ -93,6 +111,8 @@ pub struct Tuning {
     pub max_output_bytes: u64,
     pub rescan_interval: Option<Duration>,
     pub log_level: Level,
+    /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
+    pub agent_env: BTreeMap<String, String>,
 }
 
 /// One effective value, for `--check-config`.
@@ -108,7 +128,8 @@ pub struct Effective {
 pub struct Config {
     pub worker: String,
     pub paths: Paths,
-    pub env_file: Option<PathBuf>,
+    /// The env files that were read.
+    pub env_files: Vec<PathBuf>,
     pub tuning: Tuning,
     pub log_format: Format,
     pub enable_metrics: bool,
@@ -117,31 +138,21 @@ pub struct Config {
 }
 
 /// Reads `path` as a .env file. A missing file is `Ok(None)` unless `required`.
-pub fn read_env_file(
-    path: &Path,
-    required: bool,
-) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
+pub fn read_env_file(path: &Path, required: bool) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
     let iter = match dotenvy::from_path_iter(path) {
         Ok(iter) => iter,
         Err(dotenvy::Error::Io(e))
             if !required
-                && (e.kind() == std::io::ErrorKind::NotFound
-                    || e.raw_os_error() == Some(libc::ENOTDIR)) =>
+                && (e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)) =>
         {
             return Ok(None)
         }
-        Err(e) => {
-            return Err(ConfigError(format!(
-                "env file {}: {}",
-                path.display(),
-                env_error(&e)
-            )))
-        }
+        Err(e) => return Err(ConfigError(format!("env file {}: {}", path.display(), env_error(&e)))),
     };
     let mut map = BTreeMap::new();
     for item in iter {
-        let (k, v) = item
-            .map_err(|e| ConfigError(format!("env file {}: {}", path.display(), env_error(&e))))?;
+        let (k, v) =
+            item.map_err(|e| ConfigError(format!("env file {}: {}", path.display(), env_error(&e))))?;
         map.insert(k, v);
     }
     Ok(Some(map))
@@ -157,10 +168,15 @@ fn env_error(e: &dotenvy::Error) -> String {
     }
 }
 
+type EnvMap = BTreeMap<String, String>;
+
 /// Resolves values through the layers.
 struct Resolver<'a> {
     layers: &'a Layers,
-    file: Option<(PathBuf, BTreeMap<String, String>)>,
+    /// Files named by --env-file, later ones first.
+    named: Vec<(PathBuf, EnvMap)>,
+    /// ROOT/.env, when no file is named.
+    fallback: Option<(PathBuf, EnvMap)>,
     effective: Vec<Effective>,
 }
 
@@ -169,17 +185,20 @@ impl Resolver<'_> {
         if let Some((v, flag)) = self.layers.flags.get(name) {
             return Some((v.clone(), Source::Flag(flag)));
         }
-        if let Some(v) = self.layers.env.get(name) {
-            return Some((v.clone(), Source::Environment));
-        }
-        if let Some((path, map)) = &self.file {
+        for (path, map) in &self.named {
             if let Some(v) = map.get(name) {
                 return Some((v.clone(), Source::EnvFile(path.clone())));
             }
         }
-        vars::lookup(name)
-            .and_then(|v| v.default)
-            .map(|d| (d.to_string(), Source::Default))
+        if let Some(v) = self.layers.env.get(name) {
+            return Some((v.clone(), Source::Environment));
+        }
+        if let Some((path, map)) = &self.fallback {
+            if let Some(v) = map.get(name) {
+                return Some((v.clone(), Source::EnvFile(path.clone())));
+            }
+        }
+        vars::lookup(name).and_then(|v| v.default).map(|d| (d.to_string(), Source::Default))
     }
 
     /// The value of `name` run through `parse`; records it for `--check-config`.
@@ -189,19 +208,11 @@ impl Resolver<'_> {
         parse: impl FnOnce(&str) -> Result<T, ()>,
     ) -> Result<Option<T>, ConfigError> {
         let Some((value, source)) = self.raw(name) else {
-            self.effective.push(Effective {
-                name,
-                value: None,
-                source: Source::Default,
-            });
+            self.effective.push(Effective { name, value: None, source: Source::Default });
             return Ok(None);
         };
         let parsed = parse(&value).map_err(|()| bad_value(name, &value, &source))?;
-        self.effective.push(Effective {
-            name,
-            value: Some(value),
-            source,
-        });
+        self.effective.push(Effective { name, value: Some(value), source });
         Ok(Some(parsed))
     }
 
@@ -211,8 +222,7 @@ impl Resolver<'_> {
         name: &'static str,
         parse: impl FnOnce(&str) -> Result<T, ()>,
     ) -> Result<T, ConfigError> {
-        self.get(name, parse)?
-            .ok_or_else(|| ConfigError(format!("{name}: no value and no default")))
+        self.get(name, parse)?.ok_or_else(|| ConfigError(format!("{name}: no value and no default")))
     }
 }
 
@@ -222,9 +232,7 @@ fn bad_value(name: &str, value: &str, source: &Source) -> ConfigError {
         Source::Default => String::new(),
         s => format!(" (from {s})"),
     };
-    ConfigError(format!(
-        "{name}={value:?} is invalid: expected {expects}{from}"
-    ))
+    ConfigError(format!("{name}={value:?} is invalid: expected {expects}{from}"))
 }
 
 fn absolute(p: &str) -> Result<PathBuf, ()> {
@@ -242,25 +250,20 @@ impl Config {
                 "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
             )));
         }
-        let mut r = Resolver {
-            layers,
-            file: None,
-            effective: Vec::new(),
-        };
-        // The root decides where the default env file is, so it is read before the file,
-        // except when --env-file names the file explicitly.
-        let explicit = layers.env_file.clone();
-        if let Some(path) = &explicit {
-            let map = read_env_file(path, true)?.unwrap_or_default();
-            r.file = Some((absolute_or_same(path), map));
+        let mut r = Resolver { layers, named: Vec::new(), fallback: None, effective: Vec::new() };
+        for arg in layers.env_files.iter().rev() {
+            if let Some(map) = read_env_file(&arg.path, !arg.optional)? {
+                r.named.push((absolute_or_same(&arg.path), map));
+            }
         }
+        // The root decides where the default env file is, so it is resolved first.
         let root = r.req("WATCHER_ROOT", absolute)?;
-        if explicit.is_none() {
+        if layers.env_files.is_empty() {
             let path = root.join(".env");
             if let Some(mut map) = read_env_file(&path, false)? {
                 // A root's own env file cannot move the root.
                 map.remove("WATCHER_ROOT");
-                r.file = Some((path, map));
+                r.fallback = Some((path, map));
             }
         }
         r.effective.clear();
@@ -279,22 +282,19 @@ impl Config {
             root: root.clone(),
         };
         let tuning = tuning(&mut r)?;
-        let log_format = r.req("LOG_FORMAT", |s| {
-            match s.trim().to_ascii_lowercase().as_str() {
-                "json" => Ok(Format::Json),
-                "text" => Ok(Format::Text),
-                _ => Err(()),
-            }
+        let log_format = r.req("LOG_FORMAT", |s| match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "text" => Ok(Format::Text),
+            _ => Err(()),
         })?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
-        let metrics_port = r.req("METRICS_PORT", |s| {
-            value::uint(s, 1, 65535).map(|n| n as u16)
-        })?;
-        let env_file = r.file.as_ref().map(|(p, _)| p.clone());
+        let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 1, 65535).map(|n| n as u16))?;
+        let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
+        env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
         Ok(Config {
             worker: worker.to_string(),
             paths,
-            env_file,
+            env_files,
             tuning,
             log_format,
             enable_metrics,
@@ -311,11 +311,7 @@ impl Config {
             .effective
             .iter()
             .filter(|e| vars::lookup(e.name).is_some_and(|v| v.reload == Reload::Restart))
-            .filter(|e| {
-                self.effective
-                    .iter()
-                    .any(|o| o.name == e.name && o.value != e.value)
-            })
+            .filter(|e| self.effective.iter().any(|o| o.name == e.name && o.value != e.value))
             .map(|e| e.name)
             .collect();
         Ok((new, ignored))
@@ -323,20 +319,11 @@ impl Config {
 
     /// The `--check-config` report: one `NAME=value  # source` line per variable.
     pub fn report(&self) -> String {
-        let mut out = format!(
-            "# worker-watcher {}: effective configuration\n",
-            self.worker
-        );
+        let mut out = format!("# worker-watcher {}: effective configuration\n", self.worker);
         let width = self
             .effective
             .iter()
-            .map(|e| {
-                e.name.len()
-                    + e.value
-                        .as_deref()
-                        .map_or(0, |v| shell_words::quote(v).len())
-                    + 1
-            })
+            .map(|e| e.name.len() + e.value.as_deref().map_or(0, |v| shell_words::quote(v).len()) + 1)
             .max()
             .unwrap_or(0);
         for e in &self.effective {
@@ -358,6 +345,21 @@ fn absolute_or_same(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// What the env files give the agent: every variable of the named files, and of ROOT/.env
+/// those the environment does not set (as python-dotenv did for the old design).
+fn agent_env(r: &Resolver) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    if let Some((_, map)) = &r.fallback {
+        env.extend(
+            map.iter().filter(|(k, _)| !r.layers.env.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())),
+        );
+    }
+    for (_, map) in r.named.iter().rev() {
+        env.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    env
+}
+
 fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
     let secs = |positive| move |s: &str| value::seconds(s, positive);
     let mut agent_argv = r.req("CLAUDE_COMMAND", value::words)?;
@@ -377,15 +379,14 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         initial_retry_delay: r.req("INITIAL_RETRY_DELAY", secs(false))?,
         max_retry_delay: r.req("MAX_RETRY_DELAY", secs(false))?,
         max_reclaims: r.req("MAX_RECLAIMS", |s| value::uint(s, 0, 1000))? as u32,
-        breaker_threshold: r.req("CIRCUIT_BREAKER_THRESHOLD", |s| {
-            value::uint(s, 1, 1_000_000)
-        })? as u32,
+        breaker_threshold: r.req("CIRCUIT_BREAKER_THRESHOLD", |s| value::uint(s, 1, 1_000_000))? as u32,
         breaker_timeout: r.req("CIRCUIT_BREAKER_TIMEOUT", secs(true))?,
         agent_argv,
         max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
         rescan_interval: Some(rescan).filter(|d| !d.is_zero()),
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
+        agent_env: agent_env(r),
     })
 }
 

@@ -3,11 +3,8 @@ use super::*;
 fn layers(env: &[(&str, &str)]) -> Layers {
     Layers {
         flags: BTreeMap::new(),
-        env: env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        env_file: None,
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        env_files: Vec::new(),
     }
 }
 
@@ -33,10 +30,7 @@ fn defaults_of_the_old_design() {
     assert_eq!(t.initial_retry_delay, Duration::from_secs(1));
     assert_eq!(t.breaker_threshold, 5);
     assert_eq!(t.breaker_timeout, Duration::from_secs(60));
-    assert_eq!(
-        t.agent_argv,
-        vec!["claude", "-p", "--output-format", "json"]
-    );
+    assert_eq!(t.agent_argv, vec!["claude", "-p", "--output-format", "json"]);
     assert_eq!(t.log_level, Level::Info);
     assert_eq!(c.log_format, Format::Json);
     assert!(c.enable_metrics);
@@ -70,41 +64,20 @@ fn bad_values_name_the_variable_and_what_is_expected() {
 #[test]
 fn precedence_flag_env_file_default() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join(".env"),
-        "MAX_RETRIES=7\nTASK_TIMEOUT=30\nHEARTBEAT_INTERVAL=4\n",
-    )
-    .expect("env");
+    std::fs::write(dir.path().join(".env"), "MAX_RETRIES=7\nTASK_TIMEOUT=30\nHEARTBEAT_INTERVAL=4\n")
+        .expect("env");
     let mut l = layers(&[("TASK_TIMEOUT", "60"), ("MAX_CONCURRENT_TASKS", "2")]);
-    l.env.extend(
-        root_env(dir.path())
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v)),
-    );
-    l.flags
-        .insert("MAX_CONCURRENT_TASKS", ("9".into(), "--max-concurrent"));
+    l.env.extend(root_env(dir.path()).into_iter().map(|(k, v)| (k.to_string(), v)));
+    l.flags.insert("MAX_CONCURRENT_TASKS", ("9".into(), "--max-concurrent"));
     let c = Config::load("marie", &l).expect("config");
     assert_eq!(c.tuning.max_concurrent, 9);
     assert_eq!(c.tuning.task_timeout, Duration::from_secs(60));
     assert_eq!(c.tuning.max_retries, 7);
     assert_eq!(c.tuning.heartbeat_interval, Duration::from_secs(4));
-    let source = |n: &str| {
-        c.effective
-            .iter()
-            .find(|e| e.name == n)
-            .expect(n)
-            .source
-            .clone()
-    };
-    assert_eq!(
-        source("MAX_CONCURRENT_TASKS"),
-        Source::Flag("--max-concurrent")
-    );
+    let source = |n: &str| c.effective.iter().find(|e| e.name == n).expect(n).source.clone();
+    assert_eq!(source("MAX_CONCURRENT_TASKS"), Source::Flag("--max-concurrent"));
     assert_eq!(source("TASK_TIMEOUT"), Source::Environment);
-    assert_eq!(
-        source("MAX_RETRIES"),
-        Source::EnvFile(dir.path().join(".env"))
-    );
+    assert_eq!(source("MAX_RETRIES"), Source::EnvFile(dir.path().join(".env")));
     assert_eq!(source("RETRY_BACKOFF"), Source::Default);
     let report = c.report();
     assert!(report.contains("MAX_RETRIES=7"), "{report}");
@@ -115,12 +88,12 @@ fn precedence_flag_env_file_default() {
 fn explicit_env_file_must_exist_and_parse() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut l = layers(&[]);
-    l.env_file = Some(dir.path().join("missing.env"));
+    l.env_files = vec![EnvFileArg::parse(&dir.path().join("missing.env").display().to_string())];
     let err = Config::load("marie", &l).expect_err("missing");
     assert!(err.0.contains("missing.env"), "{err}");
     let bad = dir.path().join("bad.env");
     std::fs::write(&bad, "MAX_RETRIES=3\nthis is not a line\n").expect("w");
-    l.env_file = Some(bad);
+    l.env_files = vec![EnvFileArg { path: bad, optional: false }];
     let err = Config::load("marie", &l).expect_err("bad");
     assert!(err.0.contains("bad.env"), "{err}");
 }
@@ -129,19 +102,12 @@ fn explicit_env_file_must_exist_and_parse() {
 fn empty_claude_args_means_none() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().display().to_string();
-    let c = load(&[
-        ("WATCHER_ROOT", &root),
-        ("CLAUDE_ARGS", ""),
-        ("CLAUDE_COMMAND", "/opt/my agent/run --x"),
-    ])
-    .expect("config");
+    let c =
+        load(&[("WATCHER_ROOT", &root), ("CLAUDE_ARGS", ""), ("CLAUDE_COMMAND", "/opt/my agent/run --x")])
+            .expect("config");
     assert_eq!(c.tuning.agent_argv, vec!["/opt/my", "agent/run", "--x"]);
-    let c = load(&[
-        ("WATCHER_ROOT", &root),
-        ("CLAUDE_ARGS", ""),
-        ("CLAUDE_COMMAND", "'/opt/my agent/run'"),
-    ])
-    .expect("config");
+    let c = load(&[("WATCHER_ROOT", &root), ("CLAUDE_ARGS", ""), ("CLAUDE_COMMAND", "'/opt/my agent/run'")])
+        .expect("config");
     assert_eq!(c.tuning.agent_argv, vec!["/opt/my agent/run"]);
 }
 
@@ -160,12 +126,48 @@ fn reload_reports_restart_only_changes() {
     let env = dir.path().join("w.env");
     std::fs::write(&env, "MAX_CONCURRENT_TASKS=2\nLOG_FORMAT=json\n").expect("w");
     let mut l = layers(&[]);
-    l.env
-        .insert("WATCHER_ROOT".into(), dir.path().display().to_string());
-    l.env_file = Some(env.clone());
+    l.env.insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    l.env_files = vec![EnvFileArg { path: env.clone(), optional: false }];
     let c = Config::load("marie", &l).expect("config");
     std::fs::write(&env, "MAX_CONCURRENT_TASKS=5\nLOG_FORMAT=text\n").expect("w");
     let (new, ignored) = c.reload(&l).expect("reload");
     assert_eq!(new.tuning.max_concurrent, 5);
     assert_eq!(ignored, vec!["LOG_FORMAT"]);
+}
+
+#[test]
+fn named_env_files_rank_above_the_environment_and_reach_the_agent() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (common, own) = (dir.path().join("watcher.env"), dir.path().join("marie.env"));
+    std::fs::write(&common, "MAX_RETRIES=1\nTASK_TIMEOUT=20\nANTHROPIC_API_KEY=k1\n").expect("w");
+    std::fs::write(&own, "MAX_RETRIES=2\n").expect("w");
+    let mut l = layers(&[("MAX_RETRIES", "9"), ("TASK_TIMEOUT", "30"), ("HEARTBEAT_INTERVAL", "5")]);
+    l.env.insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    l.env_files = vec![
+        EnvFileArg::parse(&common.display().to_string()),
+        EnvFileArg::parse(&format!("-{}", own.display())),
+        EnvFileArg::parse(&format!("-{}", dir.path().join("absent.env").display())),
+    ];
+    let c = Config::load("marie", &l).expect("config");
+    assert_eq!(c.tuning.max_retries, 2, "the later file wins");
+    assert_eq!(c.tuning.task_timeout, Duration::from_secs(20), "a named file beats the environment");
+    assert_eq!(c.tuning.heartbeat_interval, Duration::from_secs(5));
+    assert_eq!(c.tuning.agent_env.get("ANTHROPIC_API_KEY").map(String::as_str), Some("k1"));
+    assert_eq!(c.env_files, vec![common.clone(), own.clone()]);
+    std::fs::write(&common, "ANTHROPIC_API_KEY=k2\n").expect("w");
+    let (c, _) = c.reload(&l).expect("reload");
+    assert_eq!(c.tuning.agent_env.get("ANTHROPIC_API_KEY").map(String::as_str), Some("k2"));
+    assert_eq!(c.tuning.task_timeout, Duration::from_secs(30), "back to the environment's value");
+}
+
+#[test]
+fn root_env_file_fills_in_below_the_environment() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".env"), "MAX_RETRIES=4\nAPI_KEY=a\nPATH=/evil\n").expect("w");
+    let mut l = layers(&[("MAX_RETRIES", "1"), ("PATH", "/usr/bin")]);
+    l.env.insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    let c = Config::load("marie", &l).expect("config");
+    assert_eq!(c.tuning.max_retries, 1);
+    assert_eq!(c.tuning.agent_env.get("API_KEY").map(String::as_str), Some("a"));
+    assert!(!c.tuning.agent_env.contains_key("PATH"), "the environment wins over ROOT/.env");
 }

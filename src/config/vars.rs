@@ -30,13 +30,7 @@ const fn var(
     reload: Reload,
     doc: &'static str,
 ) -> Var {
-    Var {
-        name,
-        default,
-        expects,
-        reload,
-        doc,
-    }
+    Var { name, default, expects, reload, doc }
 }
 
 use Reload::{Live, Restart};
@@ -49,13 +43,7 @@ pub const VARS: &[Var] = &[
         Restart,
         "Root of the spool (tasks/, results/, triggers/, heartbeats/, dlq/, pipes/).",
     ),
-    var(
-        "TASK_DIR",
-        None,
-        "a directory path",
-        Restart,
-        "Parent of the queues; default ROOT/tasks.",
-    ),
+    var("TASK_DIR", None, "a directory path", Restart, "Parent of the queues; default ROOT/tasks."),
     var(
         "TRIGGER_DIR",
         None,
@@ -63,13 +51,7 @@ pub const VARS: &[Var] = &[
         Restart,
         "Parent of the claim receipts; default ROOT/triggers.",
     ),
-    var(
-        "RESULT_DIR",
-        None,
-        "a directory path",
-        Restart,
-        "Parent of the results; default ROOT/results.",
-    ),
+    var("RESULT_DIR", None, "a directory path", Restart, "Parent of the results; default ROOT/results."),
     var(
         "HEARTBEAT_DIR",
         None,
@@ -77,13 +59,7 @@ pub const VARS: &[Var] = &[
         Restart,
         "Folder of the heartbeats; default ROOT/heartbeats.",
     ),
-    var(
-        "DLQ_DIR",
-        None,
-        "a directory path",
-        Restart,
-        "Parent of the dead-letter queues; default ROOT/dlq.",
-    ),
+    var("DLQ_DIR", None, "a directory path", Restart, "Parent of the dead-letter queues; default ROOT/dlq."),
     var(
         "PROMPT_DIR",
         None,
@@ -91,13 +67,7 @@ pub const VARS: &[Var] = &[
         Live,
         "Folder of per-worker system prompts (NAME.md); default ROOT/prompts.",
     ),
-    var(
-        "MAX_CONCURRENT_TASKS",
-        Some("3"),
-        "a whole number from 1 to 1024",
-        Live,
-        "Agent runs at once.",
-    ),
+    var("MAX_CONCURRENT_TASKS", Some("3"), "a whole number from 1 to 1024", Live, "Agent runs at once."),
     var(
         "TASK_TIMEOUT",
         Some("600"),
@@ -133,13 +103,7 @@ pub const VARS: &[Var] = &[
         Live,
         "Retries after the first failed attempt; a task's \"max_retries\" overrides it.",
     ),
-    var(
-        "RETRY_BACKOFF",
-        Some("2.0"),
-        "a number >= 1",
-        Live,
-        "Multiplier of the delay between retries.",
-    ),
+    var("RETRY_BACKOFF", Some("2.0"), "a number >= 1", Live, "Multiplier of the delay between retries."),
     var(
         "INITIAL_RETRY_DELAY",
         Some("1.0"),
@@ -224,13 +188,7 @@ pub const VARS: &[Var] = &[
         Restart,
         "Format of log lines on stderr when not logging to the journal.",
     ),
-    var(
-        "ENABLE_METRICS",
-        Some("true"),
-        "true or false",
-        Restart,
-        "Serve Prometheus metrics.",
-    ),
+    var("ENABLE_METRICS", Some("true"), "true or false", Restart, "Serve Prometheus metrics."),
     var(
         "METRICS_PORT",
         Some("9090"),

@@ -14,25 +14,22 @@ impl Daemon {
     /// Start-up: every task left in flight by a dead daemon is re-queued with its reclaim
     /// counted, cleaned up if its result exists, or dead-lettered past MAX_RECLAIMS.
     pub(super) fn recover(&mut self) -> Result<(), Fatal> {
-        let leftovers = self.spool.leftovers().map_err(|e| {
-            Fatal::Config(format!("TASK_DIR: cannot list the tasks in flight: {e}"))
-        })?;
+        let leftovers = self
+            .spool
+            .leftovers()
+            .map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the tasks in flight: {e}")))?;
         let now = clock::now_f64();
         for claim in leftovers {
-            let mut loaded =
-                match self
-                    .spool
-                    .load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker)
-                {
-                    Ok(l) => l,
-                    Err(_) => {
-                        // Not a valid task: back to the queue, where the claim rejects it properly.
-                        if let Err(e) = self.spool.requeue(&claim) {
-                            self.io_error(&format!("cannot re-queue {}", claim.source_lossy()), &e);
-                        }
-                        continue;
+            let mut loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
+                Ok(l) => l,
+                Err(_) => {
+                    // Not a valid task: back to the queue, where the claim rejects it properly.
+                    if let Err(e) = self.spool.requeue(&claim) {
+                        self.io_error(&format!("cannot re-queue {}", claim.source_lossy()), &e);
                     }
-                };
+                    continue;
+                }
+            };
             let task = &mut loaded.task;
             if self.spool.result_exists(&task.id) {
                 self.log.info(
@@ -61,24 +58,13 @@ impl Daemon {
                     ("REASON", "reclaim_limit".into()),
                     ("ERROR", message.clone()),
                 ];
-                self.dead_letter(
-                    claim,
-                    loaded.task,
-                    "reclaim_limit",
-                    message,
-                    Some(result),
-                    fields,
-                );
+                self.dead_letter(claim, loaded.task, "reclaim_limit", message, Some(result), fields);
             } else {
                 self.log.warn(
                     "task left in flight by a daemon that died; re-queued",
                     &[("TASK_ID", &task.id), ("RECLAIMS", &task.state.reclaims)],
                 );
-                self.spool.stage(Op::Requeue {
-                    claim,
-                    task: loaded.task,
-                    queued_at: loaded.queued_at,
-                });
+                self.spool.stage(Op::Requeue { claim, task: loaded.task, queued_at: loaded.queued_at });
             }
         }
         self.commit();
@@ -140,20 +126,13 @@ impl Daemon {
         let mut line = match (self.phase, self.breaker.state()) {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
-                let until = self
-                    .breaker_open_until()
-                    .map(clock::rfc3339)
-                    .unwrap_or_default();
-                format!(
-                    "breaker open until {until}, {} running, {queued} queued",
-                    self.active
-                )
+                let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
+                format!("breaker open until {until}, {} running, {queued} queued", self.active)
             }
             (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
-            _ if self.active > 0 => format!(
-                "{}/{} running, {queued} queued",
-                self.active, self.cfg.tuning.max_concurrent
-            ),
+            _ if self.active > 0 => {
+                format!("{}/{} running, {queued} queued", self.active, self.cfg.tuning.max_concurrent)
+            }
             _ => format!("idle, {queued} queued, breaker closed"),
         };
         if !self.waiting.is_empty() {
@@ -204,14 +183,12 @@ impl Daemon {
             ("TIMEOUT_S", &self.cfg.tuning.breaker_timeout.as_secs_f64()),
         ];
         match t {
-            Transition::Opened => self.log.error(
-                "circuit breaker opened: no new task starts until it half-opens",
-                &fields,
-            ),
-            Transition::HalfOpened => self.log.warn(
-                "circuit breaker half-open: one trial task may run",
-                &fields[..1],
-            ),
+            Transition::Opened => {
+                self.log.error("circuit breaker opened: no new task starts until it half-opens", &fields)
+            }
+            Transition::HalfOpened => {
+                self.log.warn("circuit breaker half-open: one trial task may run", &fields[..1])
+            }
             Transition::Closed => self.log.info("circuit breaker closed", &[]),
         }
         self.stage_heartbeat();
@@ -225,10 +202,7 @@ impl Daemon {
         match self.cfg.reload(&self.layers) {
             Ok((new, ignored)) => {
                 for name in ignored {
-                    self.log.warn(
-                        "setting changed, but it applies only at restart",
-                        &[("VARIABLE", &name)],
-                    );
+                    self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);
                 }
                 if new.tuning.rescan_interval != self.cfg.tuning.rescan_interval {
                     self.next_rescan = new.tuning.rescan_interval.map(|d| Instant::now() + d);
@@ -240,18 +214,12 @@ impl Daemon {
                     "configuration reloaded",
                     &[
                         ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
-                        (
-                            "TASK_TIMEOUT_S",
-                            &self.cfg.tuning.task_timeout.as_secs_f64(),
-                        ),
+                        ("TASK_TIMEOUT_S", &self.cfg.tuning.task_timeout.as_secs_f64()),
                         ("MAX_RETRIES", &self.cfg.tuning.max_retries),
                     ],
                 );
             }
-            Err(e) => self.log.error(
-                "reload failed; the running configuration is kept",
-                &[("ERROR", &e)],
-            ),
+            Err(e) => self.log.error("reload failed; the running configuration is kept", &[("ERROR", &e)]),
         }
         let status = self.status_line();
         let r = self.notifier.ready(&status);
@@ -265,18 +233,13 @@ impl Daemon {
         let now = Instant::now();
         match self.phase {
             Phase::Running => {
-                self.phase = Phase::Draining {
-                    deadline: now + self.cfg.tuning.shutdown_grace,
-                    abandoned: false,
-                };
+                self.phase =
+                    Phase::Draining { deadline: now + self.cfg.tuning.shutdown_grace, abandoned: false };
                 self.log.info(
                     "stopping: no new task starts; running tasks may finish within the grace",
                     &[
                         ("ACTIVE", &self.active),
-                        (
-                            "SHUTDOWN_GRACE_S",
-                            &self.cfg.tuning.shutdown_grace.as_secs_f64(),
-                        ),
+                        ("SHUTDOWN_GRACE_S", &self.cfg.tuning.shutdown_grace.as_secs_f64()),
                     ],
                 );
                 let status = self.status_line();
@@ -284,13 +247,8 @@ impl Daemon {
                 self.report_notify(r);
                 self.stage_heartbeat();
             }
-            Phase::Draining {
-                abandoned: false, ..
-            } => {
-                self.log.info(
-                    "second stop signal: stopping running tasks now",
-                    &[("ACTIVE", &self.active)],
-                );
+            Phase::Draining { abandoned: false, .. } => {
+                self.log.info("second stop signal: stopping running tasks now", &[("ACTIVE", &self.active)]);
                 self.abandon_running(now);
             }
             Phase::Draining { .. } => {}
@@ -317,17 +275,8 @@ impl Daemon {
         }
         self.stage_heartbeat_as("stopped");
         self.commit();
-        let r = self
-            .notifier
-            .status("stopped", Instant::now() + Duration::from_secs(1))
-            .map(|_| ());
+        let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
         self.report_notify(r);
-        self.log.info(
-            "stopped",
-            &[
-                ("COMPLETED", &self.stats.completed),
-                ("FAILED", &self.stats.failed),
-            ],
-        );
+        self.log.info("stopped", &[("COMPLETED", &self.stats.completed), ("FAILED", &self.stats.failed)]);
     }
 }

@@ -132,22 +132,15 @@ pub struct Daemon {
 
 impl Daemon {
     /// Sets up the loop around an opened spool; nothing is read or run yet.
-    pub fn new(
-        cfg: Config,
-        layers: Layers,
-        log: Logger,
-        spool: Box<dyn Spool>,
-    ) -> Result<Daemon, Fatal> {
-        let poll =
-            Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
+    pub fn new(cfg: Config, layers: Layers, log: Logger, spool: Box<dyn Spool>) -> Result<Daemon, Fatal> {
+        let poll = Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
-        let hostname = nix::unistd::gethostname()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let hostname =
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let now = Instant::now();
         Ok(Daemon {
             layers,
@@ -190,17 +183,13 @@ impl Daemon {
         self.spool
             .register(self.poll.registry(), SPOOL)
             .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
-        self.rescan()
-            .map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
+        self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
         self.schedule();
         self.flush();
         let status = self.status_line();
         let r = self.notifier.ready(&status);
         self.report_notify(r);
-        self.next_watchdog = self
-            .notifier
-            .watchdog_interval()
-            .map(|d| Instant::now() + d);
+        self.next_watchdog = self.notifier.watchdog_interval().map(|d| Instant::now() + d);
         self.log.info(
             "ready",
             &[
@@ -211,9 +200,7 @@ impl Daemon {
         );
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -252,9 +239,7 @@ impl Daemon {
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
                 let registry = self.poll.registry();
-                if let (Some(Some(run)), Some(pipe)) =
-                    (self.slots.get_mut(slot), Pipe::from_index(pipe))
-                {
+                if let (Some(Some(run)), Some(pipe)) = (self.slots.get_mut(slot), Pipe::from_index(pipe)) {
                     run.child.on_ready(pipe, registry, &mut self.scratch);
                 }
             }
@@ -296,11 +281,7 @@ impl Daemon {
         at(self.next_watchdog);
         at(self.next_rescan);
         at(self.next_commit);
-        if let Phase::Draining {
-            deadline,
-            abandoned: false,
-        } = self.phase
-        {
+        if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
         next
@@ -324,11 +305,7 @@ impl Daemon {
         if self.next_commit.is_some_and(|t| now >= t) {
             self.next_commit = None;
         }
-        if let Phase::Draining {
-            deadline,
-            abandoned: false,
-        } = self.phase
-        {
+        if let Phase::Draining { deadline, abandoned: false } = self.phase {
             if now >= deadline {
                 self.abandon_running(now);
             }
@@ -336,8 +313,7 @@ impl Daemon {
     }
 
     fn ping_watchdog(&mut self, now: Instant) {
-        let (Some(due), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval())
-        else {
+        let (Some(due), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval()) else {
             return;
         };
         if now >= due {
@@ -369,9 +345,7 @@ impl Daemon {
         match self.phase {
             Phase::Running => false,
             Phase::Draining { abandoned, .. } => {
-                self.active == 0
-                    && self.waiting.is_empty()
-                    && (!self.spool.has_pending() || abandoned)
+                self.active == 0 && self.waiting.is_empty() && (!self.spool.has_pending() || abandoned)
             }
         }
     }

@@ -100,10 +100,7 @@ impl Daemon {
         let now = Instant::now();
         let mut claims = 0;
         while self.can_start() {
-            let due = self
-                .waiting
-                .first_key_value()
-                .is_some_and(|(k, _)| k.0 <= now);
+            let due = self.waiting.first_key_value().is_some_and(|(k, _)| k.0 <= now);
             let take_retry = match (due, !self.queue.is_empty()) {
                 (false, false) => break,
                 (true, false) => true,
@@ -133,24 +130,17 @@ impl Daemon {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => c,
             Ok(None) => {
-                self.log.debug(
-                    "task gone before it could be claimed",
-                    &[("FILE", &name.to_string_lossy())],
-                );
+                self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
                 return;
             }
             Err(e) => {
                 // It stays in the queue; the next rescan finds it again.
                 self.io_error(&format!("cannot claim {}", name.to_string_lossy()), &e);
-                self.next_rescan
-                    .get_or_insert(Instant::now() + super::RETRY_IO);
+                self.next_rescan.get_or_insert(Instant::now() + super::RETRY_IO);
                 return;
             }
         };
-        let loaded = match self
-            .spool
-            .load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker)
-        {
+        let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
             Err(r) => return self.reject(claim, r),
         };
@@ -166,21 +156,11 @@ impl Daemon {
             let doc = Some(Value::Object(loaded.task.doc));
             return self.reject(
                 claim,
-                Rejected {
-                    why: Invalid::Duplicate { id, of },
-                    doc,
-                    preview: None,
-                    keep_original: false,
-                },
+                Rejected { why: Invalid::Duplicate { id, of }, doc, preview: None, keep_original: false },
             );
         }
         self.ids.insert(id);
-        let wait = loaded
-            .task
-            .state
-            .retry_at
-            .map(|at| at - clock::now_f64())
-            .filter(|secs| *secs > 0.0);
+        let wait = loaded.task.state.retry_at.map(|at| at - clock::now_f64()).filter(|secs| *secs > 0.0);
         match wait {
             Some(secs) => {
                 let at = Instant::now() + Duration::from_secs_f64(secs.min(1e9));
@@ -192,14 +172,7 @@ impl Daemon {
 
     fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
         self.seq += 1;
-        self.waiting.insert(
-            (at, self.seq),
-            Waiting {
-                claim,
-                task,
-                queued_at,
-            },
-        );
+        self.waiting.insert((at, self.seq), Waiting { claim, task, queued_at });
     }
 
     /// The id a rejected file's result is written under, if any: its valid `task_id`, or its
@@ -208,10 +181,7 @@ impl Daemon {
         if let Invalid::Duplicate { id, .. } = &r.why {
             return Some(id.clone());
         }
-        let stem = claim
-            .source
-            .to_str()
-            .map(|s| s.strip_suffix(".json").unwrap_or(s).to_string());
+        let stem = claim.source.to_str().map(|s| s.strip_suffix(".json").unwrap_or(s).to_string());
         match r.doc.as_ref().and_then(|d| d.get("task_id")) {
             Some(Value::String(id)) => Some(id.clone()),
             Some(Value::Null) | None => stem,
@@ -249,12 +219,7 @@ impl Daemon {
                     finished_at: clock::rfc3339(now),
                     duration_seconds: 0.0,
                     hostname: self.hostname.clone(),
-                    metadata: r
-                        .doc
-                        .as_ref()
-                        .and_then(|d| d.get("metadata"))
-                        .cloned()
-                        .unwrap_or(Value::Null),
+                    metadata: r.doc.as_ref().and_then(|d| d.get("metadata")).cloned().unwrap_or(Value::Null),
                     agent: None,
                 }
             });
@@ -287,22 +252,12 @@ impl Daemon {
                 ],
             },
         );
-        self.spool.stage(Op::DeadLetter {
-            claim,
-            record,
-            result,
-            keep_original: r.keep_original,
-        });
+        self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: r.keep_original });
     }
 
     fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
-        let mut argv: Vec<std::ffi::OsString> =
-            self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
-        let prompt_file = self
-            .cfg
-            .paths
-            .prompts
-            .join(format!("{}.md", self.cfg.worker));
+        let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
+        let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
         match std::fs::read_to_string(&prompt_file) {
             Ok(text) => {
                 argv.push("--append-system-prompt".into());
@@ -314,13 +269,13 @@ impl Daemon {
                 &[("FILE", &prompt_file.display()), ("ERROR", &e)],
             ),
         }
-        let mut env = vec![
-            ("WATCHER_TASK_ID", task.id.clone().into()),
-            ("WATCHER_WORKER", self.cfg.worker.clone().into()),
-            ("WATCHER_ATTEMPT", attempt.to_string().into()),
-        ];
+        let mut env: Vec<(OsString, OsString)> =
+            self.cfg.tuning.agent_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+        env.push(("WATCHER_TASK_ID".into(), task.id.clone().into()));
+        env.push(("WATCHER_WORKER".into(), self.cfg.worker.clone().into()));
+        env.push(("WATCHER_ATTEMPT".into(), attempt.to_string().into()));
         if let Some(path) = self.spool.task_path(claim) {
-            env.push(("WATCHER_TASK_FILE", path.into_os_string()));
+            env.push(("WATCHER_TASK_FILE".into(), path.into_os_string()));
         }
         Spec {
             argv,
@@ -334,22 +289,12 @@ impl Daemon {
     pub(super) fn start(&mut self, claim: Claim, mut task: Task, queued_at: SystemTime) {
         let number = task.state.attempts + 1;
         let started_wall = SystemTime::now();
-        task.state
-            .first_started_at
-            .get_or_insert_with(|| clock::rfc3339(started_wall));
+        task.state.first_started_at.get_or_insert_with(|| clock::rfc3339(started_wall));
         self.breaker.started();
         let spec = self.spec(&claim, &task, number);
-        let program = spec
-            .argv
-            .first()
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         let child = Child::spawn(spec).and_then(|child| {
-            let slot = self
-                .slots
-                .iter()
-                .position(Option::is_none)
-                .unwrap_or(self.slots.len());
+            let slot = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
             match child.register(self.poll.registry(), |p| child_token(slot, p)) {
                 Ok(()) => Ok((slot, child)),
                 Err(e) => {
@@ -389,19 +334,11 @@ impl Daemon {
             pid: std::process::id(),
             agent_pid: child.pid() as u32,
             hostname: self.hostname.clone(),
-            task_file: self
-                .spool
-                .task_path(&claim)
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            task_file: self.spool.task_path(&claim).map(|p| p.display().to_string()).unwrap_or_default(),
         }));
         self.log.debug(
             "task started",
-            &[
-                ("TASK_ID", &task.id),
-                ("ATTEMPT", &number),
-                ("AGENT_PID", &child.pid()),
-            ],
+            &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &child.pid())],
         );
         let timeout = task.timeout.unwrap_or(self.cfg.tuning.task_timeout);
         let run = Running {
@@ -436,10 +373,7 @@ impl Daemon {
                 Ok(None) => {}
                 Ok(Some(exit)) => self.finish(slot, exit),
                 Err(e) => {
-                    self.log.error(
-                        "cannot wait for an agent",
-                        &[("TASK_ID", &run.task.id), ("ERROR", &e)],
-                    );
+                    self.log.error("cannot wait for an agent", &[("TASK_ID", &run.task.id), ("ERROR", &e)]);
                     self.finish(slot, Exit::Code(-1));
                 }
             }
@@ -456,7 +390,9 @@ impl Daemon {
             self.breaker.abandoned();
             self.ids.remove(&run.task.id);
             match self.spool.requeue(&run.claim) {
-                Ok(()) => self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)]),
+                Ok(()) => {
+                    self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)])
+                }
                 Err(e) => self.log.error(
                     "cannot re-queue a task stopped by the shutdown; it is recovered at the next start",
                     &[("TASK_ID", &run.task.id), ("ERROR", &e)],
@@ -466,15 +402,8 @@ impl Daemon {
         }
         let output = agent::interpret(&captured.stdout, !captured.stdout_truncated);
         let verdict = if run.timed_out {
-            let limit = run
-                .task
-                .timeout
-                .unwrap_or(self.cfg.tuning.task_timeout)
-                .as_secs_f64();
-            Some((
-                "timeout",
-                format!("no outcome within the time limit of {limit} s; the agent was killed"),
-            ))
+            let limit = run.task.timeout.unwrap_or(self.cfg.tuning.task_timeout).as_secs_f64();
+            Some(("timeout", format!("no outcome within the time limit of {limit} s; the agent was killed")))
         } else {
             match exit {
                 Exit::Code(0) => match &output.report {
@@ -488,10 +417,7 @@ impl Daemon {
                     _ => None,
                 },
                 Exit::Code(c) => Some(("exit_code", format!("the agent exited with status {c}"))),
-                Exit::Signal(s) => Some((
-                    "signal",
-                    format!("the agent was killed by {}", signal_name(s)),
-                )),
+                Exit::Signal(s) => Some(("signal", format!("the agent was killed by {}", signal_name(s)))),
             }
         };
         let attempt = Attempt {
@@ -511,13 +437,7 @@ impl Daemon {
         }
     }
 
-    fn result(
-        &self,
-        a: &Attempt,
-        status: &str,
-        reason: Option<&str>,
-        message: Option<&str>,
-    ) -> TaskResult {
+    fn result(&self, a: &Attempt, status: &str, reason: Option<&str>, message: Option<&str>) -> TaskResult {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
@@ -577,10 +497,7 @@ impl Daemon {
                 fields: Self::fields(&a, None),
             },
         );
-        self.spool.stage(Op::Complete {
-            claim: a.claim,
-            result,
-        });
+        self.spool.stage(Op::Complete { claim: a.claim, result });
     }
 
     /// A failed attempt: retried after its backoff, or given up on.
@@ -607,10 +524,7 @@ impl Daemon {
             started_at: clock::rfc3339(a.started_wall),
             finished_at: clock::rfc3339_now(),
             duration_seconds: a.duration.as_secs_f64(),
-            stderr_tail: a
-                .captured
-                .as_ref()
-                .map_or_else(String::new, |c| c.stderr_tail.clone()),
+            stderr_tail: a.captured.as_ref().map_or_else(String::new, |c| c.stderr_tail.clone()),
         });
         let excess = a.task.state.history.len().saturating_sub(HISTORY_KEPT);
         a.task.state.history.drain(..excess);
@@ -629,11 +543,7 @@ impl Daemon {
             let mut fields = Self::fields(&a, Some(reason));
             fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
             fields.push(("ERROR", message));
-            self.log_fields(
-                crate::log::Level::Warning,
-                "attempt failed; retrying",
-                &fields,
-            );
+            self.log_fields(crate::log::Level::Warning, "attempt failed; retrying", &fields);
             self.spool.stage(Op::SaveState {
                 claim: a.claim.clone(),
                 task: a.task.clone(),
@@ -682,12 +592,7 @@ impl Daemon {
                 fields,
             },
         );
-        self.spool.stage(Op::DeadLetter {
-            claim,
-            record,
-            result,
-            keep_original: false,
-        });
+        self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: false });
     }
 
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.
@@ -733,10 +638,7 @@ impl Daemon {
             run.kill_at = Some(now + grace);
         }
         if let Phase::Draining { deadline, .. } = self.phase {
-            self.phase = Phase::Draining {
-                deadline,
-                abandoned: true,
-            };
+            self.phase = Phase::Draining { deadline, abandoned: true };
         }
     }
 
@@ -780,9 +682,7 @@ impl Daemon {
                 let what = match kind {
                     OpKind::Complete => "cannot write a result (will retry)",
                     OpKind::DeadLetter => "cannot write a dead letter (will retry)",
-                    OpKind::SaveState | OpKind::Requeue => {
-                        "cannot save a task's state (will retry)"
-                    }
+                    OpKind::SaveState | OpKind::Requeue => "cannot save a task's state (will retry)",
                     OpKind::Receipt => "cannot write a claim receipt",
                     OpKind::Heartbeat => "cannot write the heartbeat",
                 };
@@ -792,16 +692,9 @@ impl Daemon {
         }
     }
 
-    fn log_fields(
-        &self,
-        level: crate::log::Level,
-        message: &str,
-        fields: &[(&'static str, String)],
-    ) {
-        let refs: Vec<crate::log::Field> = fields
-            .iter()
-            .map(|(k, v)| (*k, v as &dyn std::fmt::Display))
-            .collect();
+    fn log_fields(&self, level: crate::log::Level, message: &str, fields: &[(&'static str, String)]) {
+        let refs: Vec<crate::log::Field> =
+            fields.iter().map(|(k, v)| (*k, v as &dyn std::fmt::Display)).collect();
         self.log.log(level, message, &refs);
     }
 }

@@ -11,11 +11,7 @@ pub struct Capture {
 
 impl Capture {
     pub fn new(max: usize) -> Capture {
-        Capture {
-            buf: Vec::new(),
-            max,
-            total: 0,
-        }
+        Capture { buf: Vec::new(), max, total: 0 }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -46,10 +42,7 @@ pub struct Tail {
 
 impl Tail {
     pub fn new(keep: usize) -> Tail {
-        Tail {
-            buf: Vec::new(),
-            keep,
-        }
+        Tail { buf: Vec::new(), keep }
     }
 
     pub fn push(&mut self, data: &[u8]) {

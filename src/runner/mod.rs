@@ -19,14 +19,8 @@ use mio::{Interest, Registry, Token};
 pub use capture::{Capture, Tail};
 
 /// Variables of the daemon's own that an agent must never see.
-pub const STRIPPED_ENV: &[&str] = &[
-    "NOTIFY_SOCKET",
-    "WATCHDOG_USEC",
-    "WATCHDOG_PID",
-    "LISTEN_FDS",
-    "LISTEN_PID",
-    "LISTEN_FDNAMES",
-];
+pub const STRIPPED_ENV: &[&str] =
+    &["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"];
 
 /// Bytes of stderr kept for the result and the journal.
 pub const STDERR_TAIL_BYTES: usize = 4096;
@@ -35,7 +29,8 @@ pub const STDERR_TAIL_BYTES: usize = 4096;
 #[derive(Debug)]
 pub struct Spec {
     pub argv: Vec<OsString>,
-    pub env: Vec<(&'static str, OsString)>,
+    /// Set in the agent's environment, over the daemon's own (less STRIPPED_ENV).
+    pub env: Vec<(OsString, OsString)>,
     pub stdin: Vec<u8>,
     pub max_output: usize,
 }
@@ -116,17 +111,10 @@ impl Child {
     /// Starts the agent. The caller registers the pipes with [`Child::register`].
     pub fn spawn(spec: Spec) -> io::Result<Child> {
         let Some((program, args)) = spec.argv.split_first() else {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "empty agent command",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty agent command"));
         };
         let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
         for k in STRIPPED_ENV {
             cmd.env_remove(k);
         }
@@ -191,11 +179,7 @@ impl Child {
     pub fn register(&self, registry: &Registry, token: impl Fn(Pipe) -> Token) -> io::Result<()> {
         for pipe in Pipe::ALL {
             if let Some(fd) = self.fd(pipe) {
-                let interest = if pipe == Pipe::Stdin {
-                    Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
+                let interest = if pipe == Pipe::Stdin { Interest::WRITABLE } else { Interest::READABLE };
                 registry.register(&mut SourceFd(&fd), token(pipe), interest)?;
             }
         }

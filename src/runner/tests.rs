@@ -7,7 +7,7 @@ use super::*;
 fn sh(script: &str, stdin: &[u8]) -> Spec {
     Spec {
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: vec![("WATCHER_TASK_ID", "t1".into())],
+        env: vec![("WATCHER_TASK_ID".into(), "t1".into())],
         stdin: stdin.to_vec(),
         max_output: 1 << 20,
     }
@@ -17,22 +17,15 @@ fn sh(script: &str, stdin: &[u8]) -> Spec {
 fn run(spec: Spec) -> (Exit, Captured) {
     let mut poll = Poll::new().expect("poll");
     let mut child = Child::spawn(spec).expect("spawn");
-    child
-        .register(poll.registry(), |p| mio::Token(p as usize))
-        .expect("register");
+    child.register(poll.registry(), |p| mio::Token(p as usize)).expect("register");
     let mut events = Events::with_capacity(8);
     let mut scratch = vec![0; 4096];
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < deadline, "child did not finish");
-        poll.poll(&mut events, Some(Duration::from_millis(20)))
-            .expect("poll");
+        poll.poll(&mut events, Some(Duration::from_millis(20))).expect("poll");
         for e in events.iter() {
-            child.on_ready(
-                Pipe::from_index(e.token().0).expect("pipe"),
-                poll.registry(),
-                &mut scratch,
-            );
+            child.on_ready(Pipe::from_index(e.token().0).expect("pipe"), poll.registry(), &mut scratch);
         }
         if let Some(exit) = child.try_exit().expect("wait") {
             return (exit, child.finish(poll.registry(), &mut scratch));
@@ -76,10 +69,8 @@ fn stdout_is_capped() {
 #[test]
 fn daemon_variables_are_stripped_and_group_is_own() {
     std::env::set_var("NOTIFY_SOCKET", "/run/systemd/notify");
-    let (_, out) = run(sh(
-        "echo NS=${NOTIFY_SOCKET:-unset} ID=$WATCHER_TASK_ID; ps -o pgid= -p $$; echo $$",
-        b"",
-    ));
+    let (_, out) =
+        run(sh("echo NS=${NOTIFY_SOCKET:-unset} ID=$WATCHER_TASK_ID; ps -o pgid= -p $$; echo $$", b""));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("NS=unset ID=t1"), "{text}");
     let mut lines = text.lines().skip(1);
@@ -96,12 +87,7 @@ fn killed_by_signal() {
 
 #[test]
 fn spawn_error_for_missing_program() {
-    let spec = Spec {
-        argv: vec!["/nonexistent/agent".into()],
-        env: vec![],
-        stdin: vec![],
-        max_output: 10,
-    };
+    let spec = Spec { argv: vec!["/nonexistent/agent".into()], env: vec![], stdin: vec![], max_output: 10 };
     let err = Child::spawn(spec).expect_err("missing");
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }

@@ -142,9 +142,8 @@ impl FsSpool {
             ("DLQ_DIR", &spool.dlq),
             ("HEARTBEAT_DIR", &spool.heartbeats),
         ] {
-            durable::create_dir(dir).map_err(|e| {
-                OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display()))
-            })?;
+            durable::create_dir(dir)
+                .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
         }
         let lock = lock(&spool.queue).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
@@ -192,45 +191,25 @@ impl FsSpool {
     fn dlq_name(&self, base: &str) -> String {
         let taken = |n: &str| {
             self.dlq.join(n).symlink_metadata().is_ok()
-                || self
-                    .staged
-                    .iter()
-                    .any(|(_, staged)| staged.as_deref() == Some(n))
+                || self.staged.iter().any(|(_, staged)| staged.as_deref() == Some(n))
         };
         let plain = format!("{base}.json");
         if !taken(&plain) {
             return plain;
         }
-        let ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
+        let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         (0..)
-            .map(|n| {
-                if n == 0 {
-                    format!("{base}.{ms}.json")
-                } else {
-                    format!("{base}.{ms}.{n}.json")
-                }
-            })
+            .map(|n| if n == 0 { format!("{base}.{ms}.json") } else { format!("{base}.{ms}.{n}.json") })
             .find(|n| !taken(n))
             .unwrap_or(plain)
     }
 
     /// The writes of one op: (folder, name, bytes, mtime).
-    fn writes(
-        &self,
-        op: &Op,
-        dlq_name: Option<&str>,
-    ) -> Vec<(PathBuf, String, Vec<u8>, Option<SystemTime>)> {
+    fn writes(&self, op: &Op, dlq_name: Option<&str>) -> Vec<(PathBuf, String, Vec<u8>, Option<SystemTime>)> {
         let json = |id: &str| format!("{id}.json");
         match op {
             Op::Complete { result, .. } => {
-                vec![(
-                    self.results.clone(),
-                    json(&result.task_id),
-                    to_bytes(result),
-                    None,
-                )]
+                vec![(self.results.clone(), json(&result.task_id), to_bytes(result), None)]
             }
             Op::DeadLetter { record, result, .. } => {
                 let mut w = vec![(
@@ -244,16 +223,7 @@ impl FsSpool {
                 }
                 w
             }
-            Op::SaveState {
-                claim,
-                task,
-                queued_at,
-            }
-            | Op::Requeue {
-                claim,
-                task,
-                queued_at,
-            } => {
+            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => {
                 vec![(
                     self.inflight.clone(),
                     claim.key.to_string_lossy().into_owned(),
@@ -262,12 +232,7 @@ impl FsSpool {
                 )]
             }
             Op::Receipt(r) => vec![(self.triggers.clone(), json(&r.task_id), to_bytes(r), None)],
-            Op::Heartbeat(h) => vec![(
-                self.heartbeats.clone(),
-                json(&self.worker),
-                to_bytes(h),
-                None,
-            )],
+            Op::Heartbeat(h) => vec![(self.heartbeats.clone(), json(&self.worker), to_bytes(h), None)],
         }
     }
 
@@ -275,15 +240,9 @@ impl FsSpool {
     fn after(&mut self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
         match op {
             Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::DeadLetter {
-                claim,
-                keep_original: true,
-                ..
-            } => {
+            Op::DeadLetter { claim, keep_original: true, .. } => {
                 let name = dlq_name.unwrap_or("unnamed.json");
-                let to = self
-                    .rejected
-                    .join(format!("{}.orig", name.trim_end_matches(".json")));
+                let to = self.rejected.join(format!("{}.orig", name.trim_end_matches(".json")));
                 fs::rename(self.inflight.join(&claim.key), to)
             }
             Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
@@ -322,12 +281,7 @@ fn claim_of(op: &Op) -> Option<Claim> {
 }
 
 fn rejected(why: Invalid) -> Rejected {
-    Rejected {
-        why,
-        doc: None,
-        preview: None,
-        keep_original: true,
-    }
+    Rejected { why, doc: None, preview: None, keep_original: true }
 }
 
 impl Spool for FsSpool {
@@ -336,11 +290,7 @@ impl Spool for FsSpool {
             self.watch.add(&self.queue, ())?;
             self.watching = true;
         }
-        registry.register(
-            &mut SourceFd(&self.watch.as_raw_fd()),
-            token,
-            Interest::READABLE,
-        )
+        registry.register(&mut SourceFd(&self.watch.as_raw_fd()), token, Interest::READABLE)
     }
 
     fn intake(&mut self, _registry: &Registry, _token: Token) -> io::Result<Intake> {
@@ -396,10 +346,9 @@ impl Spool for FsSpool {
                 }
             }
             match dirent.metadata() {
-                Ok(m) => entries.push(Entry {
-                    arrived: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    name,
-                }),
+                Ok(m) => {
+                    entries.push(Entry { arrived: m.modified().unwrap_or(SystemTime::UNIX_EPOCH), name })
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -416,17 +365,8 @@ impl Spool for FsSpool {
             if name.as_bytes().starts_with(durable::TEMP_PREFIX.as_bytes()) {
                 continue;
             }
-            let mtime = dirent
-                .metadata()
-                .and_then(|m| m.modified())
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            found.push((
-                mtime,
-                Claim {
-                    source: name.clone(),
-                    key: name,
-                },
-            ));
+            let mtime = dirent.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+            found.push((mtime, Claim { source: name.clone(), key: name }));
         }
         found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
         Ok(found.into_iter().map(|(_, c)| c).collect())
@@ -437,12 +377,7 @@ impl Spool for FsSpool {
         let mut key = name.to_os_string();
         for n in 1..=1000u64 {
             match durable::rename_noreplace(&from, &self.inflight.join(&key)) {
-                Ok(()) => {
-                    return Ok(Some(Claim {
-                        key,
-                        source: name.to_os_string(),
-                    }))
-                }
+                Ok(()) => return Ok(Some(Claim { key, source: name.to_os_string() })),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 // A task of the same file name is still in flight: claim under another name;
                 // its id decides whether it is a duplicate.
@@ -453,10 +388,7 @@ impl Spool for FsSpool {
                 Err(e) => return Err(e),
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "no free name in .inflight",
-        ))
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in .inflight"))
     }
 
     #[allow(clippy::result_large_err)]
@@ -465,17 +397,12 @@ impl Spool for FsSpool {
             return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy())));
         };
         let path = self.inflight.join(&claim.key);
-        let meta = path
-            .symlink_metadata()
-            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        let meta = path.symlink_metadata().map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
         }
         if meta.len() > max_bytes {
-            return Err(rejected(Invalid::TooLarge {
-                size: meta.len(),
-                max: max_bytes,
-            }));
+            return Err(rejected(Invalid::TooLarge { size: meta.len(), max: max_bytes }));
         }
         // O_NOFOLLOW and O_NONBLOCK: a file swapped for a symlink or FIFO since the lstat is
         // neither followed nor waited on.
@@ -484,9 +411,7 @@ impl Spool for FsSpool {
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&path)
             .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
-        let meta = file
-            .metadata()
-            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
+        let meta = file.metadata().map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
         }
@@ -495,30 +420,20 @@ impl Spool for FsSpool {
             .read_to_end(&mut bytes)
             .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
         if bytes.len() as u64 > max_bytes {
-            return Err(rejected(Invalid::TooLarge {
-                size: bytes.len() as u64,
-                max: max_bytes,
-            }));
+            return Err(rejected(Invalid::TooLarge { size: bytes.len() as u64, max: max_bytes }));
         }
         let stem = name.strip_suffix(".json").unwrap_or(name);
         let queued_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         match Task::parse(&bytes, stem, worker) {
             Ok(task) => Ok(Loaded { task, queued_at }),
             Err(why) => {
-                let doc = serde_json::from_slice::<Value>(&bytes)
-                    .ok()
-                    .filter(Value::is_object);
+                let doc = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object);
                 let preview = doc.is_none().then(|| {
                     let cut = &bytes[..bytes.len().min(PREVIEW_BYTES)];
                     String::from_utf8_lossy(cut).into_owned()
                 });
                 let keep_original = doc.is_none();
-                Err(Rejected {
-                    why,
-                    doc,
-                    preview,
-                    keep_original,
-                })
+                Err(Rejected { why, doc, preview, keep_original })
             }
         }
     }
@@ -528,12 +443,7 @@ impl Spool for FsSpool {
     }
 
     fn result_exists(&self, task_id: &str) -> bool {
-        is_valid_id(task_id)
-            && self
-                .results
-                .join(format!("{task_id}.json"))
-                .symlink_metadata()
-                .is_ok()
+        is_valid_id(task_id) && self.results.join(format!("{task_id}.json")).symlink_metadata().is_ok()
     }
 
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
@@ -541,16 +451,11 @@ impl Spool for FsSpool {
         let mut name = claim.source.clone();
         for n in 1..=1000u64 {
             match durable::rename_noreplace(&from, &self.queue.join(&name)) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    name = alternative(&claim.source, n)
-                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
                 other => return other,
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "no free name in the queue",
-        ))
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in the queue"))
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
@@ -559,12 +464,7 @@ impl Spool for FsSpool {
 
     fn stage(&mut self, mut op: Op) {
         let mut dlq_name = None;
-        if let Op::DeadLetter {
-            record,
-            keep_original,
-            ..
-        } = &mut op
-        {
+        if let Op::DeadLetter { record, keep_original, .. } = &mut op {
             let base = match &record.task_id {
                 Some(id) => id.clone(),
                 None => format!("invalid-{}", sanitize(&record.source_file)),
@@ -614,9 +514,7 @@ impl Spool for FsSpool {
             done.push(Done {
                 kind,
                 claim: claim_of(&op),
-                error: error
-                    .as_ref()
-                    .map(|e| io::Error::new(e.kind(), e.to_string())),
+                error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
             });
             if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat) {
                 self.staged.push((op, dlq_name));
@@ -635,13 +533,7 @@ fn sanitize(name: &str) -> String {
     let s: String = name
         .trim_end_matches(".json")
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
         .take(64)
         .collect();
     s.trim_start_matches('.').to_string()

@@ -7,10 +7,8 @@ fn parse(v: serde_json::Value) -> Result<Task, Invalid> {
 
 #[test]
 fn full_task() {
-    let t = parse(
-        json!({"task_id": "test-001", "description": "Echo 'Hello'", "worker": "marie",
-        "timeout": 600, "max_retries": 3, "metadata": {"batch": "b1"}, "extra": [1]}),
-    )
+    let t = parse(json!({"task_id": "test-001", "description": "Echo 'Hello'", "worker": "marie",
+        "timeout": 600, "max_retries": 3, "metadata": {"batch": "b1"}, "extra": [1]}))
     .expect("valid");
     assert_eq!(t.id, "test-001");
     assert_eq!(t.timeout, Some(Duration::from_secs(600)));
@@ -31,31 +29,16 @@ fn each_problem_is_named() {
     let cases: Vec<(&[u8], &str)> = vec![
         (b"{not json", "not valid JSON"),
         (b"[1,2]", "not a JSON object but an array"),
-        (
-            br#"{"task_id": "../etc", "description": "x"}"#,
-            "task_id \"../etc\" is invalid",
-        ),
-        (
-            br#"{"task_id": 7, "description": "x"}"#,
-            "task_id \"7\" is invalid",
-        ),
+        (br#"{"task_id": "../etc", "description": "x"}"#, "task_id \"../etc\" is invalid"),
+        (br#"{"task_id": 7, "description": "x"}"#, "task_id \"7\" is invalid"),
         (br#"{"task_id": "ok"}"#, "\"description\" is missing"),
-        (
-            br#"{"description": ""}"#,
-            "\"description\" must be a non-empty string",
-        ),
+        (br#"{"description": ""}"#, "\"description\" must be a non-empty string"),
         (
             br#"{"description": "x", "worker": "anga"}"#,
             "\"worker\" is \"anga\" but this queue belongs to \"marie\"",
         ),
-        (
-            br#"{"description": "x", "timeout": -1}"#,
-            "\"timeout\" must be a number of seconds > 0",
-        ),
-        (
-            br#"{"description": "x", "max_retries": "3"}"#,
-            "\"max_retries\" must be a whole number",
-        ),
+        (br#"{"description": "x", "timeout": -1}"#, "\"timeout\" must be a number of seconds > 0"),
+        (br#"{"description": "x", "max_retries": "3"}"#, "\"max_retries\" must be a whole number"),
     ];
     for (bytes, expected) in cases {
         let err = Task::parse(bytes, "stem", "marie").expect_err(expected);

@@ -18,15 +18,11 @@ fn kill_nine_repeatedly_during_a_few_hundred_tasks() {
     }
     for round in 1..=5 {
         let target = round * N / 7;
-        wait_for("progress before the next kill", || {
-            (root.results("crashw").len() >= target).then_some(())
-        });
+        wait_for("progress before the next kill", || (root.results("crashw").len() >= target).then_some(()));
         w.kill9();
         w = Worker::start(&root, "crashw", &env);
     }
-    wait_for("all results", || {
-        (root.results("crashw").len() == N).then_some(())
-    });
+    wait_for("all results", || (root.results("crashw").len() == N).then_some(()));
     let expected: BTreeSet<String> = (0..N).map(|i| format!("c-{i:03}.json")).collect();
     let got: BTreeSet<String> = root.results("crashw").into_iter().collect();
     assert_eq!(got, expected);
@@ -35,14 +31,11 @@ fn kill_nine_repeatedly_during_a_few_hundred_tasks() {
         assert_eq!(r["status"], "completed", "{name}: {r}");
     }
     wait_for("empty queue and in-flight folders", || {
-        (names(&root.queue("crashw")).is_empty() && names(&root.inflight("crashw")).is_empty())
-            .then_some(())
+        (names(&root.queue("crashw")).is_empty() && names(&root.inflight("crashw")).is_empty()).then_some(())
     });
     assert!(root.dlq("crashw").is_empty(), "{:?}", root.dlq("crashw"));
     assert!(w.stop().success());
-    wait_for("no orphaned agent", || {
-        agents_of("crashw").is_empty().then_some(())
-    });
+    wait_for("no orphaned agent", || agents_of("crashw").is_empty().then_some(()));
     // Nothing half-written anywhere.
     for dir in ["results/crashw", "triggers/crashw", "heartbeats"] {
         let leftovers: Vec<_> = fs::read_dir(root.path().join(dir))
@@ -62,23 +55,15 @@ fn recovery_requeues_and_cleans_up() {
     fs::create_dir_all(&inflight).expect("inflight");
     fs::create_dir_all(root.path().join("results/marie")).expect("results");
     fs::write(inflight.join("done.json"), r#"{"description":"hello"}"#).expect("w");
-    fs::write(
-        root.path().join("results/marie/done.json"),
-        r#"{"task_id":"done","status":"completed"}"#,
-    )
-    .expect("w");
+    fs::write(root.path().join("results/marie/done.json"), r#"{"task_id":"done","status":"completed"}"#)
+        .expect("w");
     fs::write(inflight.join("again.json"), r#"{"description":"hello"}"#).expect("w");
     let _w = Worker::start(&root, "marie", &[]);
     let r = root.wait_result("marie", "again");
     assert_eq!(r["status"], "completed");
     let done = root.result("marie", "done").expect("kept");
-    assert!(
-        done.get("worker").is_none(),
-        "the finished task was not run again"
-    );
-    wait_for("in-flight folder empty", || {
-        names(&inflight).is_empty().then_some(())
-    });
+    assert!(done.get("worker").is_none(), "the finished task was not run again");
+    wait_for("in-flight folder empty", || names(&inflight).is_empty().then_some(()));
 }
 
 #[test]
@@ -86,21 +71,15 @@ fn a_task_that_keeps_dying_with_the_daemon_is_dead_lettered() {
     let root = Root::new();
     let inflight = root.inflight("marie");
     fs::create_dir_all(&inflight).expect("inflight");
-    fs::write(
-        inflight.join("doomed.json"),
-        r#"{"description":"hello","_watcher":{"reclaims":2}}"#,
-    )
-    .expect("w");
+    fs::write(inflight.join("doomed.json"), r#"{"description":"hello","_watcher":{"reclaims":2}}"#)
+        .expect("w");
     let _w = Worker::start(&root, "marie", &[("MAX_RECLAIMS", "2")]);
     let r = root.wait_result("marie", "doomed");
     assert_eq!(r["status"], "failed");
     assert_eq!(r["reason"], "reclaim_limit");
     let dlq = root.dlq("marie");
     assert_eq!(dlq[0]["reason"], "reclaim_limit");
-    assert!(dlq[0]["message"]
-        .as_str()
-        .expect("msg")
-        .contains("MAX_RECLAIMS=2"));
+    assert!(dlq[0]["message"].as_str().expect("msg").contains("MAX_RECLAIMS=2"));
 }
 
 #[test]
@@ -114,19 +93,9 @@ fn attempts_survive_a_crash() {
         r#"{"description":"fail","_watcher":{"attempts":1,"history":[{"attempt":1,"reason":"exit_code"}]}}"#,
     )
     .expect("w");
-    let _w = Worker::start(
-        &root,
-        "marie",
-        &[("MAX_RETRIES", "1"), ("INITIAL_RETRY_DELAY", "0")],
-    );
+    let _w = Worker::start(&root, "marie", &[("MAX_RETRIES", "1"), ("INITIAL_RETRY_DELAY", "0")]);
     let r = root.wait_result("marie", "retry");
     assert_eq!(r["status"], "failed");
-    assert_eq!(
-        r["attempts"], 2,
-        "the attempt made before the crash counts: {r}"
-    );
-    assert_eq!(
-        root.dlq("marie")[0]["history"].as_array().expect("h").len(),
-        2
-    );
+    assert_eq!(r["attempts"], 2, "the attempt made before the crash counts: {r}");
+    assert_eq!(root.dlq("marie")[0]["history"].as_array().expect("h").len(), 2);
 }

@@ -24,10 +24,7 @@ fn old_guide_integration_test_heredoc_in_place() {
     assert_eq!(r["output"]["result"], "Echo 'Hello'");
     assert_eq!(r["agent"]["session_id"], "stand-in-test-001");
     assert_eq!(r["attempts"], 1);
-    assert!(
-        root.path().join("triggers/marie/test-001.json").exists(),
-        "claim receipt"
-    );
+    assert!(root.path().join("triggers/marie/test-001.json").exists(), "claim receipt");
     wait_for("empty queue and in-flight folders", || {
         (names(&q).is_empty() && names(&root.inflight("marie")).is_empty()).then_some(())
     });
@@ -41,22 +38,15 @@ fn old_guide_load_test_100_tasks() {
     for i in 0..100 {
         root.submit("marie", &format!("load-{i:03}"), &format!("load task {i}"));
     }
-    wait_for("100 results", || {
-        (root.results("marie").len() == 100).then_some(())
-    });
+    wait_for("100 results", || (root.results("marie").len() == 100).then_some(()));
     for i in 0..100 {
-        let r = root
-            .result("marie", &format!("load-{i:03}"))
-            .expect("result");
+        let r = root.result("marie", &format!("load-{i:03}")).expect("result");
         assert_eq!(r["status"], "completed");
     }
     wait_for("empty queue and in-flight folders", || {
-        (names(&root.queue("marie")).is_empty() && names(&root.inflight("marie")).is_empty())
-            .then_some(())
+        (names(&root.queue("marie")).is_empty() && names(&root.inflight("marie")).is_empty()).then_some(())
     });
-    let hb = root.wait_heartbeat("marie", "idle heartbeat with 100 processed", |h| {
-        h["processed"] == 100
-    });
+    let hb = root.wait_heartbeat("marie", "idle heartbeat with 100 processed", |h| h["processed"] == 100);
     assert_eq!(hb["failed"], 0);
     assert!(w.stop().success());
 }
@@ -79,22 +69,10 @@ fn metadata_unknown_fields_and_environment_reach_the_agent() {
     assert!(out.contains("WATCHER_WORKER=envw\n"), "{out}");
     assert!(out.contains("WATCHER_ATTEMPT=1\n"), "{out}");
     assert!(out.contains("WATCHER_TASK_FILE="), "{out}");
-    assert!(
-        !out.contains("NOTIFY_SOCKET"),
-        "the daemon's NOTIFY_SOCKET leaked: {out}"
-    );
-    assert!(
-        out.contains("ARGS=-p --output-format json --append-system-prompt You are envw."),
-        "{out}"
-    );
-    let pid = out
-        .lines()
-        .find_map(|l| l.strip_prefix("PID="))
-        .expect("pid");
-    let pgid = out
-        .lines()
-        .find_map(|l| l.strip_prefix("PGID="))
-        .expect("pgid");
+    assert!(!out.contains("NOTIFY_SOCKET"), "the daemon's NOTIFY_SOCKET leaked: {out}");
+    assert!(out.contains("ARGS=-p --output-format json --append-system-prompt You are envw."), "{out}");
+    let pid = out.lines().find_map(|l| l.strip_prefix("PID=")).expect("pid");
+    let pgid = out.lines().find_map(|l| l.strip_prefix("PGID=")).expect("pgid");
     assert_eq!(pid, pgid, "the agent runs in its own process group");
 }
 
@@ -104,11 +82,7 @@ fn failing_agent_is_retried_then_dead_lettered() {
     let _w = Worker::start(
         &root,
         "marie",
-        &[
-            ("MAX_RETRIES", "3"),
-            ("INITIAL_RETRY_DELAY", "0.05"),
-            ("RETRY_BACKOFF", "1.5"),
-        ],
+        &[("MAX_RETRIES", "3"), ("INITIAL_RETRY_DELAY", "0.05"), ("RETRY_BACKOFF", "1.5")],
     );
     root.submit("marie", "bad-1", "fail 3");
     let r = root.wait_result("marie", "bad-1");
@@ -116,34 +90,21 @@ fn failing_agent_is_retried_then_dead_lettered() {
     assert_eq!(r["reason"], "exit_code");
     assert_eq!(r["exit_code"], 3);
     assert_eq!(r["attempts"], 4, "1 + MAX_RETRIES attempts");
-    assert!(r["stderr_tail"]
-        .as_str()
-        .expect("stderr")
-        .contains("failing as asked"));
+    assert!(r["stderr_tail"].as_str().expect("stderr").contains("failing as asked"));
     let dlq = wait_for("the dead letter", || root.dlq("marie").into_iter().next());
     assert_eq!(dlq["task_id"], "bad-1");
     assert_eq!(dlq["reason"], "exit_code");
     assert_eq!(dlq["attempts"], 4);
     assert_eq!(dlq["history"].as_array().expect("history").len(), 4);
     assert_eq!(dlq["task"]["description"], "fail 3");
-    wait_for("an empty in-flight folder", || {
-        names(&root.inflight("marie")).is_empty().then_some(())
-    });
+    wait_for("an empty in-flight folder", || names(&root.inflight("marie")).is_empty().then_some(()));
 }
 
 #[test]
 fn task_max_retries_overrides_and_fail_once_then_succeeds() {
     let root = Root::new();
-    let _w = Worker::start(
-        &root,
-        "marie",
-        &[("MAX_RETRIES", "0"), ("INITIAL_RETRY_DELAY", "0.05")],
-    );
-    root.submit_json(
-        "marie",
-        "once",
-        &serde_json::json!({"description": "fail-once", "max_retries": 1}),
-    );
+    let _w = Worker::start(&root, "marie", &[("MAX_RETRIES", "0"), ("INITIAL_RETRY_DELAY", "0.05")]);
+    root.submit_json("marie", "once", &serde_json::json!({"description": "fail-once", "max_retries": 1}));
     let r = root.wait_result("marie", "once");
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["attempts"], 2);
@@ -191,22 +152,10 @@ fn agent_that_exits_without_reading_stdin() {
 #[test]
 fn missing_agent_is_a_spawn_error() {
     let root = Root::new();
-    let _w = Worker::start(
-        &root,
-        "marie",
-        &[
-            ("CLAUDE_COMMAND", "/nonexistent/claude"),
-            ("MAX_RETRIES", "0"),
-        ],
-    );
+    let _w =
+        Worker::start(&root, "marie", &[("CLAUDE_COMMAND", "/nonexistent/claude"), ("MAX_RETRIES", "0")]);
     root.submit("marie", "nope", "hello");
     let r = root.wait_result("marie", "nope");
     assert_eq!(r["reason"], "spawn_error");
-    assert!(
-        r["message"]
-            .as_str()
-            .expect("message")
-            .contains("/nonexistent/claude"),
-        "{r}"
-    );
+    assert!(r["message"].as_str().expect("message").contains("/nonexistent/claude"), "{r}");
 }

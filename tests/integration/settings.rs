@@ -4,10 +4,7 @@ use crate::util::*;
 
 fn fails(env: &[(&str, &str)], args: &[&str]) -> String {
     let root = Root::new();
-    let out = command(&root, "marie", env)
-        .args(args)
-        .output()
-        .expect("run");
+    let out = command(&root, "marie", env).args(args).output().expect("run");
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -45,12 +42,8 @@ fn check_config_prints_values_and_sources() {
         .expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(&format!("{name}=")))
-            .unwrap_or("")
-            .to_string()
-    };
+    let line =
+        |name: &str| text.lines().find(|l| l.starts_with(&format!("{name}="))).unwrap_or("").to_string();
     assert!(
         line("MAX_CONCURRENT_TASKS").contains("=7")
             && line("MAX_CONCURRENT_TASKS").ends_with("# flag --max-concurrent")
@@ -58,8 +51,5 @@ fn check_config_prints_values_and_sources() {
     assert!(line("TASK_TIMEOUT").ends_with("# environment"));
     assert!(line("MAX_RETRIES").contains("# env file"));
     assert!(line("RETRY_BACKOFF").ends_with("# default"));
-    assert!(
-        !root.path().join("tasks").exists(),
-        "--check-config touches nothing"
-    );
+    assert!(!root.path().join("tasks").exists(), "--check-config touches nothing");
 }

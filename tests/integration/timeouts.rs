@@ -4,28 +4,16 @@ use crate::util::*;
 
 fn timed_out(description: &str, worker: &str) {
     let root = Root::new();
-    let _w = Worker::start(
-        &root,
-        worker,
-        &[
-            ("TASK_TIMEOUT", "0.5"),
-            ("KILL_GRACE", "0.5"),
-            ("MAX_RETRIES", "0"),
-        ],
-    );
+    let _w =
+        Worker::start(&root, worker, &[("TASK_TIMEOUT", "0.5"), ("KILL_GRACE", "0.5"), ("MAX_RETRIES", "0")]);
     root.submit(worker, "slow", description);
     let r = root.wait_result(worker, "slow");
     assert_eq!(r["status"], "failed", "{r}");
     assert_eq!(r["reason"], "timeout", "{r}");
-    let receipt =
-        read_json(&root.path().join("triggers").join(worker).join("slow.json")).expect("receipt");
+    let receipt = read_json(&root.path().join("triggers").join(worker).join("slow.json")).expect("receipt");
     let pgid = receipt["agent_pid"].as_i64().expect("agent pid") as i32;
-    wait_for("the agent's process group to be gone", || {
-        (!group_alive(pgid)).then_some(())
-    });
-    wait_for("no agent process left", || {
-        agents_of(worker).is_empty().then_some(())
-    });
+    wait_for("the agent's process group to be gone", || (!group_alive(pgid)).then_some(()));
+    wait_for("no agent process left", || agents_of(worker).is_empty().then_some(()));
 }
 
 #[test]
@@ -50,27 +38,14 @@ fn exited_agent_leaves_no_background_process() {
     root.submit("bgw", "bg", "fork-exit");
     let r = root.wait_result("bgw", "bg");
     assert_eq!(r["status"], "completed", "{r}");
-    wait_for("no agent process left", || {
-        agents_of("bgw").is_empty().then_some(())
-    });
+    wait_for("no agent process left", || agents_of("bgw").is_empty().then_some(()));
 }
 
 #[test]
 fn per_task_timeout_overrides() {
     let root = Root::new();
-    let _w = Worker::start(
-        &root,
-        "marie",
-        &[
-            ("TASK_TIMEOUT", "600"),
-            ("MAX_RETRIES", "0"),
-            ("KILL_GRACE", "0"),
-        ],
-    );
-    root.submit_json(
-        "marie",
-        "quick",
-        &serde_json::json!({"description": "hang", "timeout": 0.3}),
-    );
+    let _w =
+        Worker::start(&root, "marie", &[("TASK_TIMEOUT", "600"), ("MAX_RETRIES", "0"), ("KILL_GRACE", "0")]);
+    root.submit_json("marie", "quick", &serde_json::json!({"description": "hang", "timeout": 0.3}));
     assert_eq!(root.wait_result("marie", "quick")["reason"], "timeout");
 }

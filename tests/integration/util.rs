@@ -55,9 +55,7 @@ pub struct Root {
 
 impl Root {
     pub fn new() -> Root {
-        Root {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
+        Root { dir: tempfile::tempdir().expect("tempdir") }
     }
 
     pub fn path(&self) -> &Path {
@@ -80,11 +78,7 @@ impl Root {
 
     /// Submits atomically: a dot-temp file renamed into the queue.
     pub fn submit(&self, worker: &str, id: &str, description: &str) {
-        self.submit_json(
-            worker,
-            id,
-            &serde_json::json!({"task_id": id, "description": description}),
-        );
+        self.submit_json(worker, id, &serde_json::json!({"task_id": id, "description": description}));
     }
 
     pub fn submit_json(&self, worker: &str, name: &str, task: &Value) {
@@ -96,13 +90,7 @@ impl Root {
     }
 
     pub fn result(&self, worker: &str, id: &str) -> Option<Value> {
-        read_json(
-            &self
-                .path()
-                .join("results")
-                .join(worker)
-                .join(format!("{id}.json")),
-        )
+        read_json(&self.path().join("results").join(worker).join(format!("{id}.json")))
     }
 
     pub fn wait_result(&self, worker: &str, id: &str) -> Value {
@@ -110,12 +98,7 @@ impl Root {
     }
 
     pub fn heartbeat(&self, worker: &str) -> Option<Value> {
-        read_json(
-            &self
-                .path()
-                .join("heartbeats")
-                .join(format!("{worker}.json")),
-        )
+        read_json(&self.path().join("heartbeats").join(format!("{worker}.json")))
     }
 
     /// Waits until the heartbeat satisfies `f`.
@@ -125,10 +108,7 @@ impl Root {
 
     pub fn dlq(&self, worker: &str) -> Vec<Value> {
         let dir = self.path().join("dlq").join(worker);
-        names(&dir)
-            .iter()
-            .filter_map(|n| read_json(&dir.join(n)))
-            .collect()
+        names(&dir).iter().filter_map(|n| read_json(&dir.join(n))).collect()
     }
 
     pub fn results(&self, worker: &str) -> Vec<String> {
@@ -187,9 +167,7 @@ impl Worker {
         let n = std::process::id() as u64 * 1000 + fastrand_u16() as u64;
         let sock = root.path().join(format!("notify-{name}-{n}.sock"));
         let notify = UnixDatagram::bind(&sock).expect("notify socket");
-        notify
-            .set_read_timeout(Some(Duration::from_millis(50)))
-            .expect("timeout");
+        notify.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
         let notes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (n2, s2) = (notes.clone(), stop.clone());
@@ -201,12 +179,7 @@ impl Worker {
             .stdout(Stdio::null())
             .spawn()
             .expect("spawn worker-watcher");
-        Worker {
-            child,
-            log,
-            notes,
-            stop,
-        }
+        Worker { child, log, notes, stop }
     }
 
     pub fn pid(&self) -> i32 {
@@ -217,20 +190,10 @@ impl Worker {
     pub fn wait_notify(&self, what: &str) -> String {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(m) = self
-                .notes
-                .lock()
-                .expect("lock")
-                .iter()
-                .find(|m| m.contains(what))
-            {
+            if let Some(m) = self.notes.lock().expect("lock").iter().find(|m| m.contains(what)) {
                 return m.clone();
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} from the worker; log:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "no {what} from the worker; log:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(5));
         }
     }
@@ -252,9 +215,7 @@ impl Worker {
     }
 
     pub fn wait_exit(&mut self) -> ExitStatus {
-        wait_for("the worker to exit", || {
-            self.child.try_wait().expect("try_wait")
-        })
+        wait_for("the worker to exit", || self.child.try_wait().expect("try_wait"))
     }
 
     /// SIGTERM, then the exit status.

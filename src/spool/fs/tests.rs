@@ -4,13 +4,9 @@ use crate::records::{TaskResult, COMPLETED};
 
 fn open(dir: &Path) -> FsSpool {
     let mut layers = Layers::default();
-    layers
-        .env
-        .insert("WATCHER_ROOT".into(), dir.display().to_string());
+    layers.env.insert("WATCHER_ROOT".into(), dir.display().to_string());
     let cfg = Config::load("marie", &layers).expect("config");
-    FsSpool::open("marie", &cfg.paths)
-        .map_err(|e| format!("{e:?}"))
-        .expect("open")
+    FsSpool::open("marie", &cfg.paths).map_err(|e| format!("{e:?}")).expect("open")
 }
 
 fn result(id: &str) -> TaskResult {
@@ -51,9 +47,7 @@ fn second_open_is_locked_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = open(dir.path());
     let mut layers = Layers::default();
-    layers
-        .env
-        .insert("WATCHER_ROOT".into(), dir.path().display().to_string());
+    layers.env.insert("WATCHER_ROOT".into(), dir.path().display().to_string());
     let cfg = Config::load("marie", &layers).expect("config");
     match FsSpool::open("marie", &cfg.paths) {
         Err(OpenError::Locked(m)) => assert!(m.contains("already running"), "{m}"),
@@ -68,20 +62,11 @@ fn claim_complete_releases() {
     fs::write(s.queue_dir().join("t1.json"), r#"{"description":"x"}"#).expect("w");
     let scan = s.scan().expect("scan");
     assert_eq!(scan.entries.len(), 1);
-    let claim = s
-        .claim(OsStr::new("t1.json"))
-        .expect("claim")
-        .expect("claimed");
-    assert!(
-        s.claim(OsStr::new("t1.json")).expect("claim").is_none(),
-        "only one claim wins"
-    );
+    let claim = s.claim(OsStr::new("t1.json")).expect("claim").expect("claimed");
+    assert!(s.claim(OsStr::new("t1.json")).expect("claim").is_none(), "only one claim wins");
     let loaded = s.load(&claim, 1000, "marie").expect("load");
     assert_eq!(loaded.task.id, "t1");
-    s.stage(Op::Complete {
-        claim: claim.clone(),
-        result: result("t1"),
-    });
+    s.stage(Op::Complete { claim: claim.clone(), result: result("t1") });
     let done = s.commit();
     assert!(done[0].error.is_none());
     assert!(s.result_exists("t1"));
@@ -120,18 +105,9 @@ fn too_large_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("big.json"), vec![b' '; 2000]).expect("w");
-    let claim = s
-        .claim(OsStr::new("big.json"))
-        .expect("claim")
-        .expect("claimed");
+    let claim = s.claim(OsStr::new("big.json")).expect("claim").expect("claimed");
     let r = s.load(&claim, 1000, "marie").expect_err("too big");
-    assert_eq!(
-        r.why,
-        Invalid::TooLarge {
-            size: 2000,
-            max: 1000
-        }
-    );
+    assert_eq!(r.why, Invalid::TooLarge { size: 2000, max: 1000 });
 }
 
 #[test]
@@ -139,18 +115,9 @@ fn requeue_does_not_clobber_a_new_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("t.json"), "old").expect("w");
-    let claim = s
-        .claim(OsStr::new("t.json"))
-        .expect("claim")
-        .expect("claimed");
+    let claim = s.claim(OsStr::new("t.json")).expect("claim").expect("claimed");
     fs::write(s.queue_dir().join("t.json"), "new").expect("w");
     s.requeue(&claim).expect("requeue");
-    assert_eq!(
-        fs::read_to_string(s.queue_dir().join("t.json")).expect("r"),
-        "new"
-    );
-    assert_eq!(
-        fs::read_to_string(s.queue_dir().join("t~1.json")).expect("r"),
-        "old"
-    );
+    assert_eq!(fs::read_to_string(s.queue_dir().join("t.json")).expect("r"), "new");
+    assert_eq!(fs::read_to_string(s.queue_dir().join("t~1.json")).expect("r"), "old");
 }
