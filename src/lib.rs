@@ -33,7 +33,8 @@ pub fn run_worker(args: &cli::WorkerArgs) -> Result<(), Fatal> {
         print!("{}", cfg.report());
         return Ok(());
     }
-    let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, &cfg.worker);
+    let sink = log::Sink::detect(cfg.log_target, layers.env.get("JOURNAL_STREAM").map(String::as_str));
+    let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, sink, &cfg.worker);
     let spool = spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?;
     daemon::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
 }

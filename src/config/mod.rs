@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::log::{Format, Level};
+use crate::log::{Format, Level, Target};
 use crate::task::is_valid_id;
 pub use vars::{Reload, Var, VARS};
 
@@ -132,6 +132,7 @@ pub struct Config {
     pub env_files: Vec<PathBuf>,
     pub tuning: Tuning,
     pub log_format: Format,
+    pub log_target: Target,
     pub enable_metrics: bool,
     pub metrics_port: u16,
     pub effective: Vec<Effective>,
@@ -287,6 +288,7 @@ impl Config {
             "text" => Ok(Format::Text),
             _ => Err(()),
         })?;
+        let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 1, 65535).map(|n| n as u16))?;
         let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
@@ -297,6 +299,7 @@ impl Config {
             env_files,
             tuning,
             log_format,
+            log_target,
             enable_metrics,
             metrics_port,
             effective: r.effective,

@@ -33,6 +33,7 @@ fn defaults_of_the_old_design() {
     assert_eq!(t.agent_argv, vec!["claude", "-p", "--output-format", "json"]);
     assert_eq!(t.log_level, Level::Info);
     assert_eq!(c.log_format, Format::Json);
+    assert_eq!(c.log_target, Target::Auto);
     assert!(c.enable_metrics);
     assert_eq!(c.metrics_port, 9090);
     assert_eq!(c.paths.tasks, dir.path().join("tasks"));
@@ -52,6 +53,7 @@ fn bad_values_name_the_variable_and_what_is_expected() {
         ("ENABLE_METRICS", "perhaps", "true or false"),
         ("CLAUDE_ARGS", "'open", "split like a shell"),
         ("METRICS_PORT", "70000", "TCP port"),
+        ("LOG_TARGET", "syslog", "auto, journal or stderr"),
     ] {
         let err = load(&[("WATCHER_ROOT", &root), (var, value)]).expect_err(var);
         assert!(err.0.starts_with(&format!("{var}=")), "{err}");

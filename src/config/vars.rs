@@ -182,6 +182,14 @@ pub const VARS: &[Var] = &[
         "Least severe message logged.",
     ),
     var(
+        "LOG_TARGET",
+        Some("auto"),
+        "auto, journal or stderr",
+        Restart,
+        "Where to log: native journal entries with structured fields, or lines on stderr; auto \
+         picks the journal when stderr is connected to it (JOURNAL_STREAM).",
+    ),
+    var(
         "LOG_FORMAT",
         Some("json"),
         "json or text",

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::{self, Output};
 use crate::clock;
+use crate::log::{ids, Level};
 use crate::records::{DeadLetter, Receipt, TaskResult, COMPLETED, FAILED};
 use crate::retry;
 use crate::runner::{Captured, Child, Exit, Spec};
@@ -540,10 +541,11 @@ impl Daemon {
             );
             a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
             self.stats.retried += 1;
-            let mut fields = Self::fields(&a, Some(reason));
+            let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
+            fields.extend(Self::fields(&a, Some(reason)));
             fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
             fields.push(("ERROR", message));
-            self.log_fields(crate::log::Level::Warning, "attempt failed; retrying", &fields);
+            self.log_fields(Level::Warning, "attempt failed; retrying", &fields);
             self.spool.stage(Op::SaveState {
                 claim: a.claim.clone(),
                 task: a.task.clone(),
@@ -661,22 +663,24 @@ impl Daemon {
                 if let Some(id) = &f.release {
                     self.ids.remove(id);
                 }
-                let level = match f.status {
+                let (level, id) = match f.status {
                     Final::Completed => {
                         self.stats.completed += 1;
-                        crate::log::Level::Info
+                        (Level::Info, ids::TASK_COMPLETED)
                     }
                     Final::Failed | Final::Invalid => {
                         self.stats.failed += 1;
                         self.stats.dead_lettered += 1;
                         if f.status == Final::Invalid {
-                            crate::log::Level::Warning
+                            (Level::Warning, ids::TASK_INVALID)
                         } else {
-                            crate::log::Level::Error
+                            (Level::Error, ids::TASK_FAILED)
                         }
                     }
                 };
-                self.log_fields(level, &f.message, &f.fields);
+                let mut fields = vec![("MESSAGE_ID", id.to_string())];
+                fields.extend(f.fields);
+                self.log_fields(level, &f.message, &fields);
             }
             (kind, Some(e)) => {
                 let what = match kind {
@@ -692,7 +696,7 @@ impl Daemon {
         }
     }
 
-    fn log_fields(&self, level: crate::log::Level, message: &str, fields: &[(&'static str, String)]) {
+    fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
         let refs: Vec<crate::log::Field> =
             fields.iter().map(|(k, v)| (*k, v as &dyn std::fmt::Display)).collect();
         self.log.log(level, message, &refs);

@@ -4,6 +4,7 @@
 mod breaker;
 mod crash;
 mod invalid;
+mod logging;
 mod running;
 mod settings;
 mod signals;
