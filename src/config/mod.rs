@@ -135,6 +135,8 @@ pub struct Config {
     pub log_target: Target,
     pub enable_metrics: bool,
     pub metrics_port: u16,
+    /// Queue the task lines written to `pipes/<worker>.pipe` (PIPE_INTAKE).
+    pub pipe_intake: bool,
     pub effective: Vec<Effective>,
 }
 
@@ -251,6 +253,16 @@ impl Config {
                 "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
             )));
         }
+        Config::resolve(worker, layers)
+    }
+
+    /// The settings of no one worker, for tools that serve them all (watcherctl): the same
+    /// layers and env-file rules, and `worker` is empty.
+    pub fn load_shared(layers: &Layers) -> Result<Config, ConfigError> {
+        Config::resolve("", layers)
+    }
+
+    fn resolve(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
         let mut r = Resolver { layers, named: Vec::new(), fallback: None, effective: Vec::new() };
         for arg in layers.env_files.iter().rev() {
             if let Some(map) = read_env_file(&arg.path, !arg.optional)? {
@@ -291,6 +303,7 @@ impl Config {
         let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 1, 65535).map(|n| n as u16))?;
+        let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
         let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
         env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
         Ok(Config {
@@ -302,6 +315,7 @@ impl Config {
             log_target,
             enable_metrics,
             metrics_port,
+            pipe_intake,
             effective: r.effective,
         })
     }

@@ -173,3 +173,17 @@ fn root_env_file_fills_in_below_the_environment() {
     assert_eq!(c.tuning.agent_env.get("API_KEY").map(String::as_str), Some("a"));
     assert!(!c.tuning.agent_env.contains_key("PATH"), "the environment wins over ROOT/.env");
 }
+
+#[test]
+fn shared_settings_need_no_worker_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".env"), "MAX_TASK_BYTES=2048\nPIPE_INTAKE=yes\n").expect("env");
+    let root = dir.path().display().to_string();
+    let c = Config::load_shared(&layers(&[("WATCHER_ROOT", &root)])).expect("config");
+    assert_eq!(c.worker, "");
+    assert_eq!(c.tuning.max_task_bytes, 2048, "ROOT/.env is read");
+    assert!(c.pipe_intake);
+    assert_eq!(c.paths.pipes, dir.path().join("pipes"));
+    let off = load(&[("WATCHER_ROOT", &root), ("PIPE_INTAKE", "off")]);
+    assert!(!off.expect("config").pipe_intake, "the environment ranks above ROOT/.env");
+}

@@ -204,6 +204,13 @@ pub const VARS: &[Var] = &[
         Restart,
         "Port the metrics endpoint binds outside socket activation.",
     ),
+    var(
+        "PIPE_INTAKE",
+        Some("false"),
+        "true or false",
+        Restart,
+        "Create pipes/NAME.pipe (a FIFO, mode 0620) and queue each task JSON line written to it.",
+    ),
 ];
 
 /// The table entry for `name`.
