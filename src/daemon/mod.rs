@@ -5,6 +5,7 @@
 //! may start → commit the turn's writes in one group → tell systemd.
 
 mod lifecycle;
+mod pipe;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -27,6 +28,8 @@ use crate::task::Task;
 
 const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
+/// The named-pipe intake (PIPE_INTAKE).
+const PIPE: Token = Token(2);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
@@ -128,6 +131,7 @@ pub struct Daemon {
     warned: HashSet<OsString>,
     last_error: Option<String>,
     scratch: Vec<u8>,
+    pipe: Option<pipe::PipeIntake>,
 }
 
 impl Daemon {
@@ -173,6 +177,7 @@ impl Daemon {
             warned: HashSet::new(),
             last_error: None,
             scratch: vec![0; 64 * 1024],
+            pipe: None,
             cfg,
         })
     }
@@ -183,6 +188,7 @@ impl Daemon {
         self.spool
             .register(self.poll.registry(), SPOOL)
             .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
+        self.open_pipe()?;
         self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
         self.schedule();
         self.flush();
@@ -236,6 +242,7 @@ impl Daemon {
         match token {
             SIGNALS => self.on_signals(),
             SPOOL => self.on_intake(),
+            PIPE => self.on_pipe(),
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
                 let registry = self.poll.registry();

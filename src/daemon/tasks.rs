@@ -193,7 +193,7 @@ impl Daemon {
 
     /// Dead-letters a claimed file that is not a valid task, with a failed result when its id
     /// is usable and no other task of that id exists.
-    fn reject(&mut self, claim: Claim, r: Rejected) {
+    pub(super) fn reject(&mut self, claim: Claim, r: Rejected) {
         let id = Self::rejected_id(&claim, &r);
         let duplicate = matches!(r.why, Invalid::Duplicate { .. });
         let message = r.why.to_string();
