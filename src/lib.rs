@@ -2,13 +2,14 @@
 //!
 //! The binaries are thin; everything they do is here so tests reach it. The worker daemon is
 //! [`run_worker`]; its loop is [`daemon`], the folder protocol [`spool`], the agent process
-//! [`runner`].
+//! [`runner`]. `watcherctl` is [`ctl`].
 
 pub mod agent;
 pub mod breaker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod durable;
 pub mod error;
