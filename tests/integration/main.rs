@@ -1,10 +1,12 @@
-//! Integration tests: the real `worker-watcher` binary on temp spools, with the stand-in agent
+//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with the stand-in agent
 //! (tests/stand-in/claude), real inotify, processes and signals.
 
 mod breaker;
 mod crash;
+mod ctl;
 mod invalid;
 mod logging;
+mod pipe;
 mod running;
 mod settings;
 mod signals;
