@@ -26,6 +26,9 @@ pub const PIPE_ATOMIC_BYTES: usize = libc::PIPE_BUF;
 
 pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
     folders::check_name(&a.worker)?;
+    if let Some(s) = a.wait_timeout.filter(|s| !(s.is_finite() && *s >= 0.0)) {
+        return Err(CtlError::usage(format!("--wait-timeout {s}: expected a number of seconds >= 0")));
+    }
     let description = description(&a.description)?;
     let id = a.id.clone().unwrap_or_else(new_id);
     let doc = task_doc(&id, &a.worker, description, a)?;
@@ -211,7 +214,7 @@ fn wait(spool: &Spool, worker: &str, id: &str, mut w: Watcher, a: &SubmitArgs) -
     if !a.json {
         print(&format!("{id}\n"))?;
     }
-    let deadline = a.wait_timeout.map(|s| Instant::now() + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
+    let deadline = a.wait_timeout.map(|s| Instant::now() + Duration::from_secs_f64(s.min(1e9)));
     let path = spool.result_file(worker, id);
     loop {
         // A result is written whole (temp file and rename); one that does not parse yet was

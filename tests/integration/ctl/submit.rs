@@ -100,6 +100,7 @@ fn invalid_tasks_and_taken_ids_are_refused() {
     ctl(&root, &["submit", "marie", "x", "--timeout=0"]).expect(2);
     ctl(&root, &["submit", "bad/name", "x", "--create"]).expect(2);
     ctl(&root, &["submit", "marie", "x", "--wait-timeout", "1"]).expect(2);
+    ctl(&root, &["submit", "marie", "x", "--wait", "--wait-timeout", "nan"]).expect(2);
     fs::write(root.path().join(".env"), "MAX_TASK_BYTES=100\n").expect("env");
     let r = ctl(&root, &["submit", "marie", &"x".repeat(200)]).expect(2);
     assert!(r.stderr.contains("MAX_TASK_BYTES=100"), "{r:?}");
