@@ -1,5 +1,5 @@
-//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with the stand-in agent
-//! (tests/stand-in/claude), real inotify, processes and signals.
+//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with
+//! the stand-in agent (tests/stand-in/claude), real inotify, processes and signals.
 
 mod breaker;
 mod crash;
