@@ -102,10 +102,12 @@ impl Daemon {
     /// End of a loop turn: heartbeat on a state change, group commit, re-queue what waits
     /// when stopping, and the systemd status line.
     pub(super) fn flush(&mut self) {
+        self.commit();
+        // After the outcomes' commit, so the heartbeat's counters include them.
         if self.state_word() != self.heartbeat_status {
             self.stage_heartbeat();
+            self.commit();
         }
-        self.commit();
         if matches!(self.phase, Phase::Draining { .. }) && !self.spool.has_pending() {
             self.requeue_waiting();
         }
