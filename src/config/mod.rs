@@ -134,6 +134,8 @@ pub struct Config {
     pub log_format: Format,
     pub enable_metrics: bool,
     pub metrics_port: u16,
+    /// METRICS_LISTEN: an address to bind instead of `0.0.0.0:METRICS_PORT`.
+    pub metrics_listen: Option<crate::listen::Addr>,
     pub effective: Vec<Effective>,
 }
 
@@ -288,7 +290,8 @@ impl Config {
             _ => Err(()),
         })?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
-        let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 1, 65535).map(|n| n as u16))?;
+        let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
+        let metrics_listen = r.get("METRICS_LISTEN", |s| crate::listen::Addr::parse(s, worker).ok_or(()))?;
         let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
         env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
         Ok(Config {
@@ -299,6 +302,7 @@ impl Config {
             log_format,
             enable_metrics,
             metrics_port,
+            metrics_listen,
             effective: r.effective,
         })
     }
