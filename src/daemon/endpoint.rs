@@ -13,7 +13,7 @@ use super::{Daemon, Phase};
 use crate::breaker::State;
 use crate::config::Config;
 use crate::error::Fatal;
-use crate::http::{Limits, Request, Response, Server, JSON};
+use crate::http::{Limits, Request, Response, Server, Stats, JSON};
 use crate::listen::{self, Addr, Listener};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
@@ -44,6 +44,9 @@ pub(super) fn open(
     log: &Logger,
 ) -> Result<Option<Endpoint>, Fatal> {
     let passed = listen::from_systemd().map_err(Fatal::Config)?;
+    if let (true, Some(pid)) = (passed.is_empty() && env.contains_key("LISTEN_FDS"), env.get("LISTEN_PID")) {
+        log.info("LISTEN_FDS ignored: LISTEN_PID names another process", &[("LISTEN_PID", pid)]);
+    }
     if !cfg.enable_metrics {
         if !passed.is_empty() {
             log.warn(
@@ -104,7 +107,8 @@ impl Daemon {
         let Some(mut ep) = self.endpoint.take() else {
             return;
         };
-        ep.server.ready(self.poll.registry(), token, &mut |req: &Request| self.respond(req));
+        let stats = ep.server.stats();
+        ep.server.ready(self.poll.registry(), token, &mut |req: &Request| self.respond(req, &stats));
         self.endpoint = Some(ep);
     }
 
@@ -130,16 +134,17 @@ impl Daemon {
         }
     }
 
-    fn respond(&self, req: &Request) -> Response {
+    fn respond(&self, req: &Request, http: &Stats) -> Response {
         match req.path.as_str() {
-            "/metrics" => req.read_only().unwrap_or_else(|| self.metrics_page()),
+            "/metrics" => req.read_only().unwrap_or_else(|| self.metrics_page(http)),
             "/healthz" => req.read_only().unwrap_or_else(|| self.health_page()),
             _ => Response::not_found(),
         }
     }
 
-    fn metrics_page(&self) -> Response {
+    fn metrics_page(&self, http: &Stats) -> Response {
         self.metrics.set_state(&self.metric_state());
+        self.metrics.set_http(http);
         match self.metrics.encode() {
             Ok(body) => Response::new(200, CONTENT_TYPE, body),
             Err(e) => Response::text(500, &format!("cannot encode the metrics: {e}")),

@@ -12,6 +12,9 @@ pub const REASONS: &[&str] =
 /// Reasons an attempt can be retried for (a file that is not a task never is).
 const RETRY_REASONS: &[&str] = &["timeout", "exit_code", "signal", "spawn_error", "agent_error"];
 
+/// What the metrics endpoint counts of its connections.
+pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted", "timed_out"];
+
 /// Token kinds of Claude's `usage`.
 pub const TOKEN_KINDS: &[&str] = &["input", "output", "cache_creation_input", "cache_read_input"];
 
@@ -43,6 +46,7 @@ pub struct Families {
     pub heartbeat_age: GaugeVec,
     pub healthy: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub http_events: IntCounterVec,
 }
 
 fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> prometheus::Result<C> {
@@ -122,6 +126,11 @@ impl Families {
                 r,
                 IntGaugeVec::new(Opts::new("watcher_build_info", "Always 1; the version in a label."), &["worker", "version"])?,
             )?,
+            http_events: counter(
+                "watcher_http_connections_total",
+                "Connections to the metrics endpoint: accepted, answered, rejected (400/431), evicted (to make room), timed_out.",
+                &["worker", "event"],
+            )?,
         })
     }
 
@@ -136,6 +145,9 @@ impl Families {
         }
         for reason in RETRY_REASONS {
             self.retries.get_metric_with_label_values(&[worker, reason])?;
+        }
+        for event in HTTP_EVENTS {
+            self.http_events.get_metric_with_label_values(&[worker, event])?;
         }
         for kind in TOKEN_KINDS {
             self.agent_tokens.get_metric_with_label_values(&[worker, kind])?;

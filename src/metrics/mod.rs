@@ -15,7 +15,7 @@ use std::time::Duration;
 use prometheus::{Encoder, Histogram, IntCounter, Registry, TextEncoder};
 
 use crate::agent::AgentReport;
-pub use families::{Families, DURATION_BUCKETS, LATENCY_BUCKETS, REASONS};
+pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS};
 pub use process::ProcessMetrics;
 
 /// The text exposition format served on /metrics.
@@ -143,6 +143,21 @@ impl WorkerMetrics {
         f.oldest_queued_age.with_label_values(&w).set(s.oldest_queued_age);
         f.heartbeat_age.with_label_values(&w).set(s.heartbeat_age);
         f.healthy.with_label_values(&w).set(i64::from(s.healthy));
+    }
+
+    /// Copies the endpoint's own counters.
+    pub fn set_http(&self, st: &crate::http::Stats) {
+        let w = self.worker.as_str();
+        for (event, total) in [
+            ("accepted", st.accepted),
+            ("answered", st.responses),
+            ("rejected", st.rejected),
+            ("evicted", st.evicted),
+            ("timed_out", st.timed_out),
+        ] {
+            let c = self.families.http_events.with_label_values(&[w, event]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
     }
 
     /// The text exposition of everything, with the process figures read now.
