@@ -12,7 +12,7 @@ mod process;
 
 use std::time::Duration;
 
-use prometheus::{Encoder, Histogram, IntCounter, Registry, TextEncoder};
+use prometheus::{Counter, Encoder, Histogram, IntCounter, Registry, TextEncoder};
 
 use crate::agent::AgentReport;
 pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS};
@@ -71,9 +71,13 @@ pub struct WorkerMetrics {
     families: Families,
     process: ProcessMetrics,
     worker: String,
+    // The children moved for every task, looked up once.
     completed: IntCounter,
     duration: Histogram,
     latency: Histogram,
+    cost: Counter,
+    /// input, output, cache_creation_input, cache_read_input.
+    tokens: [IntCounter; 4],
 }
 
 impl WorkerMetrics {
@@ -83,7 +87,12 @@ impl WorkerMetrics {
         families.init(worker)?;
         let process = ProcessMetrics::register(&registry, worker)?;
         families.build_info.get_metric_with_label_values(&[worker, env!("CARGO_PKG_VERSION")])?.set(1);
+        let token = |kind: &str| families.agent_tokens.get_metric_with_label_values(&[worker, kind]);
+        let tokens =
+            [token("input")?, token("output")?, token("cache_creation_input")?, token("cache_read_input")?];
         Ok(WorkerMetrics {
+            cost: families.agent_cost.get_metric_with_label_values(&[worker])?,
+            tokens,
             completed: families.processed.get_metric_with_label_values(&[worker, "completed"])?,
             duration: families.duration.get_metric_with_label_values(&[worker])?,
             latency: families.detection_latency.get_metric_with_label_values(&[worker])?,
@@ -113,15 +122,18 @@ impl WorkerMetrics {
         self.duration.observe(run.duration.as_secs_f64());
         if let Some(rep) = &run.report {
             if let Some(cost) = rep.total_cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
-                f.agent_cost.with_label_values(&[w]).inc_by(cost);
+                self.cost.inc_by(cost);
             }
-            for (kind, n) in [
-                ("input", rep.input_tokens),
-                ("output", rep.output_tokens),
-                ("cache_creation_input", rep.cache_creation_input_tokens),
-                ("cache_read_input", rep.cache_read_input_tokens),
-            ] {
-                f.agent_tokens.with_label_values(&[w, kind]).inc_by(n);
+            let counts = [
+                rep.input_tokens,
+                rep.output_tokens,
+                rep.cache_creation_input_tokens,
+                rep.cache_read_input_tokens,
+            ];
+            for (counter, n) in self.tokens.iter().zip(counts) {
+                if n > 0 {
+                    counter.inc_by(n);
+                }
             }
         }
     }
