@@ -151,3 +151,22 @@ fn not_found_method_not_allowed_and_bad_requests() {
     drop(target.connect());
     assert_eq!(target.get("/healthz").status, 200);
 }
+
+#[test]
+fn healthz_is_503_while_no_heartbeat_can_be_written() {
+    let root = Root::new();
+    let (w, target) = start(&root, &[("HEARTBEAT_INTERVAL", "0.1")]);
+    assert_eq!(target.get("/healthz").status, 200);
+    // The heartbeat folder replaced by a file: every heartbeat write fails, even as root.
+    let dir = root.path().join("heartbeats");
+    let aside = root.path().join("heartbeats.aside");
+    std::fs::rename(&dir, &aside).expect("move the folder aside");
+    std::fs::write(&dir, "not a folder").expect("a file in its place");
+    let a = wait_for("/healthz to say 503", || Some(target.get("/healthz")).filter(|a| a.status == 503));
+    assert!(a.body.contains("no heartbeat written"), "{}", a.body);
+    assert_eq!(target.scrape().get("watcher_healthy{worker=\"marie\"}"), 0.0);
+    std::fs::remove_file(&dir).expect("remove the file");
+    std::fs::rename(&aside, &dir).expect("put the folder back");
+    wait_for("/healthz to say 200 again", || (target.get("/healthz").status == 200).then_some(()));
+    drop(w);
+}
