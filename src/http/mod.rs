@@ -161,9 +161,14 @@ impl Server {
         loop {
             let stream = match self.listeners[index].accept() {
                 Ok(s) => s,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // WouldBlock: all taken. Anything else (EMFILE, ECONNABORTED…): the next
-                // connection brings a new event.
+                // A connection reset while it waited: the next may be fine.
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted) =>
+                {
+                    continue
+                }
+                // WouldBlock: all taken. Anything else (EMFILE…): the next connection brings
+                // a new event.
                 Err(_) => return,
             };
             self.stats.accepted += 1;
