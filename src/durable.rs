@@ -9,12 +9,14 @@
 //! Not a cache and not a queue: a batch is committed at the end of every loop turn.
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 /// Prefix of the daemons' temp files: a dot-file, so every reader and the queue skip it.
@@ -141,6 +143,74 @@ pub fn write_now(dir: &Path, name: &str, bytes: Vec<u8>) -> io::Result<()> {
     batch.commit().pop().map_or(Ok(()), |(_, r)| r)
 }
 
+/// How [`publish`] names and owns the files it adds.
+#[derive(Clone, Copy, Debug)]
+pub struct Publish<'a> {
+    /// Start of the temp files' names: a dot, so that the queue never takes them.
+    pub temp_prefix: &'a str,
+    /// The `n`-th name to try when the wanted one is taken; `None`: a taken name fails with
+    /// `AlreadyExists`.
+    pub alternative: Option<fn(&OsStr, u64) -> OsString>,
+    /// Owner and group to give each file (`fchown(2)`; `None` leaves that one alone).
+    pub owner: (Option<u32>, Option<u32>),
+}
+
+/// Adds new files to `dir` as a producer queues tasks: each is written to a dot-temp file and
+/// synced, renamed to its name without replacing anything, and the folder synced once.
+/// Returns, per file, the name it got.
+pub fn publish(dir: &Path, files: Vec<(OsString, Vec<u8>)>, how: &Publish) -> Vec<io::Result<OsString>> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    let mut renamed = false;
+    let mut out = Vec::with_capacity(files.len());
+    for (name, bytes) in files {
+        let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{}{pid}.{seq}.tmp", how.temp_prefix));
+        let written = write_temp(&tmp, &bytes, None).and_then(|file| {
+            if how.owner != (None, None) {
+                nix::unistd::fchown(
+                    file.as_raw_fd(),
+                    how.owner.0.map(Into::into),
+                    how.owner.1.map(Into::into),
+                )?;
+            }
+            file.sync_all()
+        });
+        let placed = written.and_then(|()| place(&tmp, dir, &name, how.alternative));
+        if placed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed |= placed.is_ok();
+        out.push(placed);
+    }
+    if renamed {
+        if let Err(e) = sync_dir(dir) {
+            return out.into_iter().map(|r| r.and(Err(io::Error::new(e.kind(), e.to_string())))).collect();
+        }
+    }
+    out
+}
+
+fn place(
+    tmp: &Path,
+    dir: &Path,
+    name: &OsStr,
+    alternative: Option<fn(&OsStr, u64) -> OsString>,
+) -> io::Result<OsString> {
+    let mut target = name.to_os_string();
+    for n in 1..=1000 {
+        match rename_noreplace(tmp, &dir.join(&target)) {
+            Ok(()) => return Ok(target),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match alternative {
+                Some(alt) => target = alt(name, n),
+                None => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name"))
+}
+
 /// `rename(2)` that fails with `AlreadyExists` instead of replacing `to`.
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     let cfrom = CString::new(from.as_os_str().as_bytes())?;
@@ -231,6 +301,31 @@ mod tests {
         fs::remove_file(&b).expect("rm");
         rename_noreplace(&a, &b).expect("rename");
         assert_eq!(fs::read(&b).expect("b"), b"1");
+    }
+
+    #[test]
+    fn publish_never_replaces() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fs::write(dir.path().join("a.json"), "old").expect("w");
+        let strict = Publish { temp_prefix: ".t-", alternative: None, owner: (None, None) };
+        let out = publish(dir.path(), vec![("a.json".into(), b"new".to_vec())], &strict);
+        assert_eq!(out[0].as_ref().expect_err("taken").kind(), io::ErrorKind::AlreadyExists);
+        fn alt(name: &OsStr, n: u64) -> OsString {
+            format!("{}~{n}", name.to_string_lossy()).into()
+        }
+        let lenient = Publish { alternative: Some(alt), ..strict };
+        let files = vec![("a.json".into(), b"new".to_vec()), ("b.json".into(), b"b".to_vec())];
+        let names: Vec<OsString> =
+            publish(dir.path(), files, &lenient).into_iter().map(|r| r.expect("published")).collect();
+        assert_eq!(names, vec![OsString::from("a.json~1"), OsString::from("b.json")]);
+        assert_eq!(fs::read(dir.path().join("a.json")).expect("a"), b"old");
+        assert_eq!(fs::read(dir.path().join("a.json~1")).expect("a~1"), b"new");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .expect("ls")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".t-"))
+            .collect();
+        assert!(left.is_empty(), "no temp file left");
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! The binaries are thin; everything they do is here so tests reach it. The worker daemon is
 //! [`run_worker`]; its loop is [`daemon`], the folder protocol [`spool`], the agent process
-//! [`runner`].
+//! [`runner`]. `watcherctl` is [`ctl`].
 
 pub mod agent;
 pub mod breaker;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod ctl;
 pub mod daemon;
 pub mod durable;
 pub mod error;
@@ -36,7 +37,8 @@ pub fn run_worker(args: &cli::WorkerArgs) -> Result<(), Fatal> {
         print!("{}", cfg.report());
         return Ok(());
     }
-    let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, &cfg.worker);
+    let sink = log::Sink::detect(cfg.log_target, layers.env.get("JOURNAL_STREAM").map(String::as_str));
+    let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, sink, &cfg.worker);
     let spool = spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?;
     daemon::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
 }

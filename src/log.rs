@@ -1,12 +1,19 @@
-//! Logging with structured fields: one line on stderr per event (JSON or text).
+//! Logging with structured fields: a native journal entry per event under journald
+//! ([`journal`]), else one line on stderr (JSON or text).
 //!
 //! Field names are the journal's (`TASK_ID`, `ATTEMPT`, …) so one call site serves both the
-//! journal and stderr; stderr lowercases them. Not a global logger: each daemon owns one, so
-//! tests never share state.
+//! journal and stderr; stderr lowercases them. Key events carry a `MESSAGE_ID` from [`ids`].
+//! Not a global logger: each daemon owns one, so tests never share state.
 
+pub mod ids;
+pub mod journal;
+
+use std::cell::Cell;
 use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
+
+pub use journal::{Sink, Target};
 
 /// Severity, ordered from least to most severe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -68,12 +75,19 @@ pub type Field<'a> = (&'static str, &'a dyn fmt::Display);
 pub struct Logger {
     pub level: Level,
     format: Format,
+    sink: Sink,
     worker: String,
+    /// The last journal entry could not be sent (its failure was reported on stderr).
+    journal_failing: Cell<bool>,
 }
 
 impl Logger {
-    pub fn new(level: Level, format: Format, worker: &str) -> Logger {
-        Logger { level, format, worker: worker.to_string() }
+    pub fn new(level: Level, format: Format, sink: Sink, worker: &str) -> Logger {
+        Logger { level, format, sink, worker: worker.to_string(), journal_failing: Cell::new(false) }
+    }
+
+    pub fn sink(&self) -> Sink {
+        self.sink
     }
 
     pub fn enabled(&self, level: Level) -> bool {
@@ -84,6 +98,26 @@ impl Logger {
         if !self.enabled(level) {
             return;
         }
+        if self.sink == Sink::Journal {
+            let text = format!("{message}{}", pairs(fields));
+            match journal::send(level, &text, &self.worker, fields) {
+                Ok(()) => return self.journal_failing.set(false),
+                Err(e) => self.journal_failed(&e),
+            }
+        }
+        self.write_line(level, message, fields);
+    }
+
+    /// The first failure of a run of them is said on stderr; each entry that could not be
+    /// sent goes to stderr instead.
+    fn journal_failed(&self, error: &str) {
+        if !self.journal_failing.replace(true) {
+            let why = format!("cannot log to the journal ({error}); logging to stderr until it works again");
+            self.write_line(Level::Warning, &why, &[]);
+        }
+    }
+
+    fn write_line(&self, level: Level, message: &str, fields: &[Field]) {
         let line = match self.format {
             Format::Json => self.json_line(level, message, fields),
             Format::Text => self.text_line(level, message, fields),
@@ -124,22 +158,31 @@ impl Logger {
     }
 
     fn text_line(&self, level: Level, message: &str, fields: &[Field]) -> String {
-        let mut line = format!(
-            "{} {:<7} {}: {}",
+        format!(
+            "{} {:<7} {}: {}{}\n",
             crate::clock::rfc3339_now(),
             level.as_str().to_ascii_uppercase(),
             self.worker,
-            message
-        );
-        for (name, value) in fields {
-            if *name == "MESSAGE_ID" {
-                continue;
-            }
-            line.push_str(&format!(" {}={}", name.to_ascii_lowercase(), value));
-        }
-        line.push('\n');
-        line
+            message,
+            pairs(fields)
+        )
     }
+}
+
+/// ` name=value` for each field but MESSAGE_ID, names lowercased; a value that is empty or
+/// has spaces or quotes is quoted, so the text stays one line that splits unambiguously.
+fn pairs(fields: &[Field]) -> String {
+    let mut out = String::new();
+    for (name, value) in fields.iter().filter(|(name, _)| *name != "MESSAGE_ID") {
+        let value = value.to_string();
+        let plain = !value.is_empty() && !value.contains(|c: char| c.is_whitespace() || c == '"');
+        if plain {
+            out.push_str(&format!(" {}={value}", name.to_ascii_lowercase()));
+        } else {
+            out.push_str(&format!(" {}={value:?}", name.to_ascii_lowercase()));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,7 +200,7 @@ mod tests {
 
     #[test]
     fn json_line_is_one_object_with_lowercase_fields() {
-        let l = Logger::new(Level::Info, Format::Json, "marie");
+        let l = Logger::new(Level::Info, Format::Json, Sink::Stderr, "marie");
         let line = l.json_line(Level::Info, "task completed", &[("TASK_ID", &"t1"), ("ATTEMPT", &2)]);
         assert!(line.ends_with('\n'));
         let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("json");
@@ -169,8 +212,19 @@ mod tests {
 
     #[test]
     fn text_line_has_fields() {
-        let l = Logger::new(Level::Info, Format::Text, "anga");
+        let l = Logger::new(Level::Info, Format::Text, Sink::Stderr, "anga");
         let line = l.text_line(Level::Warning, "retrying", &[("TASK_ID", &"x")]);
         assert!(line.contains("WARNING anga: retrying task_id=x"), "{line}");
+    }
+
+    #[test]
+    fn pairs_skip_the_message_id_and_quote_what_has_spaces() {
+        let text = pairs(&[
+            ("MESSAGE_ID", &ids::TASK_FAILED),
+            ("TASK_ID", &"t1"),
+            ("ERROR", &"exit status 3"),
+            ("FILE", &""),
+        ]);
+        assert_eq!(text, r#" task_id=t1 error="exit status 3" file="""#);
     }
 }

@@ -82,6 +82,7 @@ pub enum Invalid {
     NameNotUtf8(String),
     NotRegular(&'static str),
     TooLarge { size: u64, max: u64 },
+    LineTooLong { max: u64 },
     Unreadable(String),
     NotJson(String),
     NotObject(&'static str),
@@ -102,6 +103,10 @@ impl fmt::Display for Invalid {
             Invalid::TooLarge { size, max } => {
                 write!(f, "file is {size} bytes, larger than MAX_TASK_BYTES={max}")
             }
+            Invalid::LineTooLong { max } => write!(
+                f,
+                "a line of the pipe is longer than MAX_TASK_BYTES={max}; it was dropped (its start is in raw_preview)"
+            ),
             Invalid::Unreadable(e) => write!(f, "cannot read the file: {e}"),
             Invalid::NotJson(e) => write!(f, "not valid JSON: {e}"),
             Invalid::NotObject(kind) => write!(f, "not a JSON object but {kind}"),

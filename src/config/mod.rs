@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::log::{Format, Level};
+use crate::log::{Format, Level, Target};
 use crate::task::is_valid_id;
 pub use vars::{Reload, Var, VARS};
 
@@ -132,10 +132,13 @@ pub struct Config {
     pub env_files: Vec<PathBuf>,
     pub tuning: Tuning,
     pub log_format: Format,
+    pub log_target: Target,
     pub enable_metrics: bool,
     pub metrics_port: u16,
     /// METRICS_LISTEN: an address to bind instead of `0.0.0.0:METRICS_PORT`.
     pub metrics_listen: Option<crate::listen::Addr>,
+    /// Queue the task lines written to `pipes/<worker>.pipe` (PIPE_INTAKE).
+    pub pipe_intake: bool,
     pub effective: Vec<Effective>,
 }
 
@@ -252,6 +255,16 @@ impl Config {
                 "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
             )));
         }
+        Config::resolve(worker, layers)
+    }
+
+    /// The settings of no one worker, for tools that serve them all (watcherctl): the same
+    /// layers and env-file rules, and `worker` is empty.
+    pub fn load_shared(layers: &Layers) -> Result<Config, ConfigError> {
+        Config::resolve("", layers)
+    }
+
+    fn resolve(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
         let mut r = Resolver { layers, named: Vec::new(), fallback: None, effective: Vec::new() };
         for arg in layers.env_files.iter().rev() {
             if let Some(map) = read_env_file(&arg.path, !arg.optional)? {
@@ -289,9 +302,11 @@ impl Config {
             "text" => Ok(Format::Text),
             _ => Err(()),
         })?;
+        let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
         let metrics_listen = r.get("METRICS_LISTEN", |s| crate::listen::Addr::parse(s, worker).ok_or(()))?;
+        let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
         let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
         env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
         Ok(Config {
@@ -300,9 +315,11 @@ impl Config {
             env_files,
             tuning,
             log_format,
+            log_target,
             enable_metrics,
             metrics_port,
             metrics_listen,
+            pipe_intake,
             effective: r.effective,
         })
     }

@@ -33,6 +33,7 @@ fn defaults_of_the_old_design() {
     assert_eq!(t.agent_argv, vec!["claude", "-p", "--output-format", "json"]);
     assert_eq!(t.log_level, Level::Info);
     assert_eq!(c.log_format, Format::Json);
+    assert_eq!(c.log_target, Target::Auto);
     assert!(c.enable_metrics);
     assert_eq!(c.metrics_port, 9090);
     assert_eq!(c.metrics_listen, None);
@@ -55,6 +56,7 @@ fn bad_values_name_the_variable_and_what_is_expected() {
         ("METRICS_PORT", "70000", "TCP port"),
         ("METRICS_LISTEN", "localhost:9090", "ADDR:PORT"),
         ("METRICS_LISTEN", "metrics.sock", "absolute unix socket path"),
+        ("LOG_TARGET", "syslog", "auto, journal or stderr"),
     ] {
         let err = load(&[("WATCHER_ROOT", &root), (var, value)]).expect_err(var);
         assert!(err.0.starts_with(&format!("{var}=")), "{err}");
@@ -185,4 +187,18 @@ fn metrics_addresses() {
     assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Unix("/run/ww/marie.sock".into())));
     let c = load(&[("WATCHER_ROOT", &root), ("METRICS_LISTEN", "[::1]:9101")]).expect("config");
     assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Tcp("[::1]:9101".parse().expect("addr"))));
+}
+
+#[test]
+fn shared_settings_need_no_worker_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(".env"), "MAX_TASK_BYTES=2048\nPIPE_INTAKE=yes\n").expect("env");
+    let root = dir.path().display().to_string();
+    let c = Config::load_shared(&layers(&[("WATCHER_ROOT", &root)])).expect("config");
+    assert_eq!(c.worker, "");
+    assert_eq!(c.tuning.max_task_bytes, 2048, "ROOT/.env is read");
+    assert!(c.pipe_intake);
+    assert_eq!(c.paths.pipes, dir.path().join("pipes"));
+    let off = load(&[("WATCHER_ROOT", &root), ("PIPE_INTAKE", "off")]);
+    assert!(!off.expect("config").pipe_intake, "the environment ranks above ROOT/.env");
 }

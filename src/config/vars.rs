@@ -182,6 +182,14 @@ pub const VARS: &[Var] = &[
         "Least severe message logged.",
     ),
     var(
+        "LOG_TARGET",
+        Some("auto"),
+        "auto, journal or stderr",
+        Restart,
+        "Where to log: native journal entries with structured fields, or lines on stderr; auto \
+         picks the journal when stderr is connected to it (JOURNAL_STREAM).",
+    ),
+    var(
         "LOG_FORMAT",
         Some("json"),
         "json or text",
@@ -202,6 +210,13 @@ pub const VARS: &[Var] = &[
         "ADDR:PORT (e.g. 127.0.0.1:9101, [::]:0) or an absolute unix socket path (%i: the worker's name)",
         Restart,
         "Where to serve metrics instead of METRICS_PORT; honoured under systemd when no socket is passed.",
+    ),
+    var(
+        "PIPE_INTAKE",
+        Some("false"),
+        "true or false",
+        Restart,
+        "Create pipes/NAME.pipe (a FIFO, mode 0620) and queue each task JSON line written to it.",
     ),
 ];
 

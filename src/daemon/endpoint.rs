@@ -18,9 +18,9 @@ use crate::listen::{self, Addr, Listener};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
 
-/// Listening sockets: tokens 2 to 15, below the agents' pipes.
-pub(super) const HTTP_LISTEN: Token = Token(2);
-const MAX_LISTENERS: usize = 14;
+/// Listening sockets: tokens 8 to 15, between the loop's own sources and the agents' pipes.
+pub(super) const HTTP_LISTEN: Token = Token(8);
+const MAX_LISTENERS: usize = 8;
 /// Connections: tokens from here up, above any agent pipe's.
 pub(super) const HTTP_CONN: Token = Token(1 << 20);
 

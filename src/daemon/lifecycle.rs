@@ -7,6 +7,7 @@ use super::{Daemon, Phase};
 use crate::breaker::{State, Transition};
 use crate::clock;
 use crate::error::Fatal;
+use crate::log::ids;
 use crate::records::{Heartbeat, TaskResult, FAILED};
 use crate::spool::Op;
 
@@ -62,7 +63,11 @@ impl Daemon {
             } else {
                 self.log.warn(
                     "task left in flight by a daemon that died; re-queued",
-                    &[("TASK_ID", &task.id), ("RECLAIMS", &task.state.reclaims)],
+                    &[
+                        ("MESSAGE_ID", &ids::TASK_RECLAIMED),
+                        ("TASK_ID", &task.id),
+                        ("RECLAIMS", &task.state.reclaims),
+                    ],
                 );
                 self.spool.stage(Op::Requeue { claim, task: loaded.task, queued_at: loaded.queued_at });
             }
@@ -97,10 +102,12 @@ impl Daemon {
     /// End of a loop turn: heartbeat on a state change, group commit, re-queue what waits
     /// when stopping, and the systemd status line.
     pub(super) fn flush(&mut self) {
+        self.commit();
+        // After the outcomes' commit, so the heartbeat's counters include them.
         if self.state_word() != self.heartbeat_status {
             self.stage_heartbeat();
+            self.commit();
         }
-        self.commit();
         if matches!(self.phase, Phase::Draining { .. }) && !self.spool.has_pending() {
             self.requeue_waiting();
         }
@@ -179,18 +186,24 @@ impl Daemon {
     }
 
     pub(super) fn breaker_changed(&mut self, t: Transition) {
-        let fields: [crate::log::Field; 2] = [
-            ("CONSECUTIVE_FAILURES", &self.breaker.consecutive_failures()),
-            ("TIMEOUT_S", &self.cfg.tuning.breaker_timeout.as_secs_f64()),
-        ];
+        let failures = self.breaker.consecutive_failures();
+        let timeout = self.cfg.tuning.breaker_timeout.as_secs_f64();
         match t {
-            Transition::Opened => {
-                self.log.error("circuit breaker opened: no new task starts until it half-opens", &fields)
+            Transition::Opened => self.log.error(
+                "circuit breaker opened: no new task starts until it half-opens",
+                &[
+                    ("MESSAGE_ID", &ids::BREAKER_OPENED),
+                    ("CONSECUTIVE_FAILURES", &failures),
+                    ("TIMEOUT_S", &timeout),
+                ],
+            ),
+            Transition::HalfOpened => self.log.warn(
+                "circuit breaker half-open: one trial task may run",
+                &[("MESSAGE_ID", &ids::BREAKER_HALF_OPEN), ("CONSECUTIVE_FAILURES", &failures)],
+            ),
+            Transition::Closed => {
+                self.log.info("circuit breaker closed", &[("MESSAGE_ID", &ids::BREAKER_CLOSED)])
             }
-            Transition::HalfOpened => {
-                self.log.warn("circuit breaker half-open: one trial task may run", &fields[..1])
-            }
-            Transition::Closed => self.log.info("circuit breaker closed", &[]),
         }
         self.stage_heartbeat();
     }

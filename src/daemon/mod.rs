@@ -6,6 +6,7 @@
 
 mod endpoint;
 mod lifecycle;
+mod pipe;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -29,6 +30,8 @@ use crate::task::Task;
 
 const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
+/// The named-pipe intake (PIPE_INTAKE).
+const PIPE: Token = Token(2);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
@@ -138,6 +141,7 @@ pub struct Daemon {
     retrying: HashMap<OsString, VecDeque<Recorded>>,
     /// When a heartbeat was last written durably.
     heartbeat_written: Instant,
+    pipe: Option<pipe::PipeIntake>,
 }
 
 impl Daemon {
@@ -195,6 +199,7 @@ impl Daemon {
             endpoint,
             retrying: HashMap::new(),
             heartbeat_written: now,
+            pipe: None,
             cfg,
         })
     }
@@ -205,6 +210,7 @@ impl Daemon {
         self.spool
             .register(self.poll.registry(), SPOOL)
             .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
+        self.open_pipe()?;
         self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
         self.schedule();
         self.flush();
@@ -260,6 +266,7 @@ impl Daemon {
             SIGNALS => self.on_signals(),
             SPOOL => self.on_intake(),
             t if self.owns_http(t) => self.on_http(t),
+            PIPE => self.on_pipe(),
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
                 let registry = self.poll.registry();

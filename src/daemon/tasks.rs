@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::{self, Output};
 use crate::clock;
+use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
 use crate::records::{DeadLetter, Receipt, TaskResult, COMPLETED, FAILED};
 use crate::retry;
@@ -197,7 +198,7 @@ impl Daemon {
 
     /// Dead-letters a claimed file that is not a valid task, with a failed result when its id
     /// is usable and no other task of that id exists.
-    fn reject(&mut self, claim: Claim, r: Rejected) {
+    pub(super) fn reject(&mut self, claim: Claim, r: Rejected) {
         let id = Self::rejected_id(&claim, &r);
         let duplicate = matches!(r.why, Invalid::Duplicate { .. });
         let message = r.why.to_string();
@@ -548,10 +549,11 @@ impl Daemon {
             a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
             let recorded = Recorded { end: End::Retried { reason: reason.into() }, run: Self::run_of(&a) };
             self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
-            let mut fields = Self::fields(&a, Some(reason));
+            let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
+            fields.extend(Self::fields(&a, Some(reason)));
             fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
             fields.push(("ERROR", message));
-            self.log_fields(crate::log::Level::Warning, "attempt failed; retrying", &fields);
+            self.log_fields(Level::Warning, "attempt failed; retrying", &fields);
             self.spool.stage(Op::SaveState {
                 claim: a.claim.clone(),
                 task: a.task.clone(),
@@ -675,22 +677,24 @@ impl Daemon {
                     self.ids.remove(id);
                 }
                 self.metrics.record(&f.recorded);
-                let level = match f.status {
+                let (level, id) = match f.status {
                     Final::Completed => {
                         self.stats.completed += 1;
-                        crate::log::Level::Info
+                        (Level::Info, ids::TASK_COMPLETED)
                     }
                     Final::Failed | Final::Invalid => {
                         self.stats.failed += 1;
                         self.stats.dead_lettered += 1;
                         if f.status == Final::Invalid {
-                            crate::log::Level::Warning
+                            (Level::Warning, ids::TASK_INVALID)
                         } else {
-                            crate::log::Level::Error
+                            (Level::Error, ids::TASK_FAILED)
                         }
                     }
                 };
-                self.log_fields(level, &f.message, &f.fields);
+                let mut fields = vec![("MESSAGE_ID", id.to_string())];
+                fields.extend(f.fields);
+                self.log_fields(level, &f.message, &fields);
             }
             (OpKind::SaveState, None) => {
                 let Some(key) = done.claim.map(|c| c.key) else {
@@ -726,7 +730,7 @@ impl Daemon {
         Some(Run { duration: a.duration, report: a.output.as_ref().and_then(|o| o.report.clone()) })
     }
 
-    fn log_fields(&self, level: crate::log::Level, message: &str, fields: &[(&'static str, String)]) {
+    fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
         let refs: Vec<crate::log::Field> =
             fields.iter().map(|(k, v)| (*k, v as &dyn std::fmt::Display)).collect();
         self.log.log(level, message, &refs);

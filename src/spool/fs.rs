@@ -23,6 +23,10 @@ use crate::records::to_bytes;
 use crate::task::{is_valid_id, Invalid, Task};
 use crate::watch::{Change, DirWatch};
 
+/// Temp files of [`Spool::submit`] in the queue; the worker holding the lock is their only
+/// writer, so it removes those a crash left.
+const SUBMIT_TEMP_PREFIX: &str = ".ww-submit.";
+
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
 
@@ -159,6 +163,7 @@ impl FsSpool {
             (&spool.triggers, None),
             (&spool.dlq, None),
             (&spool.inflight, None),
+            (&spool.queue, Some("submit.")),
             (&spool.heartbeats, Some(own_heartbeat.as_str())),
         ] {
             durable::remove_stale_temps(dir, owner)
@@ -460,6 +465,15 @@ impl Spool for FsSpool {
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
         remove_if_present(&self.inflight.join(&claim.key))
+    }
+
+    fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>> {
+        let how = durable::Publish {
+            temp_prefix: SUBMIT_TEMP_PREFIX,
+            alternative: Some(alternative),
+            owner: (None, None),
+        };
+        durable::publish(&self.queue, tasks, &how)
     }
 
     fn stage(&mut self, mut op: Op) {

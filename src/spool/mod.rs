@@ -156,6 +156,9 @@ pub trait Spool {
     fn requeue(&mut self, claim: &Claim) -> io::Result<()>;
     /// Drops a claimed task whose result already exists.
     fn discard(&mut self, claim: &Claim) -> io::Result<()>;
+    /// Queues tasks as a producer would (the pipe intake): each under its name, or a free
+    /// variant of it, durably. Returns per task the name it was queued under.
+    fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>>;
     fn stage(&mut self, op: Op);
     /// Makes every staged op durable (group commit) and releases what it completes.
     fn commit(&mut self) -> Vec<Done>;

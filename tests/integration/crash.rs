@@ -58,9 +58,12 @@ fn recovery_requeues_and_cleans_up() {
     fs::write(root.path().join("results/marie/done.json"), r#"{"task_id":"done","status":"completed"}"#)
         .expect("w");
     fs::write(inflight.join("again.json"), r#"{"description":"hello"}"#).expect("w");
-    let _w = Worker::start(&root, "marie", &[]);
+    let w = Worker::start(&root, "marie", &[]);
     let r = root.wait_result("marie", "again");
     assert_eq!(r["status"], "completed");
+    let log = w.log_text();
+    let reclaimed = format!("\"message_id\":\"{}\"", worker_watcher::log::ids::TASK_RECLAIMED);
+    assert!(log.lines().any(|l| l.contains(&reclaimed) && l.contains("\"task_id\":\"again\"")), "{log}");
     let done = root.result("marie", "done").expect("kept");
     assert!(done.get("worker").is_none(), "the finished task was not run again");
     wait_for("in-flight folder empty", || names(&inflight).is_empty().then_some(()));

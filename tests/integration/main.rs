@@ -1,12 +1,15 @@
-//! Integration tests: the real `worker-watcher` binary on temp spools, with the stand-in agent
-//! (tests/stand-in/claude), real inotify, processes and signals.
+//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with
+//! the stand-in agent (tests/stand-in/claude), real inotify, processes and signals.
 
 mod activation;
 mod breaker;
 mod crash;
+mod ctl;
 mod hostile;
 mod invalid;
+mod logging;
 mod metrics;
+mod pipe;
 mod running;
 mod scrape;
 mod settings;

@@ -10,6 +10,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+# The version the packaging was written and tested with (installed only if cargo-deb is missing).
+CARGO_DEB_VERSION=3.8.0
 
 host_tools() {
     local missing=()
@@ -17,6 +19,7 @@ host_tools() {
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     command -v jq >/dev/null || missing+=(jq)
     command -v nsenter >/dev/null || missing+=(util-linux)
+    command -v pgrep >/dev/null || missing+=(procps)
     if ((${#missing[@]})); then
         echo "run.sh: installing ${missing[*]}"
         apt-get update -q >/dev/null
@@ -27,7 +30,7 @@ host_tools() {
 build_deb() {
     if ! command -v cargo-deb >/dev/null; then
         echo "run.sh: installing cargo-deb" >&2
-        cargo install cargo-deb --locked >&2
+        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked >&2
     fi
     echo "run.sh: cargo deb" >&2
     (cd "$REPO" && cargo deb --quiet --output "$CARGO_TARGET_DIR/debian/worker-watcher.deb" >&2)

@@ -178,22 +178,76 @@ step_task_round_trip() {
 }
 
 step_journal() {
-    local n own
+    local n own native
     n=$(ct journalctl -u "$UNIT" --no-pager -o cat | grep -c . || true)
     # Entries of the daemon itself, not systemd's "Starting…/Started…" about it.
     own=$(ct journalctl -u "$UNIT" --no-pager -o json |
         jq -r 'select(.SYSLOG_IDENTIFIER != "systemd" and ._PID != "1") | .MESSAGE' | grep -c . || true)
-    say "journalctl -u $UNIT: $n entries, $own from the daemon itself"
+    # Sent with the native protocol (_TRANSPORT=journal), not lines of the stderr stream.
+    native=$(ct journalctl -u "$UNIT" --no-pager -o json _TRANSPORT=journal SYSLOG_IDENTIFIER=worker-watcher |
+        grep -c . || true)
+    say "journalctl -u $UNIT: $n entries, $own from the daemon itself, $native of them native journal entries"
     show_journal_tail "$UNIT" 5
     ((own > 0)) || fail "the daemon logged nothing to the journal"
+    ((native > 0)) || fail "no native journal entries: the daemon wrote to the stderr stream"
+    ! ct journalctl -u "$UNIT" --no-pager -o cat _TRANSPORT=journal SYSLOG_IDENTIFIER=worker-watcher |
+        grep -E '^[0-9]{4}-[0-9]{2}-[0-9]{2}T' ||
+        fail "a message starts with a timestamp"
+}
+
+# message_id NAME: the MESSAGE_ID of an event, from the one place that defines them.
+message_id() {
+    sed -n "s/^pub const $1: &str = \"\([0-9a-f]\{32\}\)\";$/\1/p" "$REPO/src/log/ids.rs"
+}
+
+# entries_of TASK_ID MESSAGE_ID: the task's journal entries with that MESSAGE_ID, as JSON.
+entries_of() {
+    ct journalctl -u "$UNIT" --no-pager -o json "TASK_ID=$1" "MESSAGE_ID=$2"
+}
+
+has_entry() { [[ -n $(entries_of "$1" "$2") ]]; }
+
+# show_fields JSON: the fields an operator filters on, one entry a line.
+show_fields() {
+    jq -r '[.PRIORITY, .SYSLOG_IDENTIFIER, .WORKER, .TASK_ID, .ATTEMPT, .EXIT_CODE, .DURATION_MS,
+            .REASON, .MESSAGE_ID] | @tsv' <<<"$1" |
+        sed 's/^/      PRIORITY SYSLOG_IDENTIFIER WORKER TASK_ID ATTEMPT EXIT_CODE DURATION_MS REASON MESSAGE_ID: /'
 }
 
 step_journal_task_fields() {
-    local out
-    out=$(ct journalctl -u "$UNIT" --no-pager -o cat "TASK_ID=$TASK_ID")
-    say "journalctl -u $UNIT TASK_ID=$TASK_ID: $(grep -c . <<<"$out" || true) entries"
-    head -n 5 <<<"$out" | sed 's/^/      /'
-    [[ -n $out ]] || fail "no entries with TASK_ID=$TASK_ID"
+    local id out all
+    id=$(message_id TASK_COMPLETED)
+    [[ -n $id ]] || { fail "no TASK_COMPLETED in src/log/ids.rs"; return 1; }
+    # journald stores entries asynchronously: the result file can be there first.
+    wait_until 15 "journalctl -u $UNIT TASK_ID=$TASK_ID MESSAGE_ID=$id (task completed)" \
+        has_entry "$TASK_ID" "$id" || return 1
+    all=$(ct journalctl -u "$UNIT" --no-pager -o cat "TASK_ID=$TASK_ID")
+    say "journalctl -u $UNIT TASK_ID=$TASK_ID: $(grep -c . <<<"$all" || true) entries"
+    head -n 5 <<<"$all" | sed 's/^/      MESSAGE: /'
+    out=$(entries_of "$TASK_ID" "$id")
+    show_fields "$out"
+    jq -e --arg w "$WORKER" '.PRIORITY == "6" and .SYSLOG_IDENTIFIER == "worker-watcher" and .WORKER == $w
+        and .ATTEMPT == "1" and .EXIT_CODE == "0" and (.DURATION_MS | test("^[0-9]+$"))' <<<"$out" >/dev/null ||
+        fail "fields are not PRIORITY=6 SYSLOG_IDENTIFIER=worker-watcher WORKER=$WORKER ATTEMPT=1 EXIT_CODE=0 DURATION_MS=n"
+}
+
+step_journal_failed_task() {
+    local id=sys-$$-fail mid out
+    mid=$(message_id TASK_FAILED)
+    # max_retries 0: the first failed attempt is the last; the stand-in exits 3.
+    printf '{"task_id":"%s","description":"fail 3","max_retries":0}\n' "$id" |
+        ct runuser -u worker-watcher -- sh -c "cat >'$ROOT/tasks/$WORKER/.$id.tmp' && mv '$ROOT/tasks/$WORKER/.$id.tmp' '$ROOT/tasks/$WORKER/$id.json'"
+    say "queued $id: fail 3, max_retries 0"
+    wait_until 30 "result $id" test -s "$(result_file "$id")" || return 1
+    say "result: status=$(json_field "$(result_file "$id")" status) reason=$(json_field "$(result_file "$id")" reason)" \
+        "dead letter: $(ct test -s "$ROOT/dlq/$WORKER/$id.json" && echo yes || echo no)"
+    wait_until 15 "journalctl -u $UNIT TASK_ID=$id MESSAGE_ID=$mid (task failed)" has_entry "$id" "$mid" || return 1
+    out=$(entries_of "$id" "$mid")
+    say "MESSAGE: $(jq -r .MESSAGE <<<"$out")"
+    show_fields "$out"
+    jq -e '.PRIORITY == "3" and .REASON == "exit_code" and .EXIT_CODE == "3"' <<<"$out" >/dev/null ||
+        fail "fields are not PRIORITY=3 REASON=exit_code EXIT_CODE=3"
+    say "journalctl -u $UNIT -p err: $(ct journalctl -u "$UNIT" --no-pager -o cat -p err | grep -c "$id" || true) entries name $id"
 }
 
 step_status_text() {
@@ -203,8 +257,17 @@ step_status_text() {
     [[ -n $text ]] || fail "the daemon sent no STATUS="
 }
 
+# Whether the installed daemon serves metrics at all: its binary names the metric
+# watcher_tasks_processed_total (a literal however the exposition is built). Until the
+# metrics endpoint lands, the step below is a SKIP, not a FAIL; from then on it must pass.
+metrics_served() { ct grep -q -a tasks_processed /usr/bin/worker-watcher; }
+
 step_worker_metrics() {
     local sock=/run/worker-watcher/$WORKER.metrics.sock out
+    if ! metrics_served; then
+        say "/usr/bin/worker-watcher has no metrics endpoint yet (no tasks_processed in the binary)"
+        return 77
+    fi
     ct test -S "$sock" || { fail "no socket at $sock"; return 1; }
     say "socket: $(ct stat -c '%A %U:%G %n' "$sock")"
     out=$(ct curl -sS --max-time 5 --unix-socket "$sock" http://localhost/metrics 2>&1) || {
@@ -339,7 +402,7 @@ failed_without_restart() {
 }
 
 step_bad_config() {
-    local rc=0 status
+    local rc=0 status out
     printf '# written by the system suite\nMAX_RETRIES=abc\n' | ct_write "$WORKER_ENV"
     ct systemctl reset-failed "$UNIT" 2>/dev/null || true
     start_unit "$UNIT" && rc=0 || rc=$?
@@ -350,7 +413,10 @@ step_bad_config() {
     [[ $status == 78 ]] || { fail "exit status $status, not 78"; rc=0; status=bad; }
     # RestartSec=5: a restart loop would show within 8 s.
     stays_true 8 "$UNIT stays failed with NRestarts=0" failed_without_restart || return 1
-    ct journalctl -u "$UNIT" --no-pager -o cat | grep -q MAX_RETRIES || fail "the journal does not name MAX_RETRIES"
+    # The daemon's one line, at PRIORITY=3 (its <3> prefix on the journal stream).
+    out=$(ct journalctl -u "$UNIT" --no-pager -o cat -p err _TRANSPORT=stdout | grep MAX_RETRIES || true)
+    say "journalctl -u $UNIT -p err: ${out:-nothing names MAX_RETRIES}"
+    [[ -n $out ]] || fail "no error-priority journal line names MAX_RETRIES"
     ct rm -f "$WORKER_ENV"
     ct systemctl reset-failed "$UNIT" || true
     [[ $status == 78 ]]
@@ -418,7 +484,8 @@ main() {
     step "systemctl start $UNIT: active, Type=notify" step_start
     step "a queued task gets a completed result" step_task_round_trip
     step "journalctl -u $UNIT shows entries" step_journal
-    step "journalctl -u $UNIT TASK_ID=... finds the task" step_journal_task_fields
+    step "journalctl -u $UNIT TASK_ID=... finds the task, with its MESSAGE_ID" step_journal_task_fields
+    step "a failing task: its journal entry says why, at PRIORITY=3" step_journal_failed_task
     step "systemctl show -p StatusText tells the state" step_status_text
     step "metrics on the socket-activated unix socket" step_worker_metrics
     step "listener socket answers /metrics" step_listener_metrics

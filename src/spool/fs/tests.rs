@@ -121,3 +121,18 @@ fn requeue_does_not_clobber_a_new_file() {
     assert_eq!(fs::read_to_string(s.queue_dir().join("t.json")).expect("r"), "new");
     assert_eq!(fs::read_to_string(s.queue_dir().join("t~1.json")).expect("r"), "old");
 }
+
+#[test]
+fn submit_queues_beside_a_task_of_the_same_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("t.json"), "first").expect("w");
+    let out = s.submit(vec![("t.json".into(), b"second".to_vec())]);
+    let name = out.into_iter().next().expect("one").expect("queued");
+    assert_ne!(name, OsString::from("t.json"));
+    assert_eq!(classify(&name), NameKind::Task);
+    assert_eq!(fs::read(s.queue_dir().join("t.json")).expect("t"), b"first");
+    assert_eq!(fs::read(s.queue_dir().join(&name)).expect("alt"), b"second");
+    let names: Vec<OsString> = s.scan().expect("scan").entries.into_iter().map(|e| e.name).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}

@@ -1,0 +1,138 @@
+//! `watcherctl status`: one row per worker from its heartbeat — the old guide's health check
+//! in one command. A heartbeat older than three of the worker's own heartbeat intervals is
+//! stale: the process is hung or gone without saying so.
+
+use serde_json::{json, Value};
+
+use super::args::StatusArgs;
+use super::exit::{CtlError, CtlResult, OK, TASK_FAILED};
+use super::folders::{self, Spool};
+use super::output::{age, print, print_json, table};
+use crate::clock;
+use crate::records::Heartbeat;
+
+/// Heartbeat intervals after which a heartbeat is stale (as orchestrator-listener counts).
+pub const STALE_INTERVALS: f64 = 3.0;
+
+/// What is known of one worker.
+struct Row {
+    worker: String,
+    /// The heartbeat, or the state shown without one (`never started`, `unreadable`) and why.
+    heartbeat: Result<Heartbeat, (&'static str, String)>,
+    /// Task files in the queue, for a worker without a readable heartbeat.
+    queued_files: usize,
+}
+
+impl Row {
+    fn age(&self, now: f64) -> Option<f64> {
+        self.heartbeat.as_ref().ok().map(|h| (now - h.timestamp).max(0.0))
+    }
+
+    fn stale(&self, now: f64) -> bool {
+        match &self.heartbeat {
+            Ok(h) => h.status != "stopped" && now - h.timestamp > STALE_INTERVALS * h.heartbeat_interval,
+            Err(_) => false,
+        }
+    }
+
+    fn state(&self) -> &str {
+        match &self.heartbeat {
+            Ok(h) => &h.status,
+            Err((state, _)) => state,
+        }
+    }
+
+    fn healthy(&self, now: f64) -> bool {
+        self.heartbeat.as_ref().is_ok_and(|h| h.status != "stopped") && !self.stale(now)
+    }
+
+    fn json(&self, now: f64) -> Value {
+        let mut v = json!({
+            "worker": self.worker,
+            "state": self.state(),
+            "healthy": self.healthy(now),
+            "stale": self.stale(now),
+            "heartbeat_age_seconds": self.age(now),
+        });
+        match &self.heartbeat {
+            Ok(h) => v["heartbeat"] = serde_json::to_value(h).unwrap_or(Value::Null),
+            Err((_, e)) => {
+                v["error"] = e.clone().into();
+                v["queued"] = self.queued_files.into();
+            }
+        }
+        v
+    }
+
+    fn cells(&self, now: f64) -> Vec<String> {
+        let Ok(h) = &self.heartbeat else {
+            let none = || "-".to_string();
+            return vec![
+                self.worker.clone(),
+                self.state().into(),
+                none(),
+                none(),
+                self.queued_files.to_string(),
+                none(),
+                none(),
+                none(),
+            ];
+        };
+        let mut hb_age = age(self.age(now).unwrap_or(0.0));
+        if self.stale(now) {
+            hb_age.push_str(" STALE");
+        }
+        let queued = match h.retry_waiting {
+            0 => h.queue_size.to_string(),
+            n => format!("{} (+{n} retrying)", h.queue_size),
+        };
+        vec![
+            self.worker.clone(),
+            h.status.clone(),
+            hb_age,
+            format!("{}/{}", h.active_tasks, h.max_concurrent),
+            queued,
+            h.circuit_state.clone(),
+            h.processed.to_string(),
+            h.failed.to_string(),
+        ]
+    }
+}
+
+fn row(spool: &Spool, worker: &str) -> Row {
+    let path = spool.heartbeat(worker);
+    let heartbeat = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Heartbeat>(&bytes)
+            .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(("never started", format!("no heartbeat {}", path.display())))
+        }
+        Err(e) => Err(("unreadable", format!("cannot read {}: {e}", path.display()))),
+    };
+    let queued_files = folders::list(&spool.queue(worker)).iter().filter(|n| n.ends_with(".json")).count();
+    Row { worker: worker.to_string(), heartbeat, queued_files }
+}
+
+pub fn status(spool: &Spool, a: &StatusArgs) -> CtlResult {
+    let workers: Vec<String> = if a.workers.is_empty() {
+        spool.workers().into_iter().collect()
+    } else {
+        for w in &a.workers {
+            spool.require_known(w)?;
+        }
+        a.workers.clone()
+    };
+    let now = clock::now_f64();
+    let rows: Vec<Row> = workers.iter().map(|w| row(spool, w)).collect();
+    if a.json {
+        print_json(&Value::Array(rows.iter().map(|r| r.json(now)).collect()))?;
+    } else if rows.is_empty() {
+        return Err(CtlError::new(OK, format!("no workers under {}", spool.paths.root.display())));
+    } else {
+        let header = ["WORKER", "STATE", "HEARTBEAT", "ACTIVE", "QUEUED", "BREAKER", "PROCESSED", "FAILED"];
+        let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();
+        print(&table(&header, &cells))?;
+    }
+    let unhealthy = rows.iter().any(|r| !r.healthy(now));
+    Ok(if a.check && unhealthy { TASK_FAILED } else { OK })
+}

@@ -1,0 +1,54 @@
+//! The journal MESSAGE_IDs of worker-watcher's key events: fixed 128-bit ids, written as
+//! journald expects them (32 lowercase hex digits, no dashes).
+//!
+//! An id names a kind of event, not one occurrence: `journalctl MESSAGE_ID=…` finds every
+//! task that completed, on every worker. They are part of the interface (alerts, dashboards
+//! and the journal catalog key on them): never change one; add a new id for a new event.
+//! Each was drawn at random once (as `systemd-id128 new` does).
+
+/// A task's agent succeeded and its result was written (`status: completed`).
+pub const TASK_COMPLETED: &str = "e111f1c9c6c142d1a1dc25cbbc27f439";
+/// A task failed for good: its retries were spent (or it was found in flight too often,
+/// REASON=reclaim_limit); a failed result and a dead letter were written.
+pub const TASK_FAILED: &str = "cc90c0d434a64a3797899cad280c0d1d";
+/// A file in the queue was not a valid task (REASON=invalid); it was dead-lettered.
+pub const TASK_INVALID: &str = "aa32f276c65845a68c505d641147f832";
+/// An attempt failed and the task will run again after RETRY_IN_MS.
+pub const RETRY_SCHEDULED: &str = "25b09d64192548cca285add004ce95de";
+/// A task left in flight by a daemon that died was found at start-up and re-queued.
+pub const TASK_RECLAIMED: &str = "fd9233c353ff45e6a0319b3ae953d899";
+/// The circuit breaker opened: no new task starts until it half-opens.
+pub const BREAKER_OPENED: &str = "1a2bbda5ce2c4d9ca08ccc41b155914e";
+/// The circuit breaker half-opened: one trial task may run.
+pub const BREAKER_HALF_OPEN: &str = "a58d2c4d068e4027b754c0d7840646a4";
+/// The circuit breaker closed: tasks start again.
+pub const BREAKER_CLOSED: &str = "4a0f55bc82bc4875b31a82c1008e1fdb";
+
+/// Every id with a short name, for the journal catalog and the tests.
+pub const ALL: &[(&str, &str)] = &[
+    ("task completed", TASK_COMPLETED),
+    ("task failed", TASK_FAILED),
+    ("task invalid", TASK_INVALID),
+    ("retry scheduled", RETRY_SCHEDULED),
+    ("task reclaimed", TASK_RECLAIMED),
+    ("breaker opened", BREAKER_OPENED),
+    ("breaker half-open", BREAKER_HALF_OPEN),
+    ("breaker closed", BREAKER_CLOSED),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_distinct_journal_ids() {
+        for (name, id) in ALL {
+            assert_eq!(id.len(), 32, "{name}");
+            assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{name}: {id}");
+        }
+        let mut ids: Vec<&str> = ALL.iter().map(|(_, id)| *id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), ALL.len(), "an id is used twice");
+    }
+}
