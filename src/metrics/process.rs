@@ -69,8 +69,10 @@ impl ProcessMetrics {
             // Less the descriptor of the listing itself.
             self.open_fds.set(dir.count().saturating_sub(1) as f64);
         }
-        if let Ok((soft, _)) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
-            self.max_fds.set(soft as f64);
+        // From /proc rather than getrlimit(2): glibc's getrlimit is prlimit64, which the
+        // units' system call filter (~@resources) refuses.
+        if let Some(max) = fs::read_to_string("/proc/self/limits").ok().and_then(|t| max_open_files(&t)) {
+            self.max_fds.set(max);
         }
     }
 }
@@ -120,4 +122,10 @@ pub fn parse_stat(text: &str, sys: &Sys) -> Option<Stat> {
         virtual_bytes: num(23)?,
         resident_bytes: num(24)? * sys.page_bytes,
     })
+}
+
+/// The soft limit of "Max open files" in /proc/PID/limits.
+pub fn max_open_files(limits: &str) -> Option<f64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use super::process::{parse_stat, Sys};
+use super::process::{max_open_files, parse_stat, Sys};
 use super::*;
 
 fn text(m: &WorkerMetrics) -> String {
@@ -111,4 +111,13 @@ fn proc_stat_with_an_awkward_name() {
     assert_eq!(s.resident_bytes, 40960.0);
     assert_eq!(parse_stat("42 (x) S 1", &sys), None);
     assert_eq!(parse_stat("garbage", &sys), None);
+}
+
+#[test]
+fn proc_limits_max_open_files() {
+    let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                Max cpu time              unlimited            unlimited            seconds   \n\
+                Max open files            1024                 524288               files     \n";
+    assert_eq!(max_open_files(text), Some(1024.0));
+    assert_eq!(max_open_files("Max cpu time unlimited"), None);
 }
