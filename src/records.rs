@@ -122,6 +122,10 @@ pub struct Heartbeat {
     /// The latest error that is not about one task (a folder that cannot be written, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Where the metrics endpoint listens (`ADDR:PORT` or a unix socket path); empty when
+    /// metrics are off. Tells the port the kernel chose for METRICS_PORT=0.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<String>,
 }
 
 /// Serialises a record as pretty JSON with a final newline.

@@ -135,6 +135,8 @@ pub struct Config {
     pub log_target: Target,
     pub enable_metrics: bool,
     pub metrics_port: u16,
+    /// METRICS_LISTEN: an address to bind instead of `0.0.0.0:METRICS_PORT`.
+    pub metrics_listen: Option<crate::listen::Addr>,
     /// Queue the task lines written to `pipes/<worker>.pipe` (PIPE_INTAKE).
     pub pipe_intake: bool,
     pub effective: Vec<Effective>,
@@ -302,7 +304,8 @@ impl Config {
         })?;
         let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
-        let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 1, 65535).map(|n| n as u16))?;
+        let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
+        let metrics_listen = r.get("METRICS_LISTEN", |s| crate::listen::Addr::parse(s, worker).ok_or(()))?;
         let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
         let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
         env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
@@ -315,6 +318,7 @@ impl Config {
             log_target,
             enable_metrics,
             metrics_port,
+            metrics_listen,
             pipe_intake,
             effective: r.effective,
         })

@@ -36,6 +36,7 @@ fn defaults_of_the_old_design() {
     assert_eq!(c.log_target, Target::Auto);
     assert!(c.enable_metrics);
     assert_eq!(c.metrics_port, 9090);
+    assert_eq!(c.metrics_listen, None);
     assert_eq!(c.paths.tasks, dir.path().join("tasks"));
     assert_eq!(c.paths.prompts, dir.path().join("prompts"));
 }
@@ -53,6 +54,8 @@ fn bad_values_name_the_variable_and_what_is_expected() {
         ("ENABLE_METRICS", "perhaps", "true or false"),
         ("CLAUDE_ARGS", "'open", "split like a shell"),
         ("METRICS_PORT", "70000", "TCP port"),
+        ("METRICS_LISTEN", "localhost:9090", "ADDR:PORT"),
+        ("METRICS_LISTEN", "metrics.sock", "absolute unix socket path"),
         ("LOG_TARGET", "syslog", "auto, journal or stderr"),
     ] {
         let err = load(&[("WATCHER_ROOT", &root), (var, value)]).expect_err(var);
@@ -172,6 +175,18 @@ fn root_env_file_fills_in_below_the_environment() {
     assert_eq!(c.tuning.max_retries, 1);
     assert_eq!(c.tuning.agent_env.get("API_KEY").map(String::as_str), Some("a"));
     assert!(!c.tuning.agent_env.contains_key("PATH"), "the environment wins over ROOT/.env");
+}
+
+#[test]
+fn metrics_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let c = load(&[("WATCHER_ROOT", &root), ("METRICS_PORT", "0"), ("METRICS_LISTEN", "/run/ww/%i.sock")])
+        .expect("config");
+    assert_eq!(c.metrics_port, 0);
+    assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Unix("/run/ww/marie.sock".into())));
+    let c = load(&[("WATCHER_ROOT", &root), ("METRICS_LISTEN", "[::1]:9101")]).expect("config");
+    assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Tcp("[::1]:9101".parse().expect("addr"))));
 }
 
 #[test]

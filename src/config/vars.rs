@@ -200,9 +200,16 @@ pub const VARS: &[Var] = &[
     var(
         "METRICS_PORT",
         Some("9090"),
-        "a TCP port from 1 to 65535",
+        "a TCP port from 0 to 65535 (0: any free port)",
         Restart,
-        "Port the metrics endpoint binds outside socket activation.",
+        "Port of the metrics endpoint on all interfaces (0.0.0.0), outside systemd and without METRICS_LISTEN.",
+    ),
+    var(
+        "METRICS_LISTEN",
+        None,
+        "ADDR:PORT (e.g. 127.0.0.1:9101, [::]:0) or an absolute unix socket path (%i: the worker's name)",
+        Restart,
+        "Where to serve metrics instead of METRICS_PORT; honoured under systemd when no socket is passed.",
     ),
     var(
         "PIPE_INTAKE",

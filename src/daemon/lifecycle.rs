@@ -59,7 +59,7 @@ impl Daemon {
                     ("REASON", "reclaim_limit".into()),
                     ("ERROR", message.clone()),
                 ];
-                self.dead_letter(claim, loaded.task, "reclaim_limit", message, Some(result), fields);
+                self.dead_letter(claim, loaded.task, "reclaim_limit", message, Some(result), fields, None);
             } else {
                 self.log.warn(
                     "task left in flight by a daemon that died; re-queued",
@@ -180,6 +180,7 @@ impl Daemon {
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
             version: env!("CARGO_PKG_VERSION").into(),
             last_error: self.last_error.clone(),
+            metrics: self.metrics_addresses(),
         };
         self.spool.stage(Op::Heartbeat(hb));
     }
@@ -288,6 +289,7 @@ impl Daemon {
         }
         self.stage_heartbeat_as("stopped");
         self.commit();
+        self.close_endpoint();
         let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
         self.report_notify(r);
         self.log.info("stopped", &[("COMPLETED", &self.stats.completed), ("FAILED", &self.stats.failed)]);

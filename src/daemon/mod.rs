@@ -4,6 +4,7 @@
 //! A loop turn: wait → dispatch events → fire due timers → reap exited agents → start what
 //! may start → commit the turn's writes in one group → tell systemd.
 
+mod endpoint;
 mod lifecycle;
 mod pipe;
 mod tasks;
@@ -21,6 +22,7 @@ use crate::breaker::Breaker;
 use crate::config::{Config, Layers};
 use crate::error::Fatal;
 use crate::log::Logger;
+use crate::metrics::{Recorded, WorkerMetrics};
 use crate::notify::Notifier;
 use crate::runner::{Child, Pipe};
 use crate::spool::{Claim, Spool};
@@ -82,6 +84,8 @@ struct Finishing {
     status: tasks::Final,
     message: String,
     fields: Vec<(&'static str, String)>,
+    /// What the metrics count once it is durable.
+    recorded: Recorded,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +135,12 @@ pub struct Daemon {
     warned: HashSet<OsString>,
     last_error: Option<String>,
     scratch: Vec<u8>,
+    metrics: WorkerMetrics,
+    endpoint: Option<endpoint::Endpoint>,
+    /// Failed attempts whose saved state is not durable yet, by claim key, oldest first.
+    retrying: HashMap<OsString, VecDeque<Recorded>>,
+    /// When a heartbeat was last written durably.
+    heartbeat_written: Instant,
     pipe: Option<pipe::PipeIntake>,
 }
 
@@ -143,6 +153,14 @@ impl Daemon {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
+        let metrics = WorkerMetrics::new(&cfg.worker)
+            .map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
+        let mut endpoint = endpoint::open(&cfg, &layers.env, &log)?;
+        if let Some(ep) = endpoint.as_mut() {
+            ep.server
+                .register(poll.registry())
+                .map_err(|e| Fatal::Other(format!("cannot watch the metrics socket: {e}")))?;
+        }
         let hostname =
             nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let now = Instant::now();
@@ -177,6 +195,10 @@ impl Daemon {
             warned: HashSet::new(),
             last_error: None,
             scratch: vec![0; 64 * 1024],
+            metrics,
+            endpoint,
+            retrying: HashMap::new(),
+            heartbeat_written: now,
             pipe: None,
             cfg,
         })
@@ -202,6 +224,7 @@ impl Daemon {
                 ("QUEUE_SIZE", &self.queue.len()),
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
+                ("METRICS", &self.metrics_addresses().join(" ")),
             ],
         );
         let mut events = Events::with_capacity(256);
@@ -242,6 +265,7 @@ impl Daemon {
         match token {
             SIGNALS => self.on_signals(),
             SPOOL => self.on_intake(),
+            t if self.owns_http(t) => self.on_http(t),
             PIPE => self.on_pipe(),
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
@@ -288,6 +312,7 @@ impl Daemon {
         at(self.next_watchdog);
         at(self.next_rescan);
         at(self.next_commit);
+        at(self.http_deadline());
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
@@ -296,6 +321,7 @@ impl Daemon {
 
     fn fire_timers(&mut self, now: Instant) {
         self.enforce_deadlines(now);
+        self.expire_http(now);
         if let Some(t) = self.breaker.tick(now) {
             self.breaker_changed(t);
         }

@@ -1,6 +1,7 @@
 //! A task's way through the loop: queued → claimed → running → completed, retried, or
 //! dead-lettered; with invalid tasks rejected at the claim.
 
+use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
@@ -11,6 +12,7 @@ use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::{self, Output};
 use crate::clock;
 use crate::log::{ids, Level};
+use crate::metrics::{End, Recorded, Run};
 use crate::records::{DeadLetter, Receipt, TaskResult, COMPLETED, FAILED};
 use crate::retry;
 use crate::runner::{Captured, Child, Exit, Spec};
@@ -127,9 +129,12 @@ impl Daemon {
         }
     }
 
-    fn claim_and_start(&mut self, name: &OsStr, _arrived: SystemTime) {
+    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) {
         let claim = match self.spool.claim(name) {
-            Ok(Some(c)) => c,
+            Ok(Some(c)) => {
+                self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
+                c
+            }
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
                 return;
@@ -245,6 +250,7 @@ impl Daemon {
                 release,
                 status: Final::Invalid,
                 message: "task rejected as invalid".into(),
+                recorded: Recorded { end: End::Failed { reason: "invalid".into() }, run: None },
                 fields: vec![
                     ("TASK_ID", id.unwrap_or_default()),
                     ("FILE", claim.source_lossy()),
@@ -496,6 +502,7 @@ impl Daemon {
                 status: Final::Completed,
                 message: "task completed".into(),
                 fields: Self::fields(&a, None),
+                recorded: Recorded { end: End::Completed, run: Self::run_of(&a) },
             },
         );
         self.spool.stage(Op::Complete { claim: a.claim, result });
@@ -540,7 +547,8 @@ impl Daemon {
                 fastrand::f64(),
             );
             a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
-            self.stats.retried += 1;
+            let recorded = Recorded { end: End::Retried { reason: reason.into() }, run: Self::run_of(&a) };
+            self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
             let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
             fields.extend(Self::fields(&a, Some(reason)));
             fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
@@ -558,10 +566,13 @@ impl Daemon {
         let result = self.result(&a, FAILED, Some(reason), Some(&summary));
         let mut fields = Self::fields(&a, Some(reason));
         fields.push(("ERROR", message));
-        self.dead_letter(a.claim, a.task, reason, summary, Some(result), fields);
+        let run = Self::run_of(&a);
+        self.dead_letter(a.claim, a.task, reason, summary, Some(result), fields, run);
     }
 
-    /// Stages the dead letter of a valid task (and its failed result).
+    /// Stages the dead letter of a valid task (and its failed result); `run` is its last
+    /// agent run, if any.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn dead_letter(
         &mut self,
         claim: Claim,
@@ -570,6 +581,7 @@ impl Daemon {
         message: String,
         result: Option<TaskResult>,
         fields: Vec<(&'static str, String)>,
+        run: Option<Run>,
     ) {
         let record = DeadLetter {
             task_id: Some(task.id.clone()),
@@ -592,6 +604,7 @@ impl Daemon {
                 status: Final::Failed,
                 message: "task failed and was dead-lettered".into(),
                 fields,
+                recorded: Recorded { end: End::Failed { reason: reason.into() }, run },
             },
         );
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: false });
@@ -663,6 +676,7 @@ impl Daemon {
                 if let Some(id) = &f.release {
                     self.ids.remove(id);
                 }
+                self.metrics.record(&f.recorded);
                 let (level, id) = match f.status {
                     Final::Completed => {
                         self.stats.completed += 1;
@@ -682,6 +696,20 @@ impl Daemon {
                 fields.extend(f.fields);
                 self.log_fields(level, &f.message, &fields);
             }
+            (OpKind::SaveState, None) => {
+                let Some(key) = done.claim.map(|c| c.key) else {
+                    return;
+                };
+                let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
+                if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.retrying.remove(&key);
+                }
+                if let Some(r) = recorded {
+                    self.stats.retried += 1;
+                    self.metrics.record(&r);
+                }
+            }
+            (OpKind::Heartbeat, None) => self.heartbeat_written = Instant::now(),
             (kind, Some(e)) => {
                 let what = match kind {
                     OpKind::Complete => "cannot write a result (will retry)",
@@ -694,6 +722,12 @@ impl Daemon {
             }
             (_, None) => {}
         }
+    }
+
+    /// The agent run of an attempt, for the metrics; none when the agent did not start.
+    fn run_of(a: &Attempt) -> Option<Run> {
+        a.exit?;
+        Some(Run { duration: a.duration, report: a.output.as_ref().and_then(|o| o.report.clone()) })
     }
 
     fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {

@@ -1,13 +1,17 @@
 //! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with
 //! the stand-in agent (tests/stand-in/claude), real inotify, processes and signals.
 
+mod activation;
 mod breaker;
 mod crash;
 mod ctl;
+mod hostile;
 mod invalid;
 mod logging;
+mod metrics;
 mod pipe;
 mod running;
+mod scrape;
 mod settings;
 mod signals;
 mod timeouts;

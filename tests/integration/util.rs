@@ -136,8 +136,14 @@ fn drain_notify(sock: UnixDatagram, notes: Arc<Mutex<Vec<String>>>, stop: Arc<At
 }
 
 pub fn command(root: &Root, name: &str, env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg(name)
+    command_via(&[BIN], root, name, env)
+}
+
+/// `command`, run through `prefix` (its first word is the program; `BIN` comes last).
+pub fn command_via(prefix: &[&str], root: &Root, name: &str, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(prefix[0]);
+    cmd.args(&prefix[1..])
+        .arg(name)
         .arg("--root")
         .arg(root.path())
         .env_clear()
@@ -164,6 +170,11 @@ impl Worker {
 
     /// Starts a worker without waiting for it.
     pub fn spawn(root: &Root, name: &str, env: &[(&str, &str)]) -> Worker {
+        Worker::spawn_command(root, name, command(root, name, env))
+    }
+
+    /// Starts a worker from a command made by `command` or `command_via`.
+    pub fn spawn_command(root: &Root, name: &str, mut cmd: Command) -> Worker {
         let n = std::process::id() as u64 * 1000 + fastrand_u16() as u64;
         let sock = root.path().join(format!("notify-{name}-{n}.sock"));
         let notify = UnixDatagram::bind(&sock).expect("notify socket");
@@ -173,7 +184,7 @@ impl Worker {
         let (n2, s2) = (notes.clone(), stop.clone());
         std::thread::spawn(move || drain_notify(notify, n2, s2));
         let log = root.path().join(format!("{name}-{n}.log"));
-        let child = command(root, name, env)
+        let child = cmd
             .env("NOTIFY_SOCKET", &sock)
             .stderr(fs::File::create(&log).expect("log"))
             .stdout(Stdio::null())

@@ -1,0 +1,203 @@
+//! The worker's metrics endpoint inside its loop: where it listens (the socket systemd
+//! passed, else METRICS_LISTEN, else METRICS_PORT on all interfaces), what `/metrics` and
+//! `/healthz` answer, and the health verdict both share.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+
+use mio::Token;
+
+use super::{Daemon, Phase};
+use crate::breaker::State;
+use crate::config::Config;
+use crate::error::Fatal;
+use crate::http::{Limits, Request, Response, Server, Stats, JSON};
+use crate::listen::{self, Addr, Listener};
+use crate::log::Logger;
+use crate::metrics::{self, CONTENT_TYPE};
+
+/// Listening sockets: tokens 8 to 15, between the loop's own sources and the agents' pipes.
+pub(super) const HTTP_LISTEN: Token = Token(8);
+const MAX_LISTENERS: usize = 8;
+/// Connections: tokens from here up, above any agent pipe's.
+pub(super) const HTTP_CONN: Token = Token(1 << 20);
+
+/// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
+/// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
+const STALE_HEARTBEATS: f64 = 3.0;
+
+/// The endpoint, when metrics are on.
+pub(super) struct Endpoint {
+    pub server: Server,
+    /// A unix socket file this process bound (not one systemd passed): removed at exit.
+    pub bound_path: Option<PathBuf>,
+}
+
+/// Opens the endpoint. Under systemd (INVOCATION_ID set) without a passed socket, nothing
+/// is bound unless METRICS_LISTEN says where: METRICS_PORT is the host's scrape target's
+/// (orchestrator-listener.socket, 9090), which a worker must not take.
+pub(super) fn open(
+    cfg: &Config,
+    env: &BTreeMap<String, String>,
+    log: &Logger,
+) -> Result<Option<Endpoint>, Fatal> {
+    let passed = listen::from_systemd().map_err(Fatal::Config)?;
+    if let (true, Some(pid)) = (passed.is_empty() && env.contains_key("LISTEN_FDS"), env.get("LISTEN_PID")) {
+        log.info("LISTEN_FDS ignored: LISTEN_PID names another process", &[("LISTEN_PID", pid)]);
+    }
+    if !cfg.enable_metrics {
+        if !passed.is_empty() {
+            log.warn(
+                "ENABLE_METRICS=false: the metrics socket systemd passed is not served (mask worker-watcher@NAME.socket)",
+                &[],
+            );
+        }
+        return Ok(None);
+    }
+    if passed.len() > MAX_LISTENERS {
+        return Err(Fatal::Config(format!(
+            "LISTEN_FDS: {} sockets passed, at most {MAX_LISTENERS} are served",
+            passed.len()
+        )));
+    }
+    if !passed.is_empty() {
+        return Ok(Some(Endpoint { server: server(passed), bound_path: None }));
+    }
+    let (addr, var) = match &cfg.metrics_listen {
+        Some(a) => (a.clone(), format!("METRICS_LISTEN={a}")),
+        None if env.contains_key("INVOCATION_ID") => {
+            log.warn(
+                "run by systemd without a metrics socket (worker-watcher@NAME.socket masked or stopped?): metrics are off; set METRICS_LISTEN to bind an address anyway",
+                &[],
+            );
+            return Ok(None);
+        }
+        None => {
+            let port = cfg.metrics_port;
+            (Addr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))), format!("METRICS_PORT={port}"))
+        }
+    };
+    let listener = Listener::bind(&addr).map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+            "address in use by another process; give each worker its own METRICS_PORT, or set METRICS_PORT=0 (any free port, written in the heartbeat), METRICS_LISTEN=/path/%i.sock, or ENABLE_METRICS=false".to_string()
+        } else {
+            e.to_string()
+        };
+        Fatal::Config(format!("{var}: cannot listen on {addr}: {why}"))
+    })?;
+    let bound_path = match addr {
+        Addr::Unix(p) => Some(p),
+        Addr::Tcp(_) => None,
+    };
+    Ok(Some(Endpoint { server: server(vec![listener]), bound_path }))
+}
+
+fn server(listeners: Vec<Listener>) -> Server {
+    Server::new(listeners, HTTP_LISTEN, HTTP_CONN, Limits::default())
+}
+
+impl Daemon {
+    pub(super) fn owns_http(&self, token: Token) -> bool {
+        self.endpoint.as_ref().is_some_and(|e| e.server.owns(token))
+    }
+
+    pub(super) fn on_http(&mut self, token: Token) {
+        let Some(mut ep) = self.endpoint.take() else {
+            return;
+        };
+        let stats = ep.server.stats();
+        ep.server.ready(self.poll.registry(), token, &mut |req: &Request| self.respond(req, &stats));
+        self.endpoint = Some(ep);
+    }
+
+    pub(super) fn http_deadline(&self) -> Option<Instant> {
+        self.endpoint.as_ref().and_then(|e| e.server.next_deadline())
+    }
+
+    pub(super) fn expire_http(&mut self, now: Instant) {
+        if let Some(ep) = self.endpoint.as_mut() {
+            ep.server.expire(self.poll.registry(), now);
+        }
+    }
+
+    /// Where metrics are served, for the log and the heartbeat.
+    pub(super) fn metrics_addresses(&self) -> Vec<String> {
+        self.endpoint.as_ref().map(|e| e.server.addresses()).unwrap_or_default()
+    }
+
+    /// At exit: the unix socket file this process bound goes with it.
+    pub(super) fn close_endpoint(&mut self) {
+        if let Some(path) = self.endpoint.take().and_then(|e| e.bound_path) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn respond(&self, req: &Request, http: &Stats) -> Response {
+        match req.path.as_str() {
+            "/metrics" => req.read_only().unwrap_or_else(|| self.metrics_page(http)),
+            "/healthz" => req.read_only().unwrap_or_else(|| self.health_page()),
+            _ => Response::not_found(),
+        }
+    }
+
+    fn metrics_page(&self, http: &Stats) -> Response {
+        self.metrics.set_state(&self.metric_state());
+        self.metrics.set_http(http);
+        match self.metrics.encode() {
+            Ok(body) => Response::new(200, CONTENT_TYPE, body),
+            Err(e) => Response::text(500, &format!("cannot encode the metrics: {e}")),
+        }
+    }
+
+    fn health_page(&self) -> Response {
+        let problems = self.health_problems();
+        let body = serde_json::json!({
+            "healthy": problems.is_empty(),
+            "worker": self.cfg.worker,
+            "status": self.heartbeat_status,
+            "circuit_state": self.breaker.state().name(),
+            "heartbeat_age_seconds": self.heartbeat_written.elapsed().as_secs_f64(),
+            "problems": problems,
+        });
+        let status = if problems.is_empty() { 200 } else { 503 };
+        Response::new(status, JSON, format!("{body}\n"))
+    }
+
+    /// Why the worker is not healthy; empty when it is.
+    fn health_problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let State::Open { .. } = self.breaker.state() {
+            problems.push("circuit breaker open: no task starts".to_string());
+        }
+        let age = self.heartbeat_written.elapsed().as_secs_f64();
+        let limit = STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64();
+        if age > limit {
+            problems.push(format!(
+                "no heartbeat written for {age:.1} s (limit {limit:.1} s): the loop stalled or the spool cannot be written"
+            ));
+        }
+        if matches!(self.phase, Phase::Draining { .. }) {
+            problems.push("stopping".to_string());
+        }
+        problems
+    }
+
+    fn metric_state(&self) -> metrics::State {
+        let now = SystemTime::now();
+        let oldest = self.queue.iter().map(|(_, at)| *at).min();
+        metrics::State {
+            queue_size: self.queue.len(),
+            active: self.active,
+            waiting_retry: self.waiting.len(),
+            max_concurrent: self.cfg.tuning.max_concurrent,
+            breaker: self.breaker.state().gauge(),
+            oldest_queued_age: oldest
+                .and_then(|t| now.duration_since(t).ok())
+                .map_or(0.0, |d| d.as_secs_f64()),
+            heartbeat_age: self.heartbeat_written.elapsed().as_secs_f64(),
+            healthy: self.health_problems().is_empty(),
+        }
+    }
+}
