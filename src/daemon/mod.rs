@@ -6,6 +6,7 @@
 
 mod endpoint;
 mod lifecycle;
+mod outcome;
 mod pipe;
 mod tasks;
 
@@ -81,7 +82,7 @@ struct Waiting {
 struct Finishing {
     /// The id to release from `ids` once durable.
     release: Option<String>,
-    status: tasks::Final,
+    status: outcome::Final,
     message: String,
     fields: Vec<(&'static str, String)>,
     /// What the metrics count once it is durable.
