@@ -4,6 +4,7 @@
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
+mod policy;
 mod value;
 pub mod vars;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use crate::log::{Format, Level, Target};
 use crate::task::is_valid_id;
+pub use policy::Policy;
 pub use vars::{Reload, Var, VARS};
 
 /// Where a value came from.
@@ -113,6 +115,7 @@ pub struct Tuning {
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
+    pub policy: Policy,
 }
 
 /// One effective value, for `--check-config`.
@@ -408,6 +411,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         rescan_interval: Some(rescan).filter(|d| !d.is_zero()),
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
+        policy: policy::policy(r)?,
     })
 }
 

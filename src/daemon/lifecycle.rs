@@ -47,19 +47,35 @@ impl Daemon {
                 task.state.reclaims += 1;
             }
             let max = self.cfg.tuning.max_reclaims;
-            if task.state.reclaims > max {
-                let message = format!(
-                    "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
-                    task.state.reclaims
-                );
+            let max_runs = self.cfg.tuning.policy.max_task_runs;
+            let stop = if task.state.reclaims > max {
+                Some((
+                    "reclaim_limit",
+                    format!(
+                        "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
+                        task.state.reclaims
+                    ),
+                ))
+            } else if max_runs > 0 && task.state.runs() >= max_runs {
+                Some((
+                    "attempt_limit",
+                    format!(
+                        "{} runs, reclaims included, reached MAX_TASK_RUNS={max_runs}; not run again",
+                        task.state.runs()
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((reason, message)) = stop {
                 self.ids.insert(task.id.clone());
-                let result = self.reclaim_result(&loaded.task, &message);
+                let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![
                     ("TASK_ID", loaded.task.id.clone()),
-                    ("REASON", "reclaim_limit".into()),
+                    ("REASON", reason.into()),
                     ("ERROR", message.clone()),
                 ];
-                self.dead_letter(claim, loaded.task, "reclaim_limit", message, Some(result), fields, None);
+                self.dead_letter(claim, loaded.task, reason, message, Some(result), fields, None);
             } else {
                 self.log.warn(
                     "task left in flight by a daemon that died; re-queued",
@@ -76,12 +92,12 @@ impl Daemon {
         Ok(())
     }
 
-    fn reclaim_result(&self, task: &crate::task::Task, message: &str) -> TaskResult {
+    fn reclaim_result(&self, task: &crate::task::Task, reason: &str, message: &str) -> TaskResult {
         TaskResult {
             task_id: task.id.clone(),
             worker: self.cfg.worker.clone(),
             status: FAILED.into(),
-            reason: Some("reclaim_limit".into()),
+            reason: Some(reason.into()),
             message: Some(message.into()),
             exit_code: None,
             signal: None,
@@ -116,11 +132,13 @@ impl Daemon {
         self.report_notify(r);
     }
 
-    /// `idle`, `busy`, `circuit_open`, `half_open` or `stopping`.
+    /// `idle`, `busy`, `circuit_open`, `half_open`, `rate_limited`, `budget_exhausted` or
+    /// `stopping`.
     fn state_word(&self) -> &'static str {
         match (self.phase, self.breaker.state()) {
             (Phase::Draining { .. }, _) => "stopping",
             (_, State::Open { .. }) => "circuit_open",
+            _ if self.paused.is_some() => self.paused.map_or("idle", |p| p.why.status()),
             (_, State::HalfOpen) => "half_open",
             _ if self.active > 0 => "busy",
             _ => "idle",
@@ -134,7 +152,17 @@ impl Daemon {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
                 let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
-                format!("breaker open until {until}, {} running, {queued} queued", self.active)
+                let why = if self.breaker_credential { " (credential fault)" } else { "" };
+                format!("breaker open{why} until {until}, {} running, {queued} queued", self.active)
+            }
+            _ if self.paused.is_some() => {
+                let p = self.paused.map(|p| (p.why, clock::rfc3339(p.until_wall)));
+                let (why, until) = p.unwrap_or((super::pause::Why::RateLimit, String::new()));
+                let what = match why {
+                    super::pause::Why::RateLimit => "rate limited",
+                    super::pause::Why::Budget => "spend cap reached",
+                };
+                format!("{what} until {until}, {} running, {queued} queued", self.active)
             }
             (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
             _ if self.active > 0 => {
@@ -175,6 +203,9 @@ impl Daemon {
             retried: self.stats.retried,
             dead_lettered: self.stats.dead_lettered,
             circuit_state: self.breaker.state().name().into(),
+            circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
+                .then(|| if self.breaker_credential { "credential" } else { "failures" }.into()),
+            paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
             started_at: clock::epoch_f64(self.started_at),
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
@@ -202,6 +233,7 @@ impl Daemon {
                 &[("MESSAGE_ID", &ids::BREAKER_HALF_OPEN), ("CONSECUTIVE_FAILURES", &failures)],
             ),
             Transition::Closed => {
+                self.breaker_credential = false;
                 self.log.info("circuit breaker closed", &[("MESSAGE_ID", &ids::BREAKER_CLOSED)])
             }
         }
@@ -214,6 +246,19 @@ impl Daemon {
         let r = self.notifier.reloading();
         self.report_notify(r);
         match self.cfg.reload(&self.layers) {
+            Ok((new, _))
+                if new.tuning.agent_argv.first() != self.cfg.tuning.agent_argv.first()
+                    && super::preflight::resolve(
+                        new.tuning.agent_argv.first().map_or("", String::as_str),
+                        self.layers.env.get("PATH").map(String::as_str),
+                    )
+                    .is_err() =>
+            {
+                self.log.error(
+                    "reload refused: the new CLAUDE_COMMAND cannot be run; the running configuration is kept",
+                    &[("CLAUDE_COMMAND", &new.tuning.agent_argv.first().map_or("", String::as_str))],
+                )
+            }
             Ok((new, ignored)) => {
                 for name in ignored {
                     self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);

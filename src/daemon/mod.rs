@@ -5,9 +5,12 @@
 //! may start → commit the turn's writes in one group → tell systemd.
 
 mod endpoint;
+mod failure;
 mod lifecycle;
 mod outcome;
+mod pause;
 mod pipe;
+mod preflight;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -143,6 +146,11 @@ pub struct Daemon {
     /// When a heartbeat was last written durably.
     heartbeat_written: Instant,
     pipe: Option<pipe::PipeIntake>,
+    /// A usage/rate limit or the spend cap holds every start.
+    paused: Option<pause::Pause>,
+    ledger: pause::Ledger,
+    /// The breaker is open for a credential fault (announced once per outage).
+    breaker_credential: bool,
 }
 
 impl Daemon {
@@ -201,12 +209,20 @@ impl Daemon {
             retrying: HashMap::new(),
             heartbeat_written: now,
             pipe: None,
+            paused: None,
+            ledger: pause::Ledger::default(),
+            breaker_credential: false,
             cfg,
         })
     }
 
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
+        self.preflight()?;
+        if let Some(bytes) = self.spool.ledger() {
+            self.ledger = pause::Ledger::from_bytes(&bytes);
+            self.check_budget();
+        }
         self.recover()?;
         self.spool
             .register(self.poll.registry(), SPOOL)
@@ -309,6 +325,7 @@ impl Daemon {
             at(self.waiting.keys().next().map(|k| k.0));
         }
         at(self.breaker.deadline());
+        at(self.paused.map(|p| p.until));
         at(Some(self.next_heartbeat));
         at(self.next_watchdog);
         at(self.next_rescan);
@@ -326,6 +343,7 @@ impl Daemon {
         if let Some(t) = self.breaker.tick(now) {
             self.breaker_changed(t);
         }
+        self.end_pause(now);
         if now >= self.next_heartbeat {
             self.stage_heartbeat();
         }
@@ -373,6 +391,7 @@ impl Daemon {
         self.phase == Phase::Running
             && self.active < self.cfg.tuning.max_concurrent
             && self.breaker.may_start()
+            && self.paused.is_none()
     }
 
     fn drained(&self) -> bool {

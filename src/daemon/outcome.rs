@@ -7,18 +7,15 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::{Daemon, Finishing};
+use crate::agent::classify::{self, classify, Class, EmptyOutput};
 use crate::agent::{self, Output};
 use crate::clock;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
-use crate::records::{DeadLetter, TaskResult, COMPLETED, FAILED};
-use crate::retry;
+use crate::records::{DeadLetter, TaskResult, COMPLETED};
 use crate::runner::{Captured, Exit};
 use crate::spool::{Claim, Done, Op, OpKind};
-use crate::task::{Failure, Task};
-
-/// Failures kept in a task's history (the oldest are dropped).
-const HISTORY_KEPT: usize = 50;
+use crate::task::Task;
 
 /// One finished attempt, whatever its outcome.
 pub(super) struct Attempt {
@@ -31,11 +28,6 @@ pub(super) struct Attempt {
     pub(super) exit: Option<Exit>,
     pub(super) captured: Option<Captured>,
     pub(super) output: Option<Output>,
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
 impl Daemon {
@@ -59,44 +51,64 @@ impl Daemon {
             }
             return;
         }
+        let duration = run.started.elapsed();
         let output = agent::interpret(&captured.stdout, !captured.stdout_truncated);
-        let verdict = if run.timed_out {
+        let policy = &self.cfg.tuning.policy;
+        let mut verdict = classify(
+            &classify::Run {
+                exit,
+                timed_out: run.timed_out,
+                output: &output,
+                stdout_bytes: captured.stdout_bytes,
+                stderr_tail: &captured.stderr_tail,
+                duration,
+            },
+            policy.empty_output,
+        );
+        if verdict.reason == "timeout" {
             let limit = run.task.timeout.unwrap_or(self.cfg.tuning.task_timeout).as_secs_f64();
-            Some(("timeout", format!("no outcome within the time limit of {limit} s; the agent was killed")))
-        } else {
-            match exit {
-                Exit::Code(0) => match &output.report {
-                    Some(r) if r.is_error => Some((
-                        "agent_error",
-                        format!(
-                            "the agent reported an error ({})",
-                            r.subtype.as_deref().unwrap_or("is_error")
-                        ),
-                    )),
-                    _ => None,
-                },
-                Exit::Code(c) => Some(("exit_code", format!("the agent exited with status {c}"))),
-                Exit::Signal(s) => Some(("signal", format!("the agent was killed by {}", signal_name(s)))),
-            }
-        };
+            verdict.message = format!("no outcome within the time limit of {limit} s; the agent was killed");
+        }
+        let suspect = verdict.class == Class::Success
+            && captured.stdout_bytes == 0
+            && duration < Duration::from_secs(1)
+            && policy.empty_output == EmptyOutput::Warn;
+        if suspect {
+            self.log.warn(
+                "suspect success: the agent exited 0 without any output in under a second (EMPTY_OUTPUT=fail makes it a failure)",
+                &[("TASK_ID", &run.task.id)],
+            );
+        }
+        if let Some(cost) = output.report.as_ref().and_then(|r| r.total_cost_usd) {
+            self.spend(cost);
+        }
         let attempt = Attempt {
             claim: run.claim,
             task: run.task,
             queued_at: run.queued_at,
             number: run.attempt,
             started_wall: run.started_wall,
-            duration: run.started.elapsed(),
+            duration,
             exit: Some(exit),
             captured: Some(captured),
             output: Some(output),
         };
-        match verdict {
-            None => self.completed(attempt),
-            Some((reason, message)) => self.failed(attempt, reason, message),
+        match verdict.class {
+            Class::Success => self.completed(attempt),
+            Class::Transient | Class::Failed => self.failed(attempt, verdict),
+            Class::Permanent => self.permanent(attempt, verdict),
+            Class::RateLimited { reset_at } => self.uncharged(attempt, verdict, reset_at),
+            Class::Credential => self.uncharged(attempt, verdict, None),
         }
     }
 
-    fn result(&self, a: &Attempt, status: &str, reason: Option<&str>, message: Option<&str>) -> TaskResult {
+    pub(super) fn result(
+        &self,
+        a: &Attempt,
+        status: &str,
+        reason: Option<&str>,
+        message: Option<&str>,
+    ) -> TaskResult {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
@@ -125,7 +137,7 @@ impl Daemon {
         }
     }
 
-    fn fields(a: &Attempt, reason: Option<&str>) -> Vec<(&'static str, String)> {
+    pub(super) fn fields(a: &Attempt, reason: Option<&str>) -> Vec<(&'static str, String)> {
         let mut f = vec![
             ("TASK_ID", a.task.id.clone()),
             ("ATTEMPT", a.number.to_string()),
@@ -158,68 +170,6 @@ impl Daemon {
             },
         );
         self.spool.stage(Op::Complete { claim: a.claim, result });
-    }
-
-    /// A failed attempt: retried after its backoff, or given up on.
-    pub(super) fn failed(&mut self, mut a: Attempt, reason: &'static str, message: String) {
-        if let Some(t) = self.breaker.failed(
-            Instant::now(),
-            self.cfg.tuning.breaker_threshold,
-            self.cfg.tuning.breaker_timeout,
-        ) {
-            self.breaker_changed(t);
-        }
-        let (exit_code, signal) = match a.exit {
-            Some(Exit::Code(c)) => (Some(c), None),
-            Some(Exit::Signal(s)) => (None, Some(s)),
-            None => (None, None),
-        };
-        a.task.state.attempts = a.number;
-        a.task.state.history.push(Failure {
-            attempt: a.number,
-            reason: reason.into(),
-            message: message.clone(),
-            exit_code,
-            signal,
-            started_at: clock::rfc3339(a.started_wall),
-            finished_at: clock::rfc3339_now(),
-            duration_seconds: a.duration.as_secs_f64(),
-            stderr_tail: a.captured.as_ref().map_or_else(String::new, |c| c.stderr_tail.clone()),
-        });
-        let excess = a.task.state.history.len().saturating_sub(HISTORY_KEPT);
-        a.task.state.history.drain(..excess);
-        let t = &self.cfg.tuning;
-        let max_retries = a.task.max_retries.unwrap_or(t.max_retries);
-        if a.number <= max_retries {
-            let delay = retry::delay(
-                a.number,
-                t.initial_retry_delay,
-                t.retry_backoff,
-                t.max_retry_delay,
-                fastrand::f64(),
-            );
-            a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
-            let recorded = Recorded { end: End::Retried { reason: reason.into() }, run: Self::run_of(&a) };
-            self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
-            let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
-            fields.extend(Self::fields(&a, Some(reason)));
-            fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
-            fields.push(("ERROR", message));
-            self.log_fields(Level::Warning, "attempt failed; retrying", &fields);
-            self.spool.stage(Op::SaveState {
-                claim: a.claim.clone(),
-                task: a.task.clone(),
-                queued_at: a.queued_at,
-            });
-            self.wait_until(a.claim, a.task, a.queued_at, Instant::now() + delay);
-            return;
-        }
-        let summary = format!("gave up after {} attempt(s): {message}", a.number);
-        let result = self.result(&a, FAILED, Some(reason), Some(&summary));
-        let mut fields = Self::fields(&a, Some(reason));
-        fields.push(("ERROR", message));
-        let run = Self::run_of(&a);
-        self.dead_letter(a.claim, a.task, reason, summary, Some(result), fields, run);
     }
 
     /// Stages the dead letter of a valid task (and its failed result); `run` is its last
@@ -310,7 +260,9 @@ impl Daemon {
                     self.retrying.remove(&key);
                 }
                 if let Some(r) = recorded {
-                    self.stats.retried += 1;
+                    if matches!(r.end, End::Retried { .. }) {
+                        self.stats.retried += 1;
+                    }
                     self.metrics.record(&r);
                 }
             }
@@ -322,6 +274,7 @@ impl Daemon {
                     OpKind::SaveState | OpKind::Requeue => "cannot save a task's state (will retry)",
                     OpKind::Receipt => "cannot write a claim receipt",
                     OpKind::Heartbeat => "cannot write the heartbeat",
+                    OpKind::Ledger => "cannot save the spend ledger",
                 };
                 self.io_error(what, &e);
             }
@@ -330,12 +283,12 @@ impl Daemon {
     }
 
     /// The agent run of an attempt, for the metrics; none when the agent did not start.
-    fn run_of(a: &Attempt) -> Option<Run> {
+    pub(super) fn run_of(a: &Attempt) -> Option<Run> {
         a.exit?;
         Some(Run { duration: a.duration, report: a.output.as_ref().and_then(|o| o.report.clone()) })
     }
 
-    fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
+    pub(super) fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
         let refs: Vec<crate::log::Field> =
             fields.iter().map(|(k, v)| (*k, v as &dyn std::fmt::Display)).collect();
         self.log.log(level, message, &refs);

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::outcome::{Attempt, Final};
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
+use crate::agent::classify::{Class, Verdict};
 use crate::clock;
 use crate::metrics::{End, Recorded};
 use crate::records::{DeadLetter, Receipt, TaskResult, FAILED};
@@ -240,7 +241,7 @@ impl Daemon {
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: r.keep_original });
     }
 
-    fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
+    pub(super) fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
         let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
         match std::fs::read_to_string(&prompt_file) {
@@ -253,6 +254,17 @@ impl Daemon {
                 "cannot read the worker's system prompt; running without it",
                 &[("FILE", &prompt_file.display()), ("ERROR", &e)],
             ),
+        }
+        let policy = &self.cfg.tuning.policy;
+        let limits = [
+            (policy.max_turns_flag.as_ref(), task.max_turns.map(|n| n.to_string())),
+            (policy.max_budget_flag.as_ref(), task.max_budget_usd.map(|x| x.to_string())),
+        ];
+        for (flag, value) in limits {
+            if let (Some(flag), Some(value)) = (flag, value) {
+                argv.push(flag.into());
+                argv.push(value.into());
+            }
         }
         let mut env: Vec<(OsString, OsString)> =
             self.cfg.tuning.agent_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
@@ -303,11 +315,12 @@ impl Daemon {
                     captured: None,
                     output: None,
                 };
-                return self.failed(
-                    attempt,
-                    "spawn_error",
-                    format!("cannot start the agent {program:?}: {e}"),
-                );
+                let verdict = Verdict {
+                    class: Class::Failed,
+                    reason: "spawn_error".into(),
+                    message: format!("cannot start the agent {program:?}: {e}"),
+                };
+                return self.failed(attempt, verdict);
             }
         };
         let now = Instant::now();

@@ -27,6 +27,9 @@ use crate::watch::{Change, DirWatch};
 /// writer, so it removes those a crash left.
 const SUBMIT_TEMP_PREFIX: &str = ".ww-submit.";
 
+/// The worker's spend ledger, a dot-file in the queue folder (never taken for a task).
+const LEDGER: &str = ".spend.json";
+
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
 
@@ -165,6 +168,7 @@ impl FsSpool {
             (&spool.inflight, None),
             (&spool.queue, Some("submit.")),
             (&spool.heartbeats, Some(own_heartbeat.as_str())),
+            (&spool.queue, Some(LEDGER)),
         ] {
             durable::remove_stale_temps(dir, owner)
                 .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
@@ -238,6 +242,7 @@ impl FsSpool {
             }
             Op::Receipt(r) => vec![(self.triggers.clone(), json(&r.task_id), to_bytes(r), None)],
             Op::Heartbeat(h) => vec![(self.heartbeats.clone(), json(&self.worker), to_bytes(h), None)],
+            Op::Ledger(bytes) => vec![(self.queue.clone(), LEDGER.to_string(), bytes.clone(), None)],
         }
     }
 
@@ -252,7 +257,7 @@ impl FsSpool {
             }
             Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
             Op::Requeue { claim, .. } => self.requeue(claim),
-            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) => Ok(()),
+            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => Ok(()),
         }
     }
 }
@@ -272,6 +277,7 @@ fn kind_of(op: &Op) -> OpKind {
         Op::Requeue { .. } => OpKind::Requeue,
         Op::Receipt(_) => OpKind::Receipt,
         Op::Heartbeat(_) => OpKind::Heartbeat,
+        Op::Ledger(_) => OpKind::Ledger,
     }
 }
 
@@ -281,7 +287,7 @@ fn claim_of(op: &Op) -> Option<Claim> {
         | Op::DeadLetter { claim, .. }
         | Op::SaveState { claim, .. }
         | Op::Requeue { claim, .. } => Some(claim.clone()),
-        Op::Receipt(_) | Op::Heartbeat(_) => None,
+        Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => None,
     }
 }
 
@@ -494,6 +500,9 @@ impl Spool for FsSpool {
             }
             dlq_name = Some(name);
         }
+        if let Op::Ledger(_) = op {
+            self.staged.retain(|(o, _)| !matches!(o, Op::Ledger(_)));
+        }
         if let Op::Heartbeat(_) = op {
             // Only the newest heartbeat matters.
             self.staged.retain(|(o, _)| !matches!(o, Op::Heartbeat(_)));
@@ -530,11 +539,15 @@ impl Spool for FsSpool {
                 claim: claim_of(&op),
                 error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
             });
-            if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat) {
+            if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat | OpKind::Ledger) {
                 self.staged.push((op, dlq_name));
             }
         }
         done
+    }
+
+    fn ledger(&self) -> Option<Vec<u8>> {
+        fs::read(self.queue.join(LEDGER)).ok()
     }
 
     fn has_pending(&self) -> bool {

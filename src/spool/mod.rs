@@ -90,6 +90,8 @@ pub enum Op {
     },
     Receipt(Receipt),
     Heartbeat(Heartbeat),
+    /// The worker's spend ledger (opaque to the spool; only the newest counts).
+    Ledger(Vec<u8>),
 }
 
 /// Which kind of op an outcome is for.
@@ -101,6 +103,7 @@ pub enum OpKind {
     Requeue,
     Receipt,
     Heartbeat,
+    Ledger,
 }
 
 /// The outcome of one staged op.
@@ -162,6 +165,8 @@ pub trait Spool {
     fn stage(&mut self, op: Op);
     /// Makes every staged op durable (group commit) and releases what it completes.
     fn commit(&mut self) -> Vec<Done>;
+    /// The spend ledger last saved with [`Op::Ledger`], if any.
+    fn ledger(&self) -> Option<Vec<u8>>;
     /// Whether failed ops wait for another commit.
     fn has_pending(&self) -> bool;
 }

@@ -2,6 +2,7 @@
 //! the stand-in agent (tests/stand-in/claude), real inotify, processes and signals.
 
 mod activation;
+mod agent_aware;
 mod breaker;
 mod crash;
 mod ctl;
