@@ -3,6 +3,7 @@
 
 mod breaker;
 mod crash;
+mod docs;
 mod invalid;
 mod logging;
 mod running;
