@@ -138,7 +138,7 @@ step_man_pages() {
         warnings=$(ct sh -c 'man --warnings -E UTF-8 "$1" "$2" 2>&1 >/dev/null' sh "$section" "$name")
         [[ -z $warnings ]] || { say "$warnings"; fail "groff warns about $name($section)"; ok=1; }
     done
-    ct sh -c 'MANWIDTH=80 man 5 worker-watcher.env 2>/dev/null' | grep -q 'MAX_CONCURRENT_TASKS' ||
+    ct sh -c 'MANWIDTH=80 man 5 worker-watcher.env 2>/dev/null' | grep -c 'MAX_CONCURRENT_TASKS' >/dev/null ||
         { fail "man 5 worker-watcher.env does not render its variables"; ok=1; }
     say "man 5 worker-watcher.env: $(ct sh -c 'MANWIDTH=80 man 5 worker-watcher.env 2>/dev/null' | grep -c . || true) lines"
     return "$ok"
@@ -492,7 +492,7 @@ step_upgrade_while_running() {
         eval "[[ \$(json_field '$(ct_path "$HEARTBEAT")' pid) == \$(unit_prop $UNIT MainPID) ]]"
 }
 
-any_worker_active() { ct systemctl list-units --state=active --no-legend 'worker-watcher@*' | grep -q .; }
+any_worker_active() { ct systemctl list-units --state=active --no-legend 'worker-watcher@*' | grep -c . >/dev/null; }
 
 step_remove_purge() {
     local out
