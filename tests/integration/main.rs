@@ -5,6 +5,7 @@ mod activation;
 mod breaker;
 mod crash;
 mod ctl;
+mod docs;
 mod hostile;
 mod invalid;
 mod logging;
