@@ -6,6 +6,7 @@ mod agent_aware;
 mod breaker;
 mod crash;
 mod ctl;
+mod docs;
 mod hostile;
 mod invalid;
 mod logging;

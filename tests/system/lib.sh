@@ -33,15 +33,18 @@ record() {
     esac
 }
 
+# summary: the failed steps, then the closing line `NAME: N passed, N failed[, N skipped]`
+# (NAME is $SUITE_NAME, default "system").
 summary() {
+    local name=${SUITE_NAME:-system}
     if ((FAILED)); then
         printf 'failed steps:\n'
         printf '  %s\n' "${FAILED_STEPS[@]}"
     fi
     if ((SKIPPED)); then
-        printf 'system: %d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+        printf '%s: %d passed, %d failed, %d skipped\n' "$name" "$PASSED" "$FAILED" "$SKIPPED"
     else
-        printf 'system: %d passed, %d failed\n' "$PASSED" "$FAILED"
+        printf '%s: %d passed, %d failed\n' "$name" "$PASSED" "$FAILED"
     fi
 }
 

@@ -1,0 +1,295 @@
+//! The documentation cannot drift from the code: the variables of worker-watcher.env(5) are
+//! generated from the settings table (src/config/vars.rs), and the flags of worker-watcher(8),
+//! the journal catalog and the packaged env file are checked against their sources.
+//!
+//! `UPDATE_DOCS=1 cargo test --test integration docs` rewrites the generated part of the page.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+use worker_watcher::cli::WorkerArgs;
+use worker_watcher::config::{Reload, Var, VARS};
+use worker_watcher::log::ids;
+
+const BEGIN: &str = ".\\\" BEGIN GENERATED from src/config/vars.rs: do not edit by hand\n";
+const END: &str = ".\\\" END GENERATED\n";
+
+/// The variables of the old design (DESIGN §3): their names and meaning are kept.
+const DESIGN_VARS: &[&str] = &[
+    "MAX_CONCURRENT_TASKS",
+    "TASK_TIMEOUT",
+    "HEARTBEAT_INTERVAL",
+    "MAX_RETRIES",
+    "RETRY_BACKOFF",
+    "INITIAL_RETRY_DELAY",
+    "CIRCUIT_BREAKER_THRESHOLD",
+    "CIRCUIT_BREAKER_TIMEOUT",
+    "TASK_DIR",
+    "TRIGGER_DIR",
+    "RESULT_DIR",
+    "HEARTBEAT_DIR",
+    "DLQ_DIR",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "ENABLE_METRICS",
+    "METRICS_PORT",
+    "CLAUDE_COMMAND",
+];
+
+fn repo_file(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn read(rel: &str) -> String {
+    fs::read_to_string(repo_file(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Text for roff: backslashes escaped, a dash that starts a word (an option) made a minus.
+fn roff_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    let mut prev = ' ';
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\e"),
+            '-' if prev == ' ' || prev == '-' => out.push_str("\\-"),
+            c => out.push(c),
+        }
+        prev = c;
+    }
+    out
+}
+
+/// Roff text lines of at most 78 bytes (mandoc's style limit is 80), filled at spaces; a line
+/// that would start with a control character is neutralised.
+fn roff_lines(text: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + word.len() <= 78 => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+        .into_iter()
+        .map(
+            |l| {
+                if l.starts_with('.') || l.starts_with('\'') {
+                    format!("\\&{l}\n")
+                } else {
+                    format!("{l}\n")
+                }
+            },
+        )
+        .collect()
+}
+
+/// A literal value (a default, a name): every dash a minus, so that it copies as typed.
+fn roff_literal(s: &str) -> String {
+    roff_text(s).replace("\\-", "-").replace('-', "\\-")
+}
+
+fn var_entry(v: &Var) -> String {
+    let default = match v.default {
+        Some(d) => format!("Default: \\fB{}\\fR.", roff_literal(d)),
+        None => "Unset by default.".to_string(),
+    };
+    let reload = match v.reload {
+        Reload::Live => "Applied by SIGHUP.",
+        Reload::Restart => "Read at start-up only.",
+    };
+    format!(
+        ".TP\n.B {}\n{}.br\n{}",
+        v.name,
+        roff_lines(&roff_text(v.doc)),
+        roff_lines(&format!("Value: {}. {default} {reload}", roff_text(v.expects)))
+    )
+}
+
+/// The generated part of worker-watcher.env(5): every variable of the table, in its order,
+/// then which of them SIGHUP applies.
+fn env_page_block() -> String {
+    let mut out = String::from(BEGIN);
+    for v in VARS {
+        out.push_str(&var_entry(v));
+    }
+    for (reload, title) in [(Reload::Live, "Applied by SIGHUP"), (Reload::Restart, "Read at start-up only")] {
+        let names: Vec<&str> = VARS.iter().filter(|v| v.reload == reload).map(|v| v.name).collect();
+        out.push_str(&format!(".SS {title}\n{}\n", names.join(",\n")));
+    }
+    out.push_str(END);
+    out
+}
+
+#[test]
+fn env_page_is_generated_from_the_table() {
+    let rel = "man/worker-watcher.env.5";
+    let page = read(rel);
+    let start = page.find(BEGIN).expect("BEGIN GENERATED marker in man/worker-watcher.env.5");
+    let end = page.find(END).expect("END GENERATED marker in man/worker-watcher.env.5") + END.len();
+    let wanted = env_page_block();
+    if page[start..end] == wanted {
+        return;
+    }
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        let updated = format!("{}{}{}", &page[..start], wanted, &page[end..]);
+        fs::write(repo_file(rel), updated).expect("rewrite the page");
+        return;
+    }
+    panic!(
+        "{rel} does not match src/config/vars.rs; run `UPDATE_DOCS=1 cargo test --test integration \
+         docs` and commit the page"
+    );
+}
+
+#[test]
+fn env_page_documents_every_variable_of_the_design() {
+    let page = read("man/worker-watcher.env.5");
+    for name in DESIGN_VARS.iter().copied().chain(VARS.iter().map(|v| v.name)) {
+        assert!(worker_watcher::config::vars::lookup(name).is_some(), "{name} is not in the settings table");
+        assert!(page.contains(&format!("\n.B {name}\n")), "worker-watcher.env(5) has no entry for {name}");
+    }
+}
+
+#[test]
+fn packaged_env_file_shows_every_variable() {
+    let file = read("packaging/watcher.env");
+    for v in VARS {
+        let line = match v.default {
+            Some(d) if d.contains(' ') => format!("#{}=\"{d}\"", v.name),
+            Some(d) => format!("#{}={d}", v.name),
+            None => format!("#{}=", v.name),
+        };
+        assert!(
+            file.lines().any(|l| l.starts_with(&line)),
+            "packaging/watcher.env has no line starting with {line:?}"
+        );
+    }
+}
+
+/// The long options named in a page's OPTIONS section.
+fn page_options(page: &str) -> BTreeSet<String> {
+    let start = page.find("\n.SH OPTIONS\n").expect("an OPTIONS section");
+    let rest = &page[start + 1..];
+    let end = rest[4..].find("\n.SH ").map_or(rest.len(), |i| i + 4);
+    rest[..end]
+        .lines()
+        .filter(|l| l.starts_with(".B") && l.contains("\\-\\-"))
+        .flat_map(|l| l.split("\\-\\-").skip(1).map(|s| s.to_string()))
+        .map(|s| {
+            let name: String = s
+                .replace("\\-", "-")
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            name
+        })
+        .collect()
+}
+
+#[test]
+fn worker_page_options_match_the_command_line() {
+    let page = read("man/worker-watcher.8");
+    let documented = page_options(&page);
+    let cmd = WorkerArgs::command();
+    let mut real: BTreeSet<String> =
+        cmd.get_arguments().filter_map(|a| a.get_long()).map(str::to_string).collect();
+    real.extend(["help".to_string(), "version".to_string()]);
+    assert_eq!(documented, real, "OPTIONS of worker-watcher(8) vs the flags of src/cli.rs");
+}
+
+/// `(id, entry text)` of every entry of the journal catalog.
+fn catalog_entries() -> Vec<(String, String)> {
+    let text = read("packaging/catalog/worker-watcher.catalog");
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for line in text.lines() {
+        if let Some(id) = line.strip_prefix("-- ") {
+            entries.push((id.trim().to_string(), String::new()));
+        } else if let Some((_, body)) = entries.last_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    entries
+}
+
+#[test]
+fn catalog_explains_every_message_id() {
+    let entries = catalog_entries();
+    let in_catalog: BTreeSet<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    let defined: BTreeSet<&str> = ids::ALL.iter().map(|(_, id)| *id).collect();
+    assert_eq!(in_catalog.len(), entries.len(), "an id has two catalog entries");
+    for (name, id) in ids::ALL {
+        assert!(in_catalog.contains(id), "the journal catalog has no entry for {name} ({id})");
+    }
+    for id in &in_catalog {
+        assert!(defined.contains(id), "catalog entry {id} is not an id of src/log/ids.rs");
+    }
+    for (id, body) in &entries {
+        let header: Vec<&str> = body.lines().take_while(|l| !l.is_empty()).collect();
+        for field in ["Subject: ", "Defined-By: worker-watcher", "Support: ", "Documentation: "] {
+            assert!(header.iter().any(|l| l.starts_with(field)), "catalog entry {id} lacks {field:?}");
+        }
+        let text = body.lines().skip(header.len()).filter(|l| !l.trim().is_empty()).count();
+        assert!(text > 0, "catalog entry {id} has no explanation");
+    }
+}
+
+#[test]
+fn worker_page_lists_every_message_id() {
+    let page = read("man/worker-watcher.8");
+    for (name, id) in ids::ALL {
+        assert!(page.contains(id), "worker-watcher(8) does not list {name} ({id})");
+    }
+}
+
+#[test]
+fn rpm_pre_script_creates_the_sysusers_user() {
+    let conf = read("packaging/sysusers.d/worker-watcher.conf");
+    let pre = read("packaging/rpm/pre.sh");
+    for line in conf.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        assert!(pre.lines().any(|l| l == line), "packaging/rpm/pre.sh lacks the sysusers line {line:?}");
+    }
+}
+
+/// The metric families of DESIGN §5 that the example dashboard may use.
+const DESIGN_METRICS: &[&str] = &[
+    "watcher_tasks_processed_total",
+    "watcher_tasks_failed_total",
+    "watcher_task_duration_seconds",
+    "watcher_task_queue_size",
+    "watcher_active_tasks",
+    "watcher_circuit_breaker_state",
+];
+
+#[test]
+fn grafana_dashboard_uses_the_design_metric_names() {
+    let text = read("packaging/grafana/worker-watcher.json");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    let mut used = BTreeSet::new();
+    for panel in panels {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("a PromQL expr");
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(name) = word.strip_prefix("watcher_") {
+                    let family = format!("watcher_{}", name.trim_end_matches("_bucket"));
+                    assert!(DESIGN_METRICS.contains(&family.as_str()), "the dashboard uses {word}");
+                    used.insert(family);
+                }
+            }
+        }
+    }
+    for (family, title) in [
+        ("watcher_tasks_processed_total", "Task throughput"),
+        ("watcher_tasks_failed_total", "Failure rate by reason"),
+        ("watcher_task_queue_size", "Queue size and active tasks"),
+    ] {
+        assert!(used.contains(family), "no panel uses {family}");
+        assert!(panels.iter().any(|p| p["title"] == title), "no panel {title:?}");
+    }
+}
