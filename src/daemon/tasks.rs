@@ -90,7 +90,7 @@ impl Daemon {
         for e in scan.entries {
             self.enqueue(e.name, e.arrived);
         }
-        if let Some(every) = self.cfg.tuning.rescan_interval {
+        if let Some(every) = self.rescan_every() {
             self.next_rescan = Some(Instant::now() + every);
         }
         Ok(())
@@ -117,7 +117,12 @@ impl Daemon {
                 }
             } else if let Some((name, at)) = self.queue.pop_front() {
                 self.queued.remove(&name);
-                self.claim_and_start(&name, at);
+                if !self.claim_and_start(&name, at) {
+                    // Back at the head of the queue, tried again after the pause.
+                    self.queued.insert(name.clone());
+                    self.queue.push_front((name, at));
+                    break;
+                }
                 claims += 1;
                 if claims >= CLAIMS_PER_TURN {
                     self.more_work = true;
@@ -127,20 +132,27 @@ impl Daemon {
         }
     }
 
-    fn claim_and_start(&mut self, name: &OsStr, _arrived: SystemTime) {
+    /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
+    /// of the queue (read-only, full, no permission, I/O error), and claims pause for a while.
+    fn claim_and_start(&mut self, name: &OsStr, _arrived: SystemTime) -> bool {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => c,
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
-                return;
+                return true;
             }
             Err(e) => {
-                // It stays in the queue; the next rescan finds it again.
-                self.io_error(&format!("cannot claim {}", name.to_string_lossy()), &e);
-                self.next_rescan.get_or_insert(Instant::now() + super::RETRY_IO);
-                return;
+                self.io_error("cannot claim tasks (will retry)", &e);
+                self.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
+                return false;
             }
         };
+        self.claimed(claim);
+        true
+    }
+
+    /// Validates a claimed task and starts it, or schedules it for its retry time.
+    fn claimed(&mut self, claim: Claim) {
         let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
             Err(r) => return self.reject(claim, r),
@@ -646,20 +658,42 @@ impl Daemon {
 
     /// Commits the turn's writes and acts on their outcomes.
     pub(super) fn commit(&mut self) {
-        for done in self.spool.commit() {
-            self.on_done(done);
+        let dones = self.spool.commit();
+        let wrote = !dones.is_empty();
+        // Failures by what failed and why: one log line each, however many tasks they hit.
+        let mut failures: Vec<(&'static str, io::Error, usize)> = Vec::new();
+        for done in dones {
+            if let Some((what, e)) = self.on_done(done) {
+                match failures.iter_mut().find(|(w, f, _)| *w == what && f.to_string() == e.to_string()) {
+                    Some(entry) => entry.2 += 1,
+                    None => failures.push((what, e, 1)),
+                }
+            }
         }
-        if self.spool.has_pending() && self.next_commit.is_none() {
-            self.next_commit = Some(Instant::now() + super::RETRY_IO);
+        for (what, e, n) in &failures {
+            let what = if *n > 1 { format!("{what} ({n} files)") } else { what.to_string() };
+            self.io_error(&what, e);
+        }
+        // Only outcomes block new starts: a heartbeat or receipt that cannot be written does not.
+        self.writes_failing = self.spool.has_pending();
+        if self.writes_failing {
+            if self.next_commit.is_none() {
+                self.next_commit = Some(Instant::now() + super::RETRY_IO);
+            }
+        } else if wrote && failures.is_empty() {
+            self.io_recovered();
+            if self.spool.has_pending() {
+                // The heartbeat that tells the recovery.
+                self.commit();
+            }
         }
     }
 
-    fn on_done(&mut self, done: Done) {
+    /// Acts on one op's outcome; returns what failed, to be logged.
+    fn on_done(&mut self, done: Done) -> Option<(&'static str, io::Error)> {
         match (done.kind, done.error) {
             (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let Some(f) = done.claim.and_then(|c| self.finishing.remove(&c.key)) else {
-                    return;
-                };
+                let f = done.claim.and_then(|c| self.finishing.remove(&c.key))?;
                 if let Some(id) = &f.release {
                     self.ids.remove(id);
                 }
@@ -681,6 +715,7 @@ impl Daemon {
                 let mut fields = vec![("MESSAGE_ID", id.to_string())];
                 fields.extend(f.fields);
                 self.log_fields(level, &f.message, &fields);
+                None
             }
             (kind, Some(e)) => {
                 let what = match kind {
@@ -690,9 +725,9 @@ impl Daemon {
                     OpKind::Receipt => "cannot write a claim receipt",
                     OpKind::Heartbeat => "cannot write the heartbeat",
                 };
-                self.io_error(what, &e);
+                Some((what, e))
             }
-            (_, None) => {}
+            (_, None) => None,
         }
     }
 
