@@ -4,11 +4,15 @@
 mod breaker;
 mod crash;
 mod ctl;
+mod diskfull;
+mod inotify;
 mod invalid;
 mod logging;
+mod netfs;
 mod pipe;
 mod running;
 mod settings;
 mod signals;
+mod sys;
 mod timeouts;
 mod util;

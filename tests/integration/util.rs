@@ -164,6 +164,18 @@ impl Worker {
 
     /// Starts a worker without waiting for it.
     pub fn spawn(root: &Root, name: &str, env: &[(&str, &str)]) -> Worker {
+        Worker::spawn_as(root, name, env, None)
+    }
+
+    /// Starts a worker as user and group `uid` (when the tests run as root), and waits for
+    /// READY=1.
+    pub fn start_as(root: &Root, name: &str, env: &[(&str, &str)], uid: u32) -> Worker {
+        let w = Worker::spawn_as(root, name, env, Some(uid));
+        w.wait_notify("READY=1");
+        w
+    }
+
+    fn spawn_as(root: &Root, name: &str, env: &[(&str, &str)], uid: Option<u32>) -> Worker {
         let n = std::process::id() as u64 * 1000 + fastrand_u16() as u64;
         let sock = root.path().join(format!("notify-{name}-{n}.sock"));
         let notify = UnixDatagram::bind(&sock).expect("notify socket");
@@ -173,7 +185,14 @@ impl Worker {
         let (n2, s2) = (notes.clone(), stop.clone());
         std::thread::spawn(move || drain_notify(notify, n2, s2));
         let log = root.path().join(format!("{name}-{n}.log"));
-        let child = command(root, name, env)
+        let mut cmd = command(root, name, env);
+        if let Some(uid) = uid {
+            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::process::CommandExt;
+            fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).expect("chmod socket");
+            cmd.uid(uid).gid(uid);
+        }
+        let child = cmd
             .env("NOTIFY_SOCKET", &sock)
             .stderr(fs::File::create(&log).expect("log"))
             .stdout(Stdio::null())
