@@ -364,12 +364,16 @@ impl Daemon {
     /// Logs an I/O error (the same one at most every ERROR_REPEAT, since failed operations
     /// are retried every second) and keeps it for the heartbeat's `last_error`.
     fn io_error(&mut self, what: &str, e: &io::Error) {
+        self.io_error_with(what, e, &[]);
+    }
+
+    fn io_error_with(&mut self, what: &str, e: &io::Error, fields: &[crate::log::Field]) {
         let msg = format!("{what}: {e}");
         let now = Instant::now();
         let due = self.logged_errors.get(&msg).map_or(true, |t| now.duration_since(*t) >= ERROR_REPEAT);
         if due {
             self.logged_errors.insert(msg.clone(), now);
-            self.log.error(&msg, &[]);
+            self.log.error(&msg, fields);
         }
         self.last_error = Some(msg);
     }

@@ -671,8 +671,7 @@ impl Daemon {
             }
         }
         for (what, e, n) in &failures {
-            let what = if *n > 1 { format!("{what} ({n} files)") } else { what.to_string() };
-            self.io_error(&what, e);
+            self.io_error_with(what, e, &[("FILES", n)]);
         }
         // Only outcomes block new starts: a heartbeat or receipt that cannot be written does not.
         self.writes_failing = self.spool.has_pending();
