@@ -110,6 +110,24 @@ fn lock(path: &Path, create: bool) -> io::Result<File> {
     Ok(f)
 }
 
+/// How long a start waits for the lock of a worker that is still going away.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `lock`, tried again for LOCK_PATIENCE while another process holds it. A worker killed with
+/// SIGKILL can leave its lock held for a moment by a child forked just before (between fork
+/// and exec it has every fd); a restart at once must not take that for a second instance.
+fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock(path, create) {
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn stem(name: &OsStr) -> &[u8] {
     let b = name.as_bytes();
     b.strip_suffix(b".json").unwrap_or(b)
@@ -181,7 +199,7 @@ impl FsSpool {
             Some(file) => ("LOCK_DIR", file.clone()),
             None => ("TASK_DIR", spool.queue.clone()),
         };
-        let lock = lock(&path, spool.lock_file.is_some()).map_err(|e| match e.raw_os_error() {
+        let lock = lock_patiently(&path, spool.lock_file.is_some()).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
                 path.display()
