@@ -165,7 +165,7 @@ class Soak:
                 rec = json.load(f)
             tid = rec.get("task_id") or ""
             dlq[tid] = dlq.get(tid, 0) + 1
-        by_status = {}
+        by_status, attempts = {}, {}
         for tid, kind in self.expected.items():
             word, _, status, reason = KINDS[kind]
             if f"{tid}.json" not in results:
@@ -178,6 +178,7 @@ class Soak:
                 fails.append(f"{tid}: result not JSON: {e}")
                 continue
             by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+            attempts[tid] = r.get("attempts", 0)
             if (r["status"], r.get("reason")) != (status, reason):
                 fails.append(f"{tid} ({word}): {r['status']}/{r.get('reason')}, expected {status}/{reason}")
             want_dlq = 1 if status == "failed" else 0
@@ -199,9 +200,8 @@ class Soak:
             for line in f:
                 tid = line.split(" ")[0]
                 runs[tid] = runs.get(tid, 0) + 1
-        attempts_needed = {"flaky": 2, "fail": 3}
-        reruns = sum(max(0, runs.get(t, 0) - attempts_needed.get(KINDS[k][0], 1))
-                     for t, k in self.expected.items() if KINDS[k][0] != "invalid")
+        # Runs beyond the attempts each result counts: tasks running when a kill -9 came.
+        reruns = sum(max(0, runs.get(t, 0) - a) for t, a in attempts.items())
         idle_fds_end = proc_stat(self.proc.pid)[1]
         if idle_fds_end != idle_fds_at_start:
             fails.append(f"fd count of an idle worker: {idle_fds_at_start} at start, {idle_fds_end} at the end")
