@@ -118,9 +118,10 @@ impl Daemon {
             } else if let Some((name, at)) = self.queue.pop_front() {
                 self.queued.remove(&name);
                 if !self.claim_and_start(&name, at) {
-                    // Back at the head of the queue, tried again after the pause.
+                    // Tried again after the pause, at the back: a failure of this one file
+                    // (a mount point, say) must not hold up the others.
                     self.queued.insert(name.clone());
-                    self.queue.push_front((name, at));
+                    self.queue.push_back((name, at));
                     break;
                 }
                 claims += 1;
