@@ -90,6 +90,8 @@ pub struct Paths {
     pub dlq: PathBuf,
     pub prompts: PathBuf,
     pub pipes: PathBuf,
+    /// LOCK_DIR: where the worker's lock file is; `None`: the lock is on the queue folder.
+    pub lock: Option<PathBuf>,
 }
 
 /// Everything SIGHUP may change.
@@ -111,7 +113,10 @@ pub struct Tuning {
     pub agent_argv: Vec<String>,
     pub max_task_bytes: u64,
     pub max_output_bytes: u64,
+    /// RESCAN_INTERVAL when set (`None`: set to 0, off).
     pub rescan_interval: Option<Duration>,
+    /// RESCAN_INTERVAL is unset: the daemon decides from the queue's filesystem.
+    pub rescan_auto: bool,
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
@@ -297,6 +302,7 @@ impl Config {
             dlq: dir(&mut r, "DLQ_DIR", "dlq")?,
             prompts: dir(&mut r, "PROMPT_DIR", "prompts")?,
             pipes: root.join("pipes"),
+            lock: r.get("LOCK_DIR", absolute)?,
             root: root.clone(),
         };
         let tuning = tuning(&mut r)?;
@@ -391,7 +397,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         return Err(bad_value("CLAUDE_COMMAND", "", &Source::Default));
     }
     agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
-    let rescan = r.req("RESCAN_INTERVAL", secs(false))?;
+    let rescan = r.get("RESCAN_INTERVAL", secs(false))?;
     Ok(Tuning {
         max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
         task_timeout: r.req("TASK_TIMEOUT", secs(true))?,
@@ -408,7 +414,8 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         agent_argv,
         max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
-        rescan_interval: Some(rescan).filter(|d| !d.is_zero()),
+        rescan_interval: rescan.filter(|d| !d.is_zero()),
+        rescan_auto: rescan.is_none(),
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
         policy: policy::policy(r)?,

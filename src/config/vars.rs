@@ -67,6 +67,14 @@ pub const VARS: &[Var] = &[
         Live,
         "Folder of per-worker system prompts (NAME.md); default ROOT/prompts.",
     ),
+    var(
+        "LOCK_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Folder of the per-worker lock files (NAME.lock), for workers of one name on several \
+         hosts sharing a spool; default: the lock is taken on the queue folder.",
+    ),
     var("MAX_CONCURRENT_TASKS", Some("3"), "a whole number from 1 to 1024", Live, "Agent runs at once."),
     var(
         "TASK_TIMEOUT",
@@ -169,10 +177,11 @@ pub const VARS: &[Var] = &[
     ),
     var(
         "RESCAN_INTERVAL",
-        Some("0"),
+        None,
         "a number of seconds >= 0 (0: off)",
         Live,
-        "Safety rescan of the queue, for filesystems where inotify misses writes.",
+        "Safety rescan of the queue, for filesystems where inotify misses writes. Unset: off, \
+         or every 5 s when the queue is on NFS, CIFS/SMB, FUSE, 9p or Ceph (statfs at start-up).",
     ),
     var(
         "LOG_LEVEL",

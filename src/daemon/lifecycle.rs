@@ -173,6 +173,11 @@ impl Daemon {
         if !self.waiting.is_empty() {
             line.push_str(&format!(", {} waiting to retry", self.waiting.len()));
         }
+        if self.writes_failing || self.claims_paused_until.is_some() {
+            let what =
+                if self.writes_failing { "outcomes cannot be written" } else { "tasks cannot be claimed" };
+            line.push_str(&format!("; stalled, {what}: see the log"));
+        }
         line
     }
 
@@ -263,11 +268,12 @@ impl Daemon {
                 for name in ignored {
                     self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);
                 }
-                if new.tuning.rescan_interval != self.cfg.tuning.rescan_interval {
-                    self.next_rescan = new.tuning.rescan_interval.map(|d| Instant::now() + d);
-                }
+                let rescan_was = self.rescan_every();
                 self.log.level = new.tuning.log_level;
                 self.cfg.tuning = new.tuning;
+                if self.rescan_every() != rescan_was {
+                    self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
+                }
                 self.cfg.paths.prompts = new.paths.prompts;
                 self.log.info(
                     "configuration reloaded",

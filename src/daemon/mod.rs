@@ -39,8 +39,12 @@ const PIPE: Token = Token(2);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
-/// How long to wait before trying again a commit or a scan that failed.
+/// How long to wait before trying again a commit, a scan or a claim that failed.
 const RETRY_IO: Duration = Duration::from_secs(1);
+/// The safety rescan when RESCAN_INTERVAL is unset and the queue is on a network filesystem.
+pub const AUTO_RESCAN: Duration = Duration::from_secs(5);
+/// The same I/O error is logged again after this long at most (it is retried every second).
+const ERROR_REPEAT: Duration = Duration::from_secs(60);
 
 fn child_token(slot: usize, pipe: Pipe) -> Token {
     Token(CHILD_BASE + slot * 3 + pipe as usize)
@@ -138,6 +142,14 @@ pub struct Daemon {
     /// Non-task names already reported.
     warned: HashSet<OsString>,
     last_error: Option<String>,
+    /// When each failing I/O operation's error was last logged (for ERROR_REPEAT).
+    logged_errors: HashMap<String, Instant>,
+    /// Outcomes could not be made durable: no new task starts until they are.
+    writes_failing: bool,
+    /// A claim failed for a reason of the queue, not of the task: none is tried before then.
+    claims_paused_until: Option<Instant>,
+    /// The filesystem of the queue, when inotify misses writes to it (see AUTO_RESCAN).
+    remote: Option<&'static str>,
     scratch: Vec<u8>,
     metrics: WorkerMetrics,
     endpoint: Option<endpoint::Endpoint>,
@@ -173,6 +185,7 @@ impl Daemon {
         let hostname =
             nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let now = Instant::now();
+        let remote = spool.notifications_unreliable();
         Ok(Daemon {
             layers,
             log,
@@ -196,13 +209,17 @@ impl Daemon {
             prefer_retry: false,
             next_heartbeat: now,
             next_watchdog: None,
-            next_rescan: cfg.tuning.rescan_interval.map(|d| now + d),
+            next_rescan: rescan_every(&cfg, remote).map(|d| now + d),
             next_commit: None,
             heartbeat_status: String::new(),
             reap_due: false,
             more_work: false,
             warned: HashSet::new(),
             last_error: None,
+            logged_errors: HashMap::new(),
+            writes_failing: false,
+            claims_paused_until: None,
+            remote,
             scratch: vec![0; 64 * 1024],
             metrics,
             endpoint,
@@ -224,9 +241,13 @@ impl Daemon {
             self.check_budget();
         }
         self.recover()?;
-        self.spool
-            .register(self.poll.registry(), SPOOL)
-            .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
+        self.spool.register(self.poll.registry(), SPOOL).map_err(|e| match e.kind() {
+            // Out of inotify watches: the host's limit, not this worker's settings; a restart
+            // may succeed.
+            io::ErrorKind::StorageFull => Fatal::Other(format!("TASK_DIR: {e}")),
+            _ => Fatal::Config(format!("TASK_DIR: {e}")),
+        })?;
+        self.announce_rescan();
         self.open_pipe()?;
         self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
         self.schedule();
@@ -331,6 +352,7 @@ impl Daemon {
         at(self.next_rescan);
         at(self.next_commit);
         at(self.http_deadline());
+        at(self.claims_paused_until);
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
@@ -357,6 +379,9 @@ impl Daemon {
         if self.next_commit.is_some_and(|t| now >= t) {
             self.next_commit = None;
         }
+        if self.claims_paused_until.is_some_and(|t| now >= t) {
+            self.claims_paused_until = None;
+        }
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             if now >= deadline {
                 self.abandon_running(now);
@@ -381,10 +406,54 @@ impl Daemon {
         }
     }
 
+    /// Logs an I/O error (the same one at most every ERROR_REPEAT, since failed operations
+    /// are retried every second) and keeps it for the heartbeat's `last_error`.
     fn io_error(&mut self, what: &str, e: &io::Error) {
+        self.io_error_with(what, e, &[]);
+    }
+
+    fn io_error_with(&mut self, what: &str, e: &io::Error, fields: &[crate::log::Field]) {
         let msg = format!("{what}: {e}");
-        self.log.error(&msg, &[]);
+        let now = Instant::now();
+        let due = self.logged_errors.get(&msg).map_or(true, |t| now.duration_since(*t) >= ERROR_REPEAT);
+        if due {
+            self.logged_errors.insert(msg.clone(), now);
+            self.log.error(&msg, fields);
+        }
         self.last_error = Some(msg);
+    }
+
+    /// Every write of a commit succeeded and nothing waits: the errors are over.
+    fn io_recovered(&mut self) {
+        if self.claims_paused_until.is_some() {
+            return;
+        }
+        if let Some(was) = self.last_error.take() {
+            self.logged_errors.clear();
+            self.log.info("writes succeed again; processing resumes", &[("ERROR", &was)]);
+            self.stage_heartbeat();
+        }
+    }
+
+    /// The safety rescan interval in force: RESCAN_INTERVAL, or when it is unset,
+    /// AUTO_RESCAN on a network filesystem.
+    fn rescan_every(&self) -> Option<Duration> {
+        rescan_every(&self.cfg, self.remote)
+    }
+
+    /// Says at start-up why the queue is rescanned on a timer, or why it should be.
+    fn announce_rescan(&mut self) {
+        let Some(fs) = self.remote else { return };
+        match self.rescan_every() {
+            Some(every) => self.log.info(
+                "the queue is on a filesystem where inotify misses writes made elsewhere; rescanning it on a timer",
+                &[("FILESYSTEM", &fs), ("RESCAN_INTERVAL_S", &every.as_secs_f64())],
+            ),
+            None => self.log.warn(
+                "the queue is on a filesystem where inotify misses writes made elsewhere, and RESCAN_INTERVAL=0: such tasks wait for the next local change",
+                &[("FILESYSTEM", &fs)],
+            ),
+        }
     }
 
     fn can_start(&self) -> bool {
@@ -392,6 +461,8 @@ impl Daemon {
             && self.active < self.cfg.tuning.max_concurrent
             && self.breaker.may_start()
             && self.paused.is_none()
+            && !self.writes_failing
+            && self.claims_paused_until.is_none()
     }
 
     fn drained(&self) -> bool {
@@ -401,5 +472,13 @@ impl Daemon {
                 self.active == 0 && self.waiting.is_empty() && (!self.spool.has_pending() || abandoned)
             }
         }
+    }
+}
+
+fn rescan_every(cfg: &Config, remote: Option<&'static str>) -> Option<Duration> {
+    if cfg.tuning.rescan_auto {
+        remote.map(|_| AUTO_RESCAN)
+    } else {
+        cfg.tuning.rescan_interval
     }
 }

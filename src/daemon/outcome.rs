@@ -214,20 +214,41 @@ impl Daemon {
 
     /// Commits the turn's writes and acts on their outcomes.
     pub(super) fn commit(&mut self) {
-        for done in self.spool.commit() {
-            self.on_done(done);
+        let dones = self.spool.commit();
+        let wrote = !dones.is_empty();
+        // Failures by what failed and why: one log line each, however many tasks they hit.
+        let mut failures: Vec<(&'static str, std::io::Error, usize)> = Vec::new();
+        for done in dones {
+            if let Some((what, e)) = self.on_done(done) {
+                match failures.iter_mut().find(|(w, f, _)| *w == what && f.to_string() == e.to_string()) {
+                    Some(entry) => entry.2 += 1,
+                    None => failures.push((what, e, 1)),
+                }
+            }
         }
-        if self.spool.has_pending() && self.next_commit.is_none() {
-            self.next_commit = Some(Instant::now() + super::RETRY_IO);
+        for (what, e, n) in &failures {
+            self.io_error_with(what, e, &[("FILES", n)]);
+        }
+        // Only outcomes block new starts: a heartbeat or receipt that cannot be written does not.
+        self.writes_failing = self.spool.has_pending();
+        if self.writes_failing {
+            if self.next_commit.is_none() {
+                self.next_commit = Some(Instant::now() + super::RETRY_IO);
+            }
+        } else if wrote && failures.is_empty() {
+            self.io_recovered();
+            if self.spool.has_pending() {
+                // The heartbeat that tells the recovery.
+                self.commit();
+            }
         }
     }
 
-    fn on_done(&mut self, done: Done) {
+    /// Acts on one op's outcome; returns what failed, to be logged.
+    fn on_done(&mut self, done: Done) -> Option<(&'static str, std::io::Error)> {
         match (done.kind, done.error) {
             (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let Some(f) = done.claim.and_then(|c| self.finishing.remove(&c.key)) else {
-                    return;
-                };
+                let f = done.claim.and_then(|c| self.finishing.remove(&c.key))?;
                 if let Some(id) = &f.release {
                     self.ids.remove(id);
                 }
@@ -250,11 +271,10 @@ impl Daemon {
                 let mut fields = vec![("MESSAGE_ID", id.to_string())];
                 fields.extend(f.fields);
                 self.log_fields(level, &f.message, &fields);
+                None
             }
             (OpKind::SaveState, None) => {
-                let Some(key) = done.claim.map(|c| c.key) else {
-                    return;
-                };
+                let key = done.claim.map(|c| c.key)?;
                 let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
                 if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
                     self.retrying.remove(&key);
@@ -265,8 +285,12 @@ impl Daemon {
                     }
                     self.metrics.record(&r);
                 }
+                None
             }
-            (OpKind::Heartbeat, None) => self.heartbeat_written = Instant::now(),
+            (OpKind::Heartbeat, None) => {
+                self.heartbeat_written = Instant::now();
+                None
+            }
             (kind, Some(e)) => {
                 let what = match kind {
                     OpKind::Complete => "cannot write a result (will retry)",
@@ -276,9 +300,9 @@ impl Daemon {
                     OpKind::Heartbeat => "cannot write the heartbeat",
                     OpKind::Ledger => "cannot save the spend ledger",
                 };
-                self.io_error(what, &e);
+                Some((what, e))
             }
-            (_, None) => {}
+            (_, None) => None,
         }
     }
 

@@ -71,7 +71,7 @@ impl Daemon {
         for e in scan.entries {
             self.enqueue(e.name, e.arrived);
         }
-        if let Some(every) = self.cfg.tuning.rescan_interval {
+        if let Some(every) = self.rescan_every() {
             self.next_rescan = Some(Instant::now() + every);
         }
         Ok(())
@@ -98,7 +98,13 @@ impl Daemon {
                 }
             } else if let Some((name, at)) = self.queue.pop_front() {
                 self.queued.remove(&name);
-                self.claim_and_start(&name, at);
+                if !self.claim_and_start(&name, at) {
+                    // Tried again after the pause, at the back: a failure of this one file
+                    // (a mount point, say) must not hold up the others.
+                    self.queued.insert(name.clone());
+                    self.queue.push_back((name, at));
+                    break;
+                }
                 claims += 1;
                 if claims >= CLAIMS_PER_TURN {
                     self.more_work = true;
@@ -108,7 +114,9 @@ impl Daemon {
         }
     }
 
-    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) {
+    /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
+    /// of the queue (read-only, full, no permission, I/O error), and claims pause for a while.
+    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) -> bool {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => {
                 self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
@@ -116,15 +124,20 @@ impl Daemon {
             }
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
-                return;
+                return true;
             }
             Err(e) => {
-                // It stays in the queue; the next rescan finds it again.
-                self.io_error(&format!("cannot claim {}", name.to_string_lossy()), &e);
-                self.next_rescan.get_or_insert(Instant::now() + super::RETRY_IO);
-                return;
+                self.io_error("cannot claim tasks (will retry)", &e);
+                self.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
+                return false;
             }
         };
+        self.claimed(claim);
+        true
+    }
+
+    /// Validates a claimed task and starts it, or schedules it for its retry time.
+    fn claimed(&mut self, claim: Claim) {
         let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
             Err(r) => return self.reject(claim, r),

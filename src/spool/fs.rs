@@ -1,7 +1,9 @@
 //! The folder spool (worker-watcher-tasks(5)): the queue is `tasks/<worker>/`, a claim is a
 //! `rename(2)` into `tasks/<worker>/.inflight/`, outcomes are files written by group commit.
 //!
-//! One process per worker holds an flock on the queue folder for its whole life.
+//! One process per worker holds an flock for its whole life: on the queue folder, or on
+//! `LOCK_DIR/<worker>.lock` when workers of one name on several hosts share the spool (each
+//! host its own lock; the claim by rename keeps them from running a task twice).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -55,6 +57,14 @@ pub fn classify(name: &OsStr) -> NameKind {
     }
 }
 
+/// The folders the spool watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watched {
+    Queue,
+    /// The queue's parent, for the queue's own removal.
+    Parent,
+}
+
 /// Why the spool could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
@@ -75,19 +85,50 @@ pub struct FsSpool {
     dlq: PathBuf,
     heartbeats: PathBuf,
     lock: File,
-    watch: DirWatch<()>,
+    /// LOCK_DIR's lock file; `None`: the lock is on the queue folder (re-taken when the
+    /// folder is re-created).
+    lock_file: Option<PathBuf>,
+    watch: DirWatch<Watched>,
     watching: bool,
     staged: Vec<(Op, Option<String>)>,
     seq: u64,
 }
 
-fn lock(dir: &Path) -> io::Result<File> {
-    let f = File::open(dir)?;
+fn lock(path: &Path, create: bool) -> io::Result<File> {
+    let f = if create {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?
+    } else {
+        File::open(path)?
+    };
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(f)
+}
+
+/// How long a start waits for the lock of a worker that is still going away.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// `lock`, tried again for LOCK_PATIENCE while another process holds it. A worker killed with
+/// SIGKILL can leave its lock held for a moment by a child forked just before (between fork
+/// and exec it has every fd); a restart at once must not take that for a second instance.
+fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock(path, create) {
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn stem(name: &OsStr) -> &[u8] {
@@ -134,6 +175,7 @@ impl FsSpool {
             dlq: paths.dlq.join(worker),
             heartbeats: paths.heartbeats.clone(),
             lock: File::open("/").map_err(|e| OpenError::Io(e.to_string()))?,
+            lock_file: paths.lock.as_ref().map(|d| d.join(format!("{worker}.lock"))),
             watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
             watching: false,
             staged: Vec::new(),
@@ -152,12 +194,20 @@ impl FsSpool {
             durable::create_dir(dir)
                 .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
         }
-        let lock = lock(&spool.queue).map_err(|e| match e.raw_os_error() {
+        if let Some(dir) = &paths.lock {
+            durable::create_dir(dir)
+                .map_err(|e| OpenError::Folder(format!("LOCK_DIR: cannot create {}: {e}", dir.display())))?;
+        }
+        let (var, path) = match &spool.lock_file {
+            Some(file) => ("LOCK_DIR", file.clone()),
+            None => ("TASK_DIR", spool.queue.clone()),
+        };
+        let lock = lock_patiently(&path, spool.lock_file.is_some()).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
-                spool.queue.display()
+                path.display()
             )),
-            _ => OpenError::Folder(format!("TASK_DIR: cannot lock {}: {e}", spool.queue.display())),
+            _ => OpenError::Folder(format!("{var}: cannot lock {}: {e}", path.display())),
         })?;
         let spool = FsSpool { lock, ..spool };
         let own_heartbeat = format!("{worker}.json");
@@ -180,6 +230,18 @@ impl FsSpool {
         &self.queue
     }
 
+    /// The kind of filesystem the queue is on, when inotify cannot see every write to it:
+    /// those made by other hosts (NFS, CIFS/SMB, Ceph, 9p) or behind a FUSE daemon's back.
+    pub fn remote_kind(&self) -> Option<&'static str> {
+        let path = std::ffi::CString::new(self.queue.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statfs writes into the zeroed struct we pass; the path is NUL-terminated.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        remote_kind(st.f_type as u64)
+    }
+
     pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
         self.inflight.join(&claim.key)
     }
@@ -189,10 +251,20 @@ impl FsSpool {
         for dir in [&self.queue, &self.inflight, &self.rejected] {
             durable::create_dir(dir)?;
         }
-        if let Ok(f) = lock(&self.queue) {
-            self.lock = f;
+        if self.lock_file.is_none() {
+            if let Ok(f) = lock(&self.queue, false) {
+                self.lock = f;
+            }
         }
-        self.watch.add(&self.queue, ())?;
+        self.watch_queue()
+    }
+
+    /// Watches the queue for arrivals, and its parent for the queue's removal.
+    fn watch_queue(&mut self) -> io::Result<()> {
+        self.watch.add(&self.queue, Watched::Queue)?;
+        if let Some(parent) = self.queue.parent() {
+            self.watch.add_removals(parent, Watched::Parent)?;
+        }
         self.watching = true;
         Ok(())
     }
@@ -298,8 +370,7 @@ fn rejected(why: Invalid) -> Rejected {
 impl Spool for FsSpool {
     fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         if !self.watching {
-            self.watch.add(&self.queue, ())?;
-            self.watching = true;
+            self.watch_queue()?;
         }
         registry.register(&mut SourceFd(&self.watch.as_raw_fd()), token, Interest::READABLE)
     }
@@ -310,7 +381,7 @@ impl Spool for FsSpool {
         let mut intake = Intake::default();
         for change in changes {
             match change {
-                Change::Arrived((), name) => match classify(&name) {
+                Change::Arrived(Watched::Queue, name) => match classify(&name) {
                     NameKind::Task => intake.arrivals.push(name),
                     NameKind::Other => intake.ignored.push(name),
                     NameKind::Temp => {}
@@ -318,7 +389,7 @@ impl Spool for FsSpool {
                 // A regular file is taken when it is closed after writing. What is never
                 // written here is taken at its creation: a hard link (complete already), or a
                 // symlink, FIFO, device or folder made in place (rejected unopened).
-                Change::Created((), name) => {
+                Change::Created(Watched::Queue, name) => {
                     use std::os::unix::fs::MetadataExt;
                     let whole = self
                         .queue
@@ -330,10 +401,17 @@ impl Spool for FsSpool {
                     }
                 }
                 Change::Overflow => intake.rescan = true,
-                Change::Lost(()) => {
+                Change::Lost(_) => {
                     self.watching = false;
                     intake.rescan = true;
                 }
+                Change::Removed(Watched::Parent, name)
+                    if Some(name.as_os_str()) == self.queue.file_name() =>
+                {
+                    self.watching = false;
+                    intake.rescan = true;
+                }
+                Change::Arrived(..) | Change::Created(..) | Change::Removed(..) => {}
             }
         }
         Ok(intake)
@@ -553,6 +631,25 @@ impl Spool for FsSpool {
     fn has_pending(&self) -> bool {
         !self.staged.is_empty()
     }
+
+    fn notifications_unreliable(&self) -> Option<&'static str> {
+        self.remote_kind()
+    }
+}
+
+/// The name of a filesystem magic number (statfs(2)'s `f_type`) on which inotify misses writes.
+pub fn remote_kind(magic: u64) -> Option<&'static str> {
+    Some(match magic {
+        0x6969 => "nfs",
+        0x517b => "smb",
+        0xff53_4d42 => "cifs",
+        0xfe53_4d42 => "smb2",
+        0x6573_5546 => "fuse",
+        0x0102_1997 => "9p",
+        0x00c3_6400 => "ceph",
+        0x5346_414f => "afs",
+        _ => return None,
+    })
 }
 
 /// A lossy, safe file-name stem of at most 64 characters.

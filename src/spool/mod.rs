@@ -169,4 +169,9 @@ pub trait Spool {
     fn ledger(&self) -> Option<Vec<u8>>;
     /// Whether failed ops wait for another commit.
     fn has_pending(&self) -> bool;
+    /// Why arrival notifications may miss tasks (say, "nfs": other hosts' writes are not
+    /// seen), so the loop should rescan on a timer; `None` when they are reliable.
+    fn notifications_unreliable(&self) -> Option<&'static str> {
+        None
+    }
 }
