@@ -1,0 +1,153 @@
+"""Entry point: python3 -m harness [--quick] [--out DIR] [--only KEYS] [--phases LIST]."""
+
+import argparse
+import datetime
+import json
+import sys
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from . import idle, latency, machine, memory, report, throughput
+from .config import FULL, QUICK, Agent, Tools
+from .session import running
+from .subjects import ALL, SubjectError, WorkerWatcher, tail
+from .workload import wait_all
+
+PHASES = ("ceilings", "latency", "throughput", "idle", "memory")
+VERSION_KEYS = {"floor": "gcc", "ww": "worker-watcher", "pyref": "python (reference)",
+                "xargs": "inotifywait", "tsp": "task-spooler", "pueue": "pueue"}
+
+
+class Log:
+    def __init__(self, path):
+        self.file = open(path, "a", encoding="utf-8")
+        self.t0 = time.monotonic()
+
+    def __call__(self, msg):
+        line = f"[{time.monotonic() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
+def ww_smoke(tools):
+    """None if worker-watcher runs one task end to end, else what went wrong."""
+    try:
+        with running(WorkerWatcher, tools, "smoke", 1,
+                     lambda ws: Agent(tools.stamp_agent, (str(ws.stamps),))) as (_, ws):
+            ws.drop_one("smoke1")
+            result = ws.results / "smoke1.json"
+            done, _ = wait_all([result], timeout=10)
+            if not done:
+                return f"no result file within 10 s ({tail(ws.log('ww'))})"
+            status = json.loads(result.read_text()).get("status")
+            if status != "completed":
+                return f"smoke task ended with status {status!r}"
+    except (SubjectError, OSError, ValueError) as err:
+        return f"not functional: {err}"
+    return None
+
+
+def select_subjects(tools, only, log):
+    chosen, entries = [], []
+    for cls in ALL:
+        if only and cls.key not in only:
+            continue
+        reason = cls(tools).missing()
+        if reason is None and cls is WorkerWatcher:
+            log("checking worker-watcher with one task")
+            reason = ww_smoke(tools)
+        status = "measured" if reason is None else f"not measured: {reason}"
+        log(f"subject {cls.key}: {status}")
+        entries.append({"key": cls.key, "label": cls.label, "status": status,
+                        "version_key": VERSION_KEYS[cls.key]})
+        if reason is None:
+            chosen.append(cls)
+    return chosen, entries
+
+
+def guarded(log, notes, what, fn, *args):
+    """Run one measurement; an error is logged and noted, and the run goes on."""
+    try:
+        return fn(*args)
+    except Exception as err:
+        log(f"ERROR in {what}: {err}")
+        log(traceback.format_exc())
+        notes.append(f"{what}: error: {err}")
+        return {"error": str(err)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description="worker-watcher benchmarks")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "results"))
+    parser.add_argument("--only", help="comma-separated subject keys: "
+                        + ",".join(c.key for c in ALL))
+    parser.add_argument("--phases", default=",".join(PHASES))
+    parser.add_argument("--command", default="bench/run.sh")
+    args = parser.parse_args()
+
+    tools = Tools.from_env()
+    plan = QUICK if args.quick else FULL
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = Log(out / f"run-{stamp}-{plan.mode}.log")
+    phases = set(args.phases.split(","))
+    only = set(args.only.split(",")) if args.only else None
+
+    res = {"mode": plan.mode, "date": stamp, "command": args.command,
+           "machine": machine.facts(tools), "versions": machine.versions(tools),
+           "plan": asdict(plan), "notes": []}
+    notes = res["notes"]
+    if tools.ww_note:
+        notes.append(f"worker-watcher build: {tools.ww_note}")
+    subjects, res["subjects"] = select_subjects(tools, only, log)
+
+    if "ceilings" in phases:
+        log("== ceilings")
+        res["ceilings"] = {"spawn": guarded(log, notes, "spawn ceiling",
+                                            throughput.spawn_ceiling, tools, plan, log),
+                           "write": guarded(log, notes, "write floor",
+                                            throughput.durable_floor, tools, plan, log)}
+    for phase, module in (("latency", latency), ("throughput", throughput)):
+        if phase in phases:
+            res[phase] = {}
+            for cls in subjects:
+                log(f"== {phase}: {cls.label}")
+                res[phase][cls.key] = guarded(log, notes, f"{phase} of {cls.key}",
+                                              module.measure, cls, tools, plan, log)
+    if "idle" in phases:
+        log(f"== idle: {plan.idle_seconds} s, all subjects at once")
+        res["idle"] = guarded(log, notes, "idle", idle.measure, subjects, tools, plan, log)
+    if "memory" in phases:
+        log(f"== memory and start-up with {plan.queued_tasks} queued")
+        keys = {c.key for c in subjects}
+        res["memory"] = guarded(log, notes, "memory", memory.measure, tools, plan, log,
+                                "ww" in keys, "pyref" in keys)
+    add_peer_notes(res, notes)
+
+    base = out / f"results-{stamp}-{plan.mode}"
+    base.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
+    base.with_suffix(".md").write_text(report.render(res))
+    (out / f"latest-{plan.mode}.md").write_text(report.render(res))
+    log(f"results: {base.with_suffix('.md')}")
+    return 0
+
+
+def add_peer_notes(res, notes):
+    notes.append("Deep queue (100,000 tasks) is not measured for the peers: inotifywait|xargs"
+                 " holds no queue (events past fs.inotify.max_queued_events are lost),"
+                 " task-spooler keeps one waiting client process per queued job and blocks new"
+                 " clients past TS_MAXCONN, and pueue is fed one client call per task.")
+    notes.append("task-spooler and pueue have no queue folder: their latency is from just"
+                 " before their client command is spawned; their throughput includes one client"
+                 " call per task, made one after another.")
+    notes.append("Memory of task-spooler is its server only; each queued job is also a client"
+                 " process of its own.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

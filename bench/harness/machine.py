@@ -1,0 +1,79 @@
+"""Facts about the machine and the tools, printed at the head of every report."""
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+
+def _first_line(cmd):
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "n/a"
+    text = (proc.stdout or proc.stderr).strip()
+    return text.splitlines()[0] if text else "n/a"
+
+
+def _cpuinfo(key):
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return "n/a"
+
+
+def _meminfo_gib():
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return "n/a"
+
+
+def _os_name():
+    for line in Path("/etc/os-release").read_text().splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "n/a"
+
+
+def _sysctl(name):
+    try:
+        return Path("/proc/sys/" + name.replace(".", "/")).read_text().strip()
+    except OSError:
+        return "n/a"
+
+
+def facts(tools):
+    workdir = str(tools.workdir)
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": _cpuinfo("model name"),
+        "kernel": platform.release(),
+        "os": _os_name(),
+        "memory": _meminfo_gib(),
+        "filesystem": _first_line(["findmnt", "-no", "FSTYPE,SOURCE,OPTIONS", "-T", workdir]),
+        "workdir": workdir,
+        "fs.inotify.max_queued_events": _sysctl("fs.inotify.max_queued_events"),
+        "clock ticks/s": str(os.sysconf("SC_CLK_TCK")),
+    }
+
+
+def versions(tools):
+    out = {
+        "gcc": _first_line(["gcc", "--version"]),
+        "python (reference)": _first_line([tools.venv_python, "-c",
+                                           "import sys, importlib.metadata as m; "
+                                           "print(sys.version.split()[0], 'watchdog',"
+                                           " m.version('watchdog'))"]),
+    }
+    if tools.inotifywait:
+        out["inotifywait"] = _first_line([tools.inotifywait, "--help"])
+    if tools.xargs:
+        out["xargs"] = _first_line([tools.xargs, "--version"])
+    if tools.tsp:
+        out["task-spooler"] = _first_line([tools.tsp, "-V"])
+    if tools.pueue:
+        out["pueue"] = _first_line([tools.pueue, "--version"])
+    if tools.ww_bin and os.access(tools.ww_bin, os.X_OK):
+        out["worker-watcher"] = _first_line([tools.ww_bin, "--version"]) + f" ({tools.ww_bin})"
+    return out
