@@ -94,7 +94,7 @@ class Plan:
 
 QUICK = Plan(mode="quick", latency_tasks=40, latency_runs=3,
              throughput_sizes=(2000,), throughput_concurrency=(4,),
-             throughput_runs={2000: 3}, run_timeout_cap_s=60.0, queued_runs=1,
+             throughput_runs={2000: 3}, run_timeout_cap_s=30.0, queued_runs=1,
              durable_files=300, durable_runs=3)
 
 FULL = Plan(mode="full", latency_tasks=200, latency_runs=5,

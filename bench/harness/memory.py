@@ -17,6 +17,7 @@ from .subjects import PythonRef, WorkerWatcher
 from .workload import task_ids
 
 SETTLE_S = 1.0
+STALL_S = 5.0
 
 
 def hang(tools):
@@ -26,10 +27,10 @@ def hang(tools):
 def ww_run(tools, plan, run_no):
     ids = task_ids(plan.queued_tasks)
     with running(WorkerWatcher, tools, f"q{run_no}", 1, hang(tools),
-                 before_start=lambda ws: ws.fill_queue(ids), ready_timeout=120.0) as (subj, _):
+                 before_start=lambda ws: ws.fill_queue(ids), ready_timeout=120.0) as (subj, ws):
         time.sleep(SETTLE_S)
         mem = procfs.memory_kib(subj.pids())
-        return {"ready_s": subj.ready_seconds, **mem}
+        return {"ready_s": subj.ready_seconds, "queued": queued_in_heartbeat(ws), **mem}
 
 
 def queued_in_heartbeat(ws):
@@ -40,13 +41,21 @@ def queued_in_heartbeat(ws):
 
 
 def pyref_run(tools, plan, run_no):
+    """Drop the tasks into the running reference; read memory once its heartbeat
+    shows them queued, or once the count stops growing (events it lost to
+    inotify's queue overflow never arrive)."""
     ids = task_ids(plan.queued_tasks)
     with running(PythonRef, tools, f"q{run_no}", 1, hang(tools),
                  before_start=lambda ws: ws.stage(ids), heartbeat=1) as (subj, ws):
         started = time.monotonic()
         ws.drop_staged(ids, started + 120)
-        end = started + 180
-        while time.monotonic() < end and queued_in_heartbeat(ws) < len(ids) - 1:
+        last, last_change, end = -1, time.monotonic(), started + 180
+        while time.monotonic() < end and time.monotonic() - last_change < STALL_S:
+            queued = queued_in_heartbeat(ws)
+            if queued >= len(ids) - 1:
+                break
+            if queued != last:
+                last, last_change = queued, time.monotonic()
             time.sleep(0.5)
         mem = procfs.memory_kib(subj.pids())
         return {"queued_s": time.monotonic() - started, "queued": queued_in_heartbeat(ws), **mem}
@@ -65,5 +74,6 @@ def measure(tools, plan, log, with_ww, with_pyref):
             runs.append(res)
         out[key] = {"rss_kib": stats.spread([r["VmRSS"] for r in runs]),
                     "hwm_kib": stats.spread([r["VmHWM"] for r in runs]),
-                    "ready_s": stats.spread([r.get("ready_s") for r in runs]), "runs": runs}
+                    "ready_s": stats.spread([r.get("ready_s") for r in runs]),
+                    "queued": stats.spread([r.get("queued") for r in runs]), "runs": runs}
     return out
