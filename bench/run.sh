@@ -72,7 +72,11 @@ find_worker_watcher() {
     local log=$BUILD/ww-build.log
     if timeout 1200 cargo build --release --manifest-path "$src/Cargo.toml" >"$log" 2>&1 &&
         [[ -x $target/release/worker-watcher ]]; then
-        export WW_BIN=$target/release/worker-watcher WW_NOTE="built from $src"
+        # A copy, so that a rebuild in $src during the run changes nothing measured.
+        cp "$target/release/worker-watcher" "$BUILD/worker-watcher"
+        local rev
+        rev=$(git -C "$src" describe --always --dirty 2>/dev/null || echo unknown)
+        export WW_BIN=$BUILD/worker-watcher WW_NOTE="built from $src at $rev"
     else
         export WW_BIN="" WW_NOTE="cargo build --release in $src failed: $(grep -m1 '^error' "$log" || tail -n1 "$log")"
         say "$WW_NOTE"

@@ -1,12 +1,13 @@
 """Entry point: python3 -m harness [--quick] [--out DIR] [--only KEYS] [--phases LIST]."""
 
 import argparse
+import dataclasses
 import datetime
 import json
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import asdict
 from pathlib import Path
 
 from . import idle, latency, machine, memory, report, throughput
@@ -89,9 +90,10 @@ def main():
     parser.add_argument("--command", default="bench/run.sh")
     args = parser.parse_args()
 
-    tools = Tools.from_env()
     plan = QUICK if args.quick else FULL
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base_tools = Tools.from_env()
+    tools = dataclasses.replace(base_tools, workdir=base_tools.workdir / f"run-{stamp}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / f"run-{stamp}-{plan.mode}.log")
@@ -100,10 +102,11 @@ def main():
 
     res = {"mode": plan.mode, "date": stamp, "command": args.command,
            "machine": machine.facts(tools), "versions": machine.versions(tools),
-           "plan": asdict(plan), "notes": []}
+           "plan": dataclasses.asdict(plan), "notes": []}
     notes = res["notes"]
     if tools.ww_note:
         notes.append(f"worker-watcher build: {tools.ww_note}")
+    clear_workdir(base_tools.workdir, log)
     subjects, res["subjects"] = select_subjects(tools, only, log)
 
     if "ceilings" in phases:
@@ -128,6 +131,8 @@ def main():
         res["memory"] = guarded(log, notes, "memory", memory.measure, tools, plan, log,
                                 "ww" in keys, "pyref" in keys)
     add_peer_notes(res, notes)
+    log(f"removing the run's workspaces in {tools.workdir}")
+    shutil.rmtree(tools.workdir, ignore_errors=True)
 
     base = out / f"results-{stamp}-{plan.mode}"
     base.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
@@ -135,6 +140,15 @@ def main():
     (out / f"latest-{plan.mode}.md").write_text(report.render(res))
     log(f"results: {base.with_suffix('.md')}")
     return 0
+
+
+def clear_workdir(workdir, log):
+    """Remove what an interrupted earlier run left behind (only run-* folders)."""
+    if not workdir.is_dir():
+        return
+    for old in workdir.glob("run-*"):
+        log(f"removing leftovers of an earlier run: {old}")
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def add_peer_notes(res, notes):

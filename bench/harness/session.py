@@ -34,4 +34,6 @@ def running(subject_cls, tools, label, concurrency, agent_of, before_start=None,
     finally:
         subject.stop()
         kill_agents(tools)
-        ws.cleanup()
+        # The workspace stays until the whole run ends (see __main__): on ext4
+        # without a journal, every file created in the next minutes would pay
+        # to skip the inodes freed here (ialloc's recently_deleted check).

@@ -12,6 +12,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 from . import procfs
@@ -159,24 +160,29 @@ class WorkerWatcher(Subject):
                         ENABLE_METRICS="false", NOTIFY_SOCKET=notify)
 
     def start(self, ws, concurrency, agent, ready_timeout=15.0):
-        notify_path = ws.root / "notify.sock"
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        try:
-            sock.bind(str(notify_path))
-            cmd = [self.tools.ww_bin, ws.worker, "--root", ws.root,
-                   "--max-concurrent", concurrency]
-            started = time.monotonic()
-            proc = self.launch(cmd, ws, self.key, self.env(ws, concurrency, agent, notify_path))
-            self.ready_seconds = self._await_ready(sock, started, ready_timeout, proc, ws)
-        finally:
-            sock.close()
+        """Start it with a NOTIFY_SOCKET of our own and time the READY=1 datagram.
 
-    def _await_ready(self, sock, started, timeout, proc, ws):
+        The socket stays bound and drained while the daemon runs, as systemd's
+        does: a vanished socket would cost the daemon a failed send (and a log
+        line) at every STATUS= change.
+        """
+        notify_path = ws.root / "notify.sock"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        cmd = [self.tools.ww_bin, ws.worker, "--root", ws.root, "--max-concurrent", concurrency]
+        started = time.monotonic()
+        proc = self.launch(cmd, ws, self.key, self.env(ws, concurrency, agent, notify_path))
+        self.ready_seconds = self._await_ready(started, ready_timeout, proc, ws)
+        self.draining = threading.Event()
+        self.drainer = threading.Thread(target=self._drain, daemon=True)
+        self.drainer.start()
+
+    def _await_ready(self, started, timeout, proc, ws):
         end = started + timeout
         while (left := end - time.monotonic()) > 0:
-            sock.settimeout(min(left, 0.2))
+            self.notify.settimeout(min(left, 0.2))
             try:
-                datagram = sock.recv(4096).decode(errors="replace")
+                datagram = self.notify.recv(4096).decode(errors="replace")
             except socket.timeout:
                 if proc.poll() is not None:
                     raise SubjectError(f"exited with {proc.returncode}: {tail(ws.log(self.key))}")
@@ -184,6 +190,26 @@ class WorkerWatcher(Subject):
             if "READY=1" in datagram.splitlines():
                 return time.monotonic() - started
         raise SubjectError(f"no READY=1 within {timeout}s: {tail(ws.log(self.key))}")
+
+    def _drain(self):
+        self.notify.settimeout(0.2)
+        while not self.draining.is_set():
+            try:
+                self.notify.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def stop(self):
+        super().stop()
+        if getattr(self, "drainer", None):
+            self.draining.set()
+            self.drainer.join(timeout=2)
+            self.drainer = None
+        if getattr(self, "notify", None):
+            self.notify.close()
+            self.notify = None
 
 
 class PythonRef(Subject):

@@ -76,15 +76,12 @@ def spawn_ceiling(tools, plan, log):
                 rates = []
                 for _ in range(plan.runs_for(size)):
                     ws = Workspace(tools.workdir, "spawn")
-                    try:
-                        cmd = [tools.ceiling("spawn_ceiling"), str(size), str(conc),
-                               str(tools.build / agent_name)]
-                        if agent_name == "stamp_agent":
-                            cmd.append(str(ws.stamps))
-                        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                        rates.append(json.loads(proc.stdout)["per_s"])
-                    finally:
-                        ws.cleanup()
+                    cmd = [tools.ceiling("spawn_ceiling"), str(size), str(conc),
+                           str(tools.build / agent_name)]
+                    if agent_name == "stamp_agent":
+                        cmd.append(str(ws.stamps))
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                    rates.append(json.loads(proc.stdout)["per_s"])
                 out[f"{agent_name}/{size}/{conc}"] = stats.spread(rates)
                 log(f"  spawn ceiling {agent_name} N={size} c={conc}: "
                     f"{stats.fmt(out[f'{agent_name}/{size}/{conc}'], 0)} tasks/s")
@@ -98,14 +95,11 @@ def durable_floor(tools, plan, log):
         runs = []
         for _ in range(plan.durable_runs):
             ws = Workspace(tools.workdir, "durable")
-            try:
-                cmd = [tools.ceiling("durable_write"), str(ws.results), str(plan.durable_files)]
-                if mode == "plain":
-                    cmd.append("--plain")
-                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                runs.append(json.loads(proc.stdout))
-            finally:
-                ws.cleanup()
+            cmd = [tools.ceiling("durable_write"), str(ws.results), str(plan.durable_files)]
+            if mode == "plain":
+                cmd.append("--plain")
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            runs.append(json.loads(proc.stdout))
         out[mode] = {k: stats.spread([r[k] for r in runs]) for k in ("per_s", "p50_us", "p99_us")}
         log(f"  write floor ({mode}): {stats.fmt(out[mode]['per_s'], 0)} files/s, "
             f"p50 {stats.fmt(out[mode]['p50_us'], 0)} us, p99 {stats.fmt(out[mode]['p99_us'], 0)} us")

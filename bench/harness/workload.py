@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -76,8 +75,6 @@ class Workspace:
     def log(self, name):
         return self.logs / f"{name}.log"
 
-    def cleanup(self):
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def wait_all(paths, timeout, interval=0.005):
