@@ -1,18 +1,23 @@
 /*
  * stamp_agent: the benchmark's no-op agent that records when it started.
  *
- * Usage: stamp_agent [DIR [ID]]
- *   DIR defaults to $BENCH_STAMP_DIR, ID to $WATCHER_TASK_ID; a trailing
+ * Usage: stamp_agent [LOG [ID]]
+ *   LOG defaults to $BENCH_STAMP_LOG, ID to $WATCHER_TASK_ID; a trailing
  *   ".json" on ID is dropped, so a queue file name can be passed as is.
  *
- * The first thing it does is read CLOCK_REALTIME; it then writes that time
- * in nanoseconds, as decimal text, to DIR/ID (no fsync: the stamp is a
- * measurement, not a result). It reads whatever is already waiting on stdin
- * without blocking, as a real agent would read its prompt, but never waits
- * for EOF: some peers (pueue) keep the child's stdin open.
+ * The first thing it does is read CLOCK_REALTIME; it then appends one line,
+ * "ID NANOSECONDS\n", to LOG with a single O_APPEND write (atomic on a local
+ * filesystem, so concurrent agents never interleave). No file is created per
+ * task: on ext4 without a journal, creating files soon after others were
+ * deleted is slow, and that cost must not be the agent's. No fsync: the stamp
+ * is a measurement, not a result.
  *
- * The file appears when the agent is done, so it doubles as the completion
- * marker for peers that write no result file of their own.
+ * It reads whatever is already waiting on stdin without blocking, as a real
+ * agent reads its prompt, but never waits for EOF: some peers (pueue) keep
+ * the child's stdin open.
+ *
+ * The line is written when the agent is done, so the log doubles as the
+ * completion record for peers that write no result file of their own.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -37,30 +42,25 @@ int main(int argc, char **argv)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
 
-    const char *dir = argc > 1 ? argv[1] : getenv("BENCH_STAMP_DIR");
+    const char *log = argc > 1 ? argv[1] : getenv("BENCH_STAMP_LOG");
     const char *id = argc > 2 ? argv[2] : getenv("WATCHER_TASK_ID");
-    if (!dir || !id || !*id) {
-        fputs("stamp_agent: need DIR and ID (args or BENCH_STAMP_DIR, WATCHER_TASK_ID)\n", stderr);
+    if (!log || !id || !*id) {
+        fputs("stamp_agent: need LOG and ID (args or BENCH_STAMP_LOG, WATCHER_TASK_ID)\n", stderr);
         return 2;
     }
     size_t idlen = strlen(id);
     if (idlen > 5 && strcmp(id + idlen - 5, ".json") == 0)
         idlen -= 5;
 
-    char path[4096];
-    int n = snprintf(path, sizeof path, "%s/%.*s", dir, (int)idlen, id);
-    if (n < 0 || (size_t)n >= sizeof path)
-        return 2;
-
-    char line[32];
-    int len = snprintf(line, sizeof line, "%lld\n",
+    drain_stdin();
+    char line[256];
+    int len = snprintf(line, sizeof line, "%.*s %lld\n", (int)(idlen > 200 ? 200 : idlen), id,
                        (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0 || write(fd, line, (size_t)len) != len) {
-        perror(path);
+        perror(log);
         return 1;
     }
     close(fd);
-    drain_stdin();
     return 0;
 }

@@ -4,7 +4,7 @@ import argparse
 import dataclasses
 import datetime
 import json
-import shutil
+import subprocess
 import sys
 import time
 import traceback
@@ -16,6 +16,7 @@ from .session import running
 from .subjects import ALL, SubjectError, WorkerWatcher, tail
 from .workload import wait_all
 
+SETTLE_AFTER_DELETE_S = 90
 PHASES = ("ceilings", "latency", "throughput", "idle", "memory")
 VERSION_KEYS = {"floor": "gcc", "ww": "worker-watcher", "pyref": "python (reference)",
                 "xargs": "inotifywait", "tsp": "task-spooler", "pueue": "pueue"}
@@ -37,7 +38,7 @@ def ww_smoke(tools):
     """None if worker-watcher runs one task end to end, else what went wrong."""
     try:
         with running(WorkerWatcher, tools, "smoke", 1,
-                     lambda ws: Agent(tools.stamp_agent, (str(ws.stamps),))) as (_, ws):
+                     lambda ws: Agent(tools.stamp_agent, (str(ws.stamp_log),))) as (_, ws):
             ws.drop_one("smoke1")
             result = ws.results / "smoke1.json"
             done, _ = wait_all([result], timeout=10)
@@ -106,7 +107,7 @@ def main():
     notes = res["notes"]
     if tools.ww_note:
         notes.append(f"worker-watcher build: {tools.ww_note}")
-    clear_workdir(base_tools.workdir, log)
+    clear_workdir(base_tools.workdir, res["machine"]["journal (jbd2)"], log)
     subjects, res["subjects"] = select_subjects(tools, only, log)
 
     if "ceilings" in phases:
@@ -131,24 +132,41 @@ def main():
         res["memory"] = guarded(log, notes, "memory", memory.measure, tools, plan, log,
                                 "ww" in keys, "pyref" in keys)
     add_peer_notes(res, notes)
-    log(f"removing the run's workspaces in {tools.workdir}")
-    shutil.rmtree(tools.workdir, ignore_errors=True)
 
     base = out / f"results-{stamp}-{plan.mode}"
     base.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
     base.with_suffix(".md").write_text(report.render(res))
     (out / f"latest-{plan.mode}.md").write_text(report.render(res))
     log(f"results: {base.with_suffix('.md')}")
+    remove_in_background(tools.workdir, log)
     return 0
 
 
-def clear_workdir(workdir, log):
-    """Remove what an interrupted earlier run left behind (only run-* folders)."""
+def clear_workdir(workdir, journal, log):
+    """Remove what an earlier run left (only run-* folders), before measuring.
+
+    On ext4 without a journal, files created within a minute or so of a mass
+    deletion are slow to allocate, so after removing anything the run waits
+    that long rather than measure the aftermath.
+    """
     if not workdir.is_dir():
         return
-    for old in workdir.glob("run-*"):
-        log(f"removing leftovers of an earlier run: {old}")
-        shutil.rmtree(old, ignore_errors=True)
+    removed = False
+    for old in sorted(workdir.glob("run-*")):
+        log(f"removing what an earlier run left: {old}")
+        subprocess.run(["rm", "-rf", str(old)], check=False, timeout=1800)
+        removed = True
+    if removed and journal == "none":
+        log(f"waiting {SETTLE_AFTER_DELETE_S} s: freshly freed inodes slow down file creation here")
+        time.sleep(SETTLE_AFTER_DELETE_S)
+
+
+def remove_in_background(workdir, log):
+    """Delete this run's workspaces at low priority, after the results are out."""
+    proc = subprocess.Popen(["nice", "-n", "19", "ionice", "-c", "3", "rm", "-rf", str(workdir)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log(f"removing {workdir} in the background (pid {proc.pid}); the next run waits for it")
 
 
 def add_peer_notes(res, notes):

@@ -28,7 +28,7 @@ def measure(subject_classes, tools, plan, log):
             try:
                 live[cls.key] = stack.enter_context(running(
                     cls, tools, "idle", plan.idle_concurrency,
-                    lambda ws: Agent(tools.stamp_agent, (str(ws.stamps),))))[0]
+                    lambda ws: Agent(tools.stamp_agent, (str(ws.stamp_log),))))[0]
             except Exception as err:  # one broken subject must not stop the others
                 results[cls.key] = {"error": str(err)}
                 log(f"  idle: {cls.key} did not start: {err}")

@@ -6,7 +6,7 @@ import time
 from . import stats
 from .config import Agent
 from .session import running
-from .workload import read_stamps, task_ids, wait_all
+from .workload import read_stamps, task_ids, wait_stamps
 
 WARMUP = 2  # first tasks page the agent in; dropped, not counted
 
@@ -14,7 +14,7 @@ WARMUP = 2  # first tasks page the agent in; dropped, not counted
 def one_run(subject_cls, tools, plan, run_no):
     ids = task_ids(plan.latency_tasks + WARMUP)
     with running(subject_cls, tools, f"lat{run_no}", plan.latency_concurrency,
-                 lambda ws: Agent(tools.stamp_agent, (str(ws.stamps),))) as (subject, ws):
+                 lambda ws: Agent(tools.stamp_agent, (str(ws.stamp_log),))) as (subject, ws):
         time.sleep(0.3)
         submitted = {}
         for tid in ids:
@@ -23,8 +23,8 @@ def one_run(subject_cls, tools, plan, run_no):
             pause = plan.latency_gap_s - (time.monotonic() - begun)
             if pause > 0:
                 time.sleep(pause)
-        wait_all([ws.stamps / t for t in ids], timeout=30)
-        started = read_stamps(ws.stamps, ids)
+        wait_stamps(ws.stamp_log, len(ids), timeout=30)
+        started = read_stamps(ws.stamp_log)
     counted = ids[WARMUP:]
     lat = [(started[t] - submitted[t]) / 1e6 for t in counted if t in started]
     result = stats.latency_summary(lat) if lat else {"n": 0}

@@ -82,7 +82,7 @@ def throughput(res):
                    key=lambda c: tuple(int(x) for x in c.split("/")))
     out = ["\n## Throughput (tasks/s)\n\nAll tasks dropped at once (renamed in from a staging"
            " folder, or one client call each); done when every result (worker-watcher, Python"
-           " reference: result file; others: the agent's stamp file) exists, polled every 5 ms."
+           " reference: result file; others: the agent's line in the stamp log) exists, polled every 5 ms."
            " In brackets after the spread: share of the raw spawn ceiling at the same N and c."
            " Columns are N/concurrency.\n"]
     spawn = res.get("ceilings", {}).get("spawn", {})

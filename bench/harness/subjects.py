@@ -118,8 +118,7 @@ class Subject:
     def pids(self):
         return [p.pid for p in self.procs if p.poll() is None]
 
-    def done_path(self, ws, tid):
-        return ws.stamps / tid
+    writes_results = False  # True: done = results/NAME/ID.json; else the agent's stamp line
 
     def submit(self, ws, tid):
         return ws.drop_one(tid)
@@ -150,8 +149,7 @@ class WorkerWatcher(Subject):
             return self.tools.ww_note or f"no executable at WW_BIN={self.tools.ww_bin!r}"
         return None
 
-    def done_path(self, ws, tid):
-        return ws.results / f"{tid}.json"
+    writes_results = True
 
     def env(self, ws, concurrency, agent, notify):
         return base_env(CLAUDE_COMMAND=agent.path, CLAUDE_ARGS=shlex.join(agent.args),
@@ -218,8 +216,7 @@ class PythonRef(Subject):
     def missing(self):
         return None if os.access(self.tools.venv_python, os.X_OK) else "no venv python"
 
-    def done_path(self, ws, tid):
-        return ws.results / f"{tid}.json"
+    writes_results = True
 
     def start(self, ws, concurrency, agent, heartbeat=10):
         from .config import BENCH_DIR

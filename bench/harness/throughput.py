@@ -8,7 +8,7 @@ import time
 from . import procfs, stats
 from .config import Agent
 from .session import running
-from .workload import Workspace, task_ids, wait_all
+from .workload import Workspace, task_ids, wait_all, wait_stamps
 
 
 def one_run(subject_cls, tools, plan, size, concurrency, run_no):
@@ -16,7 +16,7 @@ def one_run(subject_cls, tools, plan, size, concurrency, run_no):
     timeout = plan.run_timeout(size)
     stage = (lambda ws: ws.stage(ids)) if subject_cls.kind == "spool" else None
     with running(subject_cls, tools, f"tp{size}c{concurrency}r{run_no}", concurrency,
-                 lambda ws: Agent(tools.stamp_agent, (str(ws.stamps),)),
+                 lambda ws: Agent(tools.stamp_agent, (str(ws.stamp_log),)),
                  before_start=stage) as (subject, ws):
         time.sleep(0.3)
         pids = subject.pids()
@@ -24,8 +24,11 @@ def one_run(subject_cls, tools, plan, size, concurrency, run_no):
         started = time.monotonic()
         dropped = subject.drop_all(ws, ids, started + timeout)
         drop_s = time.monotonic() - started
-        paths = [subject.done_path(ws, t) for t in ids[:dropped]]
-        done, finished = wait_all(paths, timeout=max(1.0, started + timeout - time.monotonic()))
+        left = max(1.0, started + timeout - time.monotonic())
+        if subject.writes_results:
+            done, finished = wait_all([ws.results / f"{t}.json" for t in ids[:dropped]], left)
+        else:
+            done, finished = wait_stamps(ws.stamp_log, dropped, left)
         elapsed = (finished or time.monotonic()) - started
         mem = procfs.memory_kib(pids)
         cpu = procfs.cpu_ticks(pids) - cpu0
@@ -79,7 +82,7 @@ def spawn_ceiling(tools, plan, log):
                     cmd = [tools.ceiling("spawn_ceiling"), str(size), str(conc),
                            str(tools.build / agent_name)]
                     if agent_name == "stamp_agent":
-                        cmd.append(str(ws.stamps))
+                        cmd.append(str(ws.stamp_log))
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
                     rates.append(json.loads(proc.stdout)["per_s"])
                 out[f"{agent_name}/{size}/{conc}"] = stats.spread(rates)

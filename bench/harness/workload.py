@@ -26,7 +26,7 @@ def write_file(path, data):
 class Workspace:
     """One fresh ROOT in the worker-watcher layout, plus the bench's own folders.
 
-    stamps/  where the stamp agent writes its start times (and peers' completion)
+    stamps.log  one line per agent run, "ID NS" (start time; written at its end)
     staging/ tasks written before the clock starts, renamed into the queue at once
     logs/    each daemon's stdout and stderr
     """
@@ -38,11 +38,12 @@ class Workspace:
         self.queue = self.root / "tasks" / worker
         self.results = self.root / "results" / worker
         self.heartbeats = self.root / "heartbeats"
-        self.stamps = self.root / "stamps"
+        self.stamp_log = self.root / "stamps.log"
         self.staging = self.root / "staging"
         self.logs = self.root / "logs"
-        for folder in (self.queue, self.results, self.stamps, self.staging, self.logs):
+        for folder in (self.queue, self.results, self.staging, self.logs):
             folder.mkdir(parents=True, exist_ok=True)
+        self.stamp_log.touch()
 
     def stage(self, ids):
         for tid in ids:
@@ -97,12 +98,29 @@ def wait_all(paths, timeout, interval=0.005):
         time.sleep(interval)
 
 
-def read_stamps(stamps_dir, ids):
-    """Start times (ns) the stamp agent wrote, by task id; missing ones left out."""
+def wait_stamps(log_path, count, timeout, interval=0.005):
+    """Poll the stamp log until it holds count lines; same return as wait_all.
+
+    Reads only what was appended since the last poll.
+    """
+    end = time.monotonic() + timeout
+    lines = 0
+    with open(log_path, "rb") as log:
+        while True:
+            lines += log.read().count(b"\n")
+            now = time.monotonic()
+            if lines >= count:
+                return lines, now
+            if now > end:
+                return lines, None
+            time.sleep(interval)
+
+
+def read_stamps(log_path):
+    """Start times (ns) the stamp agent wrote, by task id (the first, if repeated)."""
     found = {}
-    for tid in ids:
-        try:
-            found[tid] = int((Path(stamps_dir) / tid).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            continue
+    for line in Path(log_path).read_text().splitlines():
+        tid, _, ns = line.partition(" ")
+        if ns.isdigit():
+            found.setdefault(tid, int(ns))
     return found
