@@ -89,6 +89,9 @@ def main():
                         + ",".join(c.key for c in ALL))
     parser.add_argument("--phases", default=",".join(PHASES))
     parser.add_argument("--command", default="bench/run.sh")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="seconds to wait at most for other load to settle before starting"
+                        " (default 30 quick, 300 full)")
     args = parser.parse_args()
 
     plan = QUICK if args.quick else FULL
@@ -108,29 +111,39 @@ def main():
     if tools.ww_note:
         notes.append(f"worker-watcher build: {tools.ww_note}")
     clear_workdir(base_tools.workdir, res["machine"]["journal (jbd2)"], log)
+    quiet = args.quiet_wait if args.quiet_wait is not None else (30 if args.quick else 300)
+    res["load"] = {"before": machine.wait_quiet(quiet, log)}
     subjects, res["subjects"] = select_subjects(tools, only, log)
 
     if "ceilings" in phases:
         log("== ceilings")
+        meter = machine.CpuMeter()
         res["ceilings"] = {"spawn": guarded(log, notes, "spawn ceiling",
                                             throughput.spawn_ceiling, tools, plan, log),
                            "write": guarded(log, notes, "write floor",
                                             throughput.durable_floor, tools, plan, log)}
+        res["load"]["ceilings"] = meter.stop()
     for phase, module in (("latency", latency), ("throughput", throughput)):
         if phase in phases:
             res[phase] = {}
             for cls in subjects:
+                meter = machine.CpuMeter()
                 log(f"== {phase}: {cls.label}")
                 res[phase][cls.key] = guarded(log, notes, f"{phase} of {cls.key}",
                                               module.measure, cls, tools, plan, log)
+                res["load"][f"{phase}: {cls.key}"] = meter.stop()
     if "idle" in phases:
         log(f"== idle: {plan.idle_seconds} s, all subjects at once")
+        meter = machine.CpuMeter()
         res["idle"] = guarded(log, notes, "idle", idle.measure, subjects, tools, plan, log)
+        res["load"]["idle"] = meter.stop()
     if "memory" in phases:
         log(f"== memory and start-up with {plan.queued_tasks} queued")
         keys = {c.key for c in subjects}
+        meter = machine.CpuMeter()
         res["memory"] = guarded(log, notes, "memory", memory.measure, tools, plan, log,
                                 "ww" in keys, "pyref" in keys)
+        res["load"]["memory"] = meter.stop()
     add_peer_notes(res, notes)
 
     base = out / f"results-{stamp}-{plan.mode}"

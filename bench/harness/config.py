@@ -99,5 +99,5 @@ QUICK = Plan(mode="quick", latency_tasks=40, latency_runs=3,
 
 FULL = Plan(mode="full", latency_tasks=200, latency_runs=5,
             throughput_sizes=(2000, 20000), throughput_concurrency=(1, 4, 16),
-            throughput_runs={2000: 5, 20000: 3}, run_timeout_cap_s=300.0, queued_runs=3,
+            throughput_runs={2000: 5, 20000: 3}, run_timeout_cap_s=240.0, queued_runs=3,
             durable_files=2000, durable_runs=5)

@@ -3,6 +3,7 @@
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -41,6 +42,55 @@ def _sysctl(name):
         return Path("/proc/sys/" + name.replace(".", "/")).read_text().strip()
     except OSError:
         return "n/a"
+
+
+class CpuMeter:
+    """CPU the rest of the machine used while the benchmark ran a phase.
+
+    Busy time from /proc/stat, minus what this harness and every descendant it
+    has reaped used (os.times), so what is left is other people's work. Steal
+    time (the hypervisor's other guests) is kept apart.
+    """
+
+    def __init__(self):
+        self.start = self._read()
+
+    @staticmethod
+    def _read():
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+        tck = os.sysconf("SC_CLK_TCK")
+        own = os.times()
+        return {"busy": (user + nice + system + irq + softirq) / tck, "steal": steal / tck,
+                "own": own.user + own.system + own.children_user + own.children_system,
+                "t": time.monotonic()}
+
+    def stop(self):
+        end = self._read()
+        wall = (end["t"] - self.start["t"]) * (os.cpu_count() or 1)
+        other = max(0.0, (end["busy"] - self.start["busy"]) - (end["own"] - self.start["own"]))
+        steal = end["steal"] - self.start["steal"]
+        return {"seconds": end["t"] - self.start["t"], "other_cpu_s": other,
+                "other_pct": 100.0 * other / wall if wall else 0.0,
+                "steal_pct": 100.0 * steal / wall if wall else 0.0,
+                "loadavg": Path("/proc/loadavg").read_text().split()[0]}
+
+
+def wait_quiet(limit_s, log, threshold_pct=15.0, window_s=5.0):
+    """Wait (at most limit_s) until others use under threshold_pct of the CPUs."""
+    end = time.monotonic() + limit_s
+    while True:
+        meter = CpuMeter()
+        time.sleep(window_s)
+        load = meter.stop()
+        if load["other_pct"] < threshold_pct:
+            log(f"machine quiet: {load['other_pct']:.0f} % CPU used by others")
+            return load
+        if time.monotonic() > end:
+            log(f"machine still busy after {limit_s:.0f} s ({load['other_pct']:.0f} % CPU"
+                " used by others): measuring anyway, figures will be noisier")
+            return load
+        log(f"waiting for a quiet machine: {load['other_pct']:.0f} % CPU used by others")
 
 
 def _journal(workdir):

@@ -36,8 +36,21 @@ def render(res):
             for s in res["subjects"]]
     out.append(table(["subject", "version", "status"], rows))
     out += [ceilings(res), latency(res), throughput(res), idle(res), memory(res), targets(res)]
+    out.append(load(res))
     out.append("\n## Notes\n")
     out += [f"- {n}\n" for n in res["notes"]] or ["- none\n"]
+    return "\n".join(out)
+
+
+def load(res):
+    out = ["\n## Load from outside the benchmark\n\nCPU used by other processes while each phase"
+           " ran (machine busy time minus the harness and its reaped descendants; % of all"
+           " CPUs), and the hypervisor's steal. High figures mean noisy rows.\n"]
+    rows = [(phase, f"{v['seconds']:.0f}", f"{v['other_cpu_s']:.1f}", f"{v['other_pct']:.1f}",
+             f"{v['steal_pct']:.1f}", v["loadavg"])
+            for phase, v in res.get("load", {}).items() if v]
+    out.append(table(["phase", "wall s", "others' CPU s", "others' %", "steal %", "loadavg 1m"],
+                     rows))
     return "\n".join(out)
 
 
@@ -96,8 +109,8 @@ def throughput(res):
         row, cpu = [labels(res)[key]], [labels(res)[key]]
         for c in cells:
             cell = r.get(c)
-            if cell is None:
-                row.append("n/a")
+            if cell is None or "skipped" in cell:
+                row.append("skipped" if cell else "n/a")
                 cpu.append("n/a")
                 continue
             text = fmt(cell["per_s"], 0)
@@ -105,7 +118,8 @@ def throughput(res):
             if ceil and cell["per_s"]:
                 text += f" ({100 * cell['per_s']['median'] / ceil['median']:.0f} %)"
             if not cell["complete"]:
-                text += " INCOMPLETE"
+                last = cell["runs"][-1]
+                text += f" INCOMPLETE ({last['done']}/{last['n']} in {last['seconds']:.0f} s)"
             row.append(text)
             cpu.append(fmt(cell["cpu_ms_per_task"], 2))
         rows.append(row)
@@ -152,7 +166,7 @@ def memory(res):
         q = res.get("memory", {}).get(key)
         rows.append((s["label"],
                      f"{idle_r['rss_kib'] / 1024:.1f}" if "rss_kib" in idle_r else "n/a",
-                     mib(tp["hwm_kib"]) if tp else "n/a",
+                     mib(tp["hwm_kib"]) if tp and "hwm_kib" in tp else "n/a",
                      fmt(q["queued"], 0) if q else "n/a",
                      mib(q["rss_kib"]) if q else "n/a", mib(q["hwm_kib"]) if q else "n/a",
                      fmt(q["ready_s"], 3, " s") if q else "n/a"))

@@ -41,15 +41,21 @@ def one_run(subject_cls, tools, plan, size, concurrency, run_no):
 
 def measure(subject_cls, tools, plan, log):
     """Rows keyed "N/c"; a run that times out ends the repetitions of that cell."""
-    cells = {}
+    cells, unfinished = {}, set()
     for size in plan.throughput_sizes:
         for conc in plan.throughput_concurrency:
+            if conc in unfinished:
+                log(f"  throughput N={size} c={conc}: skipped, a smaller N did not finish")
+                cells[f"{size}/{conc}"] = {"skipped": "a smaller N at this concurrency did not"
+                                           " finish within its time limit"}
+                continue
             runs = []
             for run_no in range(plan.runs_for(size)):
                 res = one_run(subject_cls, tools, plan, size, conc, run_no)
                 log(f"  throughput N={size} c={conc} run {run_no + 1}: {fmt_run(res)}")
                 runs.append(res)
                 if not res["complete"]:
+                    unfinished.add(conc)
                     break
             cells[f"{size}/{conc}"] = summarize(runs)
     return cells

@@ -78,6 +78,9 @@ class Workspace:
 
 
 
+STALL_S = 20.0  # no progress for this long: the rest is lost, stop waiting
+
+
 def wait_all(paths, timeout, interval=0.005):
     """Poll until every path exists; returns (done, monotonic time when all existed or None).
 
@@ -86,14 +89,17 @@ def wait_all(paths, timeout, interval=0.005):
     finish out of order only hold the cursor back until the stragglers appear.
     """
     end = time.monotonic() + timeout
-    cursor = 0
+    cursor, moved = 0, time.monotonic()
     while True:
+        before = cursor
         while cursor < len(paths) and os.path.exists(paths[cursor]):
             cursor += 1
         now = time.monotonic()
         if cursor == len(paths):
             return cursor, now
-        if now > end:
+        if cursor != before:
+            moved = now
+        if now > end or now - moved > STALL_S:
             return cursor + sum(os.path.exists(p) for p in paths[cursor:]), None
         time.sleep(interval)
 
@@ -104,14 +110,17 @@ def wait_stamps(log_path, count, timeout, interval=0.005):
     Reads only what was appended since the last poll.
     """
     end = time.monotonic() + timeout
-    lines = 0
+    lines, moved = 0, time.monotonic()
     with open(log_path, "rb") as log:
         while True:
-            lines += log.read().count(b"\n")
+            new = log.read().count(b"\n")
+            lines += new
             now = time.monotonic()
             if lines >= count:
                 return lines, now
-            if now > end:
+            if new:
+                moved = now
+            if now > end or now - moved > STALL_S:
                 return lines, None
             time.sleep(interval)
 
