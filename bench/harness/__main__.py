@@ -127,6 +127,7 @@ def main():
         if phase in phases:
             res[phase] = {}
             for cls in subjects:
+                machine.wait_quiet(quiet / 10, log)
                 meter = machine.CpuMeter()
                 log(f"== {phase}: {cls.label}")
                 res[phase][cls.key] = guarded(log, notes, f"{phase} of {cls.key}",

@@ -96,7 +96,9 @@ def throughput(res):
     out = ["\n## Throughput (tasks/s)\n\nAll tasks dropped at once (renamed in from a staging"
            " folder, or one client call each); done when every result (worker-watcher, Python"
            " reference: result file; others: the agent's line in the stamp log) exists, polled every 5 ms."
-           " In brackets after the spread: share of the raw spawn ceiling at the same N and c."
+           " In parentheses: the share of the raw spawn-and-wait ceiling (same agent, N and c)"
+           " measured right after each run, paired run by run so that drifting load from"
+           " outside cancels out; median [min–max] of the ratios."
            " Columns are N/concurrency.\n"]
     spawn = res.get("ceilings", {}).get("spawn", {})
     rows = [["ceiling: raw spawn-and-wait"] +
@@ -114,9 +116,9 @@ def throughput(res):
                 cpu.append("n/a")
                 continue
             text = fmt(cell["per_s"], 0)
-            ceil = spawn.get(f"stamp_agent/{c}")
-            if ceil and cell["per_s"]:
-                text += f" ({100 * cell['per_s']['median'] / ceil['median']:.0f} %)"
+            if cell.get("of_ceiling"):
+                pct = {k: (100 * v if k != "runs" else v) for k, v in cell["of_ceiling"].items()}
+                text += f" ({fmt(pct, 0, ' %')})"
             if not cell["complete"]:
                 last = cell["runs"][-1]
                 text += f" INCOMPLETE ({last['done']}/{last['n']} in {last['seconds']:.0f} s)"

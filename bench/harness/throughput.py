@@ -33,8 +33,11 @@ def one_run(subject_cls, tools, plan, size, concurrency, run_no):
         mem = procfs.memory_kib(pids)
         cpu = procfs.cpu_ticks(pids) - cpu0
     complete = finished is not None and dropped == size
+    per_s = done / elapsed if elapsed > 0 else None
+    ceiling = spawn_rate(tools, tools.stamp_agent, size, concurrency)
     return {"n": size, "concurrency": concurrency, "done": done, "complete": complete,
-            "seconds": elapsed, "per_s": done / elapsed if elapsed > 0 else None,
+            "seconds": elapsed, "per_s": per_s, "ceiling_per_s": ceiling,
+            "of_ceiling": per_s / ceiling if per_s and ceiling else None,
             "drop_seconds": drop_s, "hwm_kib": mem["VmHWM"], "rss_kib": mem["VmRSS"],
             "cpu_ms_per_task": cpu * 1000.0 / procfs.CLK_TCK / max(done, 1)}
 
@@ -65,6 +68,7 @@ def summarize(runs):
     complete = [r for r in runs if r["complete"]]
     use = complete or runs
     return {"per_s": stats.spread([r["per_s"] for r in use]),
+            "of_ceiling": stats.spread([r["of_ceiling"] for r in use]),
             "hwm_kib": stats.spread([r["hwm_kib"] for r in use]),
             "cpu_ms_per_task": stats.spread([r["cpu_ms_per_task"] for r in use]),
             "complete": bool(complete), "runs": runs}
@@ -72,8 +76,19 @@ def summarize(runs):
 
 def fmt_run(res):
     state = "" if res["complete"] else f" INCOMPLETE {res['done']}/{res['n']}"
-    return (f"{res['per_s']:.0f} tasks/s in {res['seconds']:.2f}s (drop {res['drop_seconds']:.2f}s,"
+    return (f"{res['per_s']:.0f} tasks/s in {res['seconds']:.2f}s, paired ceiling "
+            f"{res['ceiling_per_s']:.0f}/s (drop {res['drop_seconds']:.2f}s,"
             f" HWM {res['hwm_kib'] / 1024:.1f} MiB, {res['cpu_ms_per_task']:.2f} ms CPU/task){state}")
+
+
+def spawn_rate(tools, agent, size, concurrency):
+    """One run of the raw spawn-and-wait ceiling; tasks/s."""
+    ws = Workspace(tools.workdir, "spawn")
+    cmd = [tools.ceiling("spawn_ceiling"), str(size), str(concurrency), agent]
+    if agent == tools.stamp_agent:
+        cmd.append(str(ws.stamp_log))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(proc.stdout)["per_s"]
 
 
 def spawn_ceiling(tools, plan, log):
@@ -82,15 +97,8 @@ def spawn_ceiling(tools, plan, log):
     for agent_name in ("stamp_agent", "noop_agent"):
         for size in plan.throughput_sizes:
             for conc in plan.throughput_concurrency:
-                rates = []
-                for _ in range(plan.runs_for(size)):
-                    ws = Workspace(tools.workdir, "spawn")
-                    cmd = [tools.ceiling("spawn_ceiling"), str(size), str(conc),
-                           str(tools.build / agent_name)]
-                    if agent_name == "stamp_agent":
-                        cmd.append(str(ws.stamp_log))
-                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                    rates.append(json.loads(proc.stdout)["per_s"])
+                agent = str(tools.build / agent_name)
+                rates = [spawn_rate(tools, agent, size, conc) for _ in range(plan.runs_for(size))]
                 out[f"{agent_name}/{size}/{conc}"] = stats.spread(rates)
                 log(f"  spawn ceiling {agent_name} N={size} c={conc}: "
                     f"{stats.fmt(out[f'{agent_name}/{size}/{conc}'], 0)} tasks/s")
