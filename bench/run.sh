@@ -26,6 +26,7 @@ install_packages() {
     command -v tsp >/dev/null || command -v ts >/dev/null || missing+=(task-spooler)
     "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+    command -v perf >/dev/null || missing+=(linux-perf) # idle wake-ups; optional
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         apt-get update -qq

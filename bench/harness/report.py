@@ -136,17 +136,24 @@ def idle(res):
     out = [f"\n## Idle cost\n\nAll subjects started together at concurrency"
            f" {res['plan']['idle_concurrency']}, left {res['plan']['idle_seconds']} s after a"
            " 5 s settle. CPU from /proc/PID/stat (utime+stime, all threads); context switches"
-           " summed over /proc/PID/task/*/status; wake-ups = voluntary switches, per minute,"
-           f" median over {res['plan']['idle_window_s']} s windows.\n"]
+           " summed over /proc/PID/task/*/status; voluntary switches per minute (every block and"
+           " wake, disk waits included), median over"
+           f" {res['plan']['idle_window_s']} s windows; waits entered = blocking syscalls"
+           " (epoll_wait, poll, futex, nanosleep, read, ...) counted by `perf stat` on the"
+           " syscall tracepoints over the same window, i.e. the program's own wake-ups.\n"]
     rows = []
     for key, r in res.get("idle", {}).items():
         if "error" in r:
             rows.append((labels(res)[key], "error: " + r["error"][:100], "", "", "", ""))
             continue
+        waits = r.get("waits") or {}
+        which = ", ".join(f"{k} {v}" for k, v in sorted(waits.items(), key=lambda kv: -kv[1]) if v)
         rows.append((labels(res)[key], r["cpu_ticks"], f"{r['cpu_seconds']:.2f}",
                      f"{r['ctxt_per_min']:.0f}", fmt(r["wakeups_per_min"], 0),
-                     f"{r['rss_kib'] / 1024:.1f}", r["threads"]))
-    out.append(table(["subject", "CPU ticks", "CPU s", "ctxt switches/min", "wake-ups/min",
+                     "n/a" if r.get("waits_per_min") is None else f"{r['waits_per_min']:.0f}",
+                     which or "–", f"{r['rss_kib'] / 1024:.1f}", r["threads"]))
+    out.append(table(["subject", "CPU ticks", "CPU s", "ctxt switches/min",
+                      "voluntary switches/min", "waits entered/min (perf)", "which waits",
                       "RSS MiB", "threads"], rows))
     return "\n".join(out)
 
