@@ -26,11 +26,14 @@ install_packages() {
     command -v tsp >/dev/null || command -v ts >/dev/null || missing+=(task-spooler)
     "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
     command -v gcc >/dev/null || missing+=(gcc libc6-dev)
-    command -v perf >/dev/null || missing+=(linux-perf) # idle wake-ups; optional
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if ! command -v perf >/dev/null; then # counts idle wake-ups; optional
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null ||
+            say "linux-perf could not be installed; idle wake-ups from context switches only"
     fi
     if ! command -v pueue >/dev/null || ! command -v pueued >/dev/null; then
         say "installing pueue (cargo install pueue --locked; a few minutes)"
