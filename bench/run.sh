@@ -24,7 +24,7 @@ install_packages() {
     local missing=()
     command -v inotifywait >/dev/null || missing+=(inotify-tools)
     command -v tsp >/dev/null || command -v ts >/dev/null || missing+=(task-spooler)
-    "$PY" -c 'import ensurepip' 2>/dev/null || missing+=(python3-venv)
+    dpkg -s python3-venv >/dev/null 2>&1 || missing+=(python3-venv)
     command -v gcc >/dev/null || missing+=(gcc libc6-dev)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
