@@ -4,6 +4,7 @@ import argparse
 import dataclasses
 import datetime
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -115,6 +116,31 @@ def main():
     res["load"] = {"before": machine.wait_quiet(quiet, log)}
     subjects, res["subjects"] = select_subjects(tools, only, log)
 
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        run_phases(res, subjects, tools, plan, log, quiet, phases)
+    except KeyboardInterrupt:
+        log("interrupted: writing the results measured so far")
+        notes.append("The run was interrupted; phases after the interruption are missing, and"
+                     " the phase it interrupted has only the subjects it had finished.")
+    add_peer_notes(res, notes)
+
+    base = out / f"results-{stamp}-{plan.mode}"
+    base.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
+    base.with_suffix(".md").write_text(report.render(res))
+    (out / f"latest-{plan.mode}.md").write_text(report.render(res))
+    log(f"results: {base.with_suffix('.md')}")
+    remove_in_background(tools.workdir, log)
+    return 0
+
+
+def interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run_phases(res, subjects, tools, plan, log, quiet, phases):
+    """Every phase asked for, in order, each result stored in res as soon as it exists."""
+    notes = res["notes"]
     if "ceilings" in phases:
         log("== ceilings")
         meter = machine.CpuMeter()
@@ -145,15 +171,6 @@ def main():
         res["memory"] = guarded(log, notes, "memory", memory.measure, tools, plan, log,
                                 "ww" in keys, "pyref" in keys)
         res["load"]["memory"] = meter.stop()
-    add_peer_notes(res, notes)
-
-    base = out / f"results-{stamp}-{plan.mode}"
-    base.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
-    base.with_suffix(".md").write_text(report.render(res))
-    (out / f"latest-{plan.mode}.md").write_text(report.render(res))
-    log(f"results: {base.with_suffix('.md')}")
-    remove_in_background(tools.workdir, log)
-    return 0
 
 
 def clear_workdir(workdir, journal, log):
