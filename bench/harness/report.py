@@ -101,7 +101,7 @@ def throughput(res):
            " outside cancels out; median [min–max] of the ratios."
            " Columns are N/concurrency.\n"]
     spawn = res.get("ceilings", {}).get("spawn", {})
-    rows = [["ceiling: raw spawn-and-wait"] +
+    rows = [["ceiling: raw spawn-and-wait (ceilings phase)"] +
             [fmt(spawn.get(f"stamp_agent/{c}"), 0) for c in cells]]
     cpu_rows = []
     for key, r in tp.items():
