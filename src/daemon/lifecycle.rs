@@ -88,7 +88,8 @@ impl Daemon {
                 self.spool.stage(Op::Requeue { claim, task: loaded.task, queued_at: loaded.queued_at });
             }
         }
-        self.commit();
+        // The re-queued files must be back in the queue before it is scanned.
+        self.commit_now();
         Ok(())
     }
 
@@ -119,12 +120,14 @@ impl Daemon {
     /// when stopping, and the systemd status line.
     pub(super) fn flush(&mut self) {
         self.commit();
-        // After the outcomes' commit, so the heartbeat's counters include them.
+        // After the outcomes were collected, so the heartbeat's counters include them.
         if self.state_word() != self.heartbeat_status {
             self.stage_heartbeat();
-            self.commit();
         }
-        if matches!(self.phase, Phase::Draining { .. }) && !self.spool.has_pending() {
+        // Hands over what collecting staged (the heartbeat), if the writer is free now.
+        self.commit();
+        // Once their saved state is written: a SaveState in flight must not land after the move.
+        if matches!(self.phase, Phase::Draining { .. }) && !self.spool.busy() {
             self.requeue_waiting();
         }
         let line = self.status_line();
@@ -335,11 +338,12 @@ impl Daemon {
 
     /// The last heartbeat, `stopped`, written before the process exits.
     pub(super) fn stopped(&mut self) {
+        self.commit_now();
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);
         }
         self.stage_heartbeat_as("stopped");
-        self.commit();
+        self.commit_now();
         self.close_endpoint();
         let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
         self.report_notify(r);

@@ -36,6 +36,8 @@ const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
 /// The named-pipe intake (PIPE_INTAKE).
 const PIPE: Token = Token(2);
+/// The spool's writer finished a batch.
+const WRITES: Token = Token(3);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
@@ -241,7 +243,7 @@ impl Daemon {
             self.check_budget();
         }
         self.recover()?;
-        self.spool.register(self.poll.registry(), SPOOL).map_err(|e| match e.kind() {
+        self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
             // Out of inotify watches: the host's limit, not this worker's settings; a restart
             // may succeed.
             io::ErrorKind::StorageFull => Fatal::Other(format!("TASK_DIR: {e}")),
@@ -305,6 +307,8 @@ impl Daemon {
             SPOOL => self.on_intake(),
             t if self.owns_http(t) => self.on_http(t),
             PIPE => self.on_pipe(),
+            // Written ops have outcomes: the turn's flush collects them.
+            WRITES => {}
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
                 let registry = self.poll.registry();

@@ -215,6 +215,17 @@ impl Daemon {
     /// Commits the turn's writes and acts on their outcomes.
     pub(super) fn commit(&mut self) {
         let dones = self.spool.commit();
+        self.absorb(dones);
+    }
+
+    /// Commits and waits until everything staged is written (start-up, the last heartbeat).
+    pub(super) fn commit_now(&mut self) {
+        let dones = self.spool.commit_wait();
+        self.absorb(dones);
+    }
+
+    /// Acts on the outcomes of written ops.
+    fn absorb(&mut self, dones: Vec<Done>) {
         let wrote = !dones.is_empty();
         // Failures by what failed and why: one log line each, however many tasks they hit.
         let mut failures: Vec<(&'static str, std::io::Error, usize)> = Vec::new();
@@ -237,10 +248,7 @@ impl Daemon {
             }
         } else if wrote && failures.is_empty() {
             self.io_recovered();
-            if self.spool.has_pending() {
-                // The heartbeat that tells the recovery.
-                self.commit();
-            }
+            // The heartbeat that tells the recovery goes with the next batch.
         }
     }
 

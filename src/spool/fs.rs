@@ -5,23 +5,24 @@
 //! `LOCK_DIR/<worker>.lock` when workers of one name on several hosts share the spool (each
 //! host its own lock; the claim by rename keeps them from running a task twice).
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 use serde_json::Value;
 
+use super::writer::{alternative, remove_if_present, Layout, Staged, Writer, LEDGER};
 use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool};
 use crate::config::Paths;
-use crate::durable::{self, Batch};
-use crate::records::to_bytes;
+use crate::durable;
 use crate::task::{is_valid_id, Invalid, Task};
 use crate::watch::{Change, DirWatch};
 
@@ -29,8 +30,8 @@ use crate::watch::{Change, DirWatch};
 /// writer, so it removes those a crash left.
 const SUBMIT_TEMP_PREFIX: &str = ".ww-submit.";
 
-/// The worker's spend ledger, a dot-file in the queue folder (never taken for a task).
-const LEDGER: &str = ".spend.json";
+/// How long failed writes wait before they are tried again.
+const RETRY_WRITES: Duration = Duration::from_secs(1);
 
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
@@ -76,7 +77,6 @@ pub enum OpenError {
 }
 
 pub struct FsSpool {
-    worker: String,
     queue: PathBuf,
     inflight: PathBuf,
     rejected: PathBuf,
@@ -90,7 +90,15 @@ pub struct FsSpool {
     lock_file: Option<PathBuf>,
     watch: DirWatch<Watched>,
     watching: bool,
-    staged: Vec<(Op, Option<String>)>,
+    layout: Layout,
+    writer: Writer,
+    /// Ops staged since the last batch was handed to the writer.
+    staged: Vec<Staged>,
+    /// Ops whose writing failed, tried again from `retry_at`.
+    failed: Vec<Staged>,
+    retry_at: Option<Instant>,
+    /// Dead-letter names chosen and not yet written.
+    dlq_names: HashSet<String>,
     seq: u64,
 }
 
@@ -131,18 +139,6 @@ fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
     }
 }
 
-fn stem(name: &OsStr) -> &[u8] {
-    let b = name.as_bytes();
-    b.strip_suffix(b".json").unwrap_or(b)
-}
-
-/// `<stem>~<n>.json`: a free name when the plain one is taken.
-fn alternative(name: &OsStr, n: u64) -> OsString {
-    let mut v = stem(name).to_vec();
-    v.extend_from_slice(format!("~{n}.json").as_bytes());
-    OsString::from_vec(v)
-}
-
 fn file_kind(ft: fs::FileType) -> &'static str {
     if ft.is_dir() {
         "directory"
@@ -166,8 +162,17 @@ impl FsSpool {
     /// files a dead process left.
     pub fn open(worker: &str, paths: &Paths) -> Result<FsSpool, OpenError> {
         let queue = paths.tasks.join(worker);
-        let spool = FsSpool {
+        let layout = Layout {
             worker: worker.to_string(),
+            queue: queue.clone(),
+            inflight: queue.join(".inflight"),
+            rejected: queue.join(".rejected"),
+            results: paths.results.join(worker),
+            triggers: paths.triggers.join(worker),
+            dlq: paths.dlq.join(worker),
+            heartbeats: paths.heartbeats.clone(),
+        };
+        let spool = FsSpool {
             inflight: queue.join(".inflight"),
             rejected: queue.join(".rejected"),
             results: paths.results.join(worker),
@@ -178,7 +183,13 @@ impl FsSpool {
             lock_file: paths.lock.as_ref().map(|d| d.join(format!("{worker}.lock"))),
             watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
             watching: false,
+            writer: Writer::spawn(layout.clone())
+                .map_err(|e| OpenError::Io(format!("cannot start the spool's writer thread: {e}")))?,
+            layout,
             staged: Vec::new(),
+            failed: Vec::new(),
+            retry_at: None,
+            dlq_names: HashSet::new(),
             seq: 0,
             queue,
         };
@@ -269,11 +280,55 @@ impl FsSpool {
         Ok(())
     }
 
+    /// Gives the writer the next batch if it is free: what was staged, and the failed ops
+    /// once their retry time has come (`force`: now).
+    fn hand_over(&mut self, force: bool) {
+        if self.writer.in_flight() {
+            return;
+        }
+        let mut batch = Vec::new();
+        if !self.failed.is_empty() && (force || self.retry_at.map_or(true, |t| Instant::now() >= t)) {
+            self.retry_at = None;
+            batch.append(&mut self.failed);
+        }
+        batch.append(&mut self.staged);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(back) = self.writer.send(batch) {
+            // The writer thread is gone: keep everything for a retry (and the loop alive).
+            self.failed = back;
+            self.retry_at = Some(Instant::now() + RETRY_WRITES);
+        }
+    }
+
+    /// Turns a written batch into outcomes; what failed and matters waits for a retry.
+    fn absorb(&mut self, written: super::writer::Written) -> Vec<Done> {
+        let mut done = Vec::with_capacity(written.len());
+        for ((op, dlq_name), error) in written {
+            let kind = kind_of(&op);
+            done.push(Done {
+                kind,
+                claim: claim_of(&op),
+                error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
+            });
+            match error {
+                Some(_) if !matches!(kind, OpKind::Receipt | OpKind::Heartbeat | OpKind::Ledger) => {
+                    self.failed.push((op, dlq_name));
+                    self.retry_at.get_or_insert(Instant::now() + RETRY_WRITES);
+                }
+                _ => {
+                    if let Some(name) = dlq_name {
+                        self.dlq_names.remove(&name);
+                    }
+                }
+            }
+        }
+        done
+    }
+
     fn dlq_name(&self, base: &str) -> String {
-        let taken = |n: &str| {
-            self.dlq.join(n).symlink_metadata().is_ok()
-                || self.staged.iter().any(|(_, staged)| staged.as_deref() == Some(n))
-        };
+        let taken = |n: &str| self.dlq.join(n).symlink_metadata().is_ok() || self.dlq_names.contains(n);
         let plain = format!("{base}.json");
         if !taken(&plain) {
             return plain;
@@ -283,61 +338,6 @@ impl FsSpool {
             .map(|n| if n == 0 { format!("{base}.{ms}.json") } else { format!("{base}.{ms}.{n}.json") })
             .find(|n| !taken(n))
             .unwrap_or(plain)
-    }
-
-    /// The writes of one op: (folder, name, bytes, mtime).
-    fn writes(&self, op: &Op, dlq_name: Option<&str>) -> Vec<(PathBuf, String, Vec<u8>, Option<SystemTime>)> {
-        let json = |id: &str| format!("{id}.json");
-        match op {
-            Op::Complete { result, .. } => {
-                vec![(self.results.clone(), json(&result.task_id), to_bytes(result), None)]
-            }
-            Op::DeadLetter { record, result, .. } => {
-                let mut w = vec![(
-                    self.dlq.clone(),
-                    dlq_name.unwrap_or("unnamed.json").to_string(),
-                    to_bytes(record),
-                    None,
-                )];
-                if let Some(r) = result {
-                    w.push((self.results.clone(), json(&r.task_id), to_bytes(r), None));
-                }
-                w
-            }
-            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => {
-                vec![(
-                    self.inflight.clone(),
-                    claim.key.to_string_lossy().into_owned(),
-                    task.to_bytes(),
-                    Some(*queued_at),
-                )]
-            }
-            Op::Receipt(r) => vec![(self.triggers.clone(), json(&r.task_id), to_bytes(r), None)],
-            Op::Heartbeat(h) => vec![(self.heartbeats.clone(), json(&self.worker), to_bytes(h), None)],
-            Op::Ledger(bytes) => vec![(self.queue.clone(), LEDGER.to_string(), bytes.clone(), None)],
-        }
-    }
-
-    /// What follows a durable op: releasing or moving the claimed file.
-    fn after(&mut self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
-        match op {
-            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::DeadLetter { claim, keep_original: true, .. } => {
-                let name = dlq_name.unwrap_or("unnamed.json");
-                let to = self.rejected.join(format!("{}.orig", name.trim_end_matches(".json")));
-                fs::rename(self.inflight.join(&claim.key), to)
-            }
-            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::Requeue { claim, .. } => self.requeue(claim),
-            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => Ok(()),
-        }
-    }
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 
@@ -368,7 +368,8 @@ fn rejected(why: Invalid) -> Rejected {
 }
 
 impl Spool for FsSpool {
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    fn register(&mut self, registry: &Registry, token: Token, writes: Token) -> io::Result<()> {
+        self.writer.set_waker(Waker::new(registry, writes)?);
         if !self.watching {
             self.watch_queue()?;
         }
@@ -536,15 +537,7 @@ impl Spool for FsSpool {
     }
 
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
-        let from = self.inflight.join(&claim.key);
-        let mut name = claim.source.clone();
-        for n in 1..=1000u64 {
-            match durable::rename_noreplace(&from, &self.queue.join(&name)) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
-                other => return other,
-            }
-        }
-        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in the queue"))
+        self.layout.requeue(claim)
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
@@ -576,6 +569,7 @@ impl Spool for FsSpool {
                         .to_string(),
                 );
             }
+            self.dlq_names.insert(name.clone());
             dlq_name = Some(name);
         }
         if let Op::Ledger(_) = op {
@@ -589,37 +583,26 @@ impl Spool for FsSpool {
     }
 
     fn commit(&mut self) -> Vec<Done> {
-        if self.staged.is_empty() {
-            return Vec::new();
+        let mut done = match self.writer.finished(false) {
+            Some(written) => self.absorb(written),
+            None => Vec::new(),
+        };
+        self.hand_over(false);
+        // A batch that was written at once (an empty one) leaves nothing in flight.
+        if let Some(written) = self.writer.finished(false) {
+            done.extend(self.absorb(written));
         }
-        let ops = std::mem::take(&mut self.staged);
-        let mut batch = Batch::new();
-        for (i, (op, dlq_name)) in ops.iter().enumerate() {
-            for (dir, name, bytes, mtime) in self.writes(op, dlq_name.as_deref()) {
-                batch.add_with_mtime(&dir, &name, bytes, mtime, i);
-            }
+        done
+    }
+
+    fn commit_wait(&mut self) -> Vec<Done> {
+        let mut done = Vec::new();
+        if let Some(written) = self.writer.finished(true) {
+            done.extend(self.absorb(written));
         }
-        let mut errors: Vec<Option<io::Error>> = ops.iter().map(|_| None).collect();
-        for (i, outcome) in batch.commit() {
-            if let (Err(e), Some(slot)) = (outcome, errors.get_mut(i)) {
-                slot.get_or_insert(e);
-            }
-        }
-        let mut done = Vec::with_capacity(ops.len());
-        for ((op, dlq_name), error) in ops.into_iter().zip(errors) {
-            let error = match error {
-                None => self.after(&op, dlq_name.as_deref()).err(),
-                Some(e) => Some(e),
-            };
-            let kind = kind_of(&op);
-            done.push(Done {
-                kind,
-                claim: claim_of(&op),
-                error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
-            });
-            if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat | OpKind::Ledger) {
-                self.staged.push((op, dlq_name));
-            }
+        self.hand_over(true);
+        if let Some(written) = self.writer.finished(true) {
+            done.extend(self.absorb(written));
         }
         done
     }
@@ -629,7 +612,11 @@ impl Spool for FsSpool {
     }
 
     fn has_pending(&self) -> bool {
-        !self.staged.is_empty()
+        !self.failed.is_empty()
+    }
+
+    fn busy(&self) -> bool {
+        self.writer.in_flight() || !self.staged.is_empty() || !self.failed.is_empty()
     }
 
     fn notifications_unreliable(&self) -> Option<&'static str> {

@@ -42,8 +42,12 @@ fn families_tell_what_happened() {
     for id in ["ok1", "ok2", "ok3", "exit", "agent", "once", "bad"] {
         root.wait_result("marie", id);
     }
-    // Outcomes are counted when their files are durable: a scrape after the files sees them.
-    let s = target.scrape();
+    // Outcomes are counted once durable, when the loop collects them from the spool's writer.
+    let s = target.scrape_when("the seven outcomes counted", |s| {
+        s.get(&series("watcher_tasks_processed_total", "status=\"completed\",worker=\"marie\""))
+            + s.get(&series("watcher_tasks_processed_total", "status=\"failed\",worker=\"marie\""))
+            >= 7.0
+    });
     let processed = |status: &str| {
         s.get(&series("watcher_tasks_processed_total", &format!("status=\"{status}\",worker=\"marie\"")))
     };

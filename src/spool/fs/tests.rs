@@ -73,8 +73,11 @@ fn claim_complete_releases() {
     let loaded = s.load(&claim, 1000, "marie").expect("load");
     assert_eq!(loaded.task.id, "t1");
     s.stage(Op::Complete { claim: claim.clone(), result: result("t1") });
-    let done = s.commit();
+    // Handed to the writer thread; its outcome comes back from a later call.
+    assert!(s.busy());
+    let done = s.commit_wait();
     assert!(done[0].error.is_none());
+    assert!(!s.busy());
     assert!(s.result_exists("t1"));
     assert!(!s.inflight_path(&claim).exists());
 }
