@@ -1,16 +1,18 @@
 //! The documentation cannot drift from the code: the variables of worker-watcher.env(5) are
 //! generated from the settings table (src/config/vars.rs), and the flags of worker-watcher(8),
-//! the journal catalog and the packaged env file are checked against their sources.
+//! the commands, options and exit statuses of watcherctl(1), the journal catalog and the
+//! packaged env file are checked against their sources.
 //!
 //! `UPDATE_DOCS=1 cargo test --test integration docs` rewrites the generated part of the page.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
 use worker_watcher::cli::WorkerArgs;
 use worker_watcher::config::{Reload, Var, VARS};
+use worker_watcher::ctl::{exit, CtlArgs};
 use worker_watcher::log::ids;
 
 const BEGIN: &str = ".\\\" BEGIN GENERATED from src/config/vars.rs: do not edit by hand\n";
@@ -292,4 +294,139 @@ fn grafana_dashboard_uses_the_design_metric_names() {
         assert!(used.contains(family), "no panel uses {family}");
         assert!(panels.iter().any(|p| p["title"] == title), "no panel {title:?}");
     }
+}
+
+/// The text of section `.SH title` of a page, up to the next `.SH`.
+fn section<'a>(page: &'a str, title: &str) -> &'a str {
+    let head = format!("\n.SH {title}\n");
+    let start = page.find(&head).unwrap_or_else(|| panic!("no section {title}")) + head.len();
+    let rest = &page[start..];
+    &rest[..rest.find("\n.SH ").map_or(rest.len(), |i| i + 1)]
+}
+
+/// The subsections (`.SS title`) of a section's text, by title, quotes removed.
+fn subsections(text: &str) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(title) = line.strip_prefix(".SS ") {
+            let title = title.trim().trim_matches('"').to_string();
+            assert!(!out.contains_key(&title), "two subsections {title:?}");
+            out.insert(title.clone(), String::new());
+            current = Some(title);
+        } else if let Some(body) = current.as_ref().and_then(|t| out.get_mut(t)) {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    out
+}
+
+/// The options (`--long`, `-s`) named by the tags of `.TP`/`.TQ` entries of `text`: what an
+/// entry documents, not what its prose mentions.
+fn tagged_options(text: &str) -> BTreeSet<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = BTreeSet::new();
+    for pair in lines.windows(2) {
+        if !(pair[0].starts_with(".TP") || pair[0].starts_with(".TQ")) {
+            continue;
+        }
+        let tag = pair[1].replace("\\fB", " ").replace("\\fI", " ").replace("\\fR", " ").replace("\\fP", " ");
+        for word in tag.split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
+            let (dashes, rest) = match word.strip_prefix("\\-\\-") {
+                Some(rest) => ("--", rest),
+                None => match word.strip_prefix("\\-") {
+                    Some(rest) if rest.len() == 1 => ("-", rest),
+                    _ => continue,
+                },
+            };
+            let name: String = rest
+                .replace("\\-", "-")
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            out.insert(format!("{dashes}{name}"));
+        }
+    }
+    out
+}
+
+/// The long and short names of the arguments of `cmd` that `keep` accepts.
+fn clap_options(cmd: &clap::Command, keep: impl Fn(&clap::Arg) -> bool) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for arg in cmd.get_arguments().filter(|a| keep(a)) {
+        out.extend(arg.get_long().map(|l| format!("--{l}")));
+        out.extend(arg.get_short().map(|s| format!("-{s}")));
+    }
+    out
+}
+
+/// The commands of watcherctl that run something (`dlq list`, not `dlq`), by their words.
+fn leaf_commands(cmd: &clap::Command, prefix: &str, out: &mut BTreeMap<String, clap::Command>) {
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("{prefix}{}", sub.get_name());
+        if sub.has_subcommands() {
+            leaf_commands(sub, &format!("{name} "), out);
+        } else {
+            out.insert(name, sub.clone());
+        }
+    }
+}
+
+#[test]
+fn watcherctl_page_documents_each_command_with_its_options() {
+    let page = read("man/watcherctl.1");
+    let mut cmd = CtlArgs::command();
+    cmd.build();
+    let mut commands = BTreeMap::new();
+    leaf_commands(&cmd, "", &mut commands);
+    let sections = subsections(section(&page, "COMMANDS"));
+    assert_eq!(
+        sections.keys().collect::<Vec<_>>(),
+        commands.keys().collect::<Vec<_>>(),
+        "the subsections of COMMANDS in watcherctl(1) vs the commands of src/ctl/args.rs"
+    );
+    for (name, sub) in &commands {
+        // -h/--help, --root and --env-file are everywhere: OPTIONS documents them once.
+        let real = clap_options(sub, |a| !a.is_global_set() && a.get_id() != "help");
+        let documented = tagged_options(&sections[name]);
+        assert_eq!(documented, real, "watcherctl(1) COMMANDS/{name} vs the options of `watcherctl {name}`");
+        assert!(
+            section(&page, "SYNOPSIS").contains(&format!(".B watcherctl {name}\n")),
+            "the SYNOPSIS of watcherctl(1) has no `watcherctl {name}`"
+        );
+    }
+}
+
+#[test]
+fn watcherctl_page_options_match_the_global_options() {
+    let page = read("man/watcherctl.1");
+    let mut cmd = CtlArgs::command();
+    cmd.build();
+    let real = clap_options(&cmd, |_| true);
+    assert!(real.contains("--root") && real.contains("--help") && real.contains("-V"), "{real:?}");
+    let documented = tagged_options(section(&page, "OPTIONS"));
+    assert_eq!(documented, real, "OPTIONS of watcherctl(1) vs the global flags of src/ctl/args.rs");
+}
+
+#[test]
+fn watcherctl_page_lists_exactly_its_exit_statuses() {
+    // Read from the source, so that a status added there and not here fails.
+    let source = read("src/ctl/exit.rs");
+    let defined: BTreeSet<u8> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub const ")?.split_once(": u8 = "))
+        .map(|(_, n)| n.trim_end_matches(';').parse().expect("a status"))
+        .collect();
+    for code in [exit::OK, exit::TASK_FAILED, exit::USAGE, exit::TIMED_OUT, exit::CONFIG] {
+        assert!(defined.contains(&code), "src/ctl/exit.rs was not read right: no {code} in {defined:?}");
+    }
+    let page = read("man/watcherctl.1");
+    let lines: Vec<&str> = section(&page, "EXIT STATUS").lines().collect();
+    let documented: BTreeSet<u8> = lines
+        .windows(2)
+        .filter(|w| w[0] == ".TP")
+        .map(|w| w[1].strip_prefix(".B ").and_then(|n| n.parse().ok()).expect("`.B N` after .TP"))
+        .collect();
+    assert_eq!(documented, defined, "EXIT STATUS of watcherctl(1) vs src/ctl/exit.rs");
 }
