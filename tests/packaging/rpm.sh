@@ -35,6 +35,9 @@ WORKER=anga
 UNIT=worker-watcher@$WORKER.service
 SCRATCH=""
 SUITE_NAME=rpm
+# The pages both packages install (the system suite checks the .deb's with man -w).
+MAN_PAGES=(/usr/share/man/man8/worker-watcher.8.gz /usr/share/man/man5/worker-watcher.env.5.gz
+    /usr/share/man/man5/worker-watcher-tasks.5.gz /usr/share/man/man1/watcherctl.1.gz)
 
 host_tools() {
     local missing=()
@@ -81,6 +84,7 @@ step_file_list() {
         say "the same $(wc -l <<<"$listed" | tr -d ' ') files as $(basename "$DEB_FILE")"
     fi
     grep -qx /usr/bin/worker-watcher <<<"$listed" || fail "no /usr/bin/worker-watcher"
+    grep -qx /usr/bin/watcherctl <<<"$listed" || fail "no /usr/bin/watcherctl"
     grep -qx /usr/lib/systemd/catalog/worker-watcher.catalog <<<"$listed" || fail "no journal catalog"
 }
 
@@ -112,7 +116,9 @@ step_man_pages_gzipped() {
             fail "${page#"$dir"} is not a gzipped man page"; ok=1
         fi
     done
-    ls "$dir"/usr/share/man/man8/worker-watcher.8.gz >/dev/null || ok=1
+    for page in "${MAN_PAGES[@]}"; do
+        [[ -f $dir$page ]] || { fail "no $page"; ok=1; }
+    done
     rm -rf "$dir"
     return "$ok"
 }
@@ -209,8 +215,9 @@ step_systemd_install_and_run() {
         ct runuser -u worker-watcher -- sh -c "cat >'$ROOT/tasks/$WORKER/.$id.tmp' && mv '$ROOT/tasks/$WORKER/.$id.tmp' '$ROOT/tasks/$WORKER/$id.json'"
     wait_until 30 "result $id" test -s "$(ct_path "$ROOT/results/$WORKER/$id.json")" || return 1
     say "result: $(json_field "$(ct_path "$ROOT/results/$WORKER/$id.json")" status)"
-    say "man -w worker-watcher: $(ct man -w worker-watcher 2>&1)"
+    say "man -w worker-watcher: $(ct man -w worker-watcher 2>&1); man -w 1 watcherctl: $(ct man -w 1 watcherctl 2>&1)"
     ct man -w worker-watcher >/dev/null 2>&1 || fail "man -w does not find worker-watcher(8)"
+    ct man -w 1 watcherctl >/dev/null 2>&1 || fail "man -w does not find watcherctl(1)"
 }
 
 step_systemd_upgrade_restarts() {

@@ -125,7 +125,7 @@ step_security_scores() {
 
 # The pages the package installs, as `man` finds and renders them (man-db and groff, in the
 # container; mandoc lints the sources on the host in .ci/run).
-MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks")
+MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl")
 
 step_man_pages() {
     local ok=0 entry section name path warnings
@@ -514,6 +514,7 @@ step_remove_purge() {
     ct test -d "$ROOT" || fail "purge removed the operator's spool"
     ct test -s "$ROOT/results/$WORKER/$TASK_ID.json" || fail "purge removed the results"
     ! ct man -w worker-watcher >/dev/null 2>&1 || fail "man -w still finds worker-watcher(8)"
+    ! ct man -w 1 watcherctl >/dev/null 2>&1 || fail "man -w still finds watcherctl(1)"
 }
 
 # --- main -----------------------------------------------------------------------------
