@@ -1,7 +1,7 @@
 //! The documentation cannot drift from the code: the variables of worker-watcher.env(5) are
-//! generated from the settings table (src/config/vars.rs), and the flags of worker-watcher(8),
-//! the commands, options and exit statuses of watcherctl(1), the journal catalog and the
-//! packaged env file are checked against their sources.
+//! generated from the settings table (src/config/vars.rs), and the flags and metric families
+//! of worker-watcher(8), the commands, options and exit statuses of watcherctl(1), the journal
+//! catalog and the packaged env file are checked against their sources.
 //!
 //! `UPDATE_DOCS=1 cargo test --test integration docs` rewrites the generated part of the page.
 
@@ -14,6 +14,7 @@ use worker_watcher::cli::WorkerArgs;
 use worker_watcher::config::{Reload, Var, VARS};
 use worker_watcher::ctl::{exit, CtlArgs};
 use worker_watcher::log::ids;
+use worker_watcher::metrics::WorkerMetrics;
 
 const BEGIN: &str = ".\\\" BEGIN GENERATED from src/config/vars.rs: do not edit by hand\n";
 const END: &str = ".\\\" END GENERATED\n";
@@ -429,4 +430,50 @@ fn watcherctl_page_lists_exactly_its_exit_statuses() {
         .map(|w| w[1].strip_prefix(".B ").and_then(|n| n.parse().ok()).expect("`.B N` after .TP"))
         .collect();
     assert_eq!(documented, defined, "EXIT STATUS of watcherctl(1) vs src/ctl/exit.rs");
+}
+
+/// Roff text without font changes, split into words of identifier characters.
+fn words(text: &str) -> BTreeSet<String> {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' && chars.clone().next() == Some('f') {
+            chars.next();
+            chars.next();
+            plain.push(' ');
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn worker_page_lists_every_metric_family() {
+    let metrics = WorkerMetrics::new("w").expect("the metrics register");
+    let exposition = String::from_utf8(metrics.encode().expect("encode")).expect("UTF-8");
+    let families: BTreeSet<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    for family in DESIGN_METRICS {
+        assert!(families.contains(*family), "{family} is not registered");
+    }
+    let page = read("man/worker-watcher.8");
+    let named = words(section(&page, "METRICS AND HEALTH"));
+    for family in &families {
+        assert!(named.contains(family), "worker-watcher(8) METRICS AND HEALTH does not list {family}");
+    }
+    for word in named.iter().filter(|w| w.starts_with("watcher_") || w.starts_with("process_")) {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| word.strip_suffix(s).filter(|f| families.contains(*f)))
+            .unwrap_or(word);
+        assert!(families.contains(family), "worker-watcher(8) names {word}, which is not a metric family");
+    }
 }
