@@ -477,3 +477,14 @@ fn worker_page_lists_every_metric_family() {
         assert!(families.contains(family), "worker-watcher(8) names {word}, which is not a metric family");
     }
 }
+
+#[test]
+fn no_page_is_a_draft_or_has_a_placeholder_for_a_shipped_part() {
+    for rel in ["man/watcherctl.1", "man/worker-watcher.8"] {
+        let page = read(rel);
+        for marker in ["DRAFT", "PLACEHOLDER"] {
+            assert!(!page.contains(marker), "{rel} still has a {marker} comment");
+        }
+    }
+    assert!(!read("man/worker-watcher-tasks.5").contains("PLACEHOLDER(watcherctl"));
+}
