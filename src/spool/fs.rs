@@ -77,13 +77,6 @@ pub enum OpenError {
 }
 
 pub struct FsSpool {
-    queue: PathBuf,
-    inflight: PathBuf,
-    rejected: PathBuf,
-    results: PathBuf,
-    triggers: PathBuf,
-    dlq: PathBuf,
-    heartbeats: PathBuf,
     lock: File,
     /// LOCK_DIR's lock file; `None`: the lock is on the queue folder (re-taken when the
     /// folder is re-created).
@@ -173,12 +166,6 @@ impl FsSpool {
             heartbeats: paths.heartbeats.clone(),
         };
         let spool = FsSpool {
-            inflight: queue.join(".inflight"),
-            rejected: queue.join(".rejected"),
-            results: paths.results.join(worker),
-            triggers: paths.triggers.join(worker),
-            dlq: paths.dlq.join(worker),
-            heartbeats: paths.heartbeats.clone(),
             lock: File::open("/").map_err(|e| OpenError::Io(e.to_string()))?,
             lock_file: paths.lock.as_ref().map(|d| d.join(format!("{worker}.lock"))),
             watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
@@ -191,16 +178,15 @@ impl FsSpool {
             retry_at: None,
             dlq_names: HashSet::new(),
             seq: 0,
-            queue,
         };
         for (var, dir) in [
-            ("TASK_DIR", &spool.queue),
-            ("TASK_DIR", &spool.inflight),
-            ("TASK_DIR", &spool.rejected),
-            ("RESULT_DIR", &spool.results),
-            ("TRIGGER_DIR", &spool.triggers),
-            ("DLQ_DIR", &spool.dlq),
-            ("HEARTBEAT_DIR", &spool.heartbeats),
+            ("TASK_DIR", &spool.layout.queue),
+            ("TASK_DIR", &spool.layout.inflight),
+            ("TASK_DIR", &spool.layout.rejected),
+            ("RESULT_DIR", &spool.layout.results),
+            ("TRIGGER_DIR", &spool.layout.triggers),
+            ("DLQ_DIR", &spool.layout.dlq),
+            ("HEARTBEAT_DIR", &spool.layout.heartbeats),
         ] {
             durable::create_dir(dir)
                 .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
@@ -211,7 +197,7 @@ impl FsSpool {
         }
         let (var, path) = match &spool.lock_file {
             Some(file) => ("LOCK_DIR", file.clone()),
-            None => ("TASK_DIR", spool.queue.clone()),
+            None => ("TASK_DIR", spool.layout.queue.clone()),
         };
         let lock = lock_patiently(&path, spool.lock_file.is_some()).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
@@ -223,13 +209,13 @@ impl FsSpool {
         let spool = FsSpool { lock, ..spool };
         let own_heartbeat = format!("{worker}.json");
         for (dir, owner) in [
-            (&spool.results, None),
-            (&spool.triggers, None),
-            (&spool.dlq, None),
-            (&spool.inflight, None),
-            (&spool.queue, Some("submit.")),
-            (&spool.heartbeats, Some(own_heartbeat.as_str())),
-            (&spool.queue, Some(LEDGER)),
+            (&spool.layout.results, None),
+            (&spool.layout.triggers, None),
+            (&spool.layout.dlq, None),
+            (&spool.layout.inflight, None),
+            (&spool.layout.queue, Some("submit.")),
+            (&spool.layout.heartbeats, Some(own_heartbeat.as_str())),
+            (&spool.layout.queue, Some(LEDGER)),
         ] {
             durable::remove_stale_temps(dir, owner)
                 .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
@@ -238,13 +224,13 @@ impl FsSpool {
     }
 
     pub fn queue_dir(&self) -> &Path {
-        &self.queue
+        &self.layout.queue
     }
 
     /// The kind of filesystem the queue is on, when inotify cannot see every write to it:
     /// those made by other hosts (NFS, CIFS/SMB, Ceph, 9p) or behind a FUSE daemon's back.
     pub fn remote_kind(&self) -> Option<&'static str> {
-        let path = std::ffi::CString::new(self.queue.as_os_str().as_bytes()).ok()?;
+        let path = std::ffi::CString::new(self.layout.queue.as_os_str().as_bytes()).ok()?;
         // SAFETY: statfs writes into the zeroed struct we pass; the path is NUL-terminated.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
         if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
@@ -254,16 +240,16 @@ impl FsSpool {
     }
 
     pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
-        self.inflight.join(&claim.key)
+        self.layout.inflight.join(&claim.key)
     }
 
     /// Re-creates a lost queue folder, locks and watches it again.
     fn rewatch(&mut self) -> io::Result<()> {
-        for dir in [&self.queue, &self.inflight, &self.rejected] {
+        for dir in [&self.layout.queue, &self.layout.inflight, &self.layout.rejected] {
             durable::create_dir(dir)?;
         }
         if self.lock_file.is_none() {
-            if let Ok(f) = lock(&self.queue, false) {
+            if let Ok(f) = lock(&self.layout.queue, false) {
                 self.lock = f;
             }
         }
@@ -272,8 +258,8 @@ impl FsSpool {
 
     /// Watches the queue for arrivals, and its parent for the queue's removal.
     fn watch_queue(&mut self) -> io::Result<()> {
-        self.watch.add(&self.queue, Watched::Queue)?;
-        if let Some(parent) = self.queue.parent() {
+        self.watch.add(&self.layout.queue, Watched::Queue)?;
+        if let Some(parent) = self.layout.queue.parent() {
             self.watch.add_removals(parent, Watched::Parent)?;
         }
         self.watching = true;
@@ -328,7 +314,8 @@ impl FsSpool {
     }
 
     fn dlq_name(&self, base: &str) -> String {
-        let taken = |n: &str| self.dlq.join(n).symlink_metadata().is_ok() || self.dlq_names.contains(n);
+        let taken =
+            |n: &str| self.layout.dlq.join(n).symlink_metadata().is_ok() || self.dlq_names.contains(n);
         let plain = format!("{base}.json");
         if !taken(&plain) {
             return plain;
@@ -393,6 +380,7 @@ impl Spool for FsSpool {
                 Change::Created(Watched::Queue, name) => {
                     use std::os::unix::fs::MetadataExt;
                     let whole = self
+                        .layout
                         .queue
                         .join(&name)
                         .symlink_metadata()
@@ -407,7 +395,7 @@ impl Spool for FsSpool {
                     intake.rescan = true;
                 }
                 Change::Removed(Watched::Parent, name)
-                    if Some(name.as_os_str()) == self.queue.file_name() =>
+                    if Some(name.as_os_str()) == self.layout.queue.file_name() =>
                 {
                     self.watching = false;
                     intake.rescan = true;
@@ -424,7 +412,7 @@ impl Spool for FsSpool {
         }
         let mut entries = Vec::new();
         let mut ignored = Vec::new();
-        for dirent in fs::read_dir(&self.queue)? {
+        for dirent in fs::read_dir(&self.layout.queue)? {
             let dirent = dirent?;
             let name = dirent.file_name();
             match classify(&name) {
@@ -449,7 +437,7 @@ impl Spool for FsSpool {
 
     fn leftovers(&mut self) -> io::Result<Vec<Claim>> {
         let mut found = Vec::new();
-        for dirent in fs::read_dir(&self.inflight)? {
+        for dirent in fs::read_dir(&self.layout.inflight)? {
             let dirent = dirent?;
             let name = dirent.file_name();
             if name.as_bytes().starts_with(durable::TEMP_PREFIX.as_bytes()) {
@@ -463,10 +451,10 @@ impl Spool for FsSpool {
     }
 
     fn claim(&mut self, name: &OsStr) -> io::Result<Option<Claim>> {
-        let from = self.queue.join(name);
+        let from = self.layout.queue.join(name);
         let mut key = name.to_os_string();
         for n in 1..=1000u64 {
-            match durable::rename_noreplace(&from, &self.inflight.join(&key)) {
+            match durable::rename_noreplace(&from, &self.layout.inflight.join(&key)) {
                 Ok(()) => return Ok(Some(Claim { key, source: name.to_os_string() })),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 // A task of the same file name is still in flight: claim under another name;
@@ -486,7 +474,7 @@ impl Spool for FsSpool {
         let Some(name) = claim.source.to_str() else {
             return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy())));
         };
-        let path = self.inflight.join(&claim.key);
+        let path = self.layout.inflight.join(&claim.key);
         let meta = path.symlink_metadata().map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
         if !meta.file_type().is_file() {
             return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
@@ -529,11 +517,11 @@ impl Spool for FsSpool {
     }
 
     fn task_path(&self, claim: &Claim) -> Option<PathBuf> {
-        Some(self.inflight.join(&claim.key))
+        Some(self.layout.inflight.join(&claim.key))
     }
 
     fn result_exists(&self, task_id: &str) -> bool {
-        is_valid_id(task_id) && self.results.join(format!("{task_id}.json")).symlink_metadata().is_ok()
+        is_valid_id(task_id) && self.layout.results.join(format!("{task_id}.json")).symlink_metadata().is_ok()
     }
 
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
@@ -541,7 +529,7 @@ impl Spool for FsSpool {
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
-        remove_if_present(&self.inflight.join(&claim.key))
+        remove_if_present(&self.layout.inflight.join(&claim.key))
     }
 
     fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>> {
@@ -550,7 +538,7 @@ impl Spool for FsSpool {
             alternative: Some(alternative),
             owner: (None, None),
         };
-        durable::publish(&self.queue, tasks, &how)
+        durable::publish(&self.layout.queue, tasks, &how)
     }
 
     fn stage(&mut self, mut op: Op) {
@@ -563,7 +551,8 @@ impl Spool for FsSpool {
             let name = self.dlq_name(&base);
             if *keep_original {
                 record.original_file = Some(
-                    self.rejected
+                    self.layout
+                        .rejected
                         .join(format!("{}.orig", name.trim_end_matches(".json")))
                         .display()
                         .to_string(),
@@ -608,7 +597,7 @@ impl Spool for FsSpool {
     }
 
     fn ledger(&self) -> Option<Vec<u8>> {
-        fs::read(self.queue.join(LEDGER)).ok()
+        fs::read(self.layout.queue.join(LEDGER)).ok()
     }
 
     fn has_pending(&self) -> bool {
