@@ -24,6 +24,23 @@ pub const BREAKER_HALF_OPEN: &str = "a58d2c4d068e4027b754c0d7840646a4";
 /// The circuit breaker closed: tasks start again.
 pub const BREAKER_CLOSED: &str = "4a0f55bc82bc4875b31a82c1008e1fdb";
 
+/// orchestrator-listener: a worker became unhealthy (stale or missing heartbeat, `stopped`,
+/// breaker open); `worker_unhealthy` was written. WHY= says which.
+pub const WORKER_UNHEALTHY: &str = "b6bbe6e1819b45fd8fd5dbd2f39ac77d";
+/// orchestrator-listener: an unhealthy worker is healthy again; `worker_recovered` was written.
+pub const WORKER_RECOVERED: &str = "939de7f86b2a46b7a95cde01ee0fbe0e";
+/// orchestrator-listener: every task of a batch has its result; `batch_completed` was written.
+pub const BATCH_COMPLETED: &str = "43d27ba351a548359f7148b212a30cce";
+/// orchestrator-listener: ORCHESTRATOR_NOTIFY_COMMAND failed for an event (non-zero exit,
+/// signal, time-out, or it could not start). The event file was written all the same.
+pub const NOTIFY_FAILED: &str = "9a11b60bcc944e0aa5105193549be2e1";
+/// orchestrator-listener: a file in a result folder is not a result it can read; it is
+/// counted (`watcher_results_total{status="unreadable"}`) and announced to no one.
+pub const RESULT_UNREADABLE: &str = "ee940fc821b44e2bb1517ce381b18b4d";
+/// orchestrator-listener: an event file (or the listener's state) cannot be written; no
+/// more results are taken until it can (nothing is lost, events are late).
+pub const EVENTS_BLOCKED: &str = "c247d16ea4e94baebdb5980b202f81ec";
+
 /// Every id with a short name, for the journal catalog and the tests.
 pub const ALL: &[(&str, &str)] = &[
     ("task completed", TASK_COMPLETED),
@@ -34,6 +51,12 @@ pub const ALL: &[(&str, &str)] = &[
     ("breaker opened", BREAKER_OPENED),
     ("breaker half-open", BREAKER_HALF_OPEN),
     ("breaker closed", BREAKER_CLOSED),
+    ("worker unhealthy", WORKER_UNHEALTHY),
+    ("worker recovered", WORKER_RECOVERED),
+    ("batch completed", BATCH_COMPLETED),
+    ("notify command failed", NOTIFY_FAILED),
+    ("result unreadable", RESULT_UNREADABLE),
+    ("events blocked", EVENTS_BLOCKED),
 ];
 
 #[cfg(test)]
