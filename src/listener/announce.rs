@@ -14,7 +14,7 @@ use super::command::{Ended, Job, Limits, Outcome};
 use super::events::{self, Event};
 use super::health::{self, Change, Reading, Verdict};
 use super::state::FILE;
-use super::{child_token, Listener, Phase, RETRY_IO};
+use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
 use crate::clock;
 use crate::durable::Batch;
 use crate::log::ids;
@@ -67,17 +67,30 @@ impl Listener {
         }
     }
 
-    /// Writes the staged events, then (once they are all durable) the state.
+    /// Writes the staged events, then (once they are all durable) the state: at once after
+    /// events, so that a restart never announces them again; else (counts of history that is
+    /// not announced, seals) at most every [`STATE_EVERY`], since losing that costs only a
+    /// re-read.
     pub(super) fn commit(&mut self) {
-        if !self.staged.is_empty() && self.retry_io_at.is_none() {
-            self.write_events();
+        if self.retry_io_at.is_some() {
+            return;
         }
-        if self.staged.is_empty() && self.state_dirty && self.retry_io_at.is_none() {
+        let wrote_events = !self.staged.is_empty() && self.write_events();
+        if !self.staged.is_empty() || !self.state_dirty || self.retry_io_at.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let due = self.state_due.is_some_and(|t| now >= t);
+        if wrote_events || due || self.phase != Phase::Running {
+            self.state_due = None;
             self.write_state();
+        } else if self.state_due.is_none() {
+            self.state_due = Some(now + STATE_EVERY);
         }
     }
 
-    fn write_events(&mut self) {
+    /// Returns whether any event was written.
+    fn write_events(&mut self) -> bool {
         let dir = self.cfg.events_dir();
         let staged = std::mem::take(&mut self.staged);
         let mut batch = Batch::new();
@@ -92,10 +105,12 @@ impl Listener {
                 first_error.get_or_insert(e);
             }
         }
+        let mut wrote = false;
         for (e, failed) in staged.into_iter().zip(failed) {
             if failed {
                 self.staged.push(e);
             } else {
+                wrote = true;
                 self.written(e);
             }
         }
@@ -106,6 +121,7 @@ impl Listener {
             );
             self.retry_io_at = Some(Instant::now() + RETRY_IO);
         }
+        wrote
     }
 
     /// An event is durable: counted, logged, and its notify command queued.

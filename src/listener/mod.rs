@@ -58,6 +58,8 @@ const CHILD_BASE: usize = 16;
 const MAX_COMMANDS: usize = 64;
 /// How long to wait before trying again a write or a scan that failed.
 const RETRY_IO: Duration = Duration::from_secs(1);
+/// The state is written at most this often when no event asks for it at once.
+const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Workers followed at most when they are discovered (WORKERS unset).
 const MAX_WORKERS: usize = 10_000;
 
@@ -116,6 +118,8 @@ pub struct Listener {
     /// The last write of events or state failed: retry at this time.
     retry_io_at: Option<Instant>,
     state_dirty: bool,
+    /// When to write a dirty state that no event is waiting for.
+    state_due: Option<Instant>,
     rescan_due: bool,
     reap_due: bool,
     /// Results are left for the next turn: poll without waiting.
@@ -169,6 +173,7 @@ impl Listener {
             staged: Vec::new(),
             retry_io_at: None,
             state_dirty: false,
+            state_due: None,
             rescan_due: false,
             reap_due: false,
             more_work: false,
@@ -282,6 +287,7 @@ impl Listener {
         stale
             .chain(seals)
             .chain(self.retry_io_at)
+            .chain(self.state_due.filter(|_| self.staged.is_empty() && self.retry_io_at.is_none()))
             .chain(self.commands.next_deadline())
             .chain(self.next_watchdog)
             .chain(self.http_deadline())
