@@ -3,6 +3,7 @@
 //! the listener itself, the notify command, and its exit statuses.
 
 mod batches;
+mod blocked;
 mod events;
 mod health;
 mod notify;
