@@ -192,6 +192,8 @@ impl Listener {
     pub fn run(mut self) -> Result<(), Fatal> {
         self.start_watching()?;
         self.ready();
+        // The backlog found and the health of every worker do not wait for a first event.
+        self.turn();
         let mut events = Events::with_capacity(256);
         loop {
             let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));

@@ -78,3 +78,28 @@ fn a_listener_killed_with_9_repeats_no_event_and_loses_no_count() {
     assert_one_event_per_result(&root, "marie");
     assert_eq!(root.events().len(), 40);
 }
+
+#[test]
+fn a_first_start_announces_recent_results_and_only_counts_old_ones() {
+    let root = Root::new();
+    let mut m = worker(&root, "marie");
+    for id in ["old-1", "old-2", "new-1"] {
+        root.submit("marie", id, "hello");
+        root.wait_result("marie", id);
+    }
+    m.stop();
+    // Two results from three days ago: history, older than LISTENER_BACKFILL (a day).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400);
+    for id in ["old-1", "old-2"] {
+        let path = root.path().join("results/marie").join(format!("{id}.json"));
+        std::fs::File::options().write(true).open(&path).expect("open").set_modified(old).expect("mtime");
+    }
+    // No worker runs: nothing but the start itself makes the listener take the backlog.
+    let (_l, target) = start(&root, &[]);
+    wait_for("all three counted", || {
+        (processed(&target.scrape(), "marie", "completed") == 3.0).then_some(())
+    });
+    let tasks: Vec<String> =
+        root.events().iter().filter_map(|e| e["task_id"].as_str().map(str::to_string)).collect();
+    assert_eq!(tasks, vec!["new-1".to_string()]);
+}
