@@ -174,9 +174,12 @@ impl Listener {
                         }
                     }
                 }
-                Change::Created(Folder::Tasks | Folder::ResultsRoot, name) => {
-                    if let Some(n) = name.to_str().filter(|n| is_valid_id(n)) {
-                        let n = n.to_string();
+                Change::Created(f @ (Folder::Tasks | Folder::ResultsRoot), name)
+                | Change::Arrived(f @ (Folder::Tasks | Folder::ResultsRoot), name) => {
+                    let parent =
+                        if f == Folder::Tasks { &self.cfg.paths.tasks } else { &self.cfg.paths.results };
+                    let folder = name.to_str().filter(|n| is_valid_id(n) && parent.join(n).is_dir());
+                    if let Some(n) = folder.map(str::to_string) {
                         if self.workers.contains_key(&n) || self.discover(&n) {
                             self.watch_results(&n);
                             self.scan(&n);

@@ -63,12 +63,15 @@ fn every_completed_and_failed_task_of_two_workers_is_announced_once() {
 #[test]
 fn a_worker_appearing_later_is_followed_when_workers_is_unset() {
     let root = Root::new();
-    let (l, _) = start(&root, &[]);
+    let (l, target) = start(&root, &[]);
+    // A stray file in tasks/ (a task written one folder too high) is not a worker.
+    std::fs::write(root.path().join("tasks").join("stray.json"), "{}").expect("stray file");
     let _w = worker(&root, "late");
     root.submit("late", "t1", "hello");
     let events = root
         .wait_events("the late worker's event", |e| !of_kind(e, "task_completed", Some("late")).is_empty());
     assert_eq!(of_kind(&events, "task_completed", Some("late")).len(), 1);
+    assert_eq!(target.scrape().get("watcher_listener_workers"), 1.0);
     assert!(l.log_text().contains("following a new worker"), "{}", l.log_text());
 }
 
