@@ -30,14 +30,14 @@ impl Listener {
             let ws = self.state.workers.entry(name.clone()).or_default();
             let expected = live.named || ws.health.seen_heartbeat;
             let verdict = health::judge(&live.reading, expected, now, stale_after);
-            let beat = match &live.reading {
-                Reading::Beat(b) => Some(b.clone()),
-                _ => None,
-            };
             if let Some(change) = health::change(&ws.health, &verdict) {
+                let beat = match &live.reading {
+                    Reading::Beat(b) => Some(b),
+                    _ => None,
+                };
                 let event = match change {
-                    Change::Unhealthy => unhealthy(&name, &verdict, beat.as_ref(), stale_after),
-                    Change::Recovered => recovered(&name, &ws.health, beat.as_ref(), now),
+                    Change::Unhealthy => unhealthy(&name, &verdict, beat, stale_after),
+                    Change::Recovered => recovered(&name, &ws.health, beat, now),
                 };
                 ws.health.unhealthy = change == Change::Unhealthy;
                 ws.health.why = verdict.problems.iter().map(|p| p.to_string()).collect();
