@@ -95,10 +95,12 @@ pub fn read(path: &Path) -> Reading {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reading::Missing,
         Err(e) => return Reading::Unreadable(e.to_string()),
     };
-    if !file.metadata().is_ok_and(|m| m.is_file()) {
-        return Reading::Unreadable("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return Reading::Unreadable("not a regular file".into()),
+    };
+    // Sized to the file, so that it is one read(2).
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEARTBEAT_BYTES) as usize + 1);
     if let Err(e) = file.take(MAX_HEARTBEAT_BYTES).read_to_end(&mut bytes) {
         return Reading::Unreadable(e.to_string());
     }
