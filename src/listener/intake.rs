@@ -41,11 +41,11 @@ impl Listener {
                 }
             }
         }
-        self.more_work = self.workers.values().any(|l| !l.pending.is_empty());
+        self.more_work = !self.to_scan.is_empty() || self.workers.values().any(|l| !l.pending.is_empty());
         if !self.more_work && !self.caught_up {
             self.caught_up = true;
             self.log.info(
-                "caught up: every result found at start-up is taken",
+                "caught up: every folder scanned, every result found at start-up taken",
                 &[("DURATION_MS", &self.started.elapsed().as_millis())],
             );
             trim_heap();

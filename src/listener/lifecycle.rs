@@ -43,7 +43,6 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
 impl Listener {
     /// The rebuild is done (state read, every folder scanned): READY=1.
     pub(super) fn ready(&mut self) {
-        let pending: usize = self.workers.values().map(|l| l.pending.len()).sum();
         let status = self.status_line();
         if let Err(e) = self.notifier.ready(&status) {
             self.log.warn("cannot notify systemd", &[("ERROR", &e)]);
@@ -53,7 +52,7 @@ impl Listener {
             "ready",
             &[
                 ("WORKERS", &self.workers.len()),
-                ("PENDING", &pending),
+                ("FOLDERS_TO_LIST", &self.to_scan.len()),
                 ("REBUILD_MS", &self.started.elapsed().as_millis()),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),

@@ -26,7 +26,7 @@ mod state;
 mod summary;
 mod watching;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -58,6 +58,8 @@ const CHILD_BASE: usize = 16;
 const MAX_COMMANDS: usize = 64;
 /// How long to wait before trying again a write or a scan that failed.
 const RETRY_IO: Duration = Duration::from_secs(1);
+/// Time spent listing result folders in one turn, at most (a folder is never cut short).
+const SCAN_BUDGET: Duration = Duration::from_millis(50);
 /// The state is written at most this often when no event asks for it at once.
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Workers followed at most when they are discovered (WORKERS unset).
@@ -91,6 +93,8 @@ struct Live {
     verdict: Option<Verdict>,
     /// When to try to seal its result folder.
     seal_at: Option<Instant>,
+    /// Its result folder is queued for a scan.
+    scan_due: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +125,10 @@ pub struct Listener {
     /// When to write a dirty state that no event is waiting for.
     state_due: Option<Instant>,
     rescan_due: bool,
+    /// Result folders to scan, a few each turn.
+    to_scan: VecDeque<String>,
+    /// A scan or a watch failed: rescan when `retry_io_at` comes.
+    retry_scans: bool,
     reap_due: bool,
     /// Results are left for the next turn: poll without waiting.
     more_work: bool,
@@ -175,6 +183,8 @@ impl Listener {
             state_dirty: false,
             state_due: None,
             rescan_due: false,
+            to_scan: VecDeque::new(),
+            retry_scans: false,
             reap_due: false,
             more_work: false,
             commands: Commands::new(MAX_COMMANDS),
@@ -191,6 +201,7 @@ impl Listener {
     /// Runs until stopped. `Ok` is a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
         self.start_watching()?;
+        self.skip_sealed();
         self.ready();
         // The backlog found and the health of every worker do not wait for a first event.
         self.turn();
@@ -249,13 +260,14 @@ impl Listener {
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
-            self.rescan_due |= self.workers.values().any(|l| !l.watched);
+            self.rescan_due |= std::mem::take(&mut self.retry_scans);
         }
         if std::mem::take(&mut self.rescan_due) {
             self.rescan();
         }
         self.more_work = false;
         if self.phase == Phase::Running {
+            self.scan_some(SCAN_BUDGET);
             self.take_results();
         }
         self.judge_health();
@@ -280,7 +292,7 @@ impl Listener {
         let seals = self
             .workers
             .values()
-            .filter(|l| l.watched && l.pending.is_empty() && self.staged.is_empty())
+            .filter(|l| l.watched && !l.scan_due && l.pending.is_empty() && self.staged.is_empty())
             .filter_map(|l| l.seal_at);
         let stopping = match self.phase {
             Phase::Stopping { deadline, killed: false } => Some(deadline),

@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, is_result_name, QUIET};
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
@@ -50,8 +50,44 @@ impl Listener {
         let names: Vec<String> = self.workers.keys().cloned().collect();
         for name in names {
             self.watch_results(&name);
-            self.scan(&name);
+            self.queue_scan(&name);
             self.read_heartbeat(&name);
+        }
+    }
+
+    /// Queues a scan of `worker`'s result folder, done by [`Listener::scan_some`].
+    fn queue_scan(&mut self, worker: &str) {
+        if let Some(live) = self.workers.get_mut(worker).filter(|l| !l.scan_due) {
+            live.scan_due = true;
+            self.to_scan.push_back(worker.to_string());
+        }
+    }
+
+    /// Before READY: the folders whose seal holds need no scan (one `stat` each); the others
+    /// stay queued, to be listed after READY, a few each turn.
+    pub(super) fn skip_sealed(&mut self) {
+        for name in std::mem::take(&mut self.to_scan) {
+            let sealed = self.state.workers.get(&name).and_then(|w| w.cursor.sealed_ns);
+            let now = fs::metadata(self.results_dir(&name)).map(|m| cursor::mtime_ns(&m)).ok();
+            match self.workers.get_mut(&name) {
+                Some(live) if sealed.is_some() && sealed == now => live.scan_due = false,
+                _ => self.to_scan.push_back(name),
+            }
+        }
+    }
+
+    /// Scans queued folders until `budget` is spent (at least one), so that a start-up with
+    /// many changed folders never holds the loop for long.
+    pub(super) fn scan_some(&mut self, budget: Duration) {
+        let start = Instant::now();
+        while let Some(name) = self.to_scan.pop_front() {
+            if let Some(live) = self.workers.get_mut(&name) {
+                live.scan_due = false;
+                self.scan(&name);
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
         }
     }
 
@@ -110,6 +146,7 @@ impl Listener {
             Err(e) => {
                 self.log.error("cannot watch a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
                 self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                self.retry_scans = true;
             }
         }
     }
@@ -121,8 +158,12 @@ impl Listener {
         let found = match cursor::scan(&dir, &ws.cursor) {
             Ok(s) => s,
             Err(e) => {
-                self.log.error("cannot list a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
+                self.log.error(
+                    "cannot list a result folder; trying again",
+                    &[("WORKER", &worker), ("ERROR", &e)],
+                );
                 self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                self.retry_scans = true;
                 return;
             }
         };
@@ -182,7 +223,7 @@ impl Listener {
                     if let Some(n) = folder.map(str::to_string) {
                         if self.workers.contains_key(&n) || self.discover(&n) {
                             self.watch_results(&n);
-                            self.scan(&n);
+                            self.queue_scan(&n);
                         }
                     }
                 }
@@ -203,7 +244,7 @@ impl Listener {
         }
         self.log.info("following a new worker", &[("WORKER", &name)]);
         self.watch_results(name);
-        self.scan(name);
+        self.queue_scan(name);
         self.read_heartbeat(name);
         true
     }
@@ -235,6 +276,7 @@ impl Listener {
                 }
                 self.log.warn("result folder removed or moved; watching for it again", &[("WORKER", &w)]);
                 self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                self.retry_scans = true;
             }
             other => {
                 self.log.error(
@@ -263,7 +305,8 @@ impl Listener {
         let due: Vec<String> = self
             .workers
             .iter()
-            .filter(|(_, l)| l.watched && l.pending.is_empty() && l.seal_at.is_some_and(|t| now >= t))
+            .filter(|(_, l)| l.watched && !l.scan_due && l.pending.is_empty())
+            .filter(|(_, l)| l.seal_at.is_some_and(|t| now >= t))
             .map(|(n, _)| n.clone())
             .collect();
         if due.is_empty() {
