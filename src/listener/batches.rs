@@ -60,21 +60,30 @@ pub struct Open {
     pub first_result_at: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Batches {
     #[serde(default)]
     pub open: BTreeMap<String, Open>,
     #[serde(default)]
     pub done: VecDeque<u64>,
+    /// `done` as a set, for the lookup each result makes; rebuilt from `done` when empty.
+    #[serde(skip)]
+    done_set: HashSet<u64>,
     #[serde(default)]
     clock: u64,
+}
+
+impl PartialEq for Batches {
+    fn eq(&self, other: &Batches) -> bool {
+        self.open == other.open && self.done == other.done && self.clock == other.clock
+    }
 }
 
 /// What a result did to its batch.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// Counted; the batch is still open.
-    Counted(Open),
+    /// Counted; the batch is still open, with these counts so far.
+    Counted { tally: Tally, size: Option<u64> },
     /// Counted, and this result completed the batch.
     Completed(Open),
     /// The task was counted before, or its batch completed before: not counted again.
@@ -101,7 +110,10 @@ impl Batches {
         at: &str,
     ) -> (Outcome, Vec<Forgotten>) {
         let hash = fnv1a(&[name]);
-        if self.done.contains(&hash) {
+        if self.done_set.len() != self.done.len() {
+            self.done_set = self.done.iter().copied().collect();
+        }
+        if self.done_set.contains(&hash) {
             return (Outcome::Repeated, Vec::new());
         }
         self.clock += 1;
@@ -119,14 +131,16 @@ impl Batches {
         if complete {
             let done = self.open.remove(name).unwrap_or_default();
             self.done.push_back(hash);
+            self.done_set.insert(hash);
             while self.done.len() > MAX_DONE {
-                self.done.pop_front();
+                if let Some(old) = self.done.pop_front() {
+                    self.done_set.remove(&old);
+                }
             }
             return (Outcome::Completed(done), Vec::new());
         }
-        let snapshot = Open { members: HashSet::new(), ..batch.clone() };
-        let forgotten = self.bound(name);
-        (Outcome::Counted(snapshot), forgotten)
+        let counted = Outcome::Counted { tally: batch.tally, size: batch.size };
+        (counted, self.bound(name))
     }
 
     /// Forgets the least recently updated batches (never `keep`) beyond the bounds.
@@ -165,7 +179,7 @@ mod tests {
     fn a_sized_batch_completes_once_with_counts() {
         let mut b = Batches::default();
         let (o, _) = b.record("b1", Some(3), "marie", "t1", "completed", "t");
-        assert!(matches!(o, Outcome::Counted(ref x) if x.tally.total() == 1));
+        assert!(matches!(o, Outcome::Counted { tally, .. } if tally.total() == 1));
         b.record("b1", None, "anga", "t2", "failed", "t");
         let (o, _) = b.record("b1", Some(3), "marie", "t1", "completed", "t");
         assert_eq!(o, Outcome::Repeated, "a second result of one task");
@@ -182,7 +196,7 @@ mod tests {
         let mut b = Batches::default();
         for i in 0..5 {
             let (o, _) = b.record("u", None, "marie", &format!("t{i}"), "completed", "t");
-            assert!(matches!(o, Outcome::Counted(_)));
+            assert!(matches!(o, Outcome::Counted { .. }));
         }
         assert_eq!(b.open["u"].tally.completed, 5);
     }

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use super::batches::{Forgotten, Open, Outcome};
+use super::batches::{Forgotten, Open, Outcome, Tally};
 use super::cursor::Key;
 use super::events::{self, Event};
 use super::summary::{self, Reading, Summary};
@@ -73,18 +73,17 @@ impl Listener {
             }
             Reading::Result(s) => {
                 ws.counts.record(&s);
-                let mut event = events::task(worker, &s, key.0, &path.to_string_lossy());
-                let mut completed = None;
-                if let Some((batch, size)) = &s.batch {
-                    let (progress, done) = self.count_in_batch(worker, &s, batch, *size, key.0, announce);
-                    if let Some(p) = progress {
-                        event = event.with("batch_progress", p);
-                    }
-                    completed = done;
-                }
+                let (progress, completed) = match &s.batch {
+                    Some((batch, size)) => self.count_in_batch(worker, &s, batch, *size, key.0, announce),
+                    None => (None, None),
+                };
                 // The task's event before its batch's: they are renamed into place in order.
                 if announce {
-                    self.stage(event);
+                    let event = events::task(worker, &s, key.0, &path.to_string_lossy());
+                    self.stage(match progress {
+                        Some(p) => event.with("batch_progress", p),
+                        None => event,
+                    });
                 }
                 if let Some(done) = completed {
                     self.stage(done);
@@ -121,7 +120,7 @@ impl Listener {
         }
         match outcome {
             Outcome::Repeated => (None, None),
-            Outcome::Counted(open) => (Some(progress(&open)), None),
+            Outcome::Counted { tally, size } => (Some(progress(tally, size)), None),
             Outcome::Completed(done) if announce => {
                 self.log.info(
                     "batch completed",
@@ -132,9 +131,9 @@ impl Listener {
                         ("FAILED", &done.tally.failed),
                     ],
                 );
-                (Some(progress(&done)), Some(batch_completed(batch, &done, mtime_ns)))
+                (Some(progress(done.tally, done.size)), Some(batch_completed(batch, &done, mtime_ns)))
             }
-            Outcome::Completed(done) => (Some(progress(&done)), None),
+            Outcome::Completed(done) => (Some(progress(done.tally, done.size)), None),
         }
     }
 
@@ -154,8 +153,8 @@ impl Listener {
     }
 }
 
-fn progress(b: &Open) -> serde_json::Value {
-    json!({"completed": b.tally.completed, "failed": b.tally.failed, "size": b.size})
+fn progress(tally: Tally, size: Option<u64>) -> serde_json::Value {
+    json!({"completed": tally.completed, "failed": tally.failed, "size": size})
 }
 
 fn batch_completed(name: &str, b: &Open, mtime_ns: i64) -> Event {

@@ -20,6 +20,8 @@ use crate::task::is_valid_id;
 /// Largest result read; a bigger file is unreadable (results are bounded by
 /// MAX_OUTPUT_BYTES, 1 MiB by default, plus their other fields).
 pub const MAX_RESULT_BYTES: u64 = 256 << 20;
+/// Results up to this size are read into memory to be parsed.
+const IN_MEMORY_BYTES: u64 = 4 << 20;
 /// Longest batch name taken from `metadata.batch`.
 pub const MAX_BATCH_NAME: usize = 256;
 
@@ -91,12 +93,23 @@ pub enum Reading {
 /// Reads `path`; `stem` is the file name without `.json` (the task id when the result has
 /// none).
 pub fn read(path: &Path, stem: &str) -> Reading {
-    let file = match open(path) {
+    let (mut file, len) = match open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Reading::Gone,
         Err(e) => return Reading::Unreadable(e.to_string()),
     };
-    let raw: Raw = match serde_json::from_reader(BufReader::new(file.take(MAX_RESULT_BYTES))) {
+    // A usual result is read whole and parsed from memory (several times faster than from a
+    // reader); a very large one is streamed, its output skipped without being held.
+    let parsed = if len <= IN_MEMORY_BYTES {
+        let mut bytes = Vec::with_capacity(len as usize + 1);
+        match file.read_to_end(&mut bytes) {
+            Ok(_) => serde_json::from_slice::<Raw>(&bytes),
+            Err(e) => return Reading::Unreadable(e.to_string()),
+        }
+    } else {
+        serde_json::from_reader(BufReader::new(file.take(MAX_RESULT_BYTES)))
+    };
+    let raw = match parsed {
         Ok(r) => r,
         Err(e) => return Reading::Unreadable(format!("not a result: {e}")),
     };
@@ -106,8 +119,9 @@ pub fn read(path: &Path, stem: &str) -> Reading {
     }
 }
 
-/// Opens a regular file without following a symlink and without blocking on a FIFO.
-fn open(path: &Path) -> io::Result<File> {
+/// Opens a regular file without following a symlink and without blocking on a FIFO;
+/// returns it with its size.
+fn open(path: &Path) -> io::Result<(File, u64)> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -123,7 +137,7 @@ fn open(path: &Path) -> io::Result<File> {
     if meta.len() > MAX_RESULT_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "larger than 256 MiB"));
     }
-    Ok(file)
+    Ok((file, meta.len()))
 }
 
 fn summarise(raw: Raw, stem: &str) -> Result<Summary, String> {
