@@ -67,3 +67,40 @@ fn a_damaged_state_file_stops_it_with_78() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
 }
+
+#[test]
+fn sighup_applies_a_new_notify_command_and_says_what_needs_a_restart() {
+    let root = Root::new();
+    let env_file = root.path().join("listener.env");
+    std::fs::write(&env_file, "# nothing yet\n").expect("env file");
+    let sock = root.path().join("listener.metrics.sock");
+    let listen = sock.display().to_string();
+    let mut cmd = listener_command(
+        &root,
+        &[("ENABLE_METRICS", "true"), ("METRICS_LISTEN", &listen), ("HEARTBEAT_STALE_AFTER", "3600")],
+    );
+    cmd.arg("--env-file").arg(&env_file);
+    let l = Worker::spawn_command(&root, "listener", cmd);
+    l.wait_notify("READY=1");
+    let seen = root.path().join("seen");
+    std::fs::create_dir(&seen).expect("mkdir");
+    let line = format!(
+        // Single quotes: the env file substitutes nothing; sh sees $WATCHER_EVENT_ID.
+        "ORCHESTRATOR_NOTIFY_COMMAND='sh -c \"cat > {}/$WATCHER_EVENT_ID.json\"'\nWORKERS=marie\n",
+        seen.display()
+    );
+    std::fs::write(&env_file, line).expect("env file");
+    l.signal(libc::SIGHUP);
+    wait_for("the reload logged", || l.log_text().contains("configuration reloaded").then_some(()));
+    assert!(
+        l.log_text().contains("applies only at restart") && l.log_text().contains("WORKERS"),
+        "{}",
+        l.log_text()
+    );
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    let events = root.wait_events("the event", |e| !e.is_empty());
+    let id = events[0]["id"].as_str().expect("id").to_string();
+    wait_for("the new command run", || read_json(&seen.join(format!("{id}.json"))));
+    assert!(l.notifications().iter().any(|n| n.contains("RELOADING=1")), "{:?}", l.notifications());
+}
