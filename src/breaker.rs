@@ -114,6 +114,15 @@ impl Breaker {
         }
     }
 
+    /// Opens now, whatever the count: a fault of the whole worker (its credentials), not of a
+    /// task. `Some` when it was not open already.
+    pub fn force_open(&mut self, now: Instant, timeout: Duration) -> Option<Transition> {
+        self.trial_running = false;
+        let was_open = matches!(self.state, State::Open { .. });
+        self.state = State::Open { until: now + timeout };
+        (!was_open).then_some(Transition::Opened)
+    }
+
     pub fn failed(&mut self, now: Instant, threshold: u32, timeout: Duration) -> Option<Transition> {
         self.consecutive = self.consecutive.saturating_add(1);
         self.trial_running = false;
@@ -166,6 +175,18 @@ mod tests {
         assert_eq!(b.succeeded(), Some(Transition::Closed));
         assert!(b.may_start());
         assert_eq!(b.state().gauge(), 0);
+    }
+
+    #[test]
+    fn forced_open_holds_and_half_opens_as_usual() {
+        let now = Instant::now();
+        let mut b = Breaker::default();
+        assert_eq!(b.force_open(now, T), Some(Transition::Opened));
+        assert!(!b.may_start());
+        assert_eq!(b.force_open(now, T), None, "already open: extended, not announced again");
+        assert_eq!(b.tick(now + T), Some(Transition::HalfOpened));
+        b.started();
+        assert_eq!(b.force_open(now + T, T), Some(Transition::Opened));
     }
 
     #[test]

@@ -27,6 +27,8 @@ struct Item<T> {
     name: String,
     bytes: Vec<u8>,
     mtime: Option<SystemTime>,
+    /// Synced (durable); else only atomic (a reader never sees half of it).
+    sync: bool,
     tag: T,
 }
 
@@ -72,7 +74,27 @@ impl<T> Batch<T> {
         mtime: Option<SystemTime>,
         tag: T,
     ) {
-        self.items.push(Item { dir: dir.to_path_buf(), name: name.to_string(), bytes, mtime, tag });
+        self.items.push(Item {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            bytes,
+            mtime,
+            sync: true,
+            tag,
+        });
+    }
+
+    /// Like `add`, but only atomic, not synced: for files whose loss in a power failure costs
+    /// nothing (a claim receipt: the claim it records is not synced either).
+    pub fn add_unsynced(&mut self, dir: &Path, name: &str, bytes: Vec<u8>, tag: T) {
+        self.items.push(Item {
+            dir: dir.to_path_buf(),
+            name: name.to_string(),
+            bytes,
+            mtime: None,
+            sync: false,
+            tag,
+        });
     }
 
     /// Writes, syncs and renames every staged file, then syncs each folder once. Returns each
@@ -92,9 +114,20 @@ impl<T> Batch<T> {
                 }
             }
         }
+        // Start the write-back of every file at once, so that the syncs below find their
+        // I/O done or in flight instead of issuing it one file after another.
+        for (item, _, file) in &staged {
+            if item.sync {
+                // SAFETY: sync_file_range on an fd we own; a failure only loses the head start.
+                unsafe {
+                    libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+                }
+            }
+        }
         let mut renamed = Vec::with_capacity(staged.len());
         for (item, tmp, file) in staged {
-            let result = file.sync_data().and_then(|()| fs::rename(&tmp, item.dir.join(&item.name)));
+            let synced = if item.sync { file.sync_data() } else { Ok(()) };
+            let result = synced.and_then(|()| fs::rename(&tmp, item.dir.join(&item.name)));
             match result {
                 Ok(()) => renamed.push(item),
                 Err(e) => {
@@ -103,11 +136,11 @@ impl<T> Batch<T> {
                 }
             }
         }
-        let dirs: BTreeSet<&Path> = renamed.iter().map(|i| i.dir.as_path()).collect();
+        let dirs: BTreeSet<&Path> = renamed.iter().filter(|i| i.sync).map(|i| i.dir.as_path()).collect();
         let failed_dirs: Vec<(PathBuf, io::Error)> =
             dirs.into_iter().filter_map(|d| sync_dir(d).err().map(|e| (d.to_path_buf(), e))).collect();
         for item in renamed {
-            let outcome = match failed_dirs.iter().find(|(d, _)| *d == item.dir) {
+            let outcome = match failed_dirs.iter().find(|(d, _)| item.sync && *d == item.dir) {
                 Some((_, e)) => Err(io::Error::new(e.kind(), e.to_string())),
                 None => Ok(()),
             };

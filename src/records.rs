@@ -113,6 +113,13 @@ pub struct Heartbeat {
     pub dead_lettered: u64,
     /// `closed`, `open`, `half_open`.
     pub circuit_state: String,
+    /// Why the breaker is open: `failures` or `credential`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_reason: Option<String>,
+    /// While the worker is paused (`rate_limited` or `budget_exhausted`): until when, in
+    /// seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_open_until: Option<f64>,
     /// Seconds since the epoch.

@@ -54,6 +54,9 @@ pub struct State {
     /// Times the task was found in flight after the daemon died.
     #[serde(default)]
     pub reclaims: u32,
+    /// Runs not charged as attempts: stopped by a rate limit or a credential fault.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub uncharged: u32,
     /// Wall-clock time (epoch seconds) before which the next attempt must not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<f64>,
@@ -64,6 +67,18 @@ pub struct State {
     pub history: Vec<Failure>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl State {
+    /// Every run the task has had or lost: attempts, reclaims and uncharged runs. The
+    /// runaway guard (MAX_TASK_RUNS) caps it.
+    pub fn runs(&self) -> u32 {
+        self.attempts.saturating_add(self.reclaims).saturating_add(self.uncharged)
+    }
+}
+
 /// A valid task.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Task {
@@ -71,6 +86,10 @@ pub struct Task {
     pub description: String,
     pub timeout: Option<Duration>,
     pub max_retries: Option<u32>,
+    /// Passed to the agent as its turn limit (AGENT_MAX_TURNS_FLAG).
+    pub max_turns: Option<u32>,
+    /// Passed to the agent as its spending limit (AGENT_MAX_BUDGET_FLAG).
+    pub max_budget_usd: Option<f64>,
     /// The submitted object, unknown fields included, without `_watcher`.
     pub doc: Map<String, Value>,
     pub state: State,
@@ -189,7 +208,20 @@ impl Task {
             })?,
         };
         doc.insert("task_id".into(), Value::String(id.clone()));
-        Ok(Task { id, description, timeout, max_retries, doc, state })
+        let max_turns = match doc.get("max_turns") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_u64().filter(|n| (1..=100_000).contains(n)).map(|n| n as u32).ok_or(
+                Invalid::BadField { field: "max_turns", expected: "a whole number from 1 to 100000" },
+            )?),
+        };
+        let max_budget_usd = match doc.get("max_budget_usd") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_f64().filter(|x| x.is_finite() && *x > 0.0).ok_or(Invalid::BadField {
+                field: "max_budget_usd",
+                expected: "a number of US dollars > 0",
+            })?),
+        };
+        Ok(Task { id, description, timeout, max_retries, max_turns, max_budget_usd, doc, state })
     }
 
     /// `metadata`, carried into the result untouched.

@@ -25,6 +25,8 @@ pub enum Change<K> {
     Overflow,
     /// The folder itself was removed or moved away; its watch is gone.
     Lost(K),
+    /// A child was removed or moved away (only from folders watched with `add_removals`).
+    Removed(K, OsString),
 }
 
 /// Watches over folders, each known by a key of the caller's.
@@ -52,16 +54,17 @@ impl<K: Clone> DirWatch<K> {
     /// Watches `dir` for arrivals, reported under `key`.
     pub fn add(&mut self, dir: &Path, key: K) -> io::Result<()> {
         let mask = ARRIVALS | SELF_EVENTS | WatchMask::CREATE | WatchMask::ONLYDIR;
-        let wd = self.inotify.watches().add(dir, mask).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOSPC) => io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot watch {}: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
-                    dir.display()
-                ),
-            ),
-            _ => io::Error::new(e.kind(), format!("cannot watch {}: {e}", dir.display())),
-        })?;
+        let wd = self.inotify.watches().add(dir, mask).map_err(|e| watch_error(dir, e))?;
+        self.keys.insert(wd, key);
+        Ok(())
+    }
+
+    /// Watches `dir` for its children being removed or moved away. A folder that a process
+    /// holds open (the worker's lock on its queue) gets no IN_DELETE_SELF when it is removed
+    /// until the last fd closes; its parent's IN_DELETE comes at once.
+    pub fn add_removals(&mut self, dir: &Path, key: K) -> io::Result<()> {
+        let mask = WatchMask::DELETE | WatchMask::MOVED_FROM | SELF_EVENTS | WatchMask::ONLYDIR;
+        let wd = self.inotify.watches().add(dir, mask).map_err(|e| watch_error(dir, e))?;
         self.keys.insert(wd, key);
         Ok(())
     }
@@ -92,6 +95,8 @@ impl<K: Clone> DirWatch<K> {
                         out.push(Change::Arrived(key.clone(), name.to_os_string()));
                     } else if event.mask.contains(EventMask::CREATE) {
                         out.push(Change::Created(key.clone(), name.to_os_string()));
+                    } else if event.mask.intersects(EventMask::DELETE | EventMask::MOVED_FROM) {
+                        out.push(Change::Removed(key.clone(), name.to_os_string()));
                     }
                 }
             }
@@ -101,6 +106,19 @@ impl<K: Clone> DirWatch<K> {
                 self.keys.remove(&wd);
             }
         }
+    }
+}
+
+fn watch_error(dir: &Path, e: io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => io::Error::new(
+            e.kind(),
+            format!(
+                "cannot watch {}: inotify watch limit reached; raise the sysctl fs.inotify.max_user_watches",
+                dir.display()
+            ),
+        ),
+        _ => io::Error::new(e.kind(), format!("cannot watch {}: {e}", dir.display())),
     }
 }
 
@@ -148,5 +166,21 @@ mod tests {
         let mut out = Vec::new();
         w.read(&mut out).expect("read");
         assert!(out.contains(&Change::Lost("q")), "{out:?}");
+    }
+
+    #[test]
+    fn removal_of_a_folder_held_open_is_seen_from_its_parent() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("q");
+        fs::create_dir(&dir).expect("mkdir");
+        let _held = fs::File::open(&dir).expect("open");
+        let mut w = DirWatch::new().expect("inotify");
+        w.add(&dir, "q").expect("watch");
+        w.add_removals(root.path(), "parent").expect("watch parent");
+        fs::remove_dir(&dir).expect("rmdir");
+        let mut out = Vec::new();
+        w.read(&mut out).expect("read");
+        assert!(!out.contains(&Change::Lost("q")), "no IN_DELETE_SELF while held: {out:?}");
+        assert!(out.contains(&Change::Removed("parent", "q".into())), "{out:?}");
     }
 }

@@ -5,6 +5,7 @@
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
 pub mod listener;
+mod policy;
 mod value;
 pub mod vars;
 
@@ -15,6 +16,7 @@ use std::time::Duration;
 
 use crate::log::{Format, Level, Target};
 use crate::task::is_valid_id;
+pub use policy::Policy;
 pub use vars::{Reload, Var, VARS};
 
 /// Where a value came from.
@@ -89,6 +91,8 @@ pub struct Paths {
     pub dlq: PathBuf,
     pub prompts: PathBuf,
     pub pipes: PathBuf,
+    /// LOCK_DIR: where the worker's lock file is; `None`: the lock is on the queue folder.
+    pub lock: Option<PathBuf>,
 }
 
 /// Everything SIGHUP may change.
@@ -110,10 +114,14 @@ pub struct Tuning {
     pub agent_argv: Vec<String>,
     pub max_task_bytes: u64,
     pub max_output_bytes: u64,
+    /// RESCAN_INTERVAL when set (`None`: set to 0, off).
     pub rescan_interval: Option<Duration>,
+    /// RESCAN_INTERVAL is unset: the daemon decides from the queue's filesystem.
+    pub rescan_auto: bool,
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
+    pub policy: Policy,
 }
 
 /// One effective value, for `--check-config`.
@@ -277,6 +285,8 @@ fn spool_paths(r: &mut Resolver, root: &Path) -> Result<Paths, ConfigError> {
         dlq: dir(r, "DLQ_DIR", "dlq")?,
         prompts: dir(r, "PROMPT_DIR", "prompts")?,
         pipes: root.join("pipes"),
+        // The worker's own (LOCK_DIR), set by its loader.
+        lock: None,
         root: root.to_path_buf(),
     })
 }
@@ -316,7 +326,8 @@ impl Config {
 
     fn resolve(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
         let (mut r, root) = Resolver::open(layers)?;
-        let paths = spool_paths(&mut r, &root)?;
+        let mut paths = spool_paths(&mut r, &root)?;
+        paths.lock = r.get("LOCK_DIR", absolute)?;
         let tuning = tuning(&mut r)?;
         let log_format = r.req("LOG_FORMAT", |s| match s.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(Format::Json),
@@ -412,7 +423,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         return Err(bad_value("CLAUDE_COMMAND", "", &Source::Default));
     }
     agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
-    let rescan = r.req("RESCAN_INTERVAL", secs(false))?;
+    let rescan = r.get("RESCAN_INTERVAL", secs(false))?;
     Ok(Tuning {
         max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
         task_timeout: r.req("TASK_TIMEOUT", secs(true))?,
@@ -429,9 +440,11 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         agent_argv,
         max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
-        rescan_interval: Some(rescan).filter(|d| !d.is_zero()),
+        rescan_interval: rescan.filter(|d| !d.is_zero()),
+        rescan_auto: rescan.is_none(),
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
+        policy: policy::policy(r)?,
     })
 }
 

@@ -202,3 +202,27 @@ fn shared_settings_need_no_worker_name() {
     let off = load(&[("WATCHER_ROOT", &root), ("PIPE_INTAKE", "off")]);
     assert!(!off.expect("config").pipe_intake, "the environment ranks above ROOT/.env");
 }
+
+#[test]
+fn rescan_interval_unset_is_auto_and_explicit_values_win() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let t = load(&[("WATCHER_ROOT", &root)]).expect("config").tuning;
+    assert!(t.rescan_auto);
+    assert_eq!(t.rescan_interval, None);
+    let t = load(&[("WATCHER_ROOT", &root), ("RESCAN_INTERVAL", "0")]).expect("config").tuning;
+    assert!(!t.rescan_auto, "0 is an explicit off");
+    assert_eq!(t.rescan_interval, None);
+    let t = load(&[("WATCHER_ROOT", &root), ("RESCAN_INTERVAL", "2.5")]).expect("config").tuning;
+    assert!(!t.rescan_auto);
+    assert_eq!(t.rescan_interval, Some(Duration::from_millis(2500)));
+}
+
+#[test]
+fn lock_dir_is_optional_and_absolute() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    assert_eq!(load(&[("WATCHER_ROOT", &root)]).expect("config").paths.lock, None);
+    let c = load(&[("WATCHER_ROOT", &root), ("LOCK_DIR", "/run/ww")]).expect("config");
+    assert_eq!(c.paths.lock, Some(PathBuf::from("/run/ww")));
+}

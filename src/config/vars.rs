@@ -67,6 +67,14 @@ pub const VARS: &[Var] = &[
         Live,
         "Folder of per-worker system prompts (NAME.md); default ROOT/prompts.",
     ),
+    var(
+        "LOCK_DIR",
+        None,
+        "a directory path",
+        Restart,
+        "Folder of the per-worker lock files (NAME.lock), for workers of one name on several \
+         hosts sharing a spool; default: the lock is taken on the queue folder.",
+    ),
     var("MAX_CONCURRENT_TASKS", Some("3"), "a whole number from 1 to 1024", Live, "Agent runs at once."),
     var(
         "TASK_TIMEOUT",
@@ -169,10 +177,11 @@ pub const VARS: &[Var] = &[
     ),
     var(
         "RESCAN_INTERVAL",
-        Some("0"),
+        None,
         "a number of seconds >= 0 (0: off)",
         Live,
-        "Safety rescan of the queue, for filesystems where inotify misses writes.",
+        "Safety rescan of the queue, for filesystems where inotify misses writes. Unset: off, \
+         or every 5 s when the queue is on NFS, CIFS/SMB, FUSE, 9p or Ceph (statfs at start-up).",
     ),
     var(
         "LOG_LEVEL",
@@ -217,6 +226,81 @@ pub const VARS: &[Var] = &[
         "true or false",
         Restart,
         "Create pipes/NAME.pipe (a FIFO, mode 0620) and queue each task JSON line written to it.",
+    ),
+    var(
+        "EMPTY_OUTPUT",
+        Some("warn"),
+        "accept, warn or fail",
+        Live,
+        "What exit 0 with no output at all in under a second is: a success, a success logged as \
+         suspect, or a failure (reason empty_output).",
+    ),
+    var(
+        "RATE_LIMIT_PAUSE",
+        Some("300"),
+        "a number of seconds > 0",
+        Live,
+        "How long the worker pauses after a usage or rate limit whose reset time the agent did not give.",
+    ),
+    var(
+        "REPEATED_FAILURE_LIMIT",
+        Some("2"),
+        "a whole number >= 0 (0: off)",
+        Live,
+        "Give up (reason repeated_failure) when this many failed attempts in a row failed the same way \
+         (same reason, exit status and error text); known transient errors do not count.",
+    ),
+    var(
+        "MAX_TASK_RUNS",
+        Some("20"),
+        "a whole number >= 0 (0: off)",
+        Live,
+        "Give up (reason attempt_limit) when a task's attempts, reclaims and runs stopped by rate \
+         limits or credential faults reach this many.",
+    ),
+    var(
+        "MAX_TASK_WALL_TIME",
+        Some("86400"),
+        "a number of seconds >= 0 (0: off)",
+        Live,
+        "Give up (reason time_limit) on a task that fails this long after its first attempt started.",
+    ),
+    var(
+        "AGENT_MAX_TURNS_FLAG",
+        Some("--max-turns"),
+        "an option name (empty: never passed)",
+        Live,
+        "Option that gives the agent a task's \"max_turns\".",
+    ),
+    var(
+        "AGENT_MAX_BUDGET_FLAG",
+        Some("--max-budget-usd"),
+        "an option name (empty: never passed)",
+        Live,
+        "Option that gives the agent a task's \"max_budget_usd\".",
+    ),
+    var(
+        "WORKER_BUDGET_USD",
+        Some("0"),
+        "a number of US dollars >= 0 (0: no cap)",
+        Live,
+        "Spend cap of the worker: when the agents' reported cost within WORKER_BUDGET_WINDOW reaches it, \
+         the worker pauses until enough of that spend is older than the window.",
+    ),
+    var(
+        "WORKER_BUDGET_WINDOW",
+        Some("86400"),
+        "a number of seconds > 0",
+        Live,
+        "The rolling window of WORKER_BUDGET_USD.",
+    ),
+    var(
+        "AGENT_PREFLIGHT",
+        Some("false"),
+        "true or false",
+        Restart,
+        "Before READY, run the agent once on a one-line prompt; if that run fails, exit with status 78 \
+         instead of filling the dead-letter queue. (The agent command is always checked.)",
     ),
     // orchestrator-listener's own (it also reads WATCHER_ROOT, the folders, KILL_GRACE, the
     // LOG_* and metrics settings above).

@@ -106,7 +106,7 @@ impl Watcher {
             for change in changes {
                 match change {
                     Change::Arrived(dir, name) if dir == self.dir => wake.arrived.push(name),
-                    Change::Arrived(..) | Change::Created(..) => {}
+                    Change::Arrived(..) | Change::Created(..) | Change::Removed(..) => {}
                     Change::Overflow => wake.rescan = true,
                     Change::Lost(dir) => {
                         self.watched.remove(&dir);

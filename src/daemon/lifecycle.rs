@@ -47,19 +47,35 @@ impl Daemon {
                 task.state.reclaims += 1;
             }
             let max = self.cfg.tuning.max_reclaims;
-            if task.state.reclaims > max {
-                let message = format!(
-                    "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
-                    task.state.reclaims
-                );
+            let max_runs = self.cfg.tuning.policy.max_task_runs;
+            let stop = if task.state.reclaims > max {
+                Some((
+                    "reclaim_limit",
+                    format!(
+                        "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
+                        task.state.reclaims
+                    ),
+                ))
+            } else if max_runs > 0 && task.state.runs() >= max_runs {
+                Some((
+                    "attempt_limit",
+                    format!(
+                        "{} runs, reclaims included, reached MAX_TASK_RUNS={max_runs}; not run again",
+                        task.state.runs()
+                    ),
+                ))
+            } else {
+                None
+            };
+            if let Some((reason, message)) = stop {
                 self.ids.insert(task.id.clone());
-                let result = self.reclaim_result(&loaded.task, &message);
+                let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![
                     ("TASK_ID", loaded.task.id.clone()),
-                    ("REASON", "reclaim_limit".into()),
+                    ("REASON", reason.into()),
                     ("ERROR", message.clone()),
                 ];
-                self.dead_letter(claim, loaded.task, "reclaim_limit", message, Some(result), fields, None);
+                self.dead_letter(claim, loaded.task, reason, message, Some(result), fields, None);
             } else {
                 self.log.warn(
                     "task left in flight by a daemon that died; re-queued",
@@ -72,16 +88,17 @@ impl Daemon {
                 self.spool.stage(Op::Requeue { claim, task: loaded.task, queued_at: loaded.queued_at });
             }
         }
-        self.commit();
+        // The re-queued files must be back in the queue before it is scanned.
+        self.commit_now();
         Ok(())
     }
 
-    fn reclaim_result(&self, task: &crate::task::Task, message: &str) -> TaskResult {
+    fn reclaim_result(&self, task: &crate::task::Task, reason: &str, message: &str) -> TaskResult {
         TaskResult {
             task_id: task.id.clone(),
             worker: self.cfg.worker.clone(),
             status: FAILED.into(),
-            reason: Some("reclaim_limit".into()),
+            reason: Some(reason.into()),
             message: Some(message.into()),
             exit_code: None,
             signal: None,
@@ -103,12 +120,14 @@ impl Daemon {
     /// when stopping, and the systemd status line.
     pub(super) fn flush(&mut self) {
         self.commit();
-        // After the outcomes' commit, so the heartbeat's counters include them.
+        // After the outcomes were collected, so the heartbeat's counters include them.
         if self.state_word() != self.heartbeat_status {
             self.stage_heartbeat();
-            self.commit();
         }
-        if matches!(self.phase, Phase::Draining { .. }) && !self.spool.has_pending() {
+        // Hands over what collecting staged (the heartbeat), if the writer is free now.
+        self.commit();
+        // Once their saved state is written: a SaveState in flight must not land after the move.
+        if matches!(self.phase, Phase::Draining { .. }) && !self.spool.busy() {
             self.requeue_waiting();
         }
         let line = self.status_line();
@@ -116,11 +135,13 @@ impl Daemon {
         self.report_notify(r);
     }
 
-    /// `idle`, `busy`, `circuit_open`, `half_open` or `stopping`.
+    /// `idle`, `busy`, `circuit_open`, `half_open`, `rate_limited`, `budget_exhausted` or
+    /// `stopping`.
     fn state_word(&self) -> &'static str {
         match (self.phase, self.breaker.state()) {
             (Phase::Draining { .. }, _) => "stopping",
             (_, State::Open { .. }) => "circuit_open",
+            _ if self.paused.is_some() => self.paused.map_or("idle", |p| p.why.status()),
             (_, State::HalfOpen) => "half_open",
             _ if self.active > 0 => "busy",
             _ => "idle",
@@ -134,7 +155,17 @@ impl Daemon {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
                 let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
-                format!("breaker open until {until}, {} running, {queued} queued", self.active)
+                let why = if self.breaker_credential { " (credential fault)" } else { "" };
+                format!("breaker open{why} until {until}, {} running, {queued} queued", self.active)
+            }
+            _ if self.paused.is_some() => {
+                let p = self.paused.map(|p| (p.why, clock::rfc3339(p.until_wall)));
+                let (why, until) = p.unwrap_or((super::pause::Why::RateLimit, String::new()));
+                let what = match why {
+                    super::pause::Why::RateLimit => "rate limited",
+                    super::pause::Why::Budget => "spend cap reached",
+                };
+                format!("{what} until {until}, {} running, {queued} queued", self.active)
             }
             (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
             _ if self.active > 0 => {
@@ -144,6 +175,11 @@ impl Daemon {
         };
         if !self.waiting.is_empty() {
             line.push_str(&format!(", {} waiting to retry", self.waiting.len()));
+        }
+        if self.writes_failing || self.claims_paused_until.is_some() {
+            let what =
+                if self.writes_failing { "outcomes cannot be written" } else { "tasks cannot be claimed" };
+            line.push_str(&format!("; stalled, {what}: see the log"));
         }
         line
     }
@@ -175,6 +211,9 @@ impl Daemon {
             retried: self.stats.retried,
             dead_lettered: self.stats.dead_lettered,
             circuit_state: self.breaker.state().name().into(),
+            circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
+                .then(|| if self.breaker_credential { "credential" } else { "failures" }.into()),
+            paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
             started_at: clock::epoch_f64(self.started_at),
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
@@ -202,6 +241,7 @@ impl Daemon {
                 &[("MESSAGE_ID", &ids::BREAKER_HALF_OPEN), ("CONSECUTIVE_FAILURES", &failures)],
             ),
             Transition::Closed => {
+                self.breaker_credential = false;
                 self.log.info("circuit breaker closed", &[("MESSAGE_ID", &ids::BREAKER_CLOSED)])
             }
         }
@@ -214,15 +254,29 @@ impl Daemon {
         let r = self.notifier.reloading();
         self.report_notify(r);
         match self.cfg.reload(&self.layers) {
+            Ok((new, _))
+                if new.tuning.agent_argv.first() != self.cfg.tuning.agent_argv.first()
+                    && super::preflight::resolve(
+                        new.tuning.agent_argv.first().map_or("", String::as_str),
+                        self.layers.env.get("PATH").map(String::as_str),
+                    )
+                    .is_err() =>
+            {
+                self.log.error(
+                    "reload refused: the new CLAUDE_COMMAND cannot be run; the running configuration is kept",
+                    &[("CLAUDE_COMMAND", &new.tuning.agent_argv.first().map_or("", String::as_str))],
+                )
+            }
             Ok((new, ignored)) => {
                 for name in ignored {
                     self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);
                 }
-                if new.tuning.rescan_interval != self.cfg.tuning.rescan_interval {
-                    self.next_rescan = new.tuning.rescan_interval.map(|d| Instant::now() + d);
-                }
+                let rescan_was = self.rescan_every();
                 self.log.level = new.tuning.log_level;
                 self.cfg.tuning = new.tuning;
+                if self.rescan_every() != rescan_was {
+                    self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
+                }
                 self.cfg.paths.prompts = new.paths.prompts;
                 self.log.info(
                     "configuration reloaded",
@@ -284,11 +338,12 @@ impl Daemon {
 
     /// The last heartbeat, `stopped`, written before the process exits.
     pub(super) fn stopped(&mut self) {
+        self.commit_now();
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);
         }
         self.stage_heartbeat_as("stopped");
-        self.commit();
+        self.commit_now();
         self.close_endpoint();
         let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
         self.report_notify(r);

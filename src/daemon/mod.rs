@@ -5,8 +5,12 @@
 //! may start → commit the turn's writes in one group → tell systemd.
 
 mod endpoint;
+mod failure;
 mod lifecycle;
+mod outcome;
+mod pause;
 mod pipe;
+mod preflight;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -32,11 +36,17 @@ const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
 /// The named-pipe intake (PIPE_INTAKE).
 const PIPE: Token = Token(2);
+/// The spool's writer finished a batch.
+const WRITES: Token = Token(3);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
-/// How long to wait before trying again a commit or a scan that failed.
+/// How long to wait before trying again a commit, a scan or a claim that failed.
 const RETRY_IO: Duration = Duration::from_secs(1);
+/// The safety rescan when RESCAN_INTERVAL is unset and the queue is on a network filesystem.
+pub const AUTO_RESCAN: Duration = Duration::from_secs(5);
+/// The same I/O error is logged again after this long at most (it is retried every second).
+const ERROR_REPEAT: Duration = Duration::from_secs(60);
 
 fn child_token(slot: usize, pipe: Pipe) -> Token {
     Token(CHILD_BASE + slot * 3 + pipe as usize)
@@ -81,7 +91,7 @@ struct Waiting {
 struct Finishing {
     /// The id to release from `ids` once durable.
     release: Option<String>,
-    status: tasks::Final,
+    status: outcome::Final,
     message: String,
     fields: Vec<(&'static str, String)>,
     /// What the metrics count once it is durable.
@@ -134,6 +144,14 @@ pub struct Daemon {
     /// Non-task names already reported.
     warned: HashSet<OsString>,
     last_error: Option<String>,
+    /// When each failing I/O operation's error was last logged (for ERROR_REPEAT).
+    logged_errors: HashMap<String, Instant>,
+    /// Outcomes could not be made durable: no new task starts until they are.
+    writes_failing: bool,
+    /// A claim failed for a reason of the queue, not of the task: none is tried before then.
+    claims_paused_until: Option<Instant>,
+    /// The filesystem of the queue, when inotify misses writes to it (see AUTO_RESCAN).
+    remote: Option<&'static str>,
     scratch: Vec<u8>,
     metrics: WorkerMetrics,
     endpoint: Option<endpoint::Endpoint>,
@@ -142,6 +160,11 @@ pub struct Daemon {
     /// When a heartbeat was last written durably.
     heartbeat_written: Instant,
     pipe: Option<pipe::PipeIntake>,
+    /// A usage/rate limit or the spend cap holds every start.
+    paused: Option<pause::Pause>,
+    ledger: pause::Ledger,
+    /// The breaker is open for a credential fault (announced once per outage).
+    breaker_credential: bool,
 }
 
 impl Daemon {
@@ -164,6 +187,7 @@ impl Daemon {
         let hostname =
             nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let now = Instant::now();
+        let remote = spool.notifications_unreliable();
         Ok(Daemon {
             layers,
             log,
@@ -187,29 +211,45 @@ impl Daemon {
             prefer_retry: false,
             next_heartbeat: now,
             next_watchdog: None,
-            next_rescan: cfg.tuning.rescan_interval.map(|d| now + d),
+            next_rescan: rescan_every(&cfg, remote).map(|d| now + d),
             next_commit: None,
             heartbeat_status: String::new(),
             reap_due: false,
             more_work: false,
             warned: HashSet::new(),
             last_error: None,
+            logged_errors: HashMap::new(),
+            writes_failing: false,
+            claims_paused_until: None,
+            remote,
             scratch: vec![0; 64 * 1024],
             metrics,
             endpoint,
             retrying: HashMap::new(),
             heartbeat_written: now,
             pipe: None,
+            paused: None,
+            ledger: pause::Ledger::default(),
+            breaker_credential: false,
             cfg,
         })
     }
 
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
+        self.preflight()?;
+        if let Some(bytes) = self.spool.ledger() {
+            self.ledger = pause::Ledger::from_bytes(&bytes);
+            self.check_budget();
+        }
         self.recover()?;
-        self.spool
-            .register(self.poll.registry(), SPOOL)
-            .map_err(|e| Fatal::Config(format!("TASK_DIR: {e}")))?;
+        self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
+            // Out of inotify watches: the host's limit, not this worker's settings; a restart
+            // may succeed.
+            io::ErrorKind::StorageFull => Fatal::Other(format!("TASK_DIR: {e}")),
+            _ => Fatal::Config(format!("TASK_DIR: {e}")),
+        })?;
+        self.announce_rescan();
         self.open_pipe()?;
         self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
         self.schedule();
@@ -267,6 +307,8 @@ impl Daemon {
             SPOOL => self.on_intake(),
             t if self.owns_http(t) => self.on_http(t),
             PIPE => self.on_pipe(),
+            // Written ops have outcomes: the turn's flush collects them.
+            WRITES => {}
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
                 let registry = self.poll.registry();
@@ -308,11 +350,13 @@ impl Daemon {
             at(self.waiting.keys().next().map(|k| k.0));
         }
         at(self.breaker.deadline());
+        at(self.paused.map(|p| p.until));
         at(Some(self.next_heartbeat));
         at(self.next_watchdog);
         at(self.next_rescan);
         at(self.next_commit);
         at(self.http_deadline());
+        at(self.claims_paused_until);
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
@@ -325,6 +369,7 @@ impl Daemon {
         if let Some(t) = self.breaker.tick(now) {
             self.breaker_changed(t);
         }
+        self.end_pause(now);
         if now >= self.next_heartbeat {
             self.stage_heartbeat();
         }
@@ -337,6 +382,9 @@ impl Daemon {
         }
         if self.next_commit.is_some_and(|t| now >= t) {
             self.next_commit = None;
+        }
+        if self.claims_paused_until.is_some_and(|t| now >= t) {
+            self.claims_paused_until = None;
         }
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             if now >= deadline {
@@ -362,16 +410,63 @@ impl Daemon {
         }
     }
 
+    /// Logs an I/O error (the same one at most every ERROR_REPEAT, since failed operations
+    /// are retried every second) and keeps it for the heartbeat's `last_error`.
     fn io_error(&mut self, what: &str, e: &io::Error) {
+        self.io_error_with(what, e, &[]);
+    }
+
+    fn io_error_with(&mut self, what: &str, e: &io::Error, fields: &[crate::log::Field]) {
         let msg = format!("{what}: {e}");
-        self.log.error(&msg, &[]);
+        let now = Instant::now();
+        let due = self.logged_errors.get(&msg).map_or(true, |t| now.duration_since(*t) >= ERROR_REPEAT);
+        if due {
+            self.logged_errors.insert(msg.clone(), now);
+            self.log.error(&msg, fields);
+        }
         self.last_error = Some(msg);
+    }
+
+    /// Every write of a commit succeeded and nothing waits: the errors are over.
+    fn io_recovered(&mut self) {
+        if self.claims_paused_until.is_some() {
+            return;
+        }
+        if let Some(was) = self.last_error.take() {
+            self.logged_errors.clear();
+            self.log.info("writes succeed again; processing resumes", &[("ERROR", &was)]);
+            self.stage_heartbeat();
+        }
+    }
+
+    /// The safety rescan interval in force: RESCAN_INTERVAL, or when it is unset,
+    /// AUTO_RESCAN on a network filesystem.
+    fn rescan_every(&self) -> Option<Duration> {
+        rescan_every(&self.cfg, self.remote)
+    }
+
+    /// Says at start-up why the queue is rescanned on a timer, or why it should be.
+    fn announce_rescan(&mut self) {
+        let Some(fs) = self.remote else { return };
+        match self.rescan_every() {
+            Some(every) => self.log.info(
+                "the queue is on a filesystem where inotify misses writes made elsewhere; rescanning it on a timer",
+                &[("FILESYSTEM", &fs), ("RESCAN_INTERVAL_S", &every.as_secs_f64())],
+            ),
+            None => self.log.warn(
+                "the queue is on a filesystem where inotify misses writes made elsewhere, and RESCAN_INTERVAL=0: such tasks wait for the next local change",
+                &[("FILESYSTEM", &fs)],
+            ),
+        }
     }
 
     fn can_start(&self) -> bool {
         self.phase == Phase::Running
             && self.active < self.cfg.tuning.max_concurrent
             && self.breaker.may_start()
+            && self.paused.is_none()
+            && !self.writes_failing
+            && self.claims_paused_until.is_none()
     }
 
     fn drained(&self) -> bool {
@@ -381,5 +476,13 @@ impl Daemon {
                 self.active == 0 && self.waiting.is_empty() && (!self.spool.has_pending() || abandoned)
             }
         }
+    }
+}
+
+fn rescan_every(cfg: &Config, remote: Option<&'static str>) -> Option<Duration> {
+    if cfg.tuning.rescan_auto {
+        remote.map(|_| AUTO_RESCAN)
+    } else {
+        cfg.tuning.rescan_interval
     }
 }

@@ -1,46 +1,25 @@
-//! A task's way through the loop: queued → claimed → running → completed, retried, or
-//! dead-lettered; with invalid tasks rejected at the claim.
+//! A task's way through the loop until its agent ends: queued → claimed (or rejected as
+//! invalid) → running → reaped; timeouts and the shutdown's stops. What the end means is
+//! [`super::outcome`].
 
-use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
+use super::outcome::{Attempt, Final};
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
-use crate::agent::{self, Output};
+use crate::agent::classify::{Class, Verdict};
 use crate::clock;
-use crate::log::{ids, Level};
-use crate::metrics::{End, Recorded, Run};
-use crate::records::{DeadLetter, Receipt, TaskResult, COMPLETED, FAILED};
-use crate::retry;
-use crate::runner::{Captured, Child, Exit, Spec};
-use crate::spool::{Claim, Done, Op, OpKind, Rejected};
-use crate::task::{is_valid_id, Failure, Invalid, Task};
+use crate::metrics::{End, Recorded};
+use crate::records::{DeadLetter, Receipt, TaskResult, FAILED};
+use crate::runner::{Child, Exit, Spec};
+use crate::spool::{Claim, Op, Rejected};
+use crate::task::{is_valid_id, Invalid, Task};
 
 /// Claims per loop turn at most, so a huge backlog of bad files cannot starve the loop.
 const CLAIMS_PER_TURN: usize = 256;
-/// Failures kept in a task's history (the oldest are dropped).
-const HISTORY_KEPT: usize = 50;
-
-/// One finished attempt, whatever its outcome.
-struct Attempt {
-    claim: Claim,
-    task: Task,
-    queued_at: SystemTime,
-    number: u32,
-    started_wall: SystemTime,
-    duration: Duration,
-    exit: Option<Exit>,
-    captured: Option<Captured>,
-    output: Option<Output>,
-}
-
-fn signal_name(sig: i32) -> String {
-    nix::sys::signal::Signal::try_from(sig)
-        .map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
-}
 
 impl Daemon {
     pub(super) fn on_intake(&mut self) {
@@ -92,7 +71,7 @@ impl Daemon {
         for e in scan.entries {
             self.enqueue(e.name, e.arrived);
         }
-        if let Some(every) = self.cfg.tuning.rescan_interval {
+        if let Some(every) = self.rescan_every() {
             self.next_rescan = Some(Instant::now() + every);
         }
         Ok(())
@@ -119,7 +98,13 @@ impl Daemon {
                 }
             } else if let Some((name, at)) = self.queue.pop_front() {
                 self.queued.remove(&name);
-                self.claim_and_start(&name, at);
+                if !self.claim_and_start(&name, at) {
+                    // Tried again after the pause, at the back: a failure of this one file
+                    // (a mount point, say) must not hold up the others.
+                    self.queued.insert(name.clone());
+                    self.queue.push_back((name, at));
+                    break;
+                }
                 claims += 1;
                 if claims >= CLAIMS_PER_TURN {
                     self.more_work = true;
@@ -129,7 +114,9 @@ impl Daemon {
         }
     }
 
-    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) {
+    /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
+    /// of the queue (read-only, full, no permission, I/O error), and claims pause for a while.
+    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) -> bool {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => {
                 self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
@@ -137,15 +124,20 @@ impl Daemon {
             }
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
-                return;
+                return true;
             }
             Err(e) => {
-                // It stays in the queue; the next rescan finds it again.
-                self.io_error(&format!("cannot claim {}", name.to_string_lossy()), &e);
-                self.next_rescan.get_or_insert(Instant::now() + super::RETRY_IO);
-                return;
+                self.io_error("cannot claim tasks (will retry)", &e);
+                self.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
+                return false;
             }
         };
+        self.claimed(claim);
+        true
+    }
+
+    /// Validates a claimed task and starts it, or schedules it for its retry time.
+    fn claimed(&mut self, claim: Claim) {
         let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
             Err(r) => return self.reject(claim, r),
@@ -176,7 +168,7 @@ impl Daemon {
         }
     }
 
-    fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
+    pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
         self.seq += 1;
         self.waiting.insert((at, self.seq), Waiting { claim, task, queued_at });
     }
@@ -262,7 +254,7 @@ impl Daemon {
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: r.keep_original });
     }
 
-    fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
+    pub(super) fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
         let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
         match std::fs::read_to_string(&prompt_file) {
@@ -275,6 +267,17 @@ impl Daemon {
                 "cannot read the worker's system prompt; running without it",
                 &[("FILE", &prompt_file.display()), ("ERROR", &e)],
             ),
+        }
+        let policy = &self.cfg.tuning.policy;
+        let limits = [
+            (policy.max_turns_flag.as_ref(), task.max_turns.map(|n| n.to_string())),
+            (policy.max_budget_flag.as_ref(), task.max_budget_usd.map(|x| x.to_string())),
+        ];
+        for (flag, value) in limits {
+            if let (Some(flag), Some(value)) = (flag, value) {
+                argv.push(flag.into());
+                argv.push(value.into());
+            }
         }
         let mut env: Vec<(OsString, OsString)> =
             self.cfg.tuning.agent_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
@@ -325,11 +328,12 @@ impl Daemon {
                     captured: None,
                     output: None,
                 };
-                return self.failed(
-                    attempt,
-                    "spawn_error",
-                    format!("cannot start the agent {program:?}: {e}"),
-                );
+                let verdict = Verdict {
+                    class: Class::Failed,
+                    reason: "spawn_error".into(),
+                    message: format!("cannot start the agent {program:?}: {e}"),
+                };
+                return self.failed(attempt, verdict);
             }
         };
         let now = Instant::now();
@@ -387,229 +391,6 @@ impl Daemon {
         }
     }
 
-    fn finish(&mut self, slot: usize, exit: Exit) {
-        let Some(run) = self.slots.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
-        self.active -= 1;
-        let captured = run.child.finish(self.poll.registry(), &mut self.scratch);
-        if run.abandoned {
-            self.breaker.abandoned();
-            self.ids.remove(&run.task.id);
-            match self.spool.requeue(&run.claim) {
-                Ok(()) => {
-                    self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)])
-                }
-                Err(e) => self.log.error(
-                    "cannot re-queue a task stopped by the shutdown; it is recovered at the next start",
-                    &[("TASK_ID", &run.task.id), ("ERROR", &e)],
-                ),
-            }
-            return;
-        }
-        let output = agent::interpret(&captured.stdout, !captured.stdout_truncated);
-        let verdict = if run.timed_out {
-            let limit = run.task.timeout.unwrap_or(self.cfg.tuning.task_timeout).as_secs_f64();
-            Some(("timeout", format!("no outcome within the time limit of {limit} s; the agent was killed")))
-        } else {
-            match exit {
-                Exit::Code(0) => match &output.report {
-                    Some(r) if r.is_error => Some((
-                        "agent_error",
-                        format!(
-                            "the agent reported an error ({})",
-                            r.subtype.as_deref().unwrap_or("is_error")
-                        ),
-                    )),
-                    _ => None,
-                },
-                Exit::Code(c) => Some(("exit_code", format!("the agent exited with status {c}"))),
-                Exit::Signal(s) => Some(("signal", format!("the agent was killed by {}", signal_name(s)))),
-            }
-        };
-        let attempt = Attempt {
-            claim: run.claim,
-            task: run.task,
-            queued_at: run.queued_at,
-            number: run.attempt,
-            started_wall: run.started_wall,
-            duration: run.started.elapsed(),
-            exit: Some(exit),
-            captured: Some(captured),
-            output: Some(output),
-        };
-        match verdict {
-            None => self.completed(attempt),
-            Some((reason, message)) => self.failed(attempt, reason, message),
-        }
-    }
-
-    fn result(&self, a: &Attempt, status: &str, reason: Option<&str>, message: Option<&str>) -> TaskResult {
-        let (exit_code, signal) = match a.exit {
-            Some(Exit::Code(c)) => (Some(c), None),
-            Some(Exit::Signal(s)) => (None, Some(s)),
-            None => (None, None),
-        };
-        let cap = a.captured.as_ref();
-        TaskResult {
-            task_id: a.task.id.clone(),
-            worker: self.cfg.worker.clone(),
-            status: status.into(),
-            reason: reason.map(Into::into),
-            message: message.map(Into::into),
-            exit_code,
-            signal,
-            output: a.output.as_ref().map_or(Value::Null, |o| o.value.clone()),
-            output_truncated: cap.is_some_and(|c| c.stdout_truncated),
-            output_bytes: cap.map_or(0, |c| c.stdout_bytes),
-            stderr_tail: cap.map_or_else(String::new, |c| c.stderr_tail.clone()),
-            attempts: a.number,
-            started_at: a.task.state.first_started_at.clone(),
-            finished_at: clock::rfc3339_now(),
-            duration_seconds: a.duration.as_secs_f64(),
-            hostname: self.hostname.clone(),
-            metadata: a.task.metadata(),
-            agent: a.output.as_ref().and_then(|o| o.report.clone()),
-        }
-    }
-
-    fn fields(a: &Attempt, reason: Option<&str>) -> Vec<(&'static str, String)> {
-        let mut f = vec![
-            ("TASK_ID", a.task.id.clone()),
-            ("ATTEMPT", a.number.to_string()),
-            ("DURATION_MS", a.duration.as_millis().to_string()),
-        ];
-        match a.exit {
-            Some(Exit::Code(c)) => f.push(("EXIT_CODE", c.to_string())),
-            Some(Exit::Signal(s)) => f.push(("SIGNAL", s.to_string())),
-            None => {}
-        }
-        if let Some(r) = reason {
-            f.push(("REASON", r.to_string()));
-        }
-        f
-    }
-
-    fn completed(&mut self, a: Attempt) {
-        if let Some(t) = self.breaker.succeeded() {
-            self.breaker_changed(t);
-        }
-        let result = self.result(&a, COMPLETED, None, None);
-        self.finishing.insert(
-            a.claim.key.clone(),
-            Finishing {
-                release: Some(a.task.id.clone()),
-                status: Final::Completed,
-                message: "task completed".into(),
-                fields: Self::fields(&a, None),
-                recorded: Recorded { end: End::Completed, run: Self::run_of(&a) },
-            },
-        );
-        self.spool.stage(Op::Complete { claim: a.claim, result });
-    }
-
-    /// A failed attempt: retried after its backoff, or given up on.
-    fn failed(&mut self, mut a: Attempt, reason: &'static str, message: String) {
-        if let Some(t) = self.breaker.failed(
-            Instant::now(),
-            self.cfg.tuning.breaker_threshold,
-            self.cfg.tuning.breaker_timeout,
-        ) {
-            self.breaker_changed(t);
-        }
-        let (exit_code, signal) = match a.exit {
-            Some(Exit::Code(c)) => (Some(c), None),
-            Some(Exit::Signal(s)) => (None, Some(s)),
-            None => (None, None),
-        };
-        a.task.state.attempts = a.number;
-        a.task.state.history.push(Failure {
-            attempt: a.number,
-            reason: reason.into(),
-            message: message.clone(),
-            exit_code,
-            signal,
-            started_at: clock::rfc3339(a.started_wall),
-            finished_at: clock::rfc3339_now(),
-            duration_seconds: a.duration.as_secs_f64(),
-            stderr_tail: a.captured.as_ref().map_or_else(String::new, |c| c.stderr_tail.clone()),
-        });
-        let excess = a.task.state.history.len().saturating_sub(HISTORY_KEPT);
-        a.task.state.history.drain(..excess);
-        let t = &self.cfg.tuning;
-        let max_retries = a.task.max_retries.unwrap_or(t.max_retries);
-        if a.number <= max_retries {
-            let delay = retry::delay(
-                a.number,
-                t.initial_retry_delay,
-                t.retry_backoff,
-                t.max_retry_delay,
-                fastrand::f64(),
-            );
-            a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
-            let recorded = Recorded { end: End::Retried { reason: reason.into() }, run: Self::run_of(&a) };
-            self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
-            let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
-            fields.extend(Self::fields(&a, Some(reason)));
-            fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
-            fields.push(("ERROR", message));
-            self.log_fields(Level::Warning, "attempt failed; retrying", &fields);
-            self.spool.stage(Op::SaveState {
-                claim: a.claim.clone(),
-                task: a.task.clone(),
-                queued_at: a.queued_at,
-            });
-            self.wait_until(a.claim, a.task, a.queued_at, Instant::now() + delay);
-            return;
-        }
-        let summary = format!("gave up after {} attempt(s): {message}", a.number);
-        let result = self.result(&a, FAILED, Some(reason), Some(&summary));
-        let mut fields = Self::fields(&a, Some(reason));
-        fields.push(("ERROR", message));
-        let run = Self::run_of(&a);
-        self.dead_letter(a.claim, a.task, reason, summary, Some(result), fields, run);
-    }
-
-    /// Stages the dead letter of a valid task (and its failed result); `run` is its last
-    /// agent run, if any.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn dead_letter(
-        &mut self,
-        claim: Claim,
-        task: Task,
-        reason: &str,
-        message: String,
-        result: Option<TaskResult>,
-        fields: Vec<(&'static str, String)>,
-        run: Option<Run>,
-    ) {
-        let record = DeadLetter {
-            task_id: Some(task.id.clone()),
-            worker: self.cfg.worker.clone(),
-            reason: reason.into(),
-            message,
-            dead_lettered_at: clock::rfc3339_now(),
-            attempts: task.state.attempts,
-            history: task.state.history.clone(),
-            source_file: claim.source_lossy(),
-            task: Some(Value::Object(task.doc.clone())),
-            raw_preview: None,
-            original_file: None,
-            hostname: self.hostname.clone(),
-        };
-        self.finishing.insert(
-            claim.key.clone(),
-            Finishing {
-                release: Some(task.id.clone()),
-                status: Final::Failed,
-                message: "task failed and was dead-lettered".into(),
-                fields,
-                recorded: Recorded { end: End::Failed { reason: reason.into() }, run },
-            },
-        );
-        self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: false });
-    }
-
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.
     pub(super) fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
@@ -656,91 +437,4 @@ impl Daemon {
             self.phase = Phase::Draining { deadline, abandoned: true };
         }
     }
-
-    /// Commits the turn's writes and acts on their outcomes.
-    pub(super) fn commit(&mut self) {
-        for done in self.spool.commit() {
-            self.on_done(done);
-        }
-        if self.spool.has_pending() && self.next_commit.is_none() {
-            self.next_commit = Some(Instant::now() + super::RETRY_IO);
-        }
-    }
-
-    fn on_done(&mut self, done: Done) {
-        match (done.kind, done.error) {
-            (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let Some(f) = done.claim.and_then(|c| self.finishing.remove(&c.key)) else {
-                    return;
-                };
-                if let Some(id) = &f.release {
-                    self.ids.remove(id);
-                }
-                self.metrics.record(&f.recorded);
-                let (level, id) = match f.status {
-                    Final::Completed => {
-                        self.stats.completed += 1;
-                        (Level::Info, ids::TASK_COMPLETED)
-                    }
-                    Final::Failed | Final::Invalid => {
-                        self.stats.failed += 1;
-                        self.stats.dead_lettered += 1;
-                        if f.status == Final::Invalid {
-                            (Level::Warning, ids::TASK_INVALID)
-                        } else {
-                            (Level::Error, ids::TASK_FAILED)
-                        }
-                    }
-                };
-                let mut fields = vec![("MESSAGE_ID", id.to_string())];
-                fields.extend(f.fields);
-                self.log_fields(level, &f.message, &fields);
-            }
-            (OpKind::SaveState, None) => {
-                let Some(key) = done.claim.map(|c| c.key) else {
-                    return;
-                };
-                let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
-                if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
-                    self.retrying.remove(&key);
-                }
-                if let Some(r) = recorded {
-                    self.stats.retried += 1;
-                    self.metrics.record(&r);
-                }
-            }
-            (OpKind::Heartbeat, None) => self.heartbeat_written = Instant::now(),
-            (kind, Some(e)) => {
-                let what = match kind {
-                    OpKind::Complete => "cannot write a result (will retry)",
-                    OpKind::DeadLetter => "cannot write a dead letter (will retry)",
-                    OpKind::SaveState | OpKind::Requeue => "cannot save a task's state (will retry)",
-                    OpKind::Receipt => "cannot write a claim receipt",
-                    OpKind::Heartbeat => "cannot write the heartbeat",
-                };
-                self.io_error(what, &e);
-            }
-            (_, None) => {}
-        }
-    }
-
-    /// The agent run of an attempt, for the metrics; none when the agent did not start.
-    fn run_of(a: &Attempt) -> Option<Run> {
-        a.exit?;
-        Some(Run { duration: a.duration, report: a.output.as_ref().and_then(|o| o.report.clone()) })
-    }
-
-    fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
-        let refs: Vec<crate::log::Field> =
-            fields.iter().map(|(k, v)| (*k, v as &dyn std::fmt::Display)).collect();
-        self.log.log(level, message, &refs);
-    }
-}
-
-/// How a task ended, for counters and the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Final {
-    Completed,
-    Failed,
-    Invalid,
 }

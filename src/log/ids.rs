@@ -24,6 +24,14 @@ pub const BREAKER_HALF_OPEN: &str = "a58d2c4d068e4027b754c0d7840646a4";
 /// The circuit breaker closed: tasks start again.
 pub const BREAKER_CLOSED: &str = "4a0f55bc82bc4875b31a82c1008e1fdb";
 
+/// The agent cannot authenticate (not logged in, invalid key, expired OAuth token, no credit):
+/// the breaker opened for the whole worker; an operator must act. Logged once per outage.
+pub const CREDENTIAL_FAULT: &str = "7c3e9a51d2b84f06a1e5c2d9b8f04e17";
+/// The worker paused: a usage or rate limit (until its reset) or its spend cap
+/// (REASON=rate_limited or budget_exhausted, PAUSED_UNTIL).
+pub const WORKER_PAUSED: &str = "3f6d2b8e91c04a7d8e5b1f0c6a9d2e44";
+/// The pause is over: tasks start again.
+pub const WORKER_RESUMED: &str = "b84e0c2f7a19463d9c5e8f1a2b3d4c65";
 /// orchestrator-listener: a worker became unhealthy (stale or missing heartbeat, `stopped`,
 /// breaker open); `worker_unhealthy` was written. WHY= says which.
 pub const WORKER_UNHEALTHY: &str = "b6bbe6e1819b45fd8fd5dbd2f39ac77d";
@@ -51,6 +59,9 @@ pub const ALL: &[(&str, &str)] = &[
     ("breaker opened", BREAKER_OPENED),
     ("breaker half-open", BREAKER_HALF_OPEN),
     ("breaker closed", BREAKER_CLOSED),
+    ("credential fault", CREDENTIAL_FAULT),
+    ("worker paused", WORKER_PAUSED),
+    ("worker resumed", WORKER_RESUMED),
     ("worker unhealthy", WORKER_UNHEALTHY),
     ("worker recovered", WORKER_RECOVERED),
     ("batch completed", BATCH_COMPLETED),

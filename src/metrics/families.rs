@@ -6,11 +6,31 @@ use prometheus::{
 };
 
 /// Why a task fails: the `reason` of results and dead letters.
-pub const REASONS: &[&str] =
-    &["timeout", "exit_code", "signal", "spawn_error", "agent_error", "invalid", "reclaim_limit"];
+pub const REASONS: &[&str] = &[
+    "timeout",
+    "exit_code",
+    "signal",
+    "spawn_error",
+    "agent_error",
+    "transient",
+    "empty_output",
+    "invalid",
+    "reclaim_limit",
+    "repeated_failure",
+    "attempt_limit",
+    "time_limit",
+    "error_max_turns",
+    "error_max_budget_usd",
+    "error_max_structured_output_retries",
+    "permission_denied",
+];
 
 /// Reasons an attempt can be retried for (a file that is not a task never is).
-const RETRY_REASONS: &[&str] = &["timeout", "exit_code", "signal", "spawn_error", "agent_error"];
+const RETRY_REASONS: &[&str] =
+    &["timeout", "exit_code", "signal", "spawn_error", "agent_error", "transient", "empty_output"];
+
+/// Why a run is not charged as an attempt.
+pub const UNCHARGED_REASONS: &[&str] = &["rate_limited", "credential"];
 
 /// What the metrics endpoint counts of its connections.
 pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted", "timed_out"];
@@ -43,6 +63,10 @@ pub struct Families {
     pub detection_latency: HistogramVec,
     pub agent_cost: CounterVec,
     pub agent_tokens: IntCounterVec,
+    pub agent_turns: IntCounterVec,
+    pub uncharged: IntCounterVec,
+    pub rate_limited_until: GaugeVec,
+    pub spend_cap_until: GaugeVec,
     pub heartbeat_age: GaugeVec,
     pub healthy: IntGaugeVec,
     pub build_info: IntGaugeVec,
@@ -111,8 +135,22 @@ impl Families {
             )?,
             agent_tokens: counter(
                 "watcher_agent_tokens_total",
-                "Tokens the agent reported in its usage, by type.",
-                &["worker", "type"],
+                "Tokens the agent reported in its usage, by kind.",
+                &["worker", "kind"],
+            )?,
+            agent_turns: counter("watcher_agent_turns_total", "Turns the agent reported (num_turns).", w)?,
+            uncharged: counter(
+                "watcher_runs_uncharged_total",
+                "Agent runs not charged as attempts: stopped by a usage or rate limit, or a credential fault.",
+                &["worker", "reason"],
+            )?,
+            rate_limited_until: fgauge(
+                "watcher_rate_limited_until_seconds",
+                "While a usage or rate limit pauses the worker: when it resets, in seconds since the epoch; else 0.",
+            )?,
+            spend_cap_until: fgauge(
+                "watcher_spend_cap_until_seconds",
+                "While the spend cap (WORKER_BUDGET_USD) pauses the worker: until when, in seconds since the epoch; else 0.",
             )?,
             heartbeat_age: fgauge(
                 "watcher_heartbeat_age_seconds",
@@ -152,6 +190,12 @@ impl Families {
         for kind in TOKEN_KINDS {
             self.agent_tokens.get_metric_with_label_values(&[worker, kind])?;
         }
+        for reason in UNCHARGED_REASONS {
+            self.uncharged.get_metric_with_label_values(&[worker, reason])?;
+        }
+        self.agent_turns.get_metric_with_label_values(&[worker])?;
+        self.rate_limited_until.get_metric_with_label_values(&[worker])?;
+        self.spend_cap_until.get_metric_with_label_values(&[worker])?;
         let w = &[worker];
         self.duration.get_metric_with_label_values(w)?;
         self.detection_latency.get_metric_with_label_values(w)?;

@@ -34,6 +34,10 @@ pub enum End {
     Retried {
         reason: String,
     },
+    /// A run not charged as an attempt (rate limit, credential fault).
+    Uncharged {
+        reason: String,
+    },
 }
 
 /// What one outcome adds to the metrics once it is durable.
@@ -115,6 +119,7 @@ impl WorkerMetrics {
                 f.dead_letters.with_label_values(&[w, reason]).inc();
             }
             End::Retried { reason } => f.retries.with_label_values(&[w, reason]).inc(),
+            End::Uncharged { reason } => f.uncharged.with_label_values(&[w, reason]).inc(),
         }
         let Some(run) = &r.run else {
             return;
@@ -123,6 +128,9 @@ impl WorkerMetrics {
         if let Some(rep) = &run.report {
             if let Some(cost) = rep.total_cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
                 self.cost.inc_by(cost);
+            }
+            if let Some(turns) = rep.num_turns.filter(|n| *n > 0) {
+                f.agent_turns.with_label_values(&[w]).inc_by(turns);
             }
             let counts = [
                 rep.input_tokens,
@@ -136,6 +144,19 @@ impl WorkerMetrics {
                 }
             }
         }
+    }
+
+    /// The worker is paused by a rate limit (`rate_limit`) or its spend cap until `until`
+    /// (seconds since the epoch); 0: not paused.
+    pub fn set_paused(&self, rate_limit: bool, until: f64) {
+        let f = &self.families;
+        let (on, off) = if rate_limit {
+            (&f.rate_limited_until, &f.spend_cap_until)
+        } else {
+            (&f.spend_cap_until, &f.rate_limited_until)
+        };
+        on.with_label_values(&[&self.worker]).set(until);
+        off.with_label_values(&[&self.worker]).set(0.0);
     }
 
     /// A queued task was claimed `waited` after it arrived.

@@ -66,7 +66,7 @@ fn outcomes_move_the_counters() {
         "watcher_task_duration_seconds_bucket{worker=\"anga\",le=\"1800\"} 3",
         "watcher_task_duration_seconds_bucket{worker=\"anga\",le=\"+Inf\"} 4",
         "watcher_agent_cost_usd_total{worker=\"anga\"} 0.75",
-        "watcher_agent_tokens_total{type=\"input\",worker=\"anga\"} 20",
+        "watcher_agent_tokens_total{kind=\"input\",worker=\"anga\"} 20",
         "watcher_task_detection_latency_seconds_bucket{worker=\"anga\",le=\"0.005\"} 1",
     ] {
         assert!(t.contains(line), "missing {line} in:\n{t}");

@@ -1,31 +1,37 @@
 //! The folder spool (worker-watcher-tasks(5)): the queue is `tasks/<worker>/`, a claim is a
 //! `rename(2)` into `tasks/<worker>/.inflight/`, outcomes are files written by group commit.
 //!
-//! One process per worker holds an flock on the queue folder for its whole life.
+//! One process per worker holds an flock for its whole life: on the queue folder, or on
+//! `LOCK_DIR/<worker>.lock` when workers of one name on several hosts share the spool (each
+//! host its own lock; the claim by rename keeps them from running a task twice).
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Registry, Token, Waker};
 use serde_json::Value;
 
+use super::writer::{alternative, remove_if_present, Layout, Staged, Writer, LEDGER};
 use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool};
 use crate::config::Paths;
-use crate::durable::{self, Batch};
-use crate::records::to_bytes;
+use crate::durable;
 use crate::task::{is_valid_id, Invalid, Task};
 use crate::watch::{Change, DirWatch};
 
 /// Temp files of [`Spool::submit`] in the queue; the worker holding the lock is their only
 /// writer, so it removes those a crash left.
 const SUBMIT_TEMP_PREFIX: &str = ".ww-submit.";
+
+/// How long failed writes wait before they are tried again.
+const RETRY_WRITES: Duration = Duration::from_secs(1);
 
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
@@ -52,6 +58,14 @@ pub fn classify(name: &OsStr) -> NameKind {
     }
 }
 
+/// The folders the spool watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Watched {
+    Queue,
+    /// The queue's parent, for the queue's own removal.
+    Parent,
+}
+
 /// Why the spool could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
@@ -63,7 +77,6 @@ pub enum OpenError {
 }
 
 pub struct FsSpool {
-    worker: String,
     queue: PathBuf,
     inflight: PathBuf,
     rejected: PathBuf,
@@ -72,14 +85,35 @@ pub struct FsSpool {
     dlq: PathBuf,
     heartbeats: PathBuf,
     lock: File,
-    watch: DirWatch<()>,
+    /// LOCK_DIR's lock file; `None`: the lock is on the queue folder (re-taken when the
+    /// folder is re-created).
+    lock_file: Option<PathBuf>,
+    watch: DirWatch<Watched>,
     watching: bool,
-    staged: Vec<(Op, Option<String>)>,
+    layout: Layout,
+    writer: Writer,
+    /// Ops staged since the last batch was handed to the writer.
+    staged: Vec<Staged>,
+    /// Ops whose writing failed, tried again from `retry_at`.
+    failed: Vec<Staged>,
+    retry_at: Option<Instant>,
+    /// Dead-letter names chosen and not yet written.
+    dlq_names: HashSet<String>,
     seq: u64,
 }
 
-fn lock(dir: &Path) -> io::Result<File> {
-    let f = File::open(dir)?;
+fn lock(path: &Path, create: bool) -> io::Result<File> {
+    let f = if create {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o640)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(path)?
+    } else {
+        File::open(path)?
+    };
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(io::Error::last_os_error());
@@ -87,16 +121,22 @@ fn lock(dir: &Path) -> io::Result<File> {
     Ok(f)
 }
 
-fn stem(name: &OsStr) -> &[u8] {
-    let b = name.as_bytes();
-    b.strip_suffix(b".json").unwrap_or(b)
-}
+/// How long a start waits for the lock of a worker that is still going away.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// `<stem>~<n>.json`: a free name when the plain one is taken.
-fn alternative(name: &OsStr, n: u64) -> OsString {
-    let mut v = stem(name).to_vec();
-    v.extend_from_slice(format!("~{n}.json").as_bytes());
-    OsString::from_vec(v)
+/// `lock`, tried again for LOCK_PATIENCE while another process holds it. A worker killed with
+/// SIGKILL can leave its lock held for a moment by a child forked just before (between fork
+/// and exec it has every fd); a restart at once must not take that for a second instance.
+fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock(path, create) {
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn file_kind(ft: fs::FileType) -> &'static str {
@@ -122,8 +162,17 @@ impl FsSpool {
     /// files a dead process left.
     pub fn open(worker: &str, paths: &Paths) -> Result<FsSpool, OpenError> {
         let queue = paths.tasks.join(worker);
-        let spool = FsSpool {
+        let layout = Layout {
             worker: worker.to_string(),
+            queue: queue.clone(),
+            inflight: queue.join(".inflight"),
+            rejected: queue.join(".rejected"),
+            results: paths.results.join(worker),
+            triggers: paths.triggers.join(worker),
+            dlq: paths.dlq.join(worker),
+            heartbeats: paths.heartbeats.clone(),
+        };
+        let spool = FsSpool {
             inflight: queue.join(".inflight"),
             rejected: queue.join(".rejected"),
             results: paths.results.join(worker),
@@ -131,9 +180,16 @@ impl FsSpool {
             dlq: paths.dlq.join(worker),
             heartbeats: paths.heartbeats.clone(),
             lock: File::open("/").map_err(|e| OpenError::Io(e.to_string()))?,
+            lock_file: paths.lock.as_ref().map(|d| d.join(format!("{worker}.lock"))),
             watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
             watching: false,
+            writer: Writer::spawn(layout.clone())
+                .map_err(|e| OpenError::Io(format!("cannot start the spool's writer thread: {e}")))?,
+            layout,
             staged: Vec::new(),
+            failed: Vec::new(),
+            retry_at: None,
+            dlq_names: HashSet::new(),
             seq: 0,
             queue,
         };
@@ -149,12 +205,20 @@ impl FsSpool {
             durable::create_dir(dir)
                 .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
         }
-        let lock = lock(&spool.queue).map_err(|e| match e.raw_os_error() {
+        if let Some(dir) = &paths.lock {
+            durable::create_dir(dir)
+                .map_err(|e| OpenError::Folder(format!("LOCK_DIR: cannot create {}: {e}", dir.display())))?;
+        }
+        let (var, path) = match &spool.lock_file {
+            Some(file) => ("LOCK_DIR", file.clone()),
+            None => ("TASK_DIR", spool.queue.clone()),
+        };
+        let lock = lock_patiently(&path, spool.lock_file.is_some()).map_err(|e| match e.raw_os_error() {
             Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
-                spool.queue.display()
+                path.display()
             )),
-            _ => OpenError::Folder(format!("TASK_DIR: cannot lock {}: {e}", spool.queue.display())),
+            _ => OpenError::Folder(format!("{var}: cannot lock {}: {e}", path.display())),
         })?;
         let spool = FsSpool { lock, ..spool };
         let own_heartbeat = format!("{worker}.json");
@@ -165,6 +229,7 @@ impl FsSpool {
             (&spool.inflight, None),
             (&spool.queue, Some("submit.")),
             (&spool.heartbeats, Some(own_heartbeat.as_str())),
+            (&spool.queue, Some(LEDGER)),
         ] {
             durable::remove_stale_temps(dir, owner)
                 .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
@@ -176,6 +241,18 @@ impl FsSpool {
         &self.queue
     }
 
+    /// The kind of filesystem the queue is on, when inotify cannot see every write to it:
+    /// those made by other hosts (NFS, CIFS/SMB, Ceph, 9p) or behind a FUSE daemon's back.
+    pub fn remote_kind(&self) -> Option<&'static str> {
+        let path = std::ffi::CString::new(self.queue.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statfs writes into the zeroed struct we pass; the path is NUL-terminated.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        remote_kind(st.f_type as u64)
+    }
+
     pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
         self.inflight.join(&claim.key)
     }
@@ -185,19 +262,73 @@ impl FsSpool {
         for dir in [&self.queue, &self.inflight, &self.rejected] {
             durable::create_dir(dir)?;
         }
-        if let Ok(f) = lock(&self.queue) {
-            self.lock = f;
+        if self.lock_file.is_none() {
+            if let Ok(f) = lock(&self.queue, false) {
+                self.lock = f;
+            }
         }
-        self.watch.add(&self.queue, ())?;
+        self.watch_queue()
+    }
+
+    /// Watches the queue for arrivals, and its parent for the queue's removal.
+    fn watch_queue(&mut self) -> io::Result<()> {
+        self.watch.add(&self.queue, Watched::Queue)?;
+        if let Some(parent) = self.queue.parent() {
+            self.watch.add_removals(parent, Watched::Parent)?;
+        }
         self.watching = true;
         Ok(())
     }
 
+    /// Gives the writer the next batch if it is free: what was staged, and the failed ops
+    /// once their retry time has come (`force`: now).
+    fn hand_over(&mut self, force: bool) {
+        if self.writer.in_flight() {
+            return;
+        }
+        let mut batch = Vec::new();
+        if !self.failed.is_empty() && (force || self.retry_at.map_or(true, |t| Instant::now() >= t)) {
+            self.retry_at = None;
+            batch.append(&mut self.failed);
+        }
+        batch.append(&mut self.staged);
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(back) = self.writer.send(batch) {
+            // The writer thread is gone: keep everything for a retry (and the loop alive).
+            self.failed = back;
+            self.retry_at = Some(Instant::now() + RETRY_WRITES);
+        }
+    }
+
+    /// Turns a written batch into outcomes; what failed and matters waits for a retry.
+    fn absorb(&mut self, written: super::writer::Written) -> Vec<Done> {
+        let mut done = Vec::with_capacity(written.len());
+        for ((op, dlq_name), error) in written {
+            let kind = kind_of(&op);
+            done.push(Done {
+                kind,
+                claim: claim_of(&op),
+                error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
+            });
+            match error {
+                Some(_) if !matches!(kind, OpKind::Receipt | OpKind::Heartbeat | OpKind::Ledger) => {
+                    self.failed.push((op, dlq_name));
+                    self.retry_at.get_or_insert(Instant::now() + RETRY_WRITES);
+                }
+                _ => {
+                    if let Some(name) = dlq_name {
+                        self.dlq_names.remove(&name);
+                    }
+                }
+            }
+        }
+        done
+    }
+
     fn dlq_name(&self, base: &str) -> String {
-        let taken = |n: &str| {
-            self.dlq.join(n).symlink_metadata().is_ok()
-                || self.staged.iter().any(|(_, staged)| staged.as_deref() == Some(n))
-        };
+        let taken = |n: &str| self.dlq.join(n).symlink_metadata().is_ok() || self.dlq_names.contains(n);
         let plain = format!("{base}.json");
         if !taken(&plain) {
             return plain;
@@ -207,60 +338,6 @@ impl FsSpool {
             .map(|n| if n == 0 { format!("{base}.{ms}.json") } else { format!("{base}.{ms}.{n}.json") })
             .find(|n| !taken(n))
             .unwrap_or(plain)
-    }
-
-    /// The writes of one op: (folder, name, bytes, mtime).
-    fn writes(&self, op: &Op, dlq_name: Option<&str>) -> Vec<(PathBuf, String, Vec<u8>, Option<SystemTime>)> {
-        let json = |id: &str| format!("{id}.json");
-        match op {
-            Op::Complete { result, .. } => {
-                vec![(self.results.clone(), json(&result.task_id), to_bytes(result), None)]
-            }
-            Op::DeadLetter { record, result, .. } => {
-                let mut w = vec![(
-                    self.dlq.clone(),
-                    dlq_name.unwrap_or("unnamed.json").to_string(),
-                    to_bytes(record),
-                    None,
-                )];
-                if let Some(r) = result {
-                    w.push((self.results.clone(), json(&r.task_id), to_bytes(r), None));
-                }
-                w
-            }
-            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => {
-                vec![(
-                    self.inflight.clone(),
-                    claim.key.to_string_lossy().into_owned(),
-                    task.to_bytes(),
-                    Some(*queued_at),
-                )]
-            }
-            Op::Receipt(r) => vec![(self.triggers.clone(), json(&r.task_id), to_bytes(r), None)],
-            Op::Heartbeat(h) => vec![(self.heartbeats.clone(), json(&self.worker), to_bytes(h), None)],
-        }
-    }
-
-    /// What follows a durable op: releasing or moving the claimed file.
-    fn after(&mut self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
-        match op {
-            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::DeadLetter { claim, keep_original: true, .. } => {
-                let name = dlq_name.unwrap_or("unnamed.json");
-                let to = self.rejected.join(format!("{}.orig", name.trim_end_matches(".json")));
-                fs::rename(self.inflight.join(&claim.key), to)
-            }
-            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::Requeue { claim, .. } => self.requeue(claim),
-            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) => Ok(()),
-        }
-    }
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 
@@ -272,6 +349,7 @@ fn kind_of(op: &Op) -> OpKind {
         Op::Requeue { .. } => OpKind::Requeue,
         Op::Receipt(_) => OpKind::Receipt,
         Op::Heartbeat(_) => OpKind::Heartbeat,
+        Op::Ledger(_) => OpKind::Ledger,
     }
 }
 
@@ -281,7 +359,7 @@ fn claim_of(op: &Op) -> Option<Claim> {
         | Op::DeadLetter { claim, .. }
         | Op::SaveState { claim, .. }
         | Op::Requeue { claim, .. } => Some(claim.clone()),
-        Op::Receipt(_) | Op::Heartbeat(_) => None,
+        Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => None,
     }
 }
 
@@ -290,10 +368,10 @@ fn rejected(why: Invalid) -> Rejected {
 }
 
 impl Spool for FsSpool {
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+    fn register(&mut self, registry: &Registry, token: Token, writes: Token) -> io::Result<()> {
+        self.writer.set_waker(Waker::new(registry, writes)?);
         if !self.watching {
-            self.watch.add(&self.queue, ())?;
-            self.watching = true;
+            self.watch_queue()?;
         }
         registry.register(&mut SourceFd(&self.watch.as_raw_fd()), token, Interest::READABLE)
     }
@@ -304,7 +382,7 @@ impl Spool for FsSpool {
         let mut intake = Intake::default();
         for change in changes {
             match change {
-                Change::Arrived((), name) => match classify(&name) {
+                Change::Arrived(Watched::Queue, name) => match classify(&name) {
                     NameKind::Task => intake.arrivals.push(name),
                     NameKind::Other => intake.ignored.push(name),
                     NameKind::Temp => {}
@@ -312,7 +390,7 @@ impl Spool for FsSpool {
                 // A regular file is taken when it is closed after writing. What is never
                 // written here is taken at its creation: a hard link (complete already), or a
                 // symlink, FIFO, device or folder made in place (rejected unopened).
-                Change::Created((), name) => {
+                Change::Created(Watched::Queue, name) => {
                     use std::os::unix::fs::MetadataExt;
                     let whole = self
                         .queue
@@ -324,10 +402,17 @@ impl Spool for FsSpool {
                     }
                 }
                 Change::Overflow => intake.rescan = true,
-                Change::Lost(()) => {
+                Change::Lost(_) => {
                     self.watching = false;
                     intake.rescan = true;
                 }
+                Change::Removed(Watched::Parent, name)
+                    if Some(name.as_os_str()) == self.queue.file_name() =>
+                {
+                    self.watching = false;
+                    intake.rescan = true;
+                }
+                Change::Arrived(..) | Change::Created(..) | Change::Removed(..) => {}
             }
         }
         Ok(intake)
@@ -452,15 +537,7 @@ impl Spool for FsSpool {
     }
 
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
-        let from = self.inflight.join(&claim.key);
-        let mut name = claim.source.clone();
-        for n in 1..=1000u64 {
-            match durable::rename_noreplace(&from, &self.queue.join(&name)) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
-                other => return other,
-            }
-        }
-        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in the queue"))
+        self.layout.requeue(claim)
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
@@ -492,7 +569,11 @@ impl Spool for FsSpool {
                         .to_string(),
                 );
             }
+            self.dlq_names.insert(name.clone());
             dlq_name = Some(name);
+        }
+        if let Op::Ledger(_) = op {
+            self.staged.retain(|(o, _)| !matches!(o, Op::Ledger(_)));
         }
         if let Op::Heartbeat(_) = op {
             // Only the newest heartbeat matters.
@@ -502,44 +583,60 @@ impl Spool for FsSpool {
     }
 
     fn commit(&mut self) -> Vec<Done> {
-        if self.staged.is_empty() {
-            return Vec::new();
-        }
-        let ops = std::mem::take(&mut self.staged);
-        let mut batch = Batch::new();
-        for (i, (op, dlq_name)) in ops.iter().enumerate() {
-            for (dir, name, bytes, mtime) in self.writes(op, dlq_name.as_deref()) {
-                batch.add_with_mtime(&dir, &name, bytes, mtime, i);
-            }
-        }
-        let mut errors: Vec<Option<io::Error>> = ops.iter().map(|_| None).collect();
-        for (i, outcome) in batch.commit() {
-            if let (Err(e), Some(slot)) = (outcome, errors.get_mut(i)) {
-                slot.get_or_insert(e);
-            }
-        }
-        let mut done = Vec::with_capacity(ops.len());
-        for ((op, dlq_name), error) in ops.into_iter().zip(errors) {
-            let error = match error {
-                None => self.after(&op, dlq_name.as_deref()).err(),
-                Some(e) => Some(e),
-            };
-            let kind = kind_of(&op);
-            done.push(Done {
-                kind,
-                claim: claim_of(&op),
-                error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
-            });
-            if error.is_some() && !matches!(kind, OpKind::Receipt | OpKind::Heartbeat) {
-                self.staged.push((op, dlq_name));
-            }
+        let mut done = match self.writer.finished(false) {
+            Some(written) => self.absorb(written),
+            None => Vec::new(),
+        };
+        self.hand_over(false);
+        // A batch that was written at once (an empty one) leaves nothing in flight.
+        if let Some(written) = self.writer.finished(false) {
+            done.extend(self.absorb(written));
         }
         done
     }
 
-    fn has_pending(&self) -> bool {
-        !self.staged.is_empty()
+    fn commit_wait(&mut self) -> Vec<Done> {
+        let mut done = Vec::new();
+        if let Some(written) = self.writer.finished(true) {
+            done.extend(self.absorb(written));
+        }
+        self.hand_over(true);
+        if let Some(written) = self.writer.finished(true) {
+            done.extend(self.absorb(written));
+        }
+        done
     }
+
+    fn ledger(&self) -> Option<Vec<u8>> {
+        fs::read(self.queue.join(LEDGER)).ok()
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.failed.is_empty()
+    }
+
+    fn busy(&self) -> bool {
+        self.writer.in_flight() || !self.staged.is_empty() || !self.failed.is_empty()
+    }
+
+    fn notifications_unreliable(&self) -> Option<&'static str> {
+        self.remote_kind()
+    }
+}
+
+/// The name of a filesystem magic number (statfs(2)'s `f_type`) on which inotify misses writes.
+pub fn remote_kind(magic: u64) -> Option<&'static str> {
+    Some(match magic {
+        0x6969 => "nfs",
+        0x517b => "smb",
+        0xff53_4d42 => "cifs",
+        0xfe53_4d42 => "smb2",
+        0x6573_5546 => "fuse",
+        0x0102_1997 => "9p",
+        0x00c3_6400 => "ceph",
+        0x5346_414f => "afs",
+        _ => return None,
+    })
 }
 
 /// A lossy, safe file-name stem of at most 64 characters.

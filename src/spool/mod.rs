@@ -6,6 +6,7 @@
 //! of worker-watcher-tasks(5).
 
 pub mod fs;
+mod writer;
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -90,6 +91,8 @@ pub enum Op {
     },
     Receipt(Receipt),
     Heartbeat(Heartbeat),
+    /// The worker's spend ledger (opaque to the spool; only the newest counts).
+    Ledger(Vec<u8>),
 }
 
 /// Which kind of op an outcome is for.
@@ -101,6 +104,7 @@ pub enum OpKind {
     Requeue,
     Receipt,
     Heartbeat,
+    Ledger,
 }
 
 /// The outcome of one staged op.
@@ -135,8 +139,9 @@ pub struct Scan {
 
 /// The spool interface of the worker loop.
 pub trait Spool {
-    /// Registers the source of arrival notifications with the loop.
-    fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()>;
+    /// Registers the source of arrival notifications with the loop (`token`), and what tells
+    /// the loop that written ops have outcomes to collect (`writes`).
+    fn register(&mut self, registry: &Registry, token: Token, writes: Token) -> io::Result<()>;
     /// Drains arrival notifications.
     fn intake(&mut self, registry: &Registry, token: Token) -> io::Result<Intake>;
     /// Every queued task, oldest first.
@@ -160,8 +165,22 @@ pub trait Spool {
     /// variant of it, durably. Returns per task the name it was queued under.
     fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>>;
     fn stage(&mut self, op: Op);
-    /// Makes every staged op durable (group commit) and releases what it completes.
+    /// Returns the outcomes of ops written since the last call, and hands what is staged to
+    /// be made durable (group commit). Never waits for the disk: outcomes of what it hands
+    /// over come back from a later call, once the `writes` token of [`Spool::register`] fired.
     fn commit(&mut self) -> Vec<Done>;
-    /// Whether failed ops wait for another commit.
+    /// Like `commit`, but waits until every op staged or in flight is written or has failed
+    /// (start-up recovery, the last heartbeat).
+    fn commit_wait(&mut self) -> Vec<Done>;
+    /// Whether any op is staged, being written, or waiting for a retry.
+    fn busy(&self) -> bool;
+    /// The spend ledger last saved with [`Op::Ledger`], if any.
+    fn ledger(&self) -> Option<Vec<u8>>;
+    /// Whether failed ops wait for a retry.
     fn has_pending(&self) -> bool;
+    /// Why arrival notifications may miss tasks (say, "nfs": other hosts' writes are not
+    /// seen), so the loop should rescan on a timer; `None` when they are reliable.
+    fn notifications_unreliable(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -15,6 +15,8 @@ fn full_task() {
     assert_eq!(t.max_retries, Some(3));
     assert_eq!(t.metadata(), json!({"batch": "b1"}));
     assert_eq!(t.doc["extra"], json!([1]), "unknown fields kept");
+    let t = parse(json!({"description": "x", "max_turns": 5, "max_budget_usd": 0.5})).expect("valid");
+    assert_eq!((t.max_turns, t.max_budget_usd), (Some(5), Some(0.5)));
 }
 
 #[test]
@@ -39,6 +41,11 @@ fn each_problem_is_named() {
         ),
         (br#"{"description": "x", "timeout": -1}"#, "\"timeout\" must be a number of seconds > 0"),
         (br#"{"description": "x", "max_retries": "3"}"#, "\"max_retries\" must be a whole number"),
+        (br#"{"description": "x", "max_turns": 0}"#, "\"max_turns\" must be a whole number from 1"),
+        (
+            br#"{"description": "x", "max_budget_usd": -1}"#,
+            "\"max_budget_usd\" must be a number of US dollars > 0",
+        ),
     ];
     for (bytes, expected) in cases {
         let err = Task::parse(bytes, "stem", "marie").expect_err(expected);

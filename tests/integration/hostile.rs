@@ -54,7 +54,9 @@ fn idle_connections_huge_heads_and_noise_do_not_stop_the_worker() {
     for i in 0..20 {
         assert_eq!(root.wait_result("marie", &format!("t{i}"))["status"], "completed");
     }
-    let s = target.scrape();
+    let s = target.scrape_when("20 tasks counted", |s| {
+        s.get("watcher_tasks_processed_total{status=\"completed\",worker=\"marie\"}") >= 20.0
+    });
     assert_eq!(s.get("watcher_tasks_processed_total{status=\"completed\",worker=\"marie\"}"), 20.0);
     assert_eq!(target.get("/healthz").status, 200);
     // The idle connections were not all kept: the worker holds at most 64 of them, and made

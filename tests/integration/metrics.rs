@@ -42,8 +42,12 @@ fn families_tell_what_happened() {
     for id in ["ok1", "ok2", "ok3", "exit", "agent", "once", "bad"] {
         root.wait_result("marie", id);
     }
-    // Outcomes are counted when their files are durable: a scrape after the files sees them.
-    let s = target.scrape();
+    // Outcomes are counted once durable, when the loop collects them from the spool's writer.
+    let s = target.scrape_when("the seven outcomes counted", |s| {
+        s.get(&series("watcher_tasks_processed_total", "status=\"completed\",worker=\"marie\""))
+            + s.get(&series("watcher_tasks_processed_total", "status=\"failed\",worker=\"marie\""))
+            >= 7.0
+    });
     let processed = |status: &str| {
         s.get(&series("watcher_tasks_processed_total", &format!("status=\"{status}\",worker=\"marie\"")))
     };
@@ -69,9 +73,9 @@ fn families_tell_what_happened() {
     // The stand-in reports $0.0012 and 10/7 tokens per success, $0.002 and 3/1 for its error.
     let cost = s.get("watcher_agent_cost_usd_total{worker=\"marie\"}");
     assert!((cost - (4.0 * 0.0012 + 0.002)).abs() < 1e-9, "cost {cost}");
-    assert_eq!(s.get("watcher_agent_tokens_total{type=\"input\",worker=\"marie\"}"), 43.0);
-    assert_eq!(s.get("watcher_agent_tokens_total{type=\"output\",worker=\"marie\"}"), 29.0);
-    assert_eq!(s.get("watcher_agent_tokens_total{type=\"cache_read_input\",worker=\"marie\"}"), 20.0);
+    assert_eq!(s.get("watcher_agent_tokens_total{kind=\"input\",worker=\"marie\"}"), 43.0);
+    assert_eq!(s.get("watcher_agent_tokens_total{kind=\"output\",worker=\"marie\"}"), 29.0);
+    assert_eq!(s.get("watcher_agent_tokens_total{kind=\"cache_read_input\",worker=\"marie\"}"), 20.0);
     assert_eq!(s.get("watcher_healthy{worker=\"marie\"}"), 1.0);
     assert_eq!(
         s.get(&format!("watcher_build_info{{version=\"{}\",worker=\"marie\"}}", env!("CARGO_PKG_VERSION"))),

@@ -82,7 +82,13 @@ fn failing_agent_is_retried_then_dead_lettered() {
     let _w = Worker::start(
         &root,
         "marie",
-        &[("MAX_RETRIES", "3"), ("INITIAL_RETRY_DELAY", "0.05"), ("RETRY_BACKOFF", "1.5")],
+        // The same failure every time: without REPEATED_FAILURE_LIMIT=0 it would stop after two.
+        &[
+            ("MAX_RETRIES", "3"),
+            ("INITIAL_RETRY_DELAY", "0.05"),
+            ("RETRY_BACKOFF", "1.5"),
+            ("REPEATED_FAILURE_LIMIT", "0"),
+        ],
     );
     root.submit("marie", "bad-1", "fail 3");
     let r = root.wait_result("marie", "bad-1");
@@ -150,12 +156,16 @@ fn agent_that_exits_without_reading_stdin() {
 }
 
 #[test]
-fn missing_agent_is_a_spawn_error() {
+fn agent_gone_after_start_is_a_spawn_error() {
     let root = Root::new();
-    let _w =
-        Worker::start(&root, "marie", &[("CLAUDE_COMMAND", "/nonexistent/claude"), ("MAX_RETRIES", "0")]);
+    // The preflight checks the agent at start-up; one removed later fails each spawn.
+    let agent = root.path().join("agent");
+    std::fs::copy(STAND_IN, &agent).expect("copy");
+    let agent_s = agent.display().to_string();
+    let _w = Worker::start(&root, "marie", &[("CLAUDE_COMMAND", &agent_s), ("MAX_RETRIES", "0")]);
+    std::fs::remove_file(&agent).expect("rm");
     root.submit("marie", "nope", "hello");
     let r = root.wait_result("marie", "nope");
     assert_eq!(r["reason"], "spawn_error");
-    assert!(r["message"].as_str().expect("message").contains("/nonexistent/claude"), "{r}");
+    assert!(r["message"].as_str().expect("message").contains(&agent_s), "{r}");
 }

@@ -64,6 +64,12 @@ impl Target {
         assert!(a.head.contains("content-type: text/plain; version=0.0.4"), "{}", a.head);
         Samples::parse(&a.body)
     }
+
+    /// Scrapes until `ready` holds. Outcomes are counted when the loop collects them from the
+    /// spool's writer, a moment after their files appear.
+    pub fn scrape_when(&self, what: &str, ready: impl Fn(&Samples) -> bool) -> Samples {
+        crate::util::wait_for(what, || Some(self.scrape()).filter(|s| ready(s)))
+    }
 }
 
 pub fn parse_answer(bytes: &[u8]) -> Answer {

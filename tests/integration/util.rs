@@ -211,8 +211,24 @@ impl Worker {
         Worker::spawn_command(root, name, command(root, name, env))
     }
 
+    /// Starts a worker as user and group `uid` (when the tests run as root), and waits for
+    /// READY=1.
+    pub fn start_as(root: &Root, name: &str, env: &[(&str, &str)], uid: u32) -> Worker {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = command(root, name, env);
+        cmd.uid(uid).gid(uid);
+        let w = Worker::spawn_with(root, name, cmd, true);
+        w.wait_notify("READY=1");
+        w
+    }
+
     /// Starts a worker from a command made by `command` or `command_via`.
-    pub fn spawn_command(root: &Root, name: &str, mut cmd: Command) -> Worker {
+    pub fn spawn_command(root: &Root, name: &str, cmd: Command) -> Worker {
+        Worker::spawn_with(root, name, cmd, false)
+    }
+
+    /// `other_user`: the notify socket is opened to every user.
+    fn spawn_with(root: &Root, name: &str, mut cmd: Command, other_user: bool) -> Worker {
         let n = std::process::id() as u64 * 1000 + fastrand_u16() as u64;
         let sock = root.path().join(format!("notify-{name}-{n}.sock"));
         let notify = UnixDatagram::bind(&sock).expect("notify socket");
@@ -222,6 +238,10 @@ impl Worker {
         let (n2, s2) = (notes.clone(), stop.clone());
         std::thread::spawn(move || drain_notify(notify, n2, s2));
         let log = root.path().join(format!("{name}-{n}.log"));
+        if other_user {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&sock, fs::Permissions::from_mode(0o777)).expect("chmod socket");
+        }
         let child = cmd
             .env("NOTIFY_SOCKET", &sock)
             .stderr(fs::File::create(&log).expect("log"))

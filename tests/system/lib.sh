@@ -33,15 +33,18 @@ record() {
     esac
 }
 
+# summary: the failed steps, then the closing line `NAME: N passed, N failed[, N skipped]`
+# (NAME is $SUITE_NAME, default "system").
 summary() {
+    local name=${SUITE_NAME:-system}
     if ((FAILED)); then
         printf 'failed steps:\n'
         printf '  %s\n' "${FAILED_STEPS[@]}"
     fi
     if ((SKIPPED)); then
-        printf 'system: %d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
+        printf '%s: %d passed, %d failed, %d skipped\n' "$name" "$PASSED" "$FAILED" "$SKIPPED"
     else
-        printf 'system: %d passed, %d failed\n' "$PASSED" "$FAILED"
+        printf '%s: %d passed, %d failed\n' "$name" "$PASSED" "$FAILED"
     fi
 }
 
@@ -117,14 +120,22 @@ ct_boot() {
     fi
 }
 
+# The container's init: nspawn's child whose command is systemd. Early on, nspawn's child
+# may still be its short-lived setup process (the init is forked from it), so the name is
+# checked, and system_up looks again until the init answers.
 find_leader() {
+    local pid
     kill -0 "$CT_NSPAWN" 2>/dev/null || return 1
-    CT_LEADER=$(pgrep -P "$CT_NSPAWN" | head -n 1)
+    CT_LEADER=""
+    for pid in $(pgrep -P "$CT_NSPAWN"); do
+        if [[ $(cat "/proc/$pid/comm" 2>/dev/null) == systemd ]]; then CT_LEADER=$pid; fi
+    done
     [[ -n $CT_LEADER ]]
 }
 
 system_up() {
     local state
+    kill -0 "$CT_LEADER" 2>/dev/null || find_leader || return 1
     state=$(ct systemctl is-system-running 2>/dev/null) || true
     [[ $state == running || $state == degraded ]]
 }

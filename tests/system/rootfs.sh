@@ -11,11 +11,14 @@ set -euo pipefail
 CACHE_DIR=${WW_CI_CACHE:-/var/cache/worker-watcher-ci}
 SUITE=${WW_CI_SUITE:-bookworm}
 MIRROR=${WW_CI_MIRROR:-http://deb.debian.org/debian}
-# What an operator's minimal Debian 12 has, plus what the suite drives: systemd as PID 1,
-# dbus for systemctl, curl to scrape metrics. Nothing the .deb would need is added here:
-# installing it on this root is the test that it needs nothing else.
-INCLUDE=systemd,systemd-sysv,dbus,curl
-ROOTFS=$CACHE_DIR/$SUITE-rootfs
+# What an operator's minimal Debian 12 has, plus what the suites drive: systemd as PID 1,
+# dbus for systemctl, curl to scrape metrics, man-db (`man -w` finds the installed pages),
+# rpm (tests/packaging/rpm.sh installs the .rpm under this systemd too). Nothing the .deb
+# would need is added here: installing it on this root is the test that it needs nothing else.
+INCLUDE=systemd,systemd-sysv,dbus,curl,man-db,rpm
+# The cache is named after what it holds, so that a change of INCLUDE builds a new root
+# instead of trusting an old one (and roots of other branches are left alone).
+ROOTFS=$CACHE_DIR/$SUITE-rootfs-$(printf '%s' "$INCLUDE" | sha256sum | cut -c1-8)
 STAMP=$ROOTFS/.worker-watcher-ci-complete
 
 need_root_tools() {

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Entry point of the system suite: builds the .deb with cargo-deb, then runs suite.sh
+# Entry point of the system suite: builds the .deb (packaging/build.sh), then runs suite.sh
 # against it in a freshly booted Debian 12 container. Needs root. Exits non-zero if the
 # build or any step fails.
 #
@@ -10,8 +10,6 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-# The version the packaging was written and tested with (installed only if cargo-deb is missing).
-CARGO_DEB_VERSION=3.8.0
 
 host_tools() {
     local missing=()
@@ -27,21 +25,11 @@ host_tools() {
     fi
 }
 
-build_deb() {
-    if ! command -v cargo-deb >/dev/null; then
-        echo "run.sh: installing cargo-deb" >&2
-        cargo install cargo-deb --version "$CARGO_DEB_VERSION" --locked >&2
-    fi
-    echo "run.sh: cargo deb" >&2
-    (cd "$REPO" && cargo deb --quiet --output "$CARGO_TARGET_DIR/debian/worker-watcher.deb" >&2)
-    echo "$CARGO_TARGET_DIR/debian/worker-watcher.deb"
-}
-
 main() {
     local deb
     [[ $EUID == 0 ]] || { echo "run.sh: the system suite needs root" >&2; exit 2; }
     host_tools
-    deb=${WW_DEB:-$(build_deb)}
+    deb=${WW_DEB:-$("$REPO/packaging/build.sh" deb)}
     echo "run.sh: testing $deb"
     "$HERE/suite.sh" "$deb"
 }

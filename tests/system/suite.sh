@@ -123,6 +123,27 @@ step_security_scores() {
     check_exposure "orchestrator-listener.service (in the container)" "$out" "$MAX_LISTENER_EXPOSURE"
 }
 
+# The pages the package installs, as `man` finds and renders them (man-db and groff, in the
+# container; mandoc lints the sources on the host in .ci/run).
+MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl")
+
+step_man_pages() {
+    local ok=0 entry section name path warnings
+    for entry in "${MAN_PAGES[@]}"; do
+        read -r section name <<<"$entry"
+        path=$(ct man -w "$section" "$name" 2>&1) || { fail "man -w $section $name: $path"; ok=1; continue; }
+        say "man -w $section $name: $path"
+        [[ $path == /usr/share/man/man$section/$name.$section.gz ]] || { fail "not the packaged, gzipped page"; ok=1; }
+        # groff's own warnings (mandoc -T lint is the first linter; this is the renderer).
+        warnings=$(ct sh -c 'man --warnings -E UTF-8 "$1" "$2" 2>&1 >/dev/null' sh "$section" "$name")
+        [[ -z $warnings ]] || { say "$warnings"; fail "groff warns about $name($section)"; ok=1; }
+    done
+    ct sh -c 'MANWIDTH=80 man 5 worker-watcher.env 2>/dev/null' | grep -c 'MAX_CONCURRENT_TASKS' >/dev/null ||
+        { fail "man 5 worker-watcher.env does not render its variables"; ok=1; }
+    say "man 5 worker-watcher.env: $(ct sh -c 'MANWIDTH=80 man 5 worker-watcher.env 2>/dev/null' | grep -c . || true) lines"
+    return "$ok"
+}
+
 step_standin_agent() {
     local out
     install -m 755 "$HERE/claude-standin" "$(ct_path /usr/local/bin/claude)"
@@ -248,6 +269,26 @@ step_journal_failed_task() {
     jq -e '.PRIORITY == "3" and .REASON == "exit_code" and .EXIT_CODE == "3"' <<<"$out" >/dev/null ||
         fail "fields are not PRIORITY=3 REASON=exit_code EXIT_CODE=3"
     say "journalctl -u $UNIT -p err: $(ct journalctl -u "$UNIT" --no-pager -o cat -p err | grep -c "$id" || true) entries name $id"
+}
+
+# The journal catalog explains the daemon's MESSAGE_IDs: dpkg's trigger on
+# /usr/lib/systemd/catalog (systemd's package) indexed it at install, and journalctl -x shows
+# the explanation beside the entry, with the entry's fields filled in.
+step_journal_catalog() {
+    local id=sys-$$-fail mid listed out
+    mid=$(message_id TASK_FAILED)
+    listed=$(ct journalctl --list-catalog "$mid" 2>&1 || true)
+    say "journalctl --list-catalog $mid (after dpkg -i): ${listed:-nothing}"
+    [[ $listed == *"$mid"* ]] || fail "the catalog was not indexed by the package install"
+    ct journalctl --update-catalog
+    out=$(ct journalctl -x -u "$UNIT" --no-pager "TASK_ID=$id" "MESSAGE_ID=$mid" 2>&1)
+    sed 's/^/      /' <<<"$out" | head -n 8
+    grep -q "Subject: Task $id failed on worker $WORKER and was dead-lettered" <<<"$out" ||
+        fail "journalctl -x does not show the catalog's subject with the task's fields"
+    grep -q "Documentation: man:worker-watcher-tasks(5)" <<<"$out" ||
+        fail "journalctl -x does not show the catalog's Documentation line"
+    out=$(ct journalctl --list-catalog | grep -c 'worker-watcher' || true)
+    say "journalctl --list-catalog: $out entries defined by worker-watcher"
 }
 
 step_status_text() {
@@ -507,19 +548,36 @@ step_bad_config() {
     [[ $status == 78 ]]
 }
 
-step_reinstall_keeps_config() {
-    local name out
+# dpkg -i of the package over itself while a worker runs a task, as an upgrade does: the
+# operator's env file is kept (conffile), and postinst restarts the running worker on the
+# new binary (Debian's restart-after-upgrade) after it drained the running task.
+step_upgrade_while_running() {
+    local name out pid slow=sys-$$-upgrade started
     name=$(basename "$DEB")
+    ct systemctl reset-failed "$UNIT" 2>/dev/null || true
+    start_unit "$UNIT" >/dev/null || { show_journal_tail "$UNIT"; fail "$UNIT does not start"; return 1; }
+    pid=$(unit_prop "$UNIT" MainPID)
     printf '# changed by the operator\nLOG_LEVEL=DEBUG\n' | ct sh -c 'cat >>/etc/worker-watcher/watcher.env'
-    out=$(ct dpkg -i "/root/$name" 2>&1) || { say "$out"; fail "dpkg -i over the installed package failed"; return 1; }
-    say "dpkg -i again: $(tail -n 1 <<<"$out")"
+    queue_task "$slow" "sleep 3"
+    wait_until 15 "the daemon claimed $slow" eval "! test -e '$(ct_path "$ROOT/tasks/$WORKER/$slow.json")'" || return 1
+    started=$SECONDS
+    out=$(ct timeout 120 dpkg -i "/root/$name" 2>&1) || { say "$out"; fail "dpkg -i over the installed package failed"; return 1; }
+    say "dpkg -i over itself: $((SECONDS - started))s, $(tail -n 1 <<<"$out")"
+    say "before: MainPID=$pid; after: $(unit_summary "$UNIT")"
     say "watcher.env: $(ct stat -c '%a %U:%G' /etc/worker-watcher/watcher.env), last line: $(ct tail -n 1 /etc/worker-watcher/watcher.env)"
+    say "result of $slow (running during the upgrade): $(json_field "$(result_file "$slow")" status)"
     [[ $(ct tail -n 1 /etc/worker-watcher/watcher.env) == LOG_LEVEL=DEBUG ]] || fail "the operator's change was lost"
     [[ $(ct stat -c '%a %U:%G' /etc/worker-watcher/watcher.env) == "640 root:worker-watcher" ]] ||
         fail "the env file lost its mode or group"
+    is_active "$UNIT" || fail "$UNIT is not running after the upgrade"
+    [[ $(unit_prop "$UNIT" MainPID) != "$pid" ]] || fail "$UNIT was not restarted (same MainPID $pid)"
+    [[ $(json_field "$(result_file "$slow")" status) == completed ]] ||
+        fail "the task running during the upgrade was not drained to a completed result"
+    wait_until 15 "the heartbeat names the new process" \
+        eval "[[ \$(json_field '$(ct_path "$HEARTBEAT")' pid) == \$(unit_prop $UNIT MainPID) ]]"
 }
 
-any_worker_active() { ct systemctl list-units --state=active --no-legend 'worker-watcher@*' | grep -q .; }
+any_worker_active() { ct systemctl list-units --state=active --no-legend 'worker-watcher@*' | grep -c . >/dev/null; }
 
 step_remove_purge() {
     local out
@@ -528,7 +586,9 @@ step_remove_purge() {
     out=$(ct dpkg -r worker-watcher 2>&1) || { say "$out"; fail "dpkg -r failed"; return 1; }
     say "dpkg -r: $(tail -n 1 <<<"$out")"
     if any_worker_active; then fail "a worker is still running after dpkg -r"; fi
-    say "after dpkg -r: $UNIT is $(ct systemctl is-active "$UNIT" || true)"
+    say "after dpkg -r: $UNIT is $(ct systemctl is-active "$UNIT" || true)," \
+        "heartbeat status: $(json_field "$(ct_path "$HEARTBEAT")" status)"
+    heartbeat_says status stopped || fail "the worker was not stopped cleanly (heartbeat not 'stopped')"
     out=$(ct dpkg --purge worker-watcher 2>&1) || { say "$out"; fail "dpkg --purge failed"; return 1; }
     say "dpkg --purge: $(tail -n 1 <<<"$out")"
     say "after purge: /etc/worker-watcher $(ct test -e /etc/worker-watcher/watcher.env && echo still has watcher.env || echo has no watcher.env);" \
@@ -537,6 +597,9 @@ step_remove_purge() {
     ! ct test -e /etc/worker-watcher/watcher.env || fail "purge left the conffile"
     ! ct dpkg-statoverride --list /etc/worker-watcher/watcher.env >/dev/null || fail "purge left the statoverride"
     ct test -d "$ROOT" || fail "purge removed the operator's spool"
+    ct test -s "$ROOT/results/$WORKER/$TASK_ID.json" || fail "purge removed the results"
+    ! ct man -w worker-watcher >/dev/null 2>&1 || fail "man -w still finds worker-watcher(8)"
+    ! ct man -w 1 watcherctl >/dev/null 2>&1 || fail "man -w still finds watcherctl(1)"
 }
 
 # --- main -----------------------------------------------------------------------------
@@ -565,12 +628,14 @@ main() {
     step "units: systemd-analyze verify (worker)" step_verify_worker_units
     step "units: systemd-analyze verify (listener)" step_verify_listener_units
     step "units: systemd-analyze security exposure" step_security_scores
+    step "man pages: man -w finds them, groff renders them cleanly" step_man_pages
     step "stand-in claude on the PATH" step_standin_agent
     step "systemctl start $UNIT: active, Type=notify" step_start
     step "a queued task gets a completed result" step_task_round_trip
     step "journalctl -u $UNIT shows entries" step_journal
     step "journalctl -u $UNIT TASK_ID=... finds the task, with its MESSAGE_ID" step_journal_task_fields
     step "a failing task: its journal entry says why, at PRIORITY=3" step_journal_failed_task
+    step "journalctl -x explains the entry from the package's catalog" step_journal_catalog
     step "systemctl show -p StatusText tells the state" step_status_text
     step "metrics on the socket-activated unix socket" step_worker_metrics
     step "listener socket-activated by the first scrape" step_listener_activation
@@ -583,7 +648,7 @@ main() {
     step "systemctl stop drains; heartbeat 'stopped'" step_stop
     step "escaped worker name (my\\x2dworker)" step_escaped_name
     step "bad env value: failed, exit 78, no restart loop" step_bad_config
-    step "package: dpkg -i again keeps the operator's env file" step_reinstall_keeps_config
+    step "package: upgrade over itself while a worker runs: env file kept, worker restarted" step_upgrade_while_running
     step "package: dpkg -r stops the workers, --purge keeps the spool" step_remove_purge
 
     summary

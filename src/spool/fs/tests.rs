@@ -9,6 +9,12 @@ fn open(dir: &Path) -> FsSpool {
     FsSpool::open("marie", &cfg.paths).map_err(|e| format!("{e:?}")).expect("open")
 }
 
+fn paths_in(dir: &Path) -> crate::config::Paths {
+    let mut layers = Layers::default();
+    layers.env.insert("WATCHER_ROOT".into(), dir.display().to_string());
+    Config::load("marie", &layers).expect("config").paths
+}
+
 fn result(id: &str) -> TaskResult {
     TaskResult {
         task_id: id.into(),
@@ -67,8 +73,11 @@ fn claim_complete_releases() {
     let loaded = s.load(&claim, 1000, "marie").expect("load");
     assert_eq!(loaded.task.id, "t1");
     s.stage(Op::Complete { claim: claim.clone(), result: result("t1") });
-    let done = s.commit();
+    // Handed to the writer thread; its outcome comes back from a later call.
+    assert!(s.busy());
+    let done = s.commit_wait();
     assert!(done[0].error.is_none());
+    assert!(!s.busy());
     assert!(s.result_exists("t1"));
     assert!(!s.inflight_path(&claim).exists());
 }
@@ -135,4 +144,27 @@ fn submit_queues_beside_a_task_of_the_same_name() {
     assert_eq!(fs::read(s.queue_dir().join(&name)).expect("alt"), b"second");
     let names: Vec<OsString> = s.scan().expect("scan").entries.into_iter().map(|e| e.name).collect();
     assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn remote_filesystems_by_magic() {
+    assert_eq!(remote_kind(0x6969), Some("nfs"));
+    assert_eq!(remote_kind(0xfe53_4d42), Some("smb2"));
+    assert_eq!(remote_kind(0x6573_5546), Some("fuse"));
+    assert_eq!(remote_kind(0xef53), None, "ext4 is local");
+    assert_eq!(remote_kind(0x0102_1994), None, "tmpfs is local");
+}
+
+#[test]
+fn lock_dir_holds_the_lock_instead_of_the_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut paths = paths_in(dir.path());
+    paths.lock = Some(dir.path().join("locks"));
+    let _a = FsSpool::open("marie", &paths).unwrap_or_else(|_| panic!("open"));
+    assert!(dir.path().join("locks/marie.lock").exists());
+    // The queue folder is not locked: a worker with another LOCK_DIR opens the same spool.
+    let mut other = paths.clone();
+    other.lock = Some(dir.path().join("other"));
+    assert!(FsSpool::open("marie", &other).is_ok());
+    assert!(matches!(FsSpool::open("marie", &paths), Err(OpenError::Locked(_))));
 }

@@ -1,5 +1,8 @@
 //! Reading what the agent printed: Claude Code's JSON result object (`--output-format json`,
-//! or the last line of `stream-json`), or plain text from any other agent.
+//! or the last line of `stream-json`), or plain text from any other agent; and what a failed
+//! run means ([`classify`]).
+
+pub mod classify;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,6 +37,8 @@ pub struct Output {
     pub value: Value,
     /// Present when stdout carried a Claude result object.
     pub report: Option<AgentReport>,
+    /// That result object itself, for the failure rules in [`classify`].
+    pub result_object: Option<Value>,
 }
 
 /// Interprets captured stdout. `complete` is false when it was truncated.
@@ -41,18 +46,20 @@ pub fn interpret(stdout: &[u8], complete: bool) -> Output {
     if complete {
         if let Ok(value) = serde_json::from_slice::<Value>(stdout) {
             let report = report_of(&value);
-            return Output { value, report };
+            let result_object = report.as_ref().map(|_| value.clone());
+            return Output { value, report, result_object };
         }
     }
     let text = String::from_utf8_lossy(stdout).into_owned();
     // stream-json: one event per line, the result object last.
-    let report = text
+    let result_object = text
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .and_then(|l| serde_json::from_str::<Value>(l).ok())
-        .and_then(|v| report_of(&v));
-    Output { value: Value::String(text), report }
+        .filter(|v| report_of(v).is_some());
+    let report = result_object.as_ref().and_then(report_of);
+    Output { value: Value::String(text), report, result_object }
 }
 
 fn report_of(v: &Value) -> Option<AgentReport> {

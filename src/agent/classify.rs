@@ -1,0 +1,318 @@
+//! What an agent run's end means, and so what the daemon does next: the rules in one table.
+//!
+//! | class        | examples                                            | the daemon          |
+//! |--------------|-----------------------------------------------------|---------------------|
+//! | success      | exit 0, no `is_error`                               | result `completed`  |
+//! | transient    | API 5xx / overloaded, network errors                | retry with backoff  |
+//! | failed       | other non-zero exits, signals, timeouts, `is_error` | retry with backoff, until the same failure repeats |
+//! | rate-limited | usage or rate limit (reset time when given)         | pause the worker until the reset; attempt not charged |
+//! | permanent    | max turns, max budget, structured output, denials   | dead letter at once, reason = subtype |
+//! | credential   | 401/403, not logged in, OAuth expired, no credit    | open the breaker (one loud entry); attempt not charged |
+//!
+//! The inputs are the exit, the Claude result object when there is one, and the stderr tail.
+//! Text rules match, case-insensitively, the agent's error text only: a successful run is
+//! never reclassified because its output mentions "429".
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::Output;
+use crate::runner::Exit;
+
+/// What to do with the task after this run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Class {
+    Success,
+    /// A known passing trouble (API overloaded, 5xx, network): retry with backoff.
+    Transient,
+    /// Any other failure: retry with backoff; a failure that repeats itself stops early.
+    Failed,
+    /// Wait until the reset (wall-clock), or a default pause when none is given.
+    RateLimited {
+        reset_at: Option<SystemTime>,
+    },
+    /// Retrying cannot help: dead-letter now.
+    Permanent,
+    /// The agent cannot authenticate: stop the whole worker until an operator acts.
+    Credential,
+}
+
+/// A run's class with the result's `reason` and a message for people.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub class: Class,
+    pub reason: String,
+    pub message: String,
+}
+
+/// What to make of exit 0 with no output at all in under a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmptyOutput {
+    /// A success (a no-op agent is allowed).
+    Accept,
+    /// A success, logged as suspect.
+    Warn,
+    /// A failure (`empty_output`).
+    Fail,
+}
+
+/// Everything the rules look at.
+#[derive(Debug)]
+pub struct Run<'a> {
+    pub exit: Exit,
+    pub timed_out: bool,
+    pub output: &'a Output,
+    pub stdout_bytes: u64,
+    pub stderr_tail: &'a str,
+    pub duration: Duration,
+}
+
+/// Claude result subtypes that no retry can fix.
+const PERMANENT_SUBTYPES: &[&str] =
+    &["error_max_turns", "error_max_budget_usd", "error_max_structured_output_retries"];
+
+/// Text rules, tried in order on the error text; the first match decides.
+const TEXT_RULES: &[(Kind, &str, &[&str])] = &[
+    (
+        Kind::Credential,
+        "credential",
+        &[
+            "not logged in",
+            "please run /login",
+            "invalid api key",
+            "invalid x-api-key",
+            "authentication_error",
+            "oauth token has expired",
+            "oauth token refresh",
+            "failed to refresh",
+            "api error: 401",
+            "api error: 403",
+            "permission_error",
+            "credit balance is too low",
+        ],
+    ),
+    (
+        Kind::RateLimited,
+        "rate_limited",
+        &[
+            "usage limit reached",
+            "limit reached",
+            "rate_limit_error",
+            "rate limit",
+            "api error: 429",
+            "too many requests",
+        ],
+    ),
+    (
+        Kind::Transient,
+        "transient",
+        &[
+            "overloaded",
+            "api error: 5",
+            "api_error",
+            "internal server error",
+            "bad gateway",
+            "service unavailable",
+            "gateway timeout",
+            "connection error",
+            "fetch failed",
+            "socket hang up",
+            "econnreset",
+            "econnrefused",
+            "etimedout",
+            "enotfound",
+            "eai_again",
+            "network error",
+            "request timed out",
+        ],
+    ),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Credential,
+    RateLimited,
+    Transient,
+}
+
+fn verdict(class: Class, reason: &str, message: impl Into<String>) -> Verdict {
+    Verdict { class, reason: reason.to_string(), message: message.into() }
+}
+
+/// The agent's own words about what went wrong: its result text when it reported an error,
+/// its stdout when it was not JSON, and its stderr tail.
+fn error_text(run: &Run) -> String {
+    let mut text = String::new();
+    if let Some(obj) = &run.output.result_object {
+        if let Some(r) = obj.get("result").and_then(Value::as_str) {
+            text.push_str(r);
+            text.push('\n');
+        }
+    } else if let Value::String(s) = &run.output.value {
+        let mut start = s.len().saturating_sub(4096);
+        while !s.is_char_boundary(start) {
+            start += 1;
+        }
+        text.push_str(&s[start..]);
+        text.push('\n');
+    }
+    text.push_str(run.stderr_tail);
+    text
+}
+
+/// One line of the error text, for messages and for telling repeated failures apart.
+pub fn first_line(text: &str) -> &str {
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
+}
+
+pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
+    let report = run.output.report.as_ref();
+    let is_error = report.is_some_and(|r| r.is_error);
+    if run.exit == Exit::Code(0) && !is_error && !run.timed_out {
+        let suspect = run.stdout_bytes == 0 && run.duration < Duration::from_secs(1);
+        if suspect && empty == EmptyOutput::Fail {
+            return verdict(
+                Class::Failed,
+                "empty_output",
+                "the agent exited 0 without any output in under a second",
+            );
+        }
+        return verdict(Class::Success, "", "");
+    }
+    if run.timed_out {
+        return verdict(Class::Failed, "timeout", "no outcome within the time limit; the agent was killed");
+    }
+    let text = error_text(run);
+    let lower = text.to_ascii_lowercase();
+    let line = first_line(&text);
+    if let Some(subtype) =
+        report.and_then(|r| r.subtype.as_deref()).filter(|s| PERMANENT_SUBTYPES.contains(s))
+    {
+        return verdict(Class::Permanent, subtype, format!("the agent stopped: {subtype}"));
+    }
+    let denials = run
+        .output
+        .result_object
+        .as_ref()
+        .and_then(|o| o.get("permission_denials"))
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if is_error && denials {
+        return verdict(
+            Class::Permanent,
+            "permission_denied",
+            format!("the agent was denied a tool: {line}"),
+        );
+    }
+    for (kind, reason, needles) in TEXT_RULES {
+        if needles.iter().any(|n| lower.contains(n)) {
+            return match kind {
+                Kind::Credential => {
+                    verdict(Class::Credential, reason, format!("the agent cannot authenticate: {line}"))
+                }
+                Kind::RateLimited => {
+                    let reset_at = reset_time(run.output.result_object.as_ref(), &text, SystemTime::now());
+                    verdict(
+                        Class::RateLimited { reset_at },
+                        reason,
+                        format!("the agent hit a usage or rate limit: {line}"),
+                    )
+                }
+                Kind::Transient => {
+                    verdict(Class::Transient, reason, format!("transient agent error: {line}"))
+                }
+            };
+        }
+    }
+    let detail = if line.is_empty() { String::new() } else { format!(": {line}") };
+    match run.exit {
+        Exit::Code(0) => verdict(
+            Class::Failed,
+            "agent_error",
+            format!(
+                "the agent reported an error ({}){detail}",
+                report.and_then(|r| r.subtype.as_deref()).unwrap_or("is_error")
+            ),
+        ),
+        Exit::Code(c) => {
+            verdict(Class::Failed, "exit_code", format!("the agent exited with status {c}{detail}"))
+        }
+        Exit::Signal(s) => {
+            verdict(Class::Failed, "signal", format!("the agent was killed by signal {s}{detail}"))
+        }
+    }
+}
+
+/// When a usage or rate limit resets, if the output says: `…limit reached|<epoch>` (the CLI's
+/// own form), a `resetsAt` / `resets_at` / `reset_at` field (epoch seconds or milliseconds,
+/// or RFC 3339), a `retry_after` field (seconds), or "resets at <RFC 3339>" / "resets in N
+/// seconds|minutes|hours" in the text.
+pub fn reset_time(obj: Option<&Value>, text: &str, now: SystemTime) -> Option<SystemTime> {
+    let from_epoch = |secs: f64| {
+        let secs = if secs > 1e12 { secs / 1000.0 } else { secs };
+        crate::clock::from_epoch_f64(secs)
+    };
+    if let Some(obj) = obj {
+        for key in ["resetsAt", "resets_at", "reset_at", "resetAt"] {
+            match find_key(obj, key) {
+                Some(Value::Number(n)) => return n.as_f64().and_then(from_epoch),
+                Some(Value::String(s)) => {
+                    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+                        return Some(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for key in ["retry_after", "retryAfter"] {
+            if let Some(secs) =
+                find_key(obj, key).and_then(Value::as_f64).filter(|s| s.is_finite() && *s >= 0.0)
+            {
+                return Some(now + Duration::from_secs_f64(secs.min(1e7)));
+            }
+        }
+    }
+    let lower = text.to_ascii_lowercase();
+    if let Some(i) = lower.find("limit reached|") {
+        let digits: String = text[i + 14..].chars().take_while(char::is_ascii_digit).collect();
+        if let Some(t) = digits.parse::<f64>().ok().and_then(from_epoch) {
+            return Some(t);
+        }
+    }
+    for marker in ["resets at ", "reset at "] {
+        if let Some(i) = lower.find(marker) {
+            let word = text[i + marker.len()..].split_whitespace().next().unwrap_or("");
+            if let Ok(t) = humantime::parse_rfc3339_weak(word.trim_end_matches(['.', ',', ')'])) {
+                return Some(t);
+            }
+        }
+    }
+    for marker in ["resets in ", "reset in ", "try again in "] {
+        if let Some(i) = lower.find(marker) {
+            let mut words = lower[i + marker.len()..].split_whitespace();
+            let n: Option<f64> = words.next().and_then(|w| w.parse().ok());
+            let unit = match words.next().unwrap_or("").trim_end_matches(['.', ',', ')']) {
+                "second" | "seconds" | "s" => 1.0,
+                "minute" | "minutes" | "min" => 60.0,
+                "hour" | "hours" | "h" => 3600.0,
+                _ => continue,
+            };
+            if let Some(n) = n.filter(|n| n.is_finite() && *n >= 0.0) {
+                return Some(now + Duration::from_secs_f64((n * unit).min(1e7)));
+            }
+        }
+    }
+    None
+}
+
+fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(map) => map.get(key).or_else(|| map.values().find_map(|v| find_key(v, key))),
+        Value::Array(items) => items.iter().find_map(|v| find_key(v, key)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The folder spool's writer: one thread that makes staged ops durable (temp file, sync,
+//! rename, folder sync, then releasing the claimed file), so the event loop never waits for the
+//! disk. The loop hands it a batch and goes on claiming, spawning and reaping; what it stages
+//! meanwhile forms the next batch, so batches grow with the disk's latency (group commit).
+//! When a batch is done the writer wakes the loop through a mio `Waker`.
+//!
+//! It owns no state but the paths: every decision (what to retry, what to log) stays in the
+//! loop, which receives each op back with its outcome.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, OnceLock};
+
+use mio::Waker;
+
+use super::Op;
+use crate::durable::{self, Batch};
+use crate::records::to_bytes;
+use crate::spool::Claim;
+
+/// The worker's spend ledger, a dot-file in the queue folder (never taken for a task).
+pub(super) const LEDGER: &str = ".spend.json";
+
+/// An op and the dead-letter file name chosen for it at staging.
+pub(super) type Staged = (Op, Option<String>);
+
+/// A batch written: each op with its error, if any.
+pub(super) type Written = Vec<(Staged, Option<io::Error>)>;
+
+/// Where the ops of one worker go.
+#[derive(Clone, Debug)]
+pub(super) struct Layout {
+    pub(super) worker: String,
+    pub(super) queue: PathBuf,
+    pub(super) inflight: PathBuf,
+    pub(super) rejected: PathBuf,
+    pub(super) results: PathBuf,
+    pub(super) triggers: PathBuf,
+    pub(super) dlq: PathBuf,
+    pub(super) heartbeats: PathBuf,
+}
+
+/// `<stem>~<n>.json`: a free name when the plain one is taken.
+pub(super) fn alternative(name: &std::ffi::OsStr, n: u64) -> std::ffi::OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let b = name.as_bytes();
+    let mut v = b.strip_suffix(b".json").unwrap_or(b).to_vec();
+    v.extend_from_slice(format!("~{n}.json").as_bytes());
+    std::ffi::OsString::from_vec(v)
+}
+
+pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Layout {
+    /// Puts a claimed task back in the queue under its own name, or a free one.
+    pub(super) fn requeue(&self, claim: &Claim) -> io::Result<()> {
+        let from = self.inflight.join(&claim.key);
+        let mut name = claim.source.clone();
+        for n in 1..=1000u64 {
+            match durable::rename_noreplace(&from, &self.queue.join(&name)) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
+                other => return other,
+            }
+        }
+        Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in the queue"))
+    }
+
+    /// Adds the files of one op to `batch`, tagged `i`.
+    fn add(&self, batch: &mut Batch<usize>, i: usize, op: &Op, dlq_name: Option<&str>) {
+        let json = |id: &str| format!("{id}.json");
+        match op {
+            Op::Complete { result, .. } => {
+                batch.add(&self.results, &json(&result.task_id), to_bytes(result), i)
+            }
+            Op::DeadLetter { record, result, .. } => {
+                batch.add(&self.dlq, dlq_name.unwrap_or("unnamed.json"), to_bytes(record), i);
+                if let Some(r) = result {
+                    batch.add(&self.results, &json(&r.task_id), to_bytes(r), i);
+                }
+            }
+            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => batch
+                .add_with_mtime(
+                    &self.inflight,
+                    &claim.key.to_string_lossy(),
+                    task.to_bytes(),
+                    Some(*queued_at),
+                    i,
+                ),
+            // The claim a receipt records is not synced either: after a power failure the task
+            // is simply claimed again.
+            Op::Receipt(r) => batch.add_unsynced(&self.triggers, &json(&r.task_id), to_bytes(r), i),
+            Op::Heartbeat(h) => batch.add(&self.heartbeats, &json(&self.worker), to_bytes(h), i),
+            Op::Ledger(bytes) => batch.add(&self.queue, LEDGER, bytes.clone(), i),
+        }
+    }
+
+    /// What follows a durable op: releasing or moving the claimed file.
+    fn after(&self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
+        match op {
+            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::DeadLetter { claim, keep_original: true, .. } => {
+                let name = dlq_name.unwrap_or("unnamed.json");
+                let to = self.rejected.join(format!("{}.orig", name.trim_end_matches(".json")));
+                fs::rename(self.inflight.join(&claim.key), to)
+            }
+            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::Requeue { claim, .. } => self.requeue(claim),
+            Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => Ok(()),
+        }
+    }
+
+    /// Writes one batch: every file written and synced, renamed, each folder synced once, then
+    /// the follow-ups of the ops whose files are all durable.
+    fn write(&self, ops: Vec<Staged>) -> Written {
+        let mut batch = Batch::new();
+        for (i, (op, dlq_name)) in ops.iter().enumerate() {
+            self.add(&mut batch, i, op, dlq_name.as_deref());
+        }
+        let mut errors: Vec<Option<io::Error>> = ops.iter().map(|_| None).collect();
+        for (i, outcome) in batch.commit() {
+            if let (Err(e), Some(slot)) = (outcome, errors.get_mut(i)) {
+                slot.get_or_insert(e);
+            }
+        }
+        ops.into_iter()
+            .zip(errors)
+            .map(|((op, dlq_name), error)| {
+                let error = match error {
+                    None => self.after(&op, dlq_name.as_deref()).err(),
+                    some => some,
+                };
+                ((op, dlq_name), error)
+            })
+            .collect()
+    }
+}
+
+/// The loop's end of the writer thread.
+pub(super) struct Writer {
+    jobs: Sender<Vec<Staged>>,
+    done: Receiver<Written>,
+    waker: Arc<OnceLock<Waker>>,
+    in_flight: bool,
+}
+
+impl Writer {
+    pub(super) fn spawn(layout: Layout) -> io::Result<Writer> {
+        let (jobs, jobs_rx) = mpsc::channel::<Vec<Staged>>();
+        let (done_tx, done) = mpsc::channel::<Written>();
+        let waker = Arc::new(OnceLock::<Waker>::new());
+        let wake = waker.clone();
+        std::thread::Builder::new().name("spool-writer".into()).spawn(move || {
+            for ops in jobs_rx {
+                if done_tx.send(layout.write(ops)).is_err() {
+                    break;
+                }
+                if let Some(w) = wake.get() {
+                    let _ = w.wake();
+                }
+            }
+        })?;
+        Ok(Writer { jobs, done, waker, in_flight: false })
+    }
+
+    /// The loop's waker, woken when a batch is written.
+    pub(super) fn set_waker(&self, waker: Waker) {
+        let _ = self.waker.set(waker);
+    }
+
+    pub(super) fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Hands a batch to the thread. Only one is in flight at a time.
+    pub(super) fn send(&mut self, ops: Vec<Staged>) -> Result<(), Vec<Staged>> {
+        match self.jobs.send(ops) {
+            Ok(()) => {
+                self.in_flight = true;
+                Ok(())
+            }
+            Err(mpsc::SendError(ops)) => Err(ops),
+        }
+    }
+
+    /// The batch in flight, if it is written; `wait`: block until it is.
+    pub(super) fn finished(&mut self, wait: bool) -> Option<Written> {
+        if !self.in_flight {
+            return None;
+        }
+        let got = if wait {
+            self.done.recv().ok()
+        } else {
+            match self.done.try_recv() {
+                Ok(w) => Some(w),
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => None,
+            }
+        };
+        self.in_flight = false;
+        got
+    }
+}
