@@ -159,7 +159,7 @@ impl Listener {
             Err(e) => {
                 self.log.error(
                     "cannot write the listener's state; trying again (a crash now would announce the last events again)",
-                    &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("ERROR", &e)],
+                    &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &self.cfg.state_dir().display()), ("ERROR", &e)],
                 );
                 self.retry_io_at = Some(Instant::now() + RETRY_IO);
             }

@@ -170,6 +170,11 @@ const SPECS: [(&str, &str, MetricType); 14] = [
     ),
 ];
 
+/// The names of the derived families.
+pub fn family_names() -> impl Iterator<Item = &'static str> {
+    SPECS.iter().map(|(name, _, _)| *name)
+}
+
 /// The families derived from the workers' files, one per name, empty ones left out.
 pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
     let mut out: Vec<Vec<Metric>> = SPECS.iter().map(|_| Vec::new()).collect();

@@ -310,6 +310,16 @@ impl Listener {
     }
 }
 
+/// The names of every metric family the listener serves (its manual page is tested against
+/// them).
+pub fn metric_families() -> Vec<String> {
+    let mut names: Vec<String> = exposition::family_names().map(str::to_string).collect();
+    if let Ok(own) = own::Own::new(&State::default()) {
+        names.extend(own.gather().iter().map(|f| f.name().to_string()));
+    }
+    names
+}
+
 /// `orchestrator-listener …`: loads the configuration, runs the listener until it is
 /// stopped. `Ok` is exit status 0.
 pub fn run(args: &crate::cli::ListenerArgs) -> Result<(), Fatal> {

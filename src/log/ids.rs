@@ -70,6 +70,10 @@ pub const ALL: &[(&str, &str)] = &[
     ("events blocked", EVENTS_BLOCKED),
 ];
 
+/// The ids orchestrator-listener logs (the others are the worker's): its page lists these.
+pub const LISTENER: &[&str] =
+    &[WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED, NOTIFY_FAILED, RESULT_UNREADABLE, EVENTS_BLOCKED];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -125,7 +125,8 @@ step_security_scores() {
 
 # The pages the package installs, as `man` finds and renders them (man-db and groff, in the
 # container; mandoc lints the sources on the host in .ci/run).
-MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl")
+MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl"
+    "8 orchestrator-listener")
 
 step_man_pages() {
     local ok=0 entry section name path warnings
