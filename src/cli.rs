@@ -50,3 +50,38 @@ impl WorkerArgs {
 pub fn environment() -> BTreeMap<String, String> {
     std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
 }
+
+/// Aggregates the results and heartbeats of every worker of a spool: writes events for the
+/// orchestrator, reports unhealthy workers, serves the host's metrics.
+#[derive(Debug, Parser)]
+#[command(name = "orchestrator-listener", version, about, long_about = None)]
+pub struct ListenerArgs {
+    /// Root of the spool [env: WATCHER_ROOT] [default: /var/lib/worker-watcher].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Workers to follow, separated by commas [env: WORKERS] [default: every worker found].
+    #[arg(long, value_name = "LIST")]
+    pub workers: Option<String>,
+    /// Env file to read instead of ROOT/.env; repeatable, later files win; its values rank
+    /// above the environment and are read again on SIGHUP. `-FILE`: skip it if missing.
+    #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
+    pub env_file: Vec<String>,
+    /// Print the effective configuration, with where each value came from, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl ListenerArgs {
+    /// The configuration layers: these flags over `env` (the process environment).
+    pub fn layers(&self, env: BTreeMap<String, String>) -> Layers {
+        let mut flags = BTreeMap::new();
+        if let Some(root) = &self.root {
+            flags.insert("WATCHER_ROOT", (root.to_string_lossy().into_owned(), "--root"));
+        }
+        if let Some(w) = &self.workers {
+            flags.insert("WORKERS", (w.clone(), "--workers"));
+        }
+        let env_files = self.env_file.iter().map(|a| EnvFileArg::parse(a)).collect();
+        Layers { flags, env, env_files }
+    }
+}

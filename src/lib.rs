@@ -2,7 +2,7 @@
 //!
 //! The binaries are thin; everything they do is here so tests reach it. The worker daemon is
 //! [`run_worker`]; its loop is [`daemon`], the folder protocol [`spool`], the agent process
-//! [`runner`]. `watcherctl` is [`ctl`].
+//! [`runner`]. `watcherctl` is [`ctl`]. `orchestrator-listener` is [`listener`].
 
 pub mod agent;
 pub mod breaker;
@@ -15,6 +15,7 @@ pub mod durable;
 pub mod error;
 pub mod http;
 pub mod listen;
+pub mod listener;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -76,14 +76,37 @@ pub struct Logger {
     pub level: Level,
     format: Format,
     sink: Sink,
+    /// SYSLOG_IDENTIFIER of journal entries and the name on text lines.
+    identifier: &'static str,
+    /// WORKER= of every entry; empty for a daemon of no one worker (the listener).
     worker: String,
     /// The last journal entry could not be sent (its failure was reported on stderr).
     journal_failing: Cell<bool>,
 }
 
 impl Logger {
+    /// The logger of worker `worker`'s daemon.
     pub fn new(level: Level, format: Format, sink: Sink, worker: &str) -> Logger {
-        Logger { level, format, sink, worker: worker.to_string(), journal_failing: Cell::new(false) }
+        Logger::with_identity(level, format, sink, journal::IDENTIFIER, worker)
+    }
+
+    /// A logger for `identifier` (a program's name); `worker` is empty for a daemon that
+    /// serves every worker, whose call sites name the worker in a `WORKER` field.
+    pub fn with_identity(
+        level: Level,
+        format: Format,
+        sink: Sink,
+        identifier: &'static str,
+        worker: &str,
+    ) -> Logger {
+        Logger {
+            level,
+            format,
+            sink,
+            identifier,
+            worker: worker.to_string(),
+            journal_failing: Cell::new(false),
+        }
     }
 
     pub fn sink(&self) -> Sink {
@@ -100,7 +123,7 @@ impl Logger {
         }
         if self.sink == Sink::Journal {
             let text = format!("{message}{}", pairs(fields));
-            match journal::send(level, &text, &self.worker, fields) {
+            match journal::send(level, &text, self.identifier, &self.worker, fields) {
                 Ok(()) => return self.journal_failing.set(false),
                 Err(e) => self.journal_failed(&e),
             }
@@ -147,7 +170,9 @@ impl Logger {
         let mut obj = serde_json::Map::new();
         obj.insert("ts".into(), crate::clock::rfc3339_now().into());
         obj.insert("level".into(), level.as_str().into());
-        obj.insert("worker".into(), self.worker.clone().into());
+        if !self.worker.is_empty() {
+            obj.insert("worker".into(), self.worker.clone().into());
+        }
         obj.insert("message".into(), message.into());
         for (name, value) in fields {
             obj.insert(name.to_ascii_lowercase(), value.to_string().into());
@@ -162,7 +187,7 @@ impl Logger {
             "{} {:<7} {}: {}{}\n",
             crate::clock::rfc3339_now(),
             level.as_str().to_ascii_uppercase(),
-            self.worker,
+            if self.worker.is_empty() { self.identifier } else { &self.worker },
             message,
             pairs(fields)
         )

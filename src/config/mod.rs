@@ -4,6 +4,7 @@
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
+pub mod listener;
 mod policy;
 mod value;
 pub mod vars;
@@ -239,6 +240,57 @@ impl Resolver<'_> {
     }
 }
 
+impl<'a> Resolver<'a> {
+    /// Reads the env files and resolves WATCHER_ROOT, which decides where the default env
+    /// file is. Returns the resolver (with nothing recorded yet) and the root.
+    fn open(layers: &'a Layers) -> Result<(Resolver<'a>, PathBuf), ConfigError> {
+        let mut r = Resolver { layers, named: Vec::new(), fallback: None, effective: Vec::new() };
+        for arg in layers.env_files.iter().rev() {
+            if let Some(map) = read_env_file(&arg.path, !arg.optional)? {
+                r.named.push((absolute_or_same(&arg.path), map));
+            }
+        }
+        let root = r.req("WATCHER_ROOT", absolute)?;
+        if layers.env_files.is_empty() {
+            let path = root.join(".env");
+            if let Some(mut map) = read_env_file(&path, false)? {
+                // A root's own env file cannot move the root.
+                map.remove("WATCHER_ROOT");
+                r.fallback = Some((path, map));
+            }
+        }
+        r.effective.clear();
+        let root = r.req("WATCHER_ROOT", absolute)?;
+        Ok((r, root))
+    }
+
+    /// The env files that were read, in the order they were named, ROOT/.env last.
+    fn env_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self.named.iter().rev().map(|(p, _)| p.clone()).collect();
+        files.extend(self.fallback.as_ref().map(|(p, _)| p.clone()));
+        files
+    }
+}
+
+/// The spool's folders under `root`, each overridable by its variable.
+fn spool_paths(r: &mut Resolver, root: &Path) -> Result<Paths, ConfigError> {
+    let dir = |r: &mut Resolver, name, sub: &str| -> Result<PathBuf, ConfigError> {
+        Ok(r.get(name, absolute)?.unwrap_or_else(|| root.join(sub)))
+    };
+    Ok(Paths {
+        tasks: dir(r, "TASK_DIR", "tasks")?,
+        triggers: dir(r, "TRIGGER_DIR", "triggers")?,
+        results: dir(r, "RESULT_DIR", "results")?,
+        heartbeats: dir(r, "HEARTBEAT_DIR", "heartbeats")?,
+        dlq: dir(r, "DLQ_DIR", "dlq")?,
+        prompts: dir(r, "PROMPT_DIR", "prompts")?,
+        pipes: root.join("pipes"),
+        // The worker's own (LOCK_DIR), set by its loader.
+        lock: None,
+        root: root.to_path_buf(),
+    })
+}
+
 fn bad_value(name: &str, value: &str, source: &Source) -> ConfigError {
     let expects = vars::lookup(name).map_or("a valid value", |v| v.expects);
     let from = match source {
@@ -273,38 +325,9 @@ impl Config {
     }
 
     fn resolve(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
-        let mut r = Resolver { layers, named: Vec::new(), fallback: None, effective: Vec::new() };
-        for arg in layers.env_files.iter().rev() {
-            if let Some(map) = read_env_file(&arg.path, !arg.optional)? {
-                r.named.push((absolute_or_same(&arg.path), map));
-            }
-        }
-        // The root decides where the default env file is, so it is resolved first.
-        let root = r.req("WATCHER_ROOT", absolute)?;
-        if layers.env_files.is_empty() {
-            let path = root.join(".env");
-            if let Some(mut map) = read_env_file(&path, false)? {
-                // A root's own env file cannot move the root.
-                map.remove("WATCHER_ROOT");
-                r.fallback = Some((path, map));
-            }
-        }
-        r.effective.clear();
-        let root = r.req("WATCHER_ROOT", absolute)?;
-        let dir = |r: &mut Resolver, name, sub: &str| -> Result<PathBuf, ConfigError> {
-            Ok(r.get(name, absolute)?.unwrap_or_else(|| root.join(sub)))
-        };
-        let paths = Paths {
-            tasks: dir(&mut r, "TASK_DIR", "tasks")?,
-            triggers: dir(&mut r, "TRIGGER_DIR", "triggers")?,
-            results: dir(&mut r, "RESULT_DIR", "results")?,
-            heartbeats: dir(&mut r, "HEARTBEAT_DIR", "heartbeats")?,
-            dlq: dir(&mut r, "DLQ_DIR", "dlq")?,
-            prompts: dir(&mut r, "PROMPT_DIR", "prompts")?,
-            pipes: root.join("pipes"),
-            lock: r.get("LOCK_DIR", absolute)?,
-            root: root.clone(),
-        };
+        let (mut r, root) = Resolver::open(layers)?;
+        let mut paths = spool_paths(&mut r, &root)?;
+        paths.lock = r.get("LOCK_DIR", absolute)?;
         let tuning = tuning(&mut r)?;
         let log_format = r.req("LOG_FORMAT", |s| match s.trim().to_ascii_lowercase().as_str() {
             "json" => Ok(Format::Json),
@@ -316,8 +339,7 @@ impl Config {
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
         let metrics_listen = r.get("METRICS_LISTEN", |s| crate::listen::Addr::parse(s, worker).ok_or(()))?;
         let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
-        let mut env_files: Vec<PathBuf> = r.named.iter().rev().map(|(p, _)| p.clone()).collect();
-        env_files.extend(r.fallback.as_ref().map(|(p, _)| p.clone()));
+        let env_files = r.env_files();
         Ok(Config {
             worker: worker.to_string(),
             paths,
@@ -349,26 +371,30 @@ impl Config {
 
     /// The `--check-config` report: one `NAME=value  # source` line per variable.
     pub fn report(&self) -> String {
-        let mut out = format!("# worker-watcher {}: effective configuration\n", self.worker);
-        let width = self
-            .effective
-            .iter()
-            .map(|e| e.name.len() + e.value.as_deref().map_or(0, |v| shell_words::quote(v).len()) + 1)
-            .max()
-            .unwrap_or(0);
-        for e in &self.effective {
-            let line = match &e.value {
-                Some(v) => format!("{}={}", e.name, shell_words::quote(v)),
-                None => format!("#{}=", e.name),
-            };
-            let source = match (&e.value, &e.source) {
-                (None, _) => "unset".to_string(),
-                (_, s) => s.to_string(),
-            };
-            out.push_str(&format!("{line:<width$}  # {source}\n"));
-        }
-        out
+        report(&format!("worker-watcher {}", self.worker), &self.effective)
     }
+}
+
+/// A `--check-config` report: a title, then one `NAME=value  # source` line per variable.
+pub fn report(title: &str, effective: &[Effective]) -> String {
+    let mut out = format!("# {title}: effective configuration\n");
+    let width = effective
+        .iter()
+        .map(|e| e.name.len() + e.value.as_deref().map_or(0, |v| shell_words::quote(v).len()) + 1)
+        .max()
+        .unwrap_or(0);
+    for e in effective {
+        let line = match &e.value {
+            Some(v) => format!("{}={}", e.name, shell_words::quote(v)),
+            None => format!("#{}=", e.name),
+        };
+        let source = match (&e.value, &e.source) {
+            (None, _) => "unset".to_string(),
+            (_, s) => s.to_string(),
+        };
+        out.push_str(&format!("{line:<width$}  # {source}\n"));
+    }
+    out
 }
 
 fn absolute_or_same(p: &Path) -> PathBuf {

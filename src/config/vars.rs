@@ -302,6 +302,53 @@ pub const VARS: &[Var] = &[
         "Before READY, run the agent once on a one-line prompt; if that run fails, exit with status 78 \
          instead of filling the dead-letter queue. (The agent command is always checked.)",
     ),
+    // orchestrator-listener's own (it also reads WATCHER_ROOT, the folders, KILL_GRACE, the
+    // LOG_* and metrics settings above).
+    var(
+        "WORKERS",
+        None,
+        "worker names separated by commas (e.g. marie,anga,fabien)",
+        Restart,
+        "orchestrator-listener: the workers to follow; unset: every worker with a folder in \
+         tasks/ or results/, or a heartbeat, as they appear.",
+    ),
+    var(
+        "HEARTBEAT_STALE_AFTER",
+        None,
+        "a number of seconds > 0",
+        Live,
+        "orchestrator-listener: age after which a heartbeat is stale and its worker unhealthy; \
+         unset: three times the heartbeat_interval the heartbeat itself states.",
+    ),
+    var(
+        "ORCHESTRATOR_NOTIFY_COMMAND",
+        None,
+        "a command (words split like a shell, no shell run)",
+        Live,
+        "orchestrator-listener: run for each event written, with the event's JSON on stdin.",
+    ),
+    var(
+        "ORCHESTRATOR_NOTIFY_CONCURRENCY",
+        Some("4"),
+        "a whole number from 1 to 64",
+        Live,
+        "orchestrator-listener: notify commands running at once; the others wait their turn.",
+    ),
+    var(
+        "ORCHESTRATOR_NOTIFY_TIMEOUT",
+        Some("30"),
+        "a number of seconds > 0",
+        Live,
+        "orchestrator-listener: time limit of one notify command (then SIGTERM, SIGKILL after KILL_GRACE).",
+    ),
+    var(
+        "LISTENER_BACKFILL",
+        Some("86400"),
+        "a number of seconds >= 0",
+        Live,
+        "orchestrator-listener: results it has no record of (its first start, a new worker) \
+         are announced when younger than this, and only counted when older.",
+    ),
 ];
 
 /// The table entry for `name`.

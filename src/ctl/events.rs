@@ -1,6 +1,12 @@
 //! `watcherctl events [--follow]`: the events orchestrator-listener writes to
-//! `triggers/orchestrator/` (JSON files with at least `event`, `worker` and `task_id`), oldest
-//! first; `--follow` then sleeps on inotify and prints each new one as it arrives.
+//! `triggers/orchestrator/`, oldest first (their names sort by the time of what they
+//! report); `--follow` then sleeps on inotify and prints each new one as it arrives.
+//!
+//! Every event has `id`, `event` and `time`; task events (`task_completed`, `task_failed`)
+//! have `worker`, `task_id`, `status`, `reason`, `duration_seconds`, …; health events
+//! (`worker_unhealthy`, `worker_recovered`) have `worker` and `why`; `batch_completed` has
+//! `batch`, `completed`, `failed`. The readable form shows one line each; `--json` the
+//! whole event.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,7 +23,7 @@ use super::wait::Watcher;
 use crate::clock;
 
 /// Columns of the readable form, wide enough for the usual values (longer ones push).
-const WIDTHS: [usize; 4] = [24, 16, 12, 28];
+const WIDTHS: [usize; 4] = [24, 16, 12, 24];
 
 struct Event {
     name: String,
@@ -39,7 +45,7 @@ fn new_events(dir: &Path, names: Vec<String>, seen: &mut HashSet<String>) -> Vec
             Some(Event { name, mtime, value })
         })
         .collect();
-    events.sort_by(|a, b| a.mtime.cmp(&b.mtime).then_with(|| a.name.cmp(&b.name)));
+    events.sort_by(|a, b| a.name.cmp(&b.name));
     seen.extend(events.iter().map(|e| e.name.clone()));
     events
 }
@@ -49,12 +55,22 @@ fn line(e: &Event, json: bool) -> String {
         return format!("{}\n", serde_json::to_string(&e.value).unwrap_or_default());
     }
     let get = |k: &str| cell(e.value.get(k));
-    let cells = [clock::rfc3339(e.mtime), get("event"), get("worker"), get("task_id")];
+    let time =
+        e.value.get("time").and_then(Value::as_str).map_or_else(|| clock::rfc3339(e.mtime), str::to_string);
+    let event = get("event");
+    // What the event is about: the task, the batch, or why the worker is unhealthy.
+    let (subject, details): (String, &[&str]) = match event.as_str() {
+        "batch_completed" => (get("batch"), &["completed", "failed", "size"]),
+        "worker_unhealthy" => (get("why").replace(['[', ']', '"'], ""), &["message"]),
+        "worker_recovered" => ("-".into(), &["down_seconds"]),
+        _ => (get("task_id"), &["status", "reason", "duration_seconds", "batch"]),
+    };
+    let cells = [time, event, get("worker"), subject];
     let mut text = String::new();
     for (c, w) in cells.iter().zip(WIDTHS) {
         text.push_str(&format!("{c:<w$}  "));
     }
-    let extra: Vec<String> = ["status", "reason", "batch"]
+    let extra: Vec<String> = details
         .iter()
         .filter_map(|k| e.value.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k}={}", cell(Some(v)))))
         .collect();

@@ -32,6 +32,22 @@ pub const CREDENTIAL_FAULT: &str = "7c3e9a51d2b84f06a1e5c2d9b8f04e17";
 pub const WORKER_PAUSED: &str = "3f6d2b8e91c04a7d8e5b1f0c6a9d2e44";
 /// The pause is over: tasks start again.
 pub const WORKER_RESUMED: &str = "b84e0c2f7a19463d9c5e8f1a2b3d4c65";
+/// orchestrator-listener: a worker became unhealthy (stale or missing heartbeat, `stopped`,
+/// breaker open); `worker_unhealthy` was written. WHY= says which.
+pub const WORKER_UNHEALTHY: &str = "b6bbe6e1819b45fd8fd5dbd2f39ac77d";
+/// orchestrator-listener: an unhealthy worker is healthy again; `worker_recovered` was written.
+pub const WORKER_RECOVERED: &str = "939de7f86b2a46b7a95cde01ee0fbe0e";
+/// orchestrator-listener: every task of a batch has its result; `batch_completed` was written.
+pub const BATCH_COMPLETED: &str = "43d27ba351a548359f7148b212a30cce";
+/// orchestrator-listener: ORCHESTRATOR_NOTIFY_COMMAND failed for an event (non-zero exit,
+/// signal, time-out, or it could not start). The event file was written all the same.
+pub const NOTIFY_FAILED: &str = "9a11b60bcc944e0aa5105193549be2e1";
+/// orchestrator-listener: a file in a result folder is not a result it can read; it is
+/// counted (`watcher_results_total{status="unreadable"}`) and announced to no one.
+pub const RESULT_UNREADABLE: &str = "ee940fc821b44e2bb1517ce381b18b4d";
+/// orchestrator-listener: an event file (or the listener's state) cannot be written; no
+/// more results are taken until it can (nothing is lost, events are late).
+pub const EVENTS_BLOCKED: &str = "c247d16ea4e94baebdb5980b202f81ec";
 
 /// Every id with a short name, for the journal catalog and the tests.
 pub const ALL: &[(&str, &str)] = &[
@@ -46,7 +62,17 @@ pub const ALL: &[(&str, &str)] = &[
     ("credential fault", CREDENTIAL_FAULT),
     ("worker paused", WORKER_PAUSED),
     ("worker resumed", WORKER_RESUMED),
+    ("worker unhealthy", WORKER_UNHEALTHY),
+    ("worker recovered", WORKER_RECOVERED),
+    ("batch completed", BATCH_COMPLETED),
+    ("notify command failed", NOTIFY_FAILED),
+    ("result unreadable", RESULT_UNREADABLE),
+    ("events blocked", EVENTS_BLOCKED),
 ];
+
+/// The ids orchestrator-listener logs (the others are the worker's): its page lists these.
+pub const LISTENER: &[&str] =
+    &[WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED, NOTIFY_FAILED, RESULT_UNREADABLE, EVENTS_BLOCKED];
 
 #[cfg(test)]
 mod tests {

@@ -7,7 +7,7 @@ use libsystemd::logging::{journal_send, Priority};
 
 use super::{Field, Level};
 
-/// SYSLOG_IDENTIFIER of every entry: the binary's name, as journald gives the lines of its
+/// SYSLOG_IDENTIFIER of the worker's entries: the binary's name, as journald gives the lines of its
 /// stderr stream, so `journalctl -t worker-watcher` finds both.
 pub const IDENTIFIER: &str = "worker-watcher";
 
@@ -88,18 +88,27 @@ fn priority(level: Level) -> Priority {
 }
 
 /// The fields of an entry besides PRIORITY and MESSAGE (which `journal_send` writes first):
-/// the identifier, the worker, then the call site's fields under their own names.
-pub fn entry_fields(worker: &str, fields: &[Field]) -> Vec<(&'static str, String)> {
+/// the identifier, the worker (unless empty), then the call site's fields under their own
+/// names.
+pub fn entry_fields(identifier: &str, worker: &str, fields: &[Field]) -> Vec<(&'static str, String)> {
     let mut out = Vec::with_capacity(fields.len() + 2);
-    out.push(("SYSLOG_IDENTIFIER", IDENTIFIER.to_string()));
-    out.push(("WORKER", worker.to_string()));
+    out.push(("SYSLOG_IDENTIFIER", identifier.to_string()));
+    if !worker.is_empty() {
+        out.push(("WORKER", worker.to_string()));
+    }
     out.extend(fields.iter().map(|(name, value)| (*name, value.to_string())));
     out
 }
 
 /// Sends one entry. MESSAGE is `text` as given: no timestamp (journald keeps its own).
-pub fn send(level: Level, text: &str, worker: &str, fields: &[Field]) -> Result<(), String> {
-    let entry = entry_fields(worker, fields);
+pub fn send(
+    level: Level,
+    text: &str,
+    identifier: &str,
+    worker: &str,
+    fields: &[Field],
+) -> Result<(), String> {
+    let entry = entry_fields(identifier, worker, fields);
     journal_send(priority(level), text, entry.iter().map(|(k, v)| (*k, v.as_str())))
         .map_err(|e| e.to_string())
 }
@@ -143,6 +152,7 @@ mod tests {
     #[test]
     fn entries_carry_identifier_worker_and_fields() {
         let f = entry_fields(
+            IDENTIFIER,
             "anga",
             &[("MESSAGE_ID", &super::super::ids::TASK_COMPLETED), ("TASK_ID", &"t-1"), ("ATTEMPT", &2)],
         );
@@ -155,6 +165,15 @@ mod tests {
                 ("TASK_ID", "t-1".into()),
                 ("ATTEMPT", "2".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn a_daemon_of_no_one_worker_has_no_worker_field() {
+        let f = entry_fields("orchestrator-listener", "", &[("WORKER", &"marie")]);
+        assert_eq!(
+            f,
+            vec![("SYSLOG_IDENTIFIER", "orchestrator-listener".to_string()), ("WORKER", "marie".into())]
         );
     }
 

@@ -18,7 +18,8 @@ pub struct Stat {
 
 pub struct ProcessMetrics {
     cpu: Counter,
-    children_cpu: Counter,
+    /// The agents' CPU time (the worker's); `None` for a daemon that runs no agents.
+    children_cpu: Option<Counter>,
     start_time: Gauge,
     virtual_bytes: Gauge,
     resident_bytes: Gauge,
@@ -27,8 +28,24 @@ pub struct ProcessMetrics {
 }
 
 impl ProcessMetrics {
+    /// A worker's figures, labelled `worker`, with its agents' CPU time.
     pub fn register(r: &Registry, worker: &str) -> prometheus::Result<ProcessMetrics> {
-        let opts = |name: &str, help: &str| Opts::new(name, help).const_label("worker", worker);
+        ProcessMetrics::build(r, Some(worker))
+    }
+
+    /// The standard figures without labels, for a daemon of no one worker (the listener).
+    pub fn register_unlabelled(r: &Registry) -> prometheus::Result<ProcessMetrics> {
+        ProcessMetrics::build(r, None)
+    }
+
+    fn build(r: &Registry, worker: Option<&str>) -> prometheus::Result<ProcessMetrics> {
+        let opts = |name: &str, help: &str| {
+            let o = Opts::new(name, help);
+            match worker {
+                Some(w) => o.const_label("worker", w),
+                None => o,
+            }
+        };
         let counter = |name, help| -> prometheus::Result<Counter> {
             let c = Counter::with_opts(opts(name, help))?;
             r.register(Box::new(c.clone()))?;
@@ -39,12 +56,16 @@ impl ProcessMetrics {
             r.register(Box::new(g.clone()))?;
             Ok(g)
         };
-        Ok(ProcessMetrics {
-            cpu: counter("process_cpu_seconds_total", "User and system CPU time of the daemon, in seconds.")?,
-            children_cpu: counter(
+        let children_cpu = match worker {
+            Some(_) => Some(counter(
                 "watcher_agent_cpu_seconds_total",
                 "User and system CPU time of the agents the daemon has reaped (and their reaped children).",
-            )?,
+            )?),
+            None => None,
+        };
+        Ok(ProcessMetrics {
+            cpu: counter("process_cpu_seconds_total", "User and system CPU time of the daemon, in seconds.")?,
+            children_cpu,
             start_time: gauge(
                 "process_start_time_seconds",
                 "Start time of the daemon since the epoch, in seconds.",
@@ -60,7 +81,9 @@ impl ProcessMetrics {
     pub fn refresh(&self) {
         if let Some(s) = fs::read_to_string("/proc/self/stat").ok().and_then(|t| parse_stat(&t, &sys())) {
             raise(&self.cpu, s.cpu_seconds);
-            raise(&self.children_cpu, s.children_cpu_seconds);
+            if let Some(c) = &self.children_cpu {
+                raise(c, s.children_cpu_seconds);
+            }
             self.start_time.set(s.start_time_seconds);
             self.virtual_bytes.set(s.virtual_bytes);
             self.resident_bytes.set(s.resident_bytes);

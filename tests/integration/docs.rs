@@ -1,7 +1,8 @@
 //! The documentation cannot drift from the code: the variables of worker-watcher.env(5) are
 //! generated from the settings table (src/config/vars.rs), and the flags and metric families
-//! of worker-watcher(8), the commands, options and exit statuses of watcherctl(1), the journal
-//! catalog and the packaged env file are checked against their sources.
+//! of worker-watcher(8) and orchestrator-listener(8), the commands, options and exit statuses
+//! of watcherctl(1), the journal catalog and the packaged env file are checked against their
+//! sources.
 //!
 //! `UPDATE_DOCS=1 cargo test --test integration docs` rewrites the generated part of the page.
 
@@ -10,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use worker_watcher::cli::WorkerArgs;
+use worker_watcher::cli::{ListenerArgs, WorkerArgs};
 use worker_watcher::config::{Reload, Var, VARS};
 use worker_watcher::ctl::{exit, CtlArgs};
 use worker_watcher::log::ids;
@@ -245,8 +246,41 @@ fn catalog_explains_every_message_id() {
 #[test]
 fn worker_page_lists_every_message_id() {
     let page = read("man/worker-watcher.8");
-    for (name, id) in ids::ALL {
+    for (name, id) in ids::ALL.iter().filter(|(_, id)| !ids::LISTENER.contains(id)) {
         assert!(page.contains(id), "worker-watcher(8) does not list {name} ({id})");
+    }
+}
+
+#[test]
+fn listener_page_lists_its_message_ids() {
+    let page = read("man/orchestrator-listener.8");
+    for id in ids::LISTENER {
+        assert!(ids::ALL.iter().any(|(_, i)| i == id), "{id} is not in ids::ALL");
+        assert!(page.contains(id), "orchestrator-listener(8) does not list {id}");
+    }
+}
+
+#[test]
+fn listener_page_options_match_the_command_line() {
+    let documented = page_options(&read("man/orchestrator-listener.8"));
+    let mut real: BTreeSet<String> =
+        ListenerArgs::command().get_arguments().filter_map(|a| a.get_long()).map(str::to_string).collect();
+    real.extend(["help".to_string(), "version".to_string()]);
+    assert_eq!(documented, real, "OPTIONS of orchestrator-listener(8) vs the flags of src/cli.rs");
+}
+
+#[test]
+fn listener_page_lists_every_metric_family() {
+    let families: BTreeSet<String> = worker_watcher::listener::metric_families().into_iter().collect();
+    for family in DESIGN_METRICS {
+        assert!(families.contains(*family), "the listener does not serve {family}");
+    }
+    let named = words(section(&read("man/orchestrator-listener.8"), "METRICS"));
+    for family in &families {
+        assert!(named.contains(family), "orchestrator-listener(8) METRICS does not list {family}");
+    }
+    for word in named.iter().filter(|w| w.starts_with("watcher_") || w.starts_with("process_")) {
+        assert!(families.contains(word), "orchestrator-listener(8) names {word}, which it does not serve");
     }
 }
 
@@ -480,11 +514,11 @@ fn worker_page_lists_every_metric_family() {
 
 #[test]
 fn no_page_is_a_draft_or_has_a_placeholder_for_a_shipped_part() {
-    for rel in ["man/watcherctl.1", "man/worker-watcher.8"] {
+    for rel in ["man/watcherctl.1", "man/worker-watcher.8", "man/orchestrator-listener.8"] {
         let page = read(rel);
         for marker in ["DRAFT", "PLACEHOLDER"] {
             assert!(!page.contains(marker), "{rel} still has a {marker} comment");
         }
     }
-    assert!(!read("man/worker-watcher-tasks.5").contains("PLACEHOLDER(watcherctl"));
+    assert!(!read("man/worker-watcher-tasks.5").contains("PLACEHOLDER("));
 }

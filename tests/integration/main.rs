@@ -1,4 +1,5 @@
-//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`) on temp spools, with
+//! Integration tests: the real binaries (`worker-watcher`, `watcherctl`,
+//! `orchestrator-listener`) on temp spools, with
 //! the stand-in agent (tests/stand-in/claude), real inotify, processes and signals.
 
 mod activation;
@@ -11,6 +12,7 @@ mod docs;
 mod hostile;
 mod inotify;
 mod invalid;
+mod listener;
 mod logging;
 mod metrics;
 mod netfs;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_worker-watcher");
+pub const LISTENER_BIN: &str = env!("CARGO_BIN_EXE_orchestrator-listener");
 pub const STAND_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/stand-in/claude");
 
 /// How long any wait may take before the test fails; generous for loaded machines.
@@ -114,6 +115,43 @@ impl Root {
     pub fn results(&self, worker: &str) -> Vec<String> {
         names(&self.path().join("results").join(worker))
     }
+
+    /// `triggers/orchestrator/`: the listener's events.
+    pub fn events_dir(&self) -> PathBuf {
+        self.path().join("triggers").join("orchestrator")
+    }
+
+    /// The listener's events, in the order of their names (the time of what they report).
+    pub fn events(&self) -> Vec<Value> {
+        let dir = self.events_dir();
+        names(&dir).iter().filter_map(|n| read_json(&dir.join(n))).collect()
+    }
+
+    /// Waits until the events satisfy `f`; returns them.
+    pub fn wait_events(&self, what: &str, f: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        wait_for(what, || Some(self.events()).filter(|e| f(e)))
+    }
+}
+
+/// Events of kind `kind` (about `worker`, when given).
+pub fn of_kind<'a>(events: &'a [Value], kind: &str, worker: Option<&str>) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind && worker.map_or(true, |w| e["worker"] == w)).collect()
+}
+
+/// `orchestrator-listener --root ROOT` with a clean environment, as `command` is for a worker.
+pub fn listener_command(root: &Root, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(LISTENER_BIN);
+    cmd.arg("--root")
+        .arg(root.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LOG_FORMAT", "json")
+        .env("ENABLE_METRICS", "false")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// A running `worker-watcher`, with its stderr in a log file and a notify socket of ours,

@@ -37,7 +37,8 @@ SCRATCH=""
 SUITE_NAME=rpm
 # The pages both packages install (the system suite checks the .deb's with man -w).
 MAN_PAGES=(/usr/share/man/man8/worker-watcher.8.gz /usr/share/man/man5/worker-watcher.env.5.gz
-    /usr/share/man/man5/worker-watcher-tasks.5.gz /usr/share/man/man1/watcherctl.1.gz)
+    /usr/share/man/man5/worker-watcher-tasks.5.gz /usr/share/man/man1/watcherctl.1.gz
+    /usr/share/man/man8/orchestrator-listener.8.gz)
 
 host_tools() {
     local missing=()
@@ -85,6 +86,7 @@ step_file_list() {
     fi
     grep -qx /usr/bin/worker-watcher <<<"$listed" || fail "no /usr/bin/worker-watcher"
     grep -qx /usr/bin/watcherctl <<<"$listed" || fail "no /usr/bin/watcherctl"
+    grep -qx /usr/bin/orchestrator-listener <<<"$listed" || fail "no /usr/bin/orchestrator-listener"
     grep -qx /usr/lib/systemd/catalog/worker-watcher.catalog <<<"$listed" || fail "no journal catalog"
 }
 

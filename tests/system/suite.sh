@@ -125,7 +125,8 @@ step_security_scores() {
 
 # The pages the package installs, as `man` finds and renders them (man-db and groff, in the
 # container; mandoc lints the sources on the host in .ci/run).
-MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl")
+MAN_PAGES=("8 worker-watcher" "5 worker-watcher.env" "5 worker-watcher-tasks" "1 watcherctl"
+    "8 orchestrator-listener")
 
 step_man_pages() {
     local ok=0 entry section name path warnings
@@ -318,21 +319,106 @@ step_worker_metrics() {
         fail "watcher_tasks_processed_total for $WORKER missing"
 }
 
-step_listener_metrics() {
-    local port=$((19000 + $$ % 1000)) dir=/run/systemd/system/orchestrator-listener.socket.d out
+LISTENER=orchestrator-listener.service
+LISTENER_SOCKET=orchestrator-listener.socket
+# The container shares the host's network: the listener and Prometheus get ports of their own.
+LISTENER_PORT=$((19000 + $$ % 1000))
+PROMETHEUS_PORT=$((20000 + $$ % 1000))
+
+scrape_listener() { ct curl -sS --max-time 10 "http://127.0.0.1:$LISTENER_PORT/metrics"; }
+
+# Only the socket is started: the first connection starts the service (Type=notify, READY=1
+# once its state is rebuilt), which then answers that very scrape.
+step_listener_activation() {
+    local dir=/run/systemd/system/$LISTENER_SOCKET.d out
     if ! listener_installed; then
         say "/usr/bin/orchestrator-listener is not in the package yet"
         return 77
     fi
-    # The container shares the host's network: move the listener off 9090 for the test.
-    printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$port" | ct_write "$dir/50-system-test.conf"
+    printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:%s\n' "$LISTENER_PORT" | ct_write "$dir/50-system-test.conf"
     ct systemctl daemon-reload
-    ct systemctl start orchestrator-listener.socket
-    out=$(ct curl -sS --max-time 10 "http://127.0.0.1:$port/metrics" 2>&1) || {
-        say "curl: $out"; show_journal_tail orchestrator-listener.service; fail "no answer on :$port"; return 1; }
-    say "GET :$port/metrics: $(wc -l <<<"$out" | tr -d ' ') lines"
-    say "orchestrator-listener.service: $(unit_summary orchestrator-listener.service)"
-    grep -q "worker=\"$WORKER\"" <<<"$out" || fail "no metrics labelled worker=\"$WORKER\""
+    ct systemctl start "$LISTENER_SOCKET"
+    say "$LISTENER_SOCKET: $(ct systemctl is-active "$LISTENER_SOCKET"), listening on $(unit_prop "$LISTENER_SOCKET" Listen)"
+    say "before the first scrape: $LISTENER is $(ct systemctl is-active "$LISTENER" || true)"
+    ! is_active "$LISTENER" || { fail "$LISTENER was running before any scrape"; return 1; }
+    out=$(scrape_listener 2>&1) || {
+        say "curl: $out"; show_journal_tail "$LISTENER"; fail "no answer on :$LISTENER_PORT"; return 1; }
+    say "first GET :$LISTENER_PORT/metrics: $(wc -l <<<"$out" | tr -d ' ') lines"
+    say "$LISTENER: $(unit_summary "$LISTENER") TriggeredBy=$(unit_prop "$LISTENER" TriggeredBy)"
+    is_active "$LISTENER" || fail "the scrape did not start $LISTENER"
+    [[ $(unit_prop "$LISTENER" Type) == notify ]] || fail "$LISTENER is not Type=notify"
+    say "StatusText: '$(unit_prop "$LISTENER" StatusText)'"
+}
+
+step_listener_metrics() {
+    local out checked
+    listener_installed || { say "no listener in the package yet"; return 77; }
+    out=$(scrape_listener 2>&1) || { say "curl: $out"; fail "no answer on :$LISTENER_PORT"; return 1; }
+    say "GET :$LISTENER_PORT/metrics: $(wc -l <<<"$out" | tr -d ' ') lines;" \
+        "$(grep -m1 "^watcher_tasks_processed_total{worker=\"$WORKER\",status=\"completed\"}" <<<"$out" || true)"
+    grep -q "^watcher_tasks_processed_total{worker=\"$WORKER\",status=\"completed\"} [1-9]" <<<"$out" ||
+        fail "no completed task counted for worker=\"$WORKER\""
+    grep -q "^watcher_worker_up{worker=\"$WORKER\"} 1" <<<"$out" || fail "watcher_worker_up of $WORKER is not 1"
+    if command -v promtool >/dev/null; then
+        if ! checked=$(promtool check metrics <<<"$out" 2>&1) || [[ -n $checked ]]; then
+            say "$checked"; fail "promtool check metrics complains"
+        fi
+        say "promtool check metrics (host): clean"
+    fi
+}
+
+events_dir() { ct_path "$ROOT/triggers/orchestrator"; }
+
+event_for() { grep -l "\"task_id\": \"$1\"" "$(events_dir)"/*.json 2>/dev/null | head -n 1; }
+
+# The task of the round trip finished before the listener's first start: younger than
+# LISTENER_BACKFILL, it is announced; the journal has the listener's own native entries.
+step_listener_events() {
+    local file native
+    listener_installed || { say "no listener in the package yet"; return 77; }
+    wait_until 30 "an event for $TASK_ID in $ROOT/triggers/orchestrator/" event_for "$TASK_ID" || return 1
+    file=$(event_for "$TASK_ID")
+    say "$(basename "$file"): $(jq -c '{event, worker, task_id, status, duration_seconds}' "$file")"
+    [[ $(json_field "$file" event) == task_completed ]] || fail "the event is not task_completed"
+    say "state: $(ct stat -c '%a %U:%G %s bytes' "$ROOT/listener/state.json")"
+    native=$(ct journalctl -u "$LISTENER" --no-pager -o json _TRANSPORT=journal SYSLOG_IDENTIFIER=orchestrator-listener |
+        grep -c . || true)
+    say "journalctl -u $LISTENER: $native native entries; $(ct journalctl -u "$LISTENER" --no-pager -o cat \
+        SYSLOG_IDENTIFIER=orchestrator-listener | grep -m1 '^ready' || true)"
+    ((native > 0)) || fail "the listener sent no native journal entries"
+}
+
+# A real Prometheus (Debian's package, run on the host: the container shares its network)
+# scrapes the listener and answers a query for watcher_tasks_processed_total.
+step_prometheus() {
+    local dir pid rc=0 q answer
+    listener_installed || { say "no listener in the package yet"; return 77; }
+    if ! command -v prometheus >/dev/null; then
+        say "no prometheus on the host (apt-get install prometheus; .ci/run does)"
+        return 77
+    fi
+    dir=$(mktemp -d /var/tmp/worker-watcher-prometheus.XXXXXX)
+    printf 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: worker-watcher\n    static_configs:\n      - targets: [\x27127.0.0.1:%s\x27]\n' \
+        "$LISTENER_PORT" >"$dir/prometheus.yml"
+    prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+        --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --log.level=warn >"$dir/log" 2>&1 &
+    pid=$!
+    say "prometheus $(prometheus --version 2>&1 | head -n 1 | cut -d' ' -f3) on 127.0.0.1:$PROMETHEUS_PORT (pid $pid), scraping 127.0.0.1:$LISTENER_PORT every second"
+    q="watcher_tasks_processed_total{worker=\"$WORKER\",status=\"completed\"}"
+    prom_value() {
+        curl -sf --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" --data-urlencode "query=$q" |
+            jq -e -r '.data.result[0].value[1] | select(tonumber >= 1)'
+    }
+    wait_until 60 "Prometheus answers $q >= 1" prom_value || rc=1
+    answer=$(prom_value 2>/dev/null || true)
+    say "query $q: ${answer:-no answer}"
+    say "up{job=\"worker-watcher\"}: $(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" \
+        --data-urlencode 'query=up{job="worker-watcher"}' | jq -r '.data.result[0].value[1]' 2>/dev/null || echo '?')"
+    ((rc == 0)) || { tail -n 5 "$dir/log" | sed 's/^/      prometheus: /'; fail "no answer from Prometheus"; }
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    return "$rc"
 }
 
 restarted_since() { # OLD_PID OLD_NRESTARTS
@@ -553,7 +639,10 @@ main() {
     step "journalctl -x explains the entry from the package's catalog" step_journal_catalog
     step "systemctl show -p StatusText tells the state" step_status_text
     step "metrics on the socket-activated unix socket" step_worker_metrics
+    step "listener socket-activated by the first scrape" step_listener_activation
     step "listener socket answers /metrics" step_listener_metrics
+    step "listener: the round trip's task announced in triggers/orchestrator/, journal entries" step_listener_events
+    step "a real Prometheus scrapes the listener and answers watcher_tasks_processed_total" step_prometheus
     step "watchdog: SIGSTOP'd daemon is killed and restarted" step_watchdog
     step "watchdog drop-in removed, worker restarted" step_watchdog_cleanup
     step "systemctl reload applies a changed env file" step_reload

@@ -1,0 +1,241 @@
+//! ORCHESTRATOR_NOTIFY_COMMAND: run once per event written, with the event's JSON on its
+//! stdin, so an orchestrator can be woken instead of polling. Best effort and never in the
+//! way: at most ORCHESTRATOR_NOTIFY_CONCURRENCY at once (the others queue, at most
+//! [`MAX_QUEUED`], the oldest dropped beyond), each killed as a process group after
+//! ORCHESTRATOR_NOTIFY_TIMEOUT, its failures logged and counted. The event file is the
+//! durable record; a command queued when the listener stops is not run.
+//!
+//! Processes are [`crate::runner::Child`]: no shell, own process group, parent-death
+//! signal, pipes read from the loop, NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* removed.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+
+use crate::runner::{Child, Exit, Pipe, Spec};
+
+/// Events waiting for a free slot, at most.
+pub const MAX_QUEUED: usize = 10_000;
+/// Bytes of a command's stdout kept (it is only logged).
+const MAX_OUTPUT: usize = 4096;
+
+/// One command to run.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub event_id: String,
+    pub kind: &'static str,
+    pub path: String,
+    pub worker: Option<String>,
+    pub task_id: Option<String>,
+    pub json: Vec<u8>,
+}
+
+struct Running {
+    job: Job,
+    child: Child,
+    started: Instant,
+    deadline: Instant,
+    kill_at: Option<Instant>,
+    timed_out: bool,
+}
+
+/// How a command ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Ok,
+    Failed(Exit),
+    TimedOut,
+    SpawnError(String),
+}
+
+impl Outcome {
+    /// The `outcome` label of `watcher_listener_notify_commands_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed(_) => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::SpawnError(_) => "spawn_error",
+        }
+    }
+}
+
+/// A command that ended, for the log and the metrics.
+pub struct Ended {
+    pub job: Job,
+    pub outcome: Outcome,
+    pub duration: Duration,
+    pub stderr_tail: String,
+}
+
+/// The limits in force (from the live settings).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    pub argv: Vec<String>,
+    pub concurrency: usize,
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+}
+
+pub struct Commands {
+    queue: VecDeque<Job>,
+    slots: Vec<Option<Running>>,
+    scratch: Vec<u8>,
+    /// Jobs dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl Commands {
+    /// At most `max_slots` commands at once, whatever the setting says later.
+    pub fn new(max_slots: usize) -> Commands {
+        Commands {
+            queue: VecDeque::new(),
+            slots: (0..max_slots).map(|_| None).collect(),
+            scratch: vec![0; 16 * 1024],
+            dropped: 0,
+        }
+    }
+
+    pub fn enqueue(&mut self, job: Job) {
+        if self.queue.len() >= MAX_QUEUED {
+            self.queue.pop_front();
+            self.dropped += 1;
+        }
+        self.queue.push_back(job);
+    }
+
+    pub fn running(&self) -> usize {
+        self.slots.iter().flatten().count()
+    }
+
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Forgets the queued jobs (at shutdown); returns how many.
+    pub fn clear_queue(&mut self) -> usize {
+        std::mem::take(&mut self.queue).len()
+    }
+
+    /// Starts queued jobs while slots are free. `token(slot, pipe)` names a pipe.
+    pub fn start(
+        &mut self,
+        limits: &Limits,
+        registry: &Registry,
+        token: impl Fn(usize, Pipe) -> Token,
+    ) -> Vec<Ended> {
+        let mut failed = Vec::new();
+        if limits.argv.is_empty() {
+            self.queue.clear();
+            return failed;
+        }
+        while self.running() < limits.concurrency {
+            let Some(slot) = self.slots.iter().position(Option::is_none) else { break };
+            let Some(job) = self.queue.pop_front() else { break };
+            let now = Instant::now();
+            match spawn(&job, &limits.argv) {
+                Ok(child) => {
+                    if child.register(registry, |p| token(slot, p)).is_err() {
+                        // Unwatchable pipes: it dies now, and is reaped (and reported) as
+                        // killed by SIGKILL.
+                        child.signal_group(libc::SIGKILL);
+                    }
+                    let deadline = now + limits.timeout;
+                    self.slots[slot] =
+                        Some(Running { job, child, started: now, deadline, kill_at: None, timed_out: false });
+                }
+                Err(e) => failed.push(ended(job, Outcome::SpawnError(e.to_string()), now)),
+            }
+        }
+        failed
+    }
+
+    pub fn on_ready(&mut self, slot: usize, pipe: Pipe, registry: &Registry) {
+        if let Some(Some(run)) = self.slots.get_mut(slot) {
+            run.child.on_ready(pipe, registry, &mut self.scratch);
+        }
+    }
+
+    /// Reaps the commands that exited.
+    pub fn reap(&mut self, registry: &Registry) -> Vec<Ended> {
+        let mut out = Vec::new();
+        for slot in 0..self.slots.len() {
+            let exit = match self.slots[slot].as_mut().map(|r| r.child.try_exit()) {
+                Some(Ok(Some(exit))) => exit,
+                Some(Ok(None)) | None => continue,
+                // ECHILD: reaped elsewhere; nothing more to learn.
+                Some(Err(_)) => Exit::Code(-1),
+            };
+            let Some(run) = self.slots[slot].take() else { continue };
+            let captured = run.child.finish(registry, &mut self.scratch);
+            let outcome = match (run.timed_out, exit) {
+                (true, _) => Outcome::TimedOut,
+                (false, Exit::Code(0)) => Outcome::Ok,
+                (false, e) => Outcome::Failed(e),
+            };
+            out.push(Ended {
+                job: run.job,
+                outcome,
+                duration: run.started.elapsed(),
+                stderr_tail: captured.stderr_tail,
+            });
+        }
+        out
+    }
+
+    /// Time-outs: SIGTERM to the group at the deadline, SIGKILL after `kill_grace`.
+    pub fn enforce(&mut self, now: Instant, kill_grace: Duration) {
+        for run in self.slots.iter_mut().flatten() {
+            match run.kill_at {
+                Some(at) if now >= at => {
+                    run.child.signal_group(libc::SIGKILL);
+                    run.kill_at = Some(now + Duration::from_secs(3600));
+                }
+                None if now >= run.deadline => {
+                    run.timed_out = true;
+                    run.child.signal_group(libc::SIGTERM);
+                    run.kill_at = Some(now + kill_grace);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Kills every running command now (a second stop signal).
+    pub fn kill_all(&mut self) {
+        for run in self.slots.iter_mut().flatten() {
+            run.timed_out = true;
+            run.child.signal_group(libc::SIGKILL);
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.slots.iter().flatten().map(|r| r.kill_at.unwrap_or(r.deadline)).min()
+    }
+}
+
+fn ended(job: Job, outcome: Outcome, started: Instant) -> Ended {
+    Ended { job, outcome, duration: started.elapsed(), stderr_tail: String::new() }
+}
+
+fn spawn(job: &Job, argv: &[String]) -> std::io::Result<Child> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("WATCHER_EVENT".into(), job.kind.into()),
+        ("WATCHER_EVENT_ID".into(), job.event_id.clone().into()),
+        ("WATCHER_EVENT_FILE".into(), job.path.clone().into()),
+    ];
+    if let Some(w) = &job.worker {
+        env.push(("WATCHER_WORKER".into(), w.clone().into()));
+    }
+    if let Some(t) = &job.task_id {
+        env.push(("WATCHER_TASK_ID".into(), t.clone().into()));
+    }
+    Child::spawn(Spec {
+        argv: argv.iter().map(OsString::from).collect(),
+        env,
+        stdin: job.json.clone(),
+        max_output: MAX_OUTPUT,
+    })
+}

@@ -1,0 +1,184 @@
+//! The host's scrape target inside the listener's loop: the socket systemd passed
+//! (orchestrator-listener.socket, TCP 9090), else METRICS_LISTEN, else
+//! `0.0.0.0:METRICS_PORT`. `/metrics` serves every worker's families and the listener's
+//! own; `/healthz` says whether the listener itself is well (200) or not (503).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::exposition::{self, WorkerView};
+use super::health::{Reading, Verdict};
+use super::Listener;
+use crate::config::listener::ListenerConfig;
+use crate::error::Fatal;
+use crate::http::{Limits, Request, Response, Server, Stats, JSON};
+use crate::listen::{self, Addr, Listener as Socket};
+use crate::log::Logger;
+use crate::metrics::CONTENT_TYPE;
+
+/// Listening sockets: tokens 8 to 15, between the loop's own sources and the commands' pipes.
+const HTTP_LISTEN: Token = Token(8);
+const MAX_LISTENERS: usize = 8;
+/// Connections: tokens from here up, above any command pipe's.
+const HTTP_CONN: Token = Token(1 << 20);
+
+pub(super) struct Endpoint {
+    pub server: Server,
+    /// A unix socket file this process bound (not one systemd passed): removed at exit.
+    bound_path: Option<PathBuf>,
+}
+
+/// Opens the endpoint, if metrics are on.
+pub(super) fn open(
+    cfg: &ListenerConfig,
+    env: &BTreeMap<String, String>,
+    log: &Logger,
+) -> Result<Option<Endpoint>, Fatal> {
+    let passed = listen::from_systemd().map_err(Fatal::Config)?;
+    if !cfg.enable_metrics {
+        if !passed.is_empty() {
+            log.warn("ENABLE_METRICS=false: the socket systemd passed is not served (stop orchestrator-listener.socket)", &[]);
+        }
+        return Ok(None);
+    }
+    if passed.len() > MAX_LISTENERS {
+        return Err(Fatal::Config(format!(
+            "LISTEN_FDS: {} sockets passed, at most {MAX_LISTENERS} are served",
+            passed.len()
+        )));
+    }
+    if !passed.is_empty() {
+        return Ok(Some(Endpoint { server: server(passed), bound_path: None }));
+    }
+    let (addr, var) = match &cfg.metrics_listen {
+        Some(a) => (a.clone(), format!("METRICS_LISTEN={a}")),
+        None => {
+            let port = cfg.metrics_port;
+            (Addr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))), format!("METRICS_PORT={port}"))
+        }
+    };
+    if env.contains_key("INVOCATION_ID") {
+        log.warn(
+            "run by systemd without a socket (orchestrator-listener.socket stopped?): binding the address itself, which PrivateNetwork=yes makes unreachable from outside",
+            &[("ADDRESS", &addr)],
+        );
+    }
+    let socket = Socket::bind(&addr).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::AddrInUse => "address in use (a worker outside systemd on METRICS_PORT 9090?); set METRICS_LISTEN or METRICS_PORT".to_string(),
+            _ => e.to_string(),
+        };
+        Fatal::Config(format!("{var}: cannot listen on {addr}: {why}"))
+    })?;
+    let bound_path = match addr {
+        Addr::Unix(p) => Some(p),
+        Addr::Tcp(_) => None,
+    };
+    Ok(Some(Endpoint { server: server(vec![socket]), bound_path }))
+}
+
+fn server(listeners: Vec<Socket>) -> Server {
+    Server::new(listeners, HTTP_LISTEN, HTTP_CONN, Limits::default())
+}
+
+impl Listener {
+    pub(super) fn owns_http(&self, token: Token) -> bool {
+        self.endpoint.as_ref().is_some_and(|e| e.server.owns(token))
+    }
+
+    pub(super) fn on_http(&mut self, token: Token) {
+        let Some(mut ep) = self.endpoint.take() else { return };
+        let stats = ep.server.stats();
+        ep.server.ready(self.poll.registry(), token, &mut |req: &Request| self.respond(req, &stats));
+        self.endpoint = Some(ep);
+    }
+
+    pub(super) fn http_deadline(&self) -> Option<Instant> {
+        self.endpoint.as_ref().and_then(|e| e.server.next_deadline())
+    }
+
+    pub(super) fn expire_http(&mut self, now: Instant) {
+        if let Some(ep) = self.endpoint.as_mut() {
+            ep.server.expire(self.poll.registry(), now);
+        }
+    }
+
+    pub(super) fn metrics_addresses(&self) -> Vec<String> {
+        self.endpoint.as_ref().map(|e| e.server.addresses()).unwrap_or_default()
+    }
+
+    pub(super) fn close_endpoint(&mut self) {
+        if let Some(path) = self.endpoint.take().and_then(|e| e.bound_path) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    fn respond(&self, req: &Request, http: &Stats) -> Response {
+        match req.path.as_str() {
+            "/metrics" => req.read_only().unwrap_or_else(|| self.metrics_page(http)),
+            "/healthz" => req.read_only().unwrap_or_else(|| self.health_page()),
+            _ => Response::not_found(),
+        }
+    }
+
+    fn metrics_page(&self, http: &Stats) -> Response {
+        let o = &self.own;
+        o.set_http(http);
+        o.set_dropped(self.commands.dropped);
+        o.workers.set(self.workers.len() as i64);
+        o.unhealthy.set(self.state.workers.values().filter(|w| w.health.unhealthy).count() as i64);
+        o.backlog.set(self.workers.values().map(|l| l.pending.len()).sum::<usize>() as i64);
+        o.open_batches.set(self.state.batches.open_count() as i64);
+        o.commands_queued.set(self.commands.queued() as i64);
+        let unjudged =
+            Verdict { problems: Vec::new(), message: String::new(), stale_at: None, since: 0.0, up: false };
+        let views: Vec<WorkerView> = self
+            .workers
+            .iter()
+            .filter_map(|(name, live)| {
+                let ws = self.state.workers.get(name)?;
+                let beat = match &live.reading {
+                    Reading::Beat(b) => Some(b),
+                    _ => None,
+                };
+                Some(WorkerView {
+                    name,
+                    counts: &ws.counts,
+                    beat,
+                    verdict: live.verdict.as_ref().unwrap_or(&unjudged),
+                })
+            })
+            .collect();
+        let mut families = exposition::derived(&views);
+        families.extend(self.own.gather());
+        match exposition::encode(families) {
+            Ok(body) => Response::new(200, CONTENT_TYPE, body),
+            Err(e) => Response::text(500, &format!("cannot encode the metrics: {e}")),
+        }
+    }
+
+    /// Healthy: events and state are being written. The workers' health is in the body.
+    fn health_page(&self) -> Response {
+        let mut problems = Vec::new();
+        if !self.staged.is_empty() {
+            problems.push(format!("{} events cannot be written", self.staged.len()));
+        } else if self.state_dirty && self.retry_io_at.is_some() {
+            problems.push("the state cannot be written".to_string());
+        }
+        let unhealthy: Vec<&String> =
+            self.state.workers.iter().filter(|(_, w)| w.health.unhealthy).map(|(n, _)| n).collect();
+        let body = serde_json::json!({
+            "healthy": problems.is_empty(),
+            "workers": self.workers.len(),
+            "unhealthy_workers": unhealthy,
+            "backlog": self.workers.values().map(|l| l.pending.len()).sum::<usize>(),
+            "problems": problems,
+        });
+        let status = if problems.is_empty() { 200 } else { 503 };
+        Response::new(status, JSON, format!("{body}\n"))
+    }
+}

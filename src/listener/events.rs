@@ -1,0 +1,170 @@
+//! The events written to `triggers/orchestrator/` for the orchestrator: one JSON file each,
+//! written durably (temp file, sync, rename, folder sync), so a reader never sees half of one.
+//!
+//! A name sorts by the time of what it reports and is unique:
+//! `20261128T104512.123456789Z-task_completed-marie-3f9a1c2e5d6b7a89.json` — the time (UTC,
+//! fixed width), the event, the worker (when there is one) and a hash of what the event is
+//! about. The name is a function of its facts (the result file's mtime, the heartbeat's
+//! timestamp, …), never of when the listener wrote it: if a crash comes between the event's
+//! rename and the state's, the next start writes the same event under the same name again
+//! instead of a second one. Every event carries its name's stem as `id`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::summary::Summary;
+use crate::clock;
+use crate::records::COMPLETED;
+
+pub const TASK_COMPLETED: &str = "task_completed";
+pub const TASK_FAILED: &str = "task_failed";
+pub const WORKER_UNHEALTHY: &str = "worker_unhealthy";
+pub const WORKER_RECOVERED: &str = "worker_recovered";
+pub const BATCH_COMPLETED: &str = "batch_completed";
+/// Every kind of event, for the metrics.
+pub const KINDS: &[&str] =
+    &[TASK_COMPLETED, TASK_FAILED, WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED];
+
+/// One event: its file name, and the JSON written.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// When what it reports happened (RFC 3339, UTC), the time in its name.
+    pub time: String,
+    /// When the listener wrote it.
+    pub emitted_at: String,
+    #[serde(flatten)]
+    pub detail: Map<String, Value>,
+}
+
+impl Event {
+    /// An event of `kind` about `worker` at `at`; `identity` makes its name unique.
+    pub fn new(kind: &'static str, worker: Option<&str>, at: SystemTime, identity: &str) -> Event {
+        let id = stem(kind, worker, at, identity);
+        Event {
+            id,
+            event: kind,
+            worker: worker.map(str::to_string),
+            task_id: None,
+            time: clock::rfc3339(at),
+            emitted_at: clock::rfc3339_now(),
+            detail: Map::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: Value) -> Event {
+        self.detail.insert(key.to_string(), value);
+        self
+    }
+
+    pub fn file_name(&self) -> String {
+        format!("{}.json", self.id)
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+}
+
+/// `20261128T104512.123456789Z`: RFC 3339 in nanoseconds without its separators.
+fn compact_time(at: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(at).to_string().replace(['-', ':'], "")
+}
+
+fn stem(kind: &str, worker: Option<&str>, at: SystemTime, identity: &str) -> String {
+    let hash = fnv1a(&[kind, worker.unwrap_or(""), identity]);
+    match worker {
+        Some(w) => format!("{}-{kind}-{w}-{hash:016x}", compact_time(at)),
+        None => format!("{}-{kind}-{hash:016x}", compact_time(at)),
+    }
+}
+
+/// FNV-1a, 64 bits, over the parts separated by NUL: stable across builds and releases
+/// (the names must be the same after an upgrade), and enough to tell events apart.
+pub fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { b"" } else { b"\0" };
+        for b in sep.iter().chain(part.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// The time `ns` since the epoch (a file's mtime).
+pub fn time_of_ns(ns: i64) -> SystemTime {
+    match u64::try_from(ns) {
+        Ok(n) => UNIX_EPOCH + Duration::from_nanos(n),
+        Err(_) => UNIX_EPOCH,
+    }
+}
+
+/// `task_completed` or `task_failed` for a result of `worker`, at the result file's mtime.
+pub fn task(worker: &str, s: &Summary, mtime_ns: i64, result_path: &str) -> Event {
+    let kind = if s.status == COMPLETED { TASK_COMPLETED } else { TASK_FAILED };
+    let mut e = Event::new(kind, Some(worker), time_of_ns(mtime_ns), &format!("{}\0{mtime_ns}", s.task_id));
+    e.task_id = Some(s.task_id.clone());
+    let mut e = e
+        .with("status", json!(s.status))
+        .with("reason", json!(s.reason))
+        .with("exit_code", json!(s.exit_code))
+        .with("attempts", json!(s.attempts))
+        .with("duration_seconds", json!(s.duration_seconds))
+        .with("started_at", json!(s.started_at))
+        .with("finished_at", json!(s.finished_at))
+        .with("result", json!(result_path));
+    if let Some((batch, _)) = &s.batch {
+        e = e.with("batch", json!(batch));
+    }
+    if !s.metadata.is_null() {
+        e = e.with("metadata", s.metadata.clone());
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_by_time_and_are_stable() {
+        let t = UNIX_EPOCH + Duration::from_nanos(1_795_000_000_123_456_789);
+        let a = Event::new(WORKER_UNHEALTHY, Some("marie"), t, "x");
+        assert_eq!(&a.id[..26], "20261118T110640.123456789Z");
+        assert!(a.id.starts_with("20261118T110640.123456789Z-worker_unhealthy-marie-"), "{}", a.id);
+        assert_eq!(a.id, Event::new(WORKER_UNHEALTHY, Some("marie"), t, "x").id, "same facts, same name");
+        assert_ne!(a.id, Event::new(WORKER_UNHEALTHY, Some("marie"), t, "y").id);
+        let later = Event::new(BATCH_COMPLETED, None, t + Duration::from_nanos(1), "b");
+        assert!(later.file_name() > a.file_name());
+        assert_eq!(a.time, "2026-11-18T11:06:40.123Z");
+    }
+
+    #[test]
+    fn fnv_is_the_reference_function() {
+        // FNV-1a 64 of "a" and of "foobar" (the published test vectors).
+        assert_eq!(fnv1a(&["a"]), 0xaf63dc4c8601ec8c);
+        assert_eq!(fnv1a(&["foobar"]), 0x85944171f73967e8);
+        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
+    }
+
+    #[test]
+    fn event_json_has_its_fields_flat() {
+        let e = Event::new(BATCH_COMPLETED, None, UNIX_EPOCH, "b1").with("batch", json!("b1"));
+        let v: Value = serde_json::from_slice(&e.to_bytes()).expect("json");
+        assert_eq!(v["event"], "batch_completed");
+        assert_eq!(v["batch"], "b1");
+        assert_eq!(v["id"], e.id);
+        assert!(v.get("worker").is_none() && v.get("task_id").is_none());
+    }
+}

@@ -1,0 +1,272 @@
+//! A worker's health as its heartbeat file tells it, and the announcements made of it:
+//! `worker_unhealthy` once when it turns unhealthy, `worker_recovered` once when it is
+//! healthy again. What was announced is kept in the state file, so a restart repeats
+//! neither.
+//!
+//! Unhealthy: the heartbeat is older than its stale limit (HEARTBEAT_STALE_AFTER, or three
+//! of the interval the heartbeat states), says `stopped`, says the breaker is open, or is
+//! missing or unreadable for a worker that should have one. Staleness is judged on the
+//! heartbeat's own `timestamp` (wall clock): the listener and the workers share a host.
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A heartbeat's interval when it does not state one (the design's default).
+pub const DEFAULT_INTERVAL: f64 = 10.0;
+/// Intervals without a heartbeat after which it is stale.
+pub const STALE_INTERVALS: f64 = 3.0;
+/// Largest heartbeat file read.
+const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
+
+pub const STALE: &str = "stale";
+pub const STOPPED: &str = "stopped";
+pub const CIRCUIT_OPEN: &str = "circuit_open";
+pub const NO_HEARTBEAT: &str = "no_heartbeat";
+pub const UNREADABLE: &str = "unreadable_heartbeat";
+
+/// A heartbeat as the listener reads it; lenient, so an older worker's file still counts.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Beat {
+    pub timestamp: f64,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub circuit_state: String,
+    #[serde(default)]
+    pub heartbeat_interval: Option<f64>,
+    #[serde(default)]
+    pub queue_size: u64,
+    #[serde(default)]
+    pub active_tasks: u64,
+    #[serde(default)]
+    pub retry_waiting: u64,
+    #[serde(default)]
+    pub max_concurrent: u64,
+    #[serde(default)]
+    pub pid: Option<u32>,
+    #[serde(default)]
+    pub hostname: String,
+}
+
+impl Beat {
+    /// `watcher_circuit_breaker_state`: 0 closed, 1 open, 2 half-open.
+    pub fn breaker_gauge(&self) -> i64 {
+        match self.circuit_state.as_str() {
+            "open" => 1,
+            "half_open" => 2,
+            _ => 0,
+        }
+    }
+
+    /// The age at which this heartbeat is stale.
+    pub fn stale_limit(&self, stale_after: Option<Duration>) -> f64 {
+        match stale_after {
+            Some(d) => d.as_secs_f64(),
+            None => {
+                let interval = self.heartbeat_interval.filter(|i| i.is_finite() && *i > 0.0);
+                STALE_INTERVALS * interval.unwrap_or(DEFAULT_INTERVAL)
+            }
+        }
+    }
+}
+
+/// What the heartbeat file said when last read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Reading {
+    #[default]
+    Missing,
+    Beat(Beat),
+    Unreadable(String),
+}
+
+/// Reads `heartbeats/<worker>.json`.
+pub fn read(path: &Path) -> Reading {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reading::Missing,
+        Err(e) => return Reading::Unreadable(e.to_string()),
+    };
+    let len = match file.metadata() {
+        Ok(m) if m.is_file() => m.len(),
+        _ => return Reading::Unreadable("not a regular file".into()),
+    };
+    // Sized to the file, so that it is one read(2).
+    let mut bytes = Vec::with_capacity(len.min(MAX_HEARTBEAT_BYTES) as usize + 1);
+    if let Err(e) = file.take(MAX_HEARTBEAT_BYTES).read_to_end(&mut bytes) {
+        return Reading::Unreadable(e.to_string());
+    }
+    match serde_json::from_slice::<Beat>(&bytes) {
+        Ok(b) if b.timestamp.is_finite() => Reading::Beat(b),
+        Ok(_) => Reading::Unreadable("timestamp is not a number".into()),
+        Err(e) => Reading::Unreadable(format!("not a heartbeat: {e}")),
+    }
+}
+
+/// The verdict on one worker at one time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// Empty when healthy.
+    pub problems: Vec<&'static str>,
+    /// What an operator reads.
+    pub message: String,
+    /// Wall-clock time at which a healthy worker's heartbeat turns stale.
+    pub stale_at: Option<f64>,
+    /// Since when the problems are there (the time of a `worker_unhealthy` event).
+    pub since: f64,
+    /// Heartbeat fresh and not `stopped`: `watcher_worker_up`.
+    pub up: bool,
+}
+
+/// Judges `reading` at wall-clock time `now`. `expected`: the worker should have a heartbeat
+/// (it is named in WORKERS, or it had one before); else a missing one is no problem.
+pub fn judge(reading: &Reading, expected: bool, now: f64, stale_after: Option<Duration>) -> Verdict {
+    let beat = match reading {
+        Reading::Beat(b) => b,
+        Reading::Missing => {
+            let problems = if expected { vec![NO_HEARTBEAT] } else { Vec::new() };
+            let message = "no heartbeat file".to_string();
+            return Verdict { problems, message, stale_at: None, since: now, up: false };
+        }
+        Reading::Unreadable(why) => {
+            let message = format!("heartbeat unreadable: {why}");
+            return Verdict { problems: vec![UNREADABLE], message, stale_at: None, since: now, up: false };
+        }
+    };
+    let limit = beat.stale_limit(stale_after);
+    let age = now - beat.timestamp;
+    let stale_at = beat.timestamp + limit;
+    let mut problems = Vec::new();
+    let mut said = Vec::new();
+    let mut since = f64::INFINITY;
+    if beat.status == STOPPED {
+        problems.push(STOPPED);
+        said.push("the worker stopped".to_string());
+        since = since.min(beat.timestamp);
+    }
+    if beat.circuit_state == "open" || beat.status == CIRCUIT_OPEN {
+        problems.push(CIRCUIT_OPEN);
+        said.push("its circuit breaker is open".to_string());
+        since = since.min(beat.timestamp);
+    }
+    let stale = age > limit;
+    if stale {
+        problems.push(STALE);
+        said.push(format!("heartbeat {age:.1} s old (stale after {limit:.1} s)"));
+        since = since.min(stale_at);
+    }
+    let up = !stale && beat.status != STOPPED;
+    let message = if said.is_empty() { "healthy".to_string() } else { said.join("; ") };
+    let since = if since.is_finite() { since } else { now };
+    Verdict { problems, message, stale_at: (!stale).then_some(stale_at), since, up }
+}
+
+/// What was last announced about a worker; kept in the state file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Announced {
+    #[serde(default)]
+    pub unhealthy: bool,
+    #[serde(default)]
+    pub why: Vec<String>,
+    /// The id of the `worker_unhealthy` event, named by `worker_recovered`.
+    #[serde(default)]
+    pub event: Option<String>,
+    /// When it turned unhealthy (seconds since the epoch).
+    #[serde(default)]
+    pub since: Option<f64>,
+    /// A heartbeat of this worker has been seen: from then on a missing one is a problem.
+    #[serde(default)]
+    pub seen_heartbeat: bool,
+}
+
+/// A change to announce.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    Unhealthy,
+    Recovered,
+}
+
+/// The announcement due, if any, when the verdict is `v` and `a` was announced.
+pub fn change(a: &Announced, v: &Verdict) -> Option<Change> {
+    match (a.unhealthy, v.problems.is_empty()) {
+        (false, false) => Some(Change::Unhealthy),
+        (true, true) => Some(Change::Recovered),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(ts: f64, status: &str, circuit: &str) -> Reading {
+        Reading::Beat(Beat {
+            timestamp: ts,
+            status: status.into(),
+            circuit_state: circuit.into(),
+            heartbeat_interval: Some(2.0),
+            ..Beat::default()
+        })
+    }
+
+    #[test]
+    fn fresh_idle_heartbeat_is_healthy_until_three_intervals() {
+        let v = judge(&beat(100.0, "idle", "closed"), true, 105.0, None);
+        assert!(v.problems.is_empty() && v.up, "{v:?}");
+        assert_eq!(v.stale_at, Some(106.0));
+        let v = judge(&beat(100.0, "idle", "closed"), true, 106.5, None);
+        assert_eq!(v.problems, vec![STALE]);
+        assert_eq!(v.since, 106.0);
+        assert!(!v.up);
+        let v = judge(&beat(100.0, "idle", "closed"), true, 106.5, Some(Duration::from_secs(60)));
+        assert!(v.problems.is_empty(), "HEARTBEAT_STALE_AFTER wins");
+    }
+
+    #[test]
+    fn stopped_and_open_breaker_are_unhealthy_at_once() {
+        let v = judge(&beat(100.0, "stopped", "closed"), true, 100.1, None);
+        assert_eq!((v.problems.clone(), v.up), (vec![STOPPED], false));
+        let v = judge(&beat(100.0, "circuit_open", "open"), true, 100.1, None);
+        assert_eq!((v.problems.clone(), v.up), (vec![CIRCUIT_OPEN], true));
+        assert_eq!(v.since, 100.0);
+    }
+
+    #[test]
+    fn a_missing_heartbeat_matters_only_when_expected() {
+        assert!(judge(&Reading::Missing, false, 1.0, None).problems.is_empty());
+        assert_eq!(judge(&Reading::Missing, true, 1.0, None).problems, vec![NO_HEARTBEAT]);
+        assert_eq!(judge(&Reading::Unreadable("x".into()), false, 1.0, None).problems, vec![UNREADABLE]);
+    }
+
+    #[test]
+    fn each_change_is_announced_once() {
+        let sick = judge(&beat(0.0, "stopped", "closed"), true, 1.0, None);
+        let well = judge(&beat(0.0, "idle", "closed"), true, 1.0, None);
+        let mut a = Announced::default();
+        assert_eq!(change(&a, &well), None);
+        assert_eq!(change(&a, &sick), Some(Change::Unhealthy));
+        a.unhealthy = true;
+        assert_eq!(change(&a, &sick), None);
+        assert_eq!(change(&a, &well), Some(Change::Recovered));
+    }
+
+    #[test]
+    fn heartbeat_files_are_read_leniently_and_safely() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("m.json");
+        std::fs::write(&p, r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#).expect("w");
+        let Reading::Beat(b) = read(&p) else { panic!("not read") };
+        assert_eq!((b.timestamp, b.queue_size, b.breaker_gauge()), (12.5, 4, 0));
+        std::fs::write(&p, "{}").expect("w");
+        assert!(matches!(read(&p), Reading::Unreadable(_)));
+        assert_eq!(read(&dir.path().join("none.json")), Reading::Missing);
+    }
+}

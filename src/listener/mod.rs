@@ -1,0 +1,335 @@
+//! orchestrator-listener: one thread, one `mio::Poll` over the inotify fd (result folders,
+//! heartbeats, and the folders where new workers appear), the signal pipe, the notify
+//! commands' pipes and the metrics socket; every timer (stale heartbeats, seals, time-outs,
+//! the watchdog) is the poll timeout.
+//!
+//! A loop turn: wait → dispatch → take new results (a bounded number a turn) → judge
+//! health → seal quiet folders → write the turn's events, then the state → run notify
+//! commands → tell systemd. Nothing here sleeps or blocks on a child.
+//!
+//! Its state (what was taken, counted, announced) is [`state`]; which results are new is
+//! [`cursor`]; the events are [`events`].
+
+mod announce;
+mod batches;
+mod command;
+mod counts;
+mod cursor;
+mod endpoint;
+mod events;
+mod exposition;
+mod health;
+mod intake;
+mod lifecycle;
+mod own;
+mod state;
+mod summary;
+mod watching;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::listener::ListenerConfig;
+use crate::config::Layers;
+use crate::error::Fatal;
+use crate::log::Logger;
+use crate::notify::Notifier;
+use crate::runner::Pipe;
+use crate::watch::DirWatch;
+use command::Commands;
+use cursor::Key;
+use events::Event;
+use health::{Reading, Verdict};
+use state::State;
+
+const SIGNALS: Token = Token(0);
+const WATCH: Token = Token(1);
+/// Notify commands' pipes: `CHILD_BASE + slot * 3 + pipe`.
+const CHILD_BASE: usize = 16;
+/// Notify commands at once, at most, whatever ORCHESTRATOR_NOTIFY_CONCURRENCY says later.
+const MAX_COMMANDS: usize = 64;
+/// How long to wait before trying again a write or a scan that failed.
+const RETRY_IO: Duration = Duration::from_secs(1);
+/// Time spent listing result folders in one turn, at most (a folder is never cut short).
+const SCAN_BUDGET: Duration = Duration::from_millis(50);
+/// The state is written at most this often when no event asks for it at once.
+const STATE_EVERY: Duration = Duration::from_secs(1);
+/// Workers followed at most when they are discovered (WORKERS unset).
+const MAX_WORKERS: usize = 10_000;
+
+fn child_token(slot: usize, pipe: Pipe) -> Token {
+    Token(CHILD_BASE + slot * 3 + pipe as usize)
+}
+
+/// A watched folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Folder {
+    /// `results/<worker>/`.
+    Results(String),
+    /// `results/`: new worker folders.
+    ResultsRoot,
+    /// `tasks/`: new worker queues (when discovering).
+    Tasks,
+    Heartbeats,
+}
+
+/// What the listener knows of a worker besides its saved state.
+#[derive(Debug, Default)]
+struct Live {
+    /// Named in WORKERS: a missing heartbeat is a problem from the start.
+    named: bool,
+    watched: bool,
+    /// Results not taken yet, in key order.
+    pending: BTreeSet<Key>,
+    reading: Reading,
+    verdict: Option<Verdict>,
+    /// When to try to seal its result folder.
+    seal_at: Option<Instant>,
+    /// Its result folder is queued for a scan.
+    scan_due: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Running,
+    /// Stopping: running commands may finish until `deadline`.
+    Stopping {
+        deadline: Instant,
+        killed: bool,
+    },
+}
+
+pub struct Listener {
+    cfg: ListenerConfig,
+    layers: Layers,
+    log: Logger,
+    poll: Poll,
+    signals: Signals,
+    notifier: Notifier,
+    watch: DirWatch<Folder>,
+    state: State,
+    workers: BTreeMap<String, Live>,
+    /// Events made and not yet durable (a failed write keeps them here; intake waits).
+    staged: Vec<Event>,
+    /// The last write of events or state failed: retry at this time.
+    retry_io_at: Option<Instant>,
+    state_dirty: bool,
+    /// When to write a dirty state that no event is waiting for.
+    state_due: Option<Instant>,
+    rescan_due: bool,
+    /// Result folders to scan, a few each turn.
+    to_scan: VecDeque<String>,
+    /// A scan or a watch failed: rescan when `retry_io_at` comes.
+    retry_scans: bool,
+    reap_due: bool,
+    /// Results are left for the next turn: poll without waiting.
+    more_work: bool,
+    commands: Commands,
+    endpoint: Option<endpoint::Endpoint>,
+    own: own::Own,
+    phase: Phase,
+    next_watchdog: Option<Instant>,
+    /// The backlog found at start-up was taken (logged once).
+    caught_up: bool,
+    started: Instant,
+    /// The flock on the state folder: one listener per spool.
+    _lock: File,
+}
+
+impl Listener {
+    /// Opens the state, the folders and the endpoint; nothing is scanned yet.
+    pub fn new(cfg: ListenerConfig, layers: Layers, log: Logger) -> Result<Listener, Fatal> {
+        let started = Instant::now();
+        let (lock, state) = lifecycle::open_state(&cfg)?;
+        let poll = Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+            .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
+        let watch = DirWatch::new().map_err(|e| Fatal::Config(format!("inotify: {e}")))?;
+        let fd = watch.as_raw_fd();
+        poll.registry()
+            .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)
+            .map_err(|e| Fatal::Other(format!("cannot watch inotify: {e}")))?;
+        let own =
+            own::Own::new(&state).map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
+        let mut endpoint = endpoint::open(&cfg, &layers.env, &log)?;
+        if let Some(ep) = endpoint.as_mut() {
+            ep.server
+                .register(poll.registry())
+                .map_err(|e| Fatal::Other(format!("cannot watch the metrics socket: {e}")))?;
+        }
+        Ok(Listener {
+            cfg,
+            layers,
+            log,
+            poll,
+            signals,
+            notifier: Notifier::from_env(),
+            watch,
+            state,
+            workers: BTreeMap::new(),
+            staged: Vec::new(),
+            retry_io_at: None,
+            state_dirty: false,
+            state_due: None,
+            rescan_due: false,
+            to_scan: VecDeque::new(),
+            retry_scans: false,
+            reap_due: false,
+            more_work: false,
+            commands: Commands::new(MAX_COMMANDS),
+            endpoint,
+            own,
+            phase: Phase::Running,
+            next_watchdog: None,
+            caught_up: false,
+            started,
+            _lock: lock,
+        })
+    }
+
+    /// Runs until stopped. `Ok` is a clean stop.
+    pub fn run(mut self) -> Result<(), Fatal> {
+        self.start_watching()?;
+        self.skip_sealed();
+        self.ready();
+        // The backlog found and the health of every worker do not wait for a first event.
+        self.turn();
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(Fatal::Other(format!("event loop failed: {e}")));
+            }
+            for event in events.iter() {
+                self.dispatch(event.token());
+            }
+            self.turn();
+            if self.finished() {
+                break;
+            }
+        }
+        self.stopped();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, token: Token) {
+        match token {
+            SIGNALS => self.on_signals(),
+            WATCH => self.read_watch(),
+            t if self.owns_http(t) => self.on_http(t),
+            Token(t) if t >= CHILD_BASE => {
+                let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
+                if let Some(pipe) = Pipe::from_index(pipe) {
+                    self.commands.on_ready(slot, pipe, self.poll.registry());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for signal in pending {
+            match signal {
+                SIGCHLD => self.reap_due = true,
+                SIGHUP => self.reload(),
+                SIGTERM | SIGINT => self.shutdown(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Everything after the events of a turn.
+    fn turn(&mut self) {
+        let now = Instant::now();
+        self.expire_http(now);
+        self.commands.enforce(now, self.cfg.tuning.kill_grace);
+        if self.retry_io_at.is_some_and(|t| now >= t) {
+            self.retry_io_at = None;
+            self.rescan_due |= std::mem::take(&mut self.retry_scans);
+        }
+        if std::mem::take(&mut self.rescan_due) {
+            self.rescan();
+        }
+        self.more_work = false;
+        if self.phase == Phase::Running {
+            self.scan_some(SCAN_BUDGET);
+            self.take_results();
+        }
+        self.judge_health();
+        self.seal_quiet(now);
+        self.commit();
+        self.run_commands();
+        self.report(now);
+    }
+
+    /// The earliest time something must happen; `None`: only an event can wake us.
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.more_work || self.rescan_due {
+            return Some(Instant::now());
+        }
+        let now_wall = crate::clock::now_f64();
+        let now = Instant::now();
+        let stale = self.workers.values().filter_map(|l| l.verdict.as_ref()?.stale_at).map(|at| {
+            // A millisecond past the limit, so that the heartbeat is stale when judged.
+            now + Duration::from_secs_f64((at - now_wall).max(0.0)) + Duration::from_millis(1)
+        });
+        // A seal waits for the folder's backlog and for blocked events (retry_io_at).
+        let seals = self
+            .workers
+            .values()
+            .filter(|l| l.watched && !l.scan_due && l.pending.is_empty() && self.staged.is_empty())
+            .filter_map(|l| l.seal_at);
+        let stopping = match self.phase {
+            Phase::Stopping { deadline, killed: false } => Some(deadline),
+            _ => None,
+        };
+        stale
+            .chain(seals)
+            .chain(self.retry_io_at)
+            .chain(self.state_due.filter(|_| self.staged.is_empty() && self.retry_io_at.is_none()))
+            .chain(self.commands.next_deadline())
+            .chain(self.next_watchdog)
+            .chain(self.http_deadline())
+            .chain(stopping)
+            .min()
+    }
+}
+
+/// The names of every metric family the listener serves (its manual page is tested against
+/// them).
+pub fn metric_families() -> Vec<String> {
+    let mut names: Vec<String> = exposition::family_names().map(str::to_string).collect();
+    if let Ok(own) = own::Own::new(&State::default()) {
+        names.extend(own.gather().iter().map(|f| f.name().to_string()));
+    }
+    names
+}
+
+/// `orchestrator-listener …`: loads the configuration, runs the listener until it is
+/// stopped. `Ok` is exit status 0.
+pub fn run(args: &crate::cli::ListenerArgs) -> Result<(), Fatal> {
+    let layers = args.layers(crate::cli::environment());
+    let cfg = ListenerConfig::load(&layers)?;
+    if args.check_config {
+        print!("{}", cfg.report());
+        return Ok(());
+    }
+    let sink = crate::log::Sink::detect(cfg.log_target, layers.env.get("JOURNAL_STREAM").map(String::as_str));
+    let log = Logger::with_identity(cfg.tuning.log_level, cfg.log_format, sink, lifecycle::IDENTIFIER, "");
+    Listener::new(cfg, layers, log)?.run()
+}

@@ -1,0 +1,79 @@
+//! ORCHESTRATOR_NOTIFY_COMMAND: run once per event with the event on stdin; a command that
+//! fails or hangs is counted and logged, and never holds up the events.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+/// A script that runs `body` (sh), made executable in the root.
+fn script(root: &Root, name: &str, body: &str) -> PathBuf {
+    let path = root.path().join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+fn quoted(p: &Path) -> String {
+    shell_words::quote(&p.display().to_string()).into_owned()
+}
+
+#[test]
+fn the_command_gets_each_event_on_stdin() {
+    let root = Root::new();
+    let seen = root.path().join("seen");
+    std::fs::create_dir(&seen).expect("mkdir");
+    let cmd = script(
+        &root,
+        "wake",
+        r#"cat > "$1/$WATCHER_EVENT_ID.json.part" && mv "$1/$WATCHER_EVENT_ID.json.part" "$1/$WATCHER_EVENT_ID.json" && test -f "$WATCHER_EVENT_FILE""#,
+    );
+    let command = format!("{} {}", quoted(&cmd), quoted(&seen));
+    let (_l, target) =
+        start(&root, &[("ORCHESTRATOR_NOTIFY_COMMAND", &command), ("ORCHESTRATOR_NOTIFY_CONCURRENCY", "2")]);
+    let _m = worker(&root, "marie");
+    for i in 0..5 {
+        root.submit("marie", &format!("t{i}"), "hello");
+    }
+    let events = root.wait_events("five events", |e| e.len() >= 5);
+    let done = || names(&seen).iter().filter(|n| n.ends_with(".json")).count();
+    wait_for("a command run for each", || (done() == events.len()).then_some(()));
+    for e in &events {
+        let id = e["id"].as_str().expect("id");
+        assert_eq!(read_json(&seen.join(format!("{id}.json"))).as_ref(), Some(e), "{id}");
+    }
+    wait_for("the runs counted", || {
+        (target.scrape().get("watcher_listener_notify_commands_total{outcome=\"ok\"}") == 5.0).then_some(())
+    });
+}
+
+#[test]
+fn failing_and_hanging_commands_are_counted_and_hold_up_nothing() {
+    let root = Root::new();
+    let cmd = script(
+        &root,
+        "bad",
+        r#"case "$WATCHER_TASK_ID" in hang*) exec sleep 3600;; *) echo "no orchestrator" >&2; exit 3;; esac"#,
+    );
+    let env = [
+        ("ORCHESTRATOR_NOTIFY_COMMAND", cmd.to_str().expect("utf-8")),
+        ("ORCHESTRATOR_NOTIFY_TIMEOUT", "0.3"),
+        ("KILL_GRACE", "0.1"),
+        ("ORCHESTRATOR_NOTIFY_CONCURRENCY", "1"),
+    ];
+    let (l, target) = start(&root, &env);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "hang-1", "hello");
+    root.submit("marie", "fail-1", "hello");
+    root.submit("marie", "fail-2", "hello");
+    root.wait_events("three events, whatever the commands do", |e| e.len() >= 3);
+    wait_for("the outcomes counted", || {
+        let s = target.scrape();
+        let n = |o: &str| s.get(&format!("watcher_listener_notify_commands_total{{outcome=\"{o}\"}}"));
+        (n("timed_out") == 1.0 && n("failed") == 2.0).then_some(())
+    });
+    let log = l.log_text();
+    assert!(log.contains("notify command failed: exit status 3") && log.contains("no orchestrator"), "{log}");
+    assert!(log.contains("timed out"), "{log}");
+    assert_eq!(target.get("/healthz").status, 200);
+}

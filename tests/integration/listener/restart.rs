@@ -1,0 +1,105 @@
+//! The listener restarted (cleanly, or killed with -9 while results pour in): the same
+//! counts, no event twice, and what arrived while it was down announced once.
+
+use std::collections::BTreeSet;
+
+use super::*;
+use crate::scrape::Samples;
+
+fn processed(s: &Samples, worker: &str, status: &str) -> f64 {
+    s.get(&format!("watcher_tasks_processed_total{{worker=\"{worker}\",status=\"{status}\"}}"))
+}
+
+/// One task event per result of `worker`, and no other task event of it.
+fn assert_one_event_per_result(root: &Root, worker: &str) {
+    let events = root.events();
+    let announced: Vec<String> = events
+        .iter()
+        .filter(|e| e["worker"] == worker && e["task_id"].is_string())
+        .filter_map(|e| e["task_id"].as_str().map(str::to_string))
+        .collect();
+    let unique: BTreeSet<&String> = announced.iter().collect();
+    assert_eq!(unique.len(), announced.len(), "an event repeated: {announced:?}");
+    let results: BTreeSet<String> =
+        root.results(worker).iter().filter_map(|n| n.strip_suffix(".json")).map(str::to_string).collect();
+    assert_eq!(unique.into_iter().cloned().collect::<BTreeSet<String>>(), results);
+}
+
+#[test]
+fn a_restart_keeps_the_counts_repeats_nothing_and_catches_up() {
+    let root = Root::new();
+    let (mut l, target) = start(&root, &[]);
+    let _m = worker(&root, "marie");
+    let _a = worker(&root, "anga");
+    for i in 0..4 {
+        root.submit("marie", &format!("m{i}"), if i == 0 { "fail 1" } else { "hello" });
+        root.submit("anga", &format!("a{i}"), "hello");
+    }
+    root.wait_events("eight task events", |e| e.len() >= 8);
+    let before = target.scrape();
+    let events_before = root.events();
+    assert_eq!(l.stop().code(), Some(0), "{}", l.log_text());
+    // While it is down: more results.
+    root.submit("marie", "down-1", "hello");
+    root.submit("anga", "down-2", "fail 2");
+    root.wait_result("marie", "down-1");
+    root.wait_result("anga", "down-2");
+    let (_l, target) = start(&root, &[]);
+    let events = root.wait_events("the two results of the downtime", |e| e.len() >= events_before.len() + 2);
+    let after = target.scrape();
+    assert_eq!(processed(&after, "marie", "completed"), processed(&before, "marie", "completed") + 1.0);
+    assert_eq!(processed(&after, "marie", "failed"), processed(&before, "marie", "failed"));
+    assert_eq!(processed(&after, "anga", "failed"), processed(&before, "anga", "failed") + 1.0);
+    assert_eq!(
+        after.get("watcher_task_duration_seconds_count{worker=\"anga\"}"),
+        before.get("watcher_task_duration_seconds_count{worker=\"anga\"}") + 1.0
+    );
+    assert_eq!(after.get("watcher_listener_events_total{event=\"task_completed\"}"), 8.0);
+    let old: BTreeSet<String> = ids(&events_before).into_iter().collect();
+    assert!(ids(&events).iter().filter(|id| !old.contains(*id)).count() == 2, "{events:#?}");
+    assert_one_event_per_result(&root, "marie");
+    assert_one_event_per_result(&root, "anga");
+}
+
+#[test]
+fn a_listener_killed_with_9_repeats_no_event_and_loses_no_count() {
+    let root = Root::new();
+    let (mut l, _) = start(&root, &[]);
+    let _m = Worker::start(&root, "marie", &[("HEARTBEAT_INTERVAL", "0.2"), ("MAX_CONCURRENT_TASKS", "8")]);
+    for i in 0..40 {
+        root.submit("marie", &format!("t{i:02}"), "hello");
+    }
+    root.wait_events("the first events", |e| !e.is_empty());
+    l.kill9();
+    let (_l, target) = start(&root, &[]);
+    wait_for("every result", || (root.results("marie").len() == 40).then_some(()));
+    root.wait_events("forty events", |e| e.len() >= 40);
+    wait_for("the counts", || (processed(&target.scrape(), "marie", "completed") == 40.0).then_some(()));
+    assert_one_event_per_result(&root, "marie");
+    assert_eq!(root.events().len(), 40);
+}
+
+#[test]
+fn a_first_start_announces_recent_results_and_only_counts_old_ones() {
+    let root = Root::new();
+    let mut m = worker(&root, "marie");
+    for id in ["old-1", "old-2", "new-1"] {
+        root.submit("marie", id, "hello");
+        root.wait_result("marie", id);
+    }
+    m.stop();
+    // Two results from three days ago: history, older than LISTENER_BACKFILL (a day).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86400);
+    for id in ["old-1", "old-2"] {
+        let path = root.path().join("results/marie").join(format!("{id}.json"));
+        std::fs::File::options().write(true).open(&path).expect("open").set_modified(old).expect("mtime");
+    }
+    // No worker runs: nothing but the start itself makes the listener take the backlog.
+    let (_l, target) = start(&root, &[]);
+    wait_for("all three counted", || {
+        (processed(&target.scrape(), "marie", "completed") == 3.0).then_some(())
+    });
+    let tasks: Vec<String> =
+        root.events().iter().filter_map(|e| e["task_id"].as_str().map(str::to_string)).collect();
+    assert_eq!(tasks, vec!["new-1".to_string()]);
+}
