@@ -5,13 +5,14 @@
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
 mod capture;
+mod spawn;
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
@@ -101,6 +102,32 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// The agent's environment as `K=V` strings: the daemon's own, less [`STRIPPED_ENV`], with
+/// `set` over it.
+fn environment(set: &[(OsString, OsString)]) -> Vec<OsString> {
+    let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !STRIPPED_ENV.iter().any(|s| k == s) && !set.iter().any(|(sk, _)| sk == k))
+        .collect();
+    vars.extend(set.iter().cloned());
+    vars.into_iter()
+        .map(|(mut k, v)| {
+            k.push("=");
+            k.push(v);
+            k
+        })
+        .collect()
+}
+
+/// The value of `name` in a `K=V` list.
+fn env_value<'a>(env: &'a [OsString], name: &str) -> Option<&'a std::ffi::OsStr> {
+    use std::os::unix::ffi::OsStrExt;
+    env.iter().find_map(|kv| {
+        let b = kv.as_bytes();
+        let rest = b.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+        Some(std::ffi::OsStr::from_bytes(rest))
+    })
+}
+
 fn pipe_file(fd: impl Into<OwnedFd>) -> io::Result<File> {
     let fd: OwnedFd = fd.into();
     set_nonblocking(fd.as_raw_fd())?;
@@ -110,40 +137,13 @@ fn pipe_file(fd: impl Into<OwnedFd>) -> io::Result<File> {
 impl Child {
     /// Starts the agent. The caller registers the pipes with [`Child::register`].
     pub fn spawn(spec: Spec) -> io::Result<Child> {
-        let Some((program, args)) = spec.argv.split_first() else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty agent command"));
-        };
-        let mut cmd = Command::new(program);
-        cmd.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-        for k in STRIPPED_ENV {
-            cmd.env_remove(k);
-        }
-        for (k, v) in &spec.env {
-            cmd.env(k, v);
-        }
-        // SAFETY: getpid is async-signal-safe; the closure only calls prctl and getppid,
-        // which are too, and allocates nothing.
-        let parent = unsafe { libc::getpid() };
-        unsafe {
-            cmd.pre_exec(move || {
-                // No agent outlives a killed daemon.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The daemon may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn()?;
-        let pid = child.id() as i32;
-        let stdin = child.stdin.take().map(pipe_file).transpose()?;
-        let stdout = child.stdout.take().map(pipe_file).transpose()?;
-        let stderr = child.stderr.take().map(pipe_file).transpose()?;
-        // std's Child neither waits nor kills on drop; this module reaps by pid.
-        drop(child);
+        let env = environment(&spec.env);
+        let path = env_value(&env, "PATH").map(OsString::from);
+        let spawned = spawn::spawn(&spec.argv, &env, path.as_deref())?;
+        let pid = spawned.pid;
+        let stdin = Some(pipe_file(spawned.stdin)?);
+        let stdout = Some(pipe_file(spawned.stdout)?);
+        let stderr = Some(pipe_file(spawned.stderr)?);
         let mut c = Child {
             pid,
             stdin,

@@ -91,3 +91,42 @@ fn spawn_error_for_missing_program() {
     let err = Child::spawn(spec).expect_err("missing");
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
+
+#[test]
+fn agent_starts_with_no_blocked_or_ignored_signal_and_a_parent_death_signal() {
+    // The daemon ignores SIGPIPE (Rust does) and blocks every signal around the clone; what
+    // the daemon itself inherited as ignored (SIGQUIT from a shell's `&`) stays so, as with
+    // posix_spawn.
+    let (exit, out) = run(sh("grep -E '^Sig(Blk|Ign):' /proc/$$/status", b""));
+    assert_eq!(exit, Exit::Code(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    let ignored = text.lines().find_map(|l| l.strip_prefix("SigIgn:\t")).expect("SigIgn");
+    let ignored = u64::from_str_radix(ignored.trim(), 16).expect("hex");
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is back to its default: {text}");
+    // PR_GET_PDEATHSIG is not in /proc; a helper reads it in the child itself.
+    let (exit, out) = run(sh("exec python3 -c 'import ctypes,sys; v=ctypes.c_int(); ctypes.CDLL(None).prctl(2, ctypes.byref(v)); print(v.value)'", b""));
+    assert_eq!(exit, Exit::Code(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "9");
+}
+
+#[test]
+fn program_is_looked_up_in_the_agents_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = dir.path().join("my-agent");
+    std::fs::write(&agent, "#!/bin/sh\necho found\n").expect("write");
+    let spec = |mode| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        Spec {
+            argv: vec!["my-agent".into()],
+            env: vec![("PATH".into(), format!("/nonexistent:{}", dir.path().display()).into())],
+            stdin: vec![],
+            max_output: 100,
+        }
+    };
+    let (exit, out) = run(spec(0o755));
+    assert_eq!((exit, out.stdout.as_slice()), (Exit::Code(0), &b"found\n"[..]));
+    let err = Child::spawn(spec(0o644)).expect_err("not executable");
+    assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+}
