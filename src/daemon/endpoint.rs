@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use mio::Token;
@@ -13,27 +12,14 @@ use super::{Daemon, Phase};
 use crate::breaker::State;
 use crate::config::Config;
 use crate::error::Fatal;
-use crate::http::{Limits, Request, Response, Server, Stats, JSON};
-use crate::listen::{self, Addr, Listener};
+use crate::http::{Endpoint, Request, Response, Stats, JSON};
+use crate::listen::{self, Addr};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
-
-/// Listening sockets: tokens 8 to 15, between the loop's own sources and the agents' pipes.
-pub(super) const HTTP_LISTEN: Token = Token(8);
-const MAX_LISTENERS: usize = 8;
-/// Connections: tokens from here up, above any agent pipe's.
-pub(super) const HTTP_CONN: Token = Token(1 << 20);
 
 /// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
 /// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
 const STALE_HEARTBEATS: f64 = 3.0;
-
-/// The endpoint, when metrics are on.
-pub(super) struct Endpoint {
-    pub server: Server,
-    /// A unix socket file this process bound (not one systemd passed): removed at exit.
-    pub bound_path: Option<PathBuf>,
-}
 
 /// Opens the endpoint. Under systemd (INVOCATION_ID set) without a passed socket, nothing
 /// is bound unless METRICS_LISTEN says where: METRICS_PORT is the host's scrape target's
@@ -56,14 +42,8 @@ pub(super) fn open(
         }
         return Ok(None);
     }
-    if passed.len() > MAX_LISTENERS {
-        return Err(Fatal::Config(format!(
-            "LISTEN_FDS: {} sockets passed, at most {MAX_LISTENERS} are served",
-            passed.len()
-        )));
-    }
     if !passed.is_empty() {
-        return Ok(Some(Endpoint { server: server(passed), bound_path: None }));
+        return Endpoint::passed(passed).map(Some).map_err(Fatal::Config);
     }
     let (addr, var) = match &cfg.metrics_listen {
         Some(a) => (a.clone(), format!("METRICS_LISTEN={a}")),
@@ -79,23 +59,8 @@ pub(super) fn open(
             (Addr::Tcp(SocketAddr::from(([0, 0, 0, 0], port))), format!("METRICS_PORT={port}"))
         }
     };
-    let listener = Listener::bind(&addr).map_err(|e| {
-        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-            "address in use by another process; give each worker its own METRICS_PORT, or set METRICS_PORT=0 (any free port, written in the heartbeat), METRICS_LISTEN=/path/%i.sock, or ENABLE_METRICS=false".to_string()
-        } else {
-            e.to_string()
-        };
-        Fatal::Config(format!("{var}: cannot listen on {addr}: {why}"))
-    })?;
-    let bound_path = match addr {
-        Addr::Unix(p) => Some(p),
-        Addr::Tcp(_) => None,
-    };
-    Ok(Some(Endpoint { server: server(vec![listener]), bound_path }))
-}
-
-fn server(listeners: Vec<Listener>) -> Server {
-    Server::new(listeners, HTTP_LISTEN, HTTP_CONN, Limits::default())
+    let in_use = "address in use by another process; give each worker its own METRICS_PORT, or set METRICS_PORT=0 (any free port, written in the heartbeat), METRICS_LISTEN=/path/%i.sock, or ENABLE_METRICS=false";
+    Endpoint::bind(addr, &var, in_use).map(Some).map_err(Fatal::Config)
 }
 
 impl Daemon {
@@ -129,8 +94,8 @@ impl Daemon {
 
     /// At exit: the unix socket file this process bound goes with it.
     pub(super) fn close_endpoint(&mut self) {
-        if let Some(path) = self.endpoint.take().and_then(|e| e.bound_path) {
-            let _ = std::fs::remove_file(path);
+        if let Some(ep) = self.endpoint.take() {
+            ep.close();
         }
     }
 

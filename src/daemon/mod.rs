@@ -154,7 +154,7 @@ pub struct Daemon {
     remote: Option<&'static str>,
     scratch: Vec<u8>,
     metrics: WorkerMetrics,
-    endpoint: Option<endpoint::Endpoint>,
+    endpoint: Option<crate::http::Endpoint>,
     /// Failed attempts whose saved state is not durable yet, by claim key, oldest first.
     retrying: HashMap<OsString, VecDeque<Recorded>>,
     /// When a heartbeat was last written durably.

@@ -8,6 +8,7 @@
 //! and another to read the response. It is not a general web server: no bodies, no
 //! keep-alive, no TLS.
 
+mod endpoint;
 mod message;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ use mio::event::Source as _;
 use mio::{Interest, Registry, Token};
 
 use crate::listen::{Listener, Stream};
+pub use endpoint::Endpoint;
 pub use message::{parse, Parse, Request, Response, JSON, TEXT};
 
 /// What one client may cost.

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use mio::Token;
@@ -15,22 +14,10 @@ use super::health::{Reading, Verdict};
 use super::Listener;
 use crate::config::listener::ListenerConfig;
 use crate::error::Fatal;
-use crate::http::{Limits, Request, Response, Server, Stats, JSON};
-use crate::listen::{self, Addr, Listener as Socket};
+use crate::http::{Endpoint, Request, Response, Stats, JSON};
+use crate::listen::{self, Addr};
 use crate::log::Logger;
 use crate::metrics::CONTENT_TYPE;
-
-/// Listening sockets: tokens 8 to 15, between the loop's own sources and the commands' pipes.
-const HTTP_LISTEN: Token = Token(8);
-const MAX_LISTENERS: usize = 8;
-/// Connections: tokens from here up, above any command pipe's.
-const HTTP_CONN: Token = Token(1 << 20);
-
-pub(super) struct Endpoint {
-    pub server: Server,
-    /// A unix socket file this process bound (not one systemd passed): removed at exit.
-    bound_path: Option<PathBuf>,
-}
 
 /// Opens the endpoint, if metrics are on.
 pub(super) fn open(
@@ -45,14 +32,8 @@ pub(super) fn open(
         }
         return Ok(None);
     }
-    if passed.len() > MAX_LISTENERS {
-        return Err(Fatal::Config(format!(
-            "LISTEN_FDS: {} sockets passed, at most {MAX_LISTENERS} are served",
-            passed.len()
-        )));
-    }
     if !passed.is_empty() {
-        return Ok(Some(Endpoint { server: server(passed), bound_path: None }));
+        return Endpoint::passed(passed).map(Some).map_err(Fatal::Config);
     }
     let (addr, var) = match &cfg.metrics_listen {
         Some(a) => (a.clone(), format!("METRICS_LISTEN={a}")),
@@ -67,22 +48,9 @@ pub(super) fn open(
             &[("ADDRESS", &addr)],
         );
     }
-    let socket = Socket::bind(&addr).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::AddrInUse => "address in use (a worker outside systemd on METRICS_PORT 9090?); set METRICS_LISTEN or METRICS_PORT".to_string(),
-            _ => e.to_string(),
-        };
-        Fatal::Config(format!("{var}: cannot listen on {addr}: {why}"))
-    })?;
-    let bound_path = match addr {
-        Addr::Unix(p) => Some(p),
-        Addr::Tcp(_) => None,
-    };
-    Ok(Some(Endpoint { server: server(vec![socket]), bound_path }))
-}
-
-fn server(listeners: Vec<Socket>) -> Server {
-    Server::new(listeners, HTTP_LISTEN, HTTP_CONN, Limits::default())
+    let in_use =
+        "address in use (a worker outside systemd on METRICS_PORT 9090?); set METRICS_LISTEN or METRICS_PORT";
+    Endpoint::bind(addr, &var, in_use).map(Some).map_err(Fatal::Config)
 }
 
 impl Listener {
@@ -112,8 +80,8 @@ impl Listener {
     }
 
     pub(super) fn close_endpoint(&mut self) {
-        if let Some(path) = self.endpoint.take().and_then(|e| e.bound_path) {
-            let _ = std::fs::remove_file(path);
+        if let Some(ep) = self.endpoint.take() {
+            ep.close();
         }
     }
 

@@ -133,7 +133,7 @@ pub struct Listener {
     /// Results are left for the next turn: poll without waiting.
     more_work: bool,
     commands: Commands,
-    endpoint: Option<endpoint::Endpoint>,
+    endpoint: Option<crate::http::Endpoint>,
     own: own::Own,
     phase: Phase,
     next_watchdog: Option<Instant>,
