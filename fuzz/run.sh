@@ -12,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}
+# FUZZ_SEED: libFuzzer's -seed (0, the default: a new random seed each run).
+seed=${FUZZ_SEED:-0}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -34,7 +36,7 @@ for t in "${targets[@]}"; do
     # -rss_limit_mb: a task is at most MAX_TASK_BYTES; nothing here should need more.
     status=0
     cargo +nightly fuzz run "$t" "$work/corpus/$t" "corpus/$t" -- \
-        -max_total_time="$seconds" -rss_limit_mb=1024 -max_len=65536 \
+        -max_total_time="$seconds" -seed="$seed" -rss_limit_mb=1024 -max_len=65536 \
         -artifact_prefix="$work/artifacts/$t/" -print_final_stats=1 >"$work/$t.log" 2>&1 || status=$?
     grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss_mb)' "$work/$t.log" || true
     if [ "$status" -ne 0 ]; then
