@@ -67,6 +67,18 @@ pub enum Format {
     Text,
 }
 
+impl std::str::FromStr for Format {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Format, ()> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(Format::Json),
+            "text" => Ok(Format::Text),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A structured field: journal-style upper-case name and its value.
 pub type Field<'a> = (&'static str, &'a dyn fmt::Display);
 

@@ -329,11 +329,7 @@ impl Config {
         let mut paths = spool_paths(&mut r, &root)?;
         paths.lock = r.get("LOCK_DIR", absolute)?;
         let tuning = tuning(&mut r)?;
-        let log_format = r.req("LOG_FORMAT", |s| match s.trim().to_ascii_lowercase().as_str() {
-            "json" => Ok(Format::Json),
-            "text" => Ok(Format::Text),
-            _ => Err(()),
-        })?;
+        let log_format = r.req("LOG_FORMAT", |s| s.parse::<Format>())?;
         let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
