@@ -23,7 +23,11 @@ fn run(spec: Spec) -> (Exit, Captured) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < deadline, "child did not finish");
-        poll.poll(&mut events, Some(Duration::from_millis(20))).expect("poll");
+        // Other tests of this binary install signal handlers: a signal may cut a wait short.
+        match poll.poll(&mut events, Some(Duration::from_millis(20))) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => other.expect("poll"),
+        }
         for e in events.iter() {
             child.on_ready(Pipe::from_index(e.token().0).expect("pipe"), poll.registry(), &mut scratch);
         }
@@ -96,8 +100,9 @@ fn spawn_error_for_missing_program() {
 fn agent_starts_with_no_blocked_or_ignored_signal_and_a_parent_death_signal() {
     // The daemon ignores SIGPIPE (Rust does) and blocks every signal around the clone; what
     // the daemon itself inherited as ignored (SIGQUIT from a shell's `&`) stays so, as with
-    // posix_spawn.
-    let (exit, out) = run(sh("grep -E '^Sig(Blk|Ign):' /proc/$$/status", b""));
+    // posix_spawn. Read by the agent itself (sh execs grep, which keeps both): sh's own
+    // status would race with dash, which blocks every signal around each fork.
+    let (exit, out) = run(sh("exec grep -E '^Sig(Blk|Ign):' /proc/self/status", b""));
     assert_eq!(exit, Exit::Code(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
@@ -114,7 +119,14 @@ fn agent_starts_with_no_blocked_or_ignored_signal_and_a_parent_death_signal() {
 fn program_is_looked_up_in_the_agents_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     let agent = dir.path().join("my-agent");
-    std::fs::write(&agent, "#!/bin/sh\necho found\n").expect("write");
+    // Written by a short-lived process: an fd open for writing in this one could be inherited
+    // by an agent another test starts meanwhile, and exec would fail with ETXTBSY.
+    let wrote = std::process::Command::new("/bin/sh")
+        .args(["-c", "printf '#!/bin/sh\\necho found\\n' > \"$1\"", "sh"])
+        .arg(&agent)
+        .status()
+        .expect("sh");
+    assert!(wrote.success());
     let spec = |mode| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(mode)).expect("chmod");
