@@ -54,9 +54,17 @@ pub struct State {
     /// Times the task was found in flight after the daemon died.
     #[serde(default)]
     pub reclaims: u32,
-    /// Runs not charged as attempts: stopped by a rate limit or a credential fault.
+    /// Runs not charged at all: stopped by a rate limit or an outage of the agent's service.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uncharged: u32,
+    /// Seconds the task spent held by an outage or a rate limit, from an uncharged run's
+    /// start to the start of its next charged run: not counted by MAX_TASK_WALL_TIME.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub held_seconds: f64,
+    /// When the hold still under way began (epoch seconds): the start of its first
+    /// uncharged run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since: Option<f64>,
     /// Wall-clock time (epoch seconds) before which the next attempt must not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<f64>,
@@ -71,11 +79,32 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
+}
+
 impl State {
-    /// Every run the task has had or lost: attempts, reclaims and uncharged runs. The
-    /// runaway guard (MAX_TASK_RUNS) caps it.
+    /// The runs charged to the task: attempts and reclaims. The runaway guard (MAX_TASK_RUNS)
+    /// caps it. Uncharged runs (a rate limit, an outage: trials of the whole worker, not of
+    /// the task) are not counted, so a task held however long is never dead-lettered for it.
     pub fn runs(&self) -> u32 {
-        self.attempts.saturating_add(self.reclaims).saturating_add(self.uncharged)
+        self.attempts.saturating_add(self.reclaims)
+    }
+
+    /// The task's charged run started at `at` (epoch seconds): a hold under way is over.
+    pub fn end_hold(&mut self, at: f64) {
+        if let Some(since) = self.held_since.take() {
+            let held = at - since;
+            if held.is_finite() && held > 0.0 {
+                self.held_seconds += held;
+            }
+        }
+    }
+
+    /// Seconds held so far, a hold under way (until `now`) included.
+    pub fn held(&self, now: f64) -> f64 {
+        let current = self.held_since.map_or(0.0, |since| (now - since).max(0.0));
+        self.held_seconds + current
     }
 }
 

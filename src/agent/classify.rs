@@ -3,15 +3,18 @@
 //! | class        | examples                                            | the daemon          |
 //! |--------------|-----------------------------------------------------|---------------------|
 //! | success      | exit 0, no `is_error`                               | result `completed`  |
-//! | transient    | API 5xx / overloaded, network errors                | retry with backoff  |
 //! | failed       | other non-zero exits, signals, timeouts, `is_error` | retry with backoff, until the same failure repeats |
-//! | rate-limited | usage or rate limit (reset time when given)         | pause the worker until the reset; attempt not charged |
+//! | rate-limited | usage or rate limit (reset time when given)         | pause the worker until the reset; run not charged |
 //! | permanent    | max turns, max budget, structured output, denials   | dead letter at once, reason = subtype |
-//! | credential   | 401/403, not logged in, OAuth expired, no credit    | open the breaker (one loud entry); attempt not charged |
+//! | outage       | credentials (401/403, not logged in), network down, API 5xx/529 | hold the queue (breaker); run not charged |
 //!
 //! The inputs are the exit, the Claude result object when there is one, and the stderr tail.
-//! Text rules match, case-insensitively, the agent's error text only: a successful run is
-//! never reclassified because its output mentions "429".
+//! What the agent's service did is read from the result object's structured fields first, and
+//! from the CLI's own phrasing only when they say nothing ([`api`]): a successful run is never
+//! reclassified because its output mentions "429", and the words of a tool the agent ran
+//! ("You are not logged into any GitHub hosts", "memory limit reached") never match.
+
+pub mod api;
 
 use std::time::{Duration, SystemTime};
 
@@ -19,23 +22,59 @@ use serde_json::Value;
 
 use super::Output;
 use crate::runner::Exit;
+use api::ApiState;
 
 /// What to do with the task after this run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Class {
     Success,
-    /// A known passing trouble (API overloaded, 5xx, network): retry with backoff.
-    Transient,
-    /// Any other failure: retry with backoff; a failure that repeats itself stops early.
+    /// A failure of this task: retry with backoff; a failure that repeats itself stops early.
     Failed,
-    /// Wait until the reset (wall-clock), or a default pause when none is given.
+    /// Wait until the reset (wall-clock), or a default pause when none is usable.
     RateLimited {
         reset_at: Option<SystemTime>,
     },
     /// Retrying cannot help: dead-letter now.
     Permanent,
-    /// The agent cannot authenticate: stop the whole worker until an operator acts.
+    /// The agent's service cannot be used by any task: hold the whole queue, charge nothing.
+    Outage(Cause),
+}
+
+/// Why the agent's service is unavailable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Not logged in, a bad or expired key or token, no permission, no credit.
     Credential,
+    /// The API cannot be reached.
+    Network,
+    /// The API answers with server errors (5xx, overloaded).
+    Service,
+}
+
+impl Cause {
+    /// The `reason` of the uncharged run, the heartbeat's `circuit_reason`, the log's CAUSE.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Credential => "credential",
+            Cause::Network => "network",
+            Cause::Service => "service",
+        }
+    }
+
+    /// What an operator does about it, for the journal.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Cause::Credential => {
+                "log the agent in as the worker's user (`claude auth login`, or `claude setup-token`), or set ANTHROPIC_API_KEY in the worker's env file, then wait for the next trial or restart the worker"
+            }
+            Cause::Network => {
+                "check the host's network, DNS, proxy (HTTPS_PROXY) and firewall, and ANTHROPIC_BASE_URL if set"
+            }
+            Cause::Service => {
+                "the agent's API reports server errors or overload; nothing to fix here: the queue waits for it to recover"
+            }
+        }
+    }
 }
 
 /// A run's class with the result's `reason` and a message for people.
@@ -72,93 +111,50 @@ pub struct Run<'a> {
 const PERMANENT_SUBTYPES: &[&str] =
     &["error_max_turns", "error_max_budget_usd", "error_max_structured_output_retries"];
 
-/// Text rules, tried in order on the error text; the first match decides.
-const TEXT_RULES: &[(Kind, &str, &[&str])] = &[
-    (
-        Kind::Credential,
-        "credential",
-        &[
-            "not logged in",
-            "please run /login",
-            "invalid api key",
-            "invalid x-api-key",
-            "authentication_error",
-            "oauth token has expired",
-            "oauth token refresh",
-            "failed to refresh",
-            "api error: 401",
-            "api error: 403",
-            "permission_error",
-            "credit balance is too low",
-        ],
-    ),
-    (
-        Kind::RateLimited,
-        "rate_limited",
-        &[
-            "usage limit reached",
-            "limit reached",
-            "rate_limit_error",
-            "rate limit",
-            "api error: 429",
-            "too many requests",
-        ],
-    ),
-    (
-        Kind::Transient,
-        "transient",
-        &[
-            "overloaded",
-            "api error: 5",
-            "api_error",
-            "internal server error",
-            "bad gateway",
-            "service unavailable",
-            "gateway timeout",
-            "connection error",
-            "fetch failed",
-            "socket hang up",
-            "econnreset",
-            "econnrefused",
-            "etimedout",
-            "enotfound",
-            "eai_again",
-            "network error",
-            "request timed out",
-        ],
-    ),
-];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Credential,
-    RateLimited,
-    Transient,
-}
-
 fn verdict(class: Class, reason: &str, message: impl Into<String>) -> Verdict {
     Verdict { class, reason: reason.to_string(), message: message.into() }
+}
+
+/// The agent's stdout when it was not a result object (its last 4 KiB).
+fn free_stdout<'a>(run: &Run<'a>) -> Option<&'a str> {
+    if run.output.result_object.is_some() {
+        return None;
+    }
+    let Value::String(s) = &run.output.value else { return None };
+    let mut start = s.len().saturating_sub(4096);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    Some(&s[start..])
 }
 
 /// The agent's own words about what went wrong: its result text when it reported an error,
 /// its stdout when it was not JSON, and its stderr tail.
 fn error_text(run: &Run) -> String {
     let mut text = String::new();
-    if let Some(obj) = &run.output.result_object {
-        if let Some(r) = obj.get("result").and_then(Value::as_str) {
-            text.push_str(r);
-            text.push('\n');
-        }
-    } else if let Value::String(s) = &run.output.value {
-        let mut start = s.len().saturating_sub(4096);
-        while !s.is_char_boundary(start) {
-            start += 1;
-        }
-        text.push_str(&s[start..]);
+    if let Some(r) = run.output.result_object.as_ref().and_then(|o| o.get("result")).and_then(Value::as_str) {
+        text.push_str(r);
+        text.push('\n');
+    }
+    if let Some(s) = free_stdout(run) {
+        text.push_str(s);
         text.push('\n');
     }
     text.push_str(run.stderr_tail);
     text
+}
+
+/// What the run says about the agent's service: the result object's fields, else the CLI's
+/// phrasing in an error result's text, else at the start of a line of its free output.
+fn api_state(run: &Run) -> Option<ApiState> {
+    if let Some(obj) = &run.output.result_object {
+        let is_error = obj.get("is_error").and_then(Value::as_bool) == Some(true);
+        let from_result = || obj.get("result").and_then(Value::as_str).and_then(api::phrase);
+        if let Some(state) = api::structured(obj).or_else(|| is_error.then(from_result).flatten()) {
+            return Some(state);
+        }
+    }
+    free_stdout(run).and_then(api::lines).or_else(|| api::lines(run.stderr_tail))
 }
 
 /// One line of the error text, for messages and for telling repeated failures apart.
@@ -184,7 +180,6 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
         return verdict(Class::Failed, "timeout", "no outcome within the time limit; the agent was killed");
     }
     let text = error_text(run);
-    let lower = text.to_ascii_lowercase();
     let line = first_line(&text);
     if let Some(subtype) =
         report.and_then(|r| r.subtype.as_deref()).filter(|s| PERMANENT_SUBTYPES.contains(s))
@@ -205,25 +200,20 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
             format!("the agent was denied a tool: {line}"),
         );
     }
-    for (kind, reason, needles) in TEXT_RULES {
-        if needles.iter().any(|n| lower.contains(n)) {
-            return match kind {
-                Kind::Credential => {
-                    verdict(Class::Credential, reason, format!("the agent cannot authenticate: {line}"))
-                }
-                Kind::RateLimited => {
-                    let reset_at = reset_time(run.output.result_object.as_ref(), &text, SystemTime::now());
-                    verdict(
-                        Class::RateLimited { reset_at },
-                        reason,
-                        format!("the agent hit a usage or rate limit: {line}"),
-                    )
-                }
-                Kind::Transient => {
-                    verdict(Class::Transient, reason, format!("transient agent error: {line}"))
-                }
-            };
-        }
+    if let Some(state) = api_state(run) {
+        return match state {
+            ApiState::RateLimited => {
+                let reset_at = reset_time(run.output.result_object.as_ref(), &text, SystemTime::now());
+                verdict(
+                    Class::RateLimited { reset_at },
+                    "rate_limited",
+                    format!("the agent hit a usage or rate limit: {line}"),
+                )
+            }
+            ApiState::Credential => outage(Cause::Credential, "the agent cannot authenticate", line),
+            ApiState::Network => outage(Cause::Network, "the agent cannot reach its API", line),
+            ApiState::Service => outage(Cause::Service, "the agent's API is failing", line),
+        };
     }
     let detail = if line.is_empty() { String::new() } else { format!(": {line}") };
     match run.exit {
@@ -242,6 +232,10 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
             verdict(Class::Failed, "signal", format!("the agent was killed by signal {s}{detail}"))
         }
     }
+}
+
+fn outage(cause: Cause, what: &str, line: &str) -> Verdict {
+    verdict(Class::Outage(cause), cause.as_str(), format!("{what}: {line}"))
 }
 
 /// When a usage or rate limit resets, if the output says: `…limit reached|<epoch>` (the CLI's

@@ -110,6 +110,8 @@ pub struct Tuning {
     pub max_reclaims: u32,
     pub breaker_threshold: u32,
     pub breaker_timeout: Duration,
+    /// The cap of the breaker's backoff (never below `breaker_timeout`).
+    pub breaker_max_timeout: Duration,
     /// CLAUDE_COMMAND and CLAUDE_ARGS, split into words.
     pub agent_argv: Vec<String>,
     pub max_task_bytes: u64,
@@ -433,6 +435,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         max_reclaims: r.req("MAX_RECLAIMS", |s| value::uint(s, 0, 1000))? as u32,
         breaker_threshold: r.req("CIRCUIT_BREAKER_THRESHOLD", |s| value::uint(s, 1, 1_000_000))? as u32,
         breaker_timeout: r.req("CIRCUIT_BREAKER_TIMEOUT", secs(true))?,
+        breaker_max_timeout: r.req("CIRCUIT_BREAKER_MAX_TIMEOUT", secs(true))?,
         agent_argv,
         max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,

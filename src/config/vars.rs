@@ -148,6 +148,14 @@ pub const VARS: &[Var] = &[
         "How long the breaker stays open before one trial task runs.",
     ),
     var(
+        "CIRCUIT_BREAKER_MAX_TIMEOUT",
+        Some("600"),
+        "a number of seconds > 0",
+        Live,
+        "Each failed trial in a row doubles how long the breaker stays open, up to this (never \
+         less than CIRCUIT_BREAKER_TIMEOUT); an outage of the agent's service is tried at this pace.",
+    ),
+    var(
         "CLAUDE_COMMAND",
         Some("claude"),
         "a command (words split like a shell, no shell run)",
@@ -255,15 +263,16 @@ pub const VARS: &[Var] = &[
         Some("20"),
         "a whole number >= 0 (0: off)",
         Live,
-        "Give up (reason attempt_limit) when a task's attempts, reclaims and runs stopped by rate \
-         limits or credential faults reach this many.",
+        "Give up (reason attempt_limit) when a task's attempts and reclaims reach this many; runs \
+         stopped by a rate limit or an outage of the agent's service are not counted.",
     ),
     var(
         "MAX_TASK_WALL_TIME",
         Some("86400"),
         "a number of seconds >= 0 (0: off)",
         Live,
-        "Give up (reason time_limit) on a task that fails this long after its first attempt started.",
+        "Give up (reason time_limit) on a task that fails this long after its first attempt started, \
+         not counting the time it was held by a rate limit or an outage of the agent's service.",
     ),
     var(
         "AGENT_MAX_TURNS_FLAG",

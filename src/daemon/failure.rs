@@ -1,6 +1,7 @@
 //! Runs that did not succeed, by class (see `agent::classify`): retried after a backoff until
 //! the retries are spent or a runaway guard stops it; dead-lettered at once when no retry can
-//! help; or not charged at all when the worker itself is held (rate limit, credentials).
+//! help; or not charged at all when the worker itself is held (a rate limit here; an outage
+//! of the agent's service in [`super::outage`]).
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -47,7 +48,7 @@ fn same_failure(a: &Failure, b: &Failure) -> bool {
 
 impl Daemon {
     /// Adds this run to the task's history.
-    fn remember(a: &mut Attempt, verdict: &Verdict) {
+    pub(super) fn remember(a: &mut Attempt, verdict: &Verdict) {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
@@ -99,7 +100,9 @@ impl Daemon {
         }
         let first = state.first_started_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
         if let (Some(limit), Some(first)) = (p.max_task_wall_time, first) {
-            let age = SystemTime::now().duration_since(first).unwrap_or(Duration::ZERO);
+            // Time held by an outage or a rate limit is not the task's.
+            let held = Duration::from_secs_f64(state.held(clock::now_f64()).clamp(0.0, 1e12));
+            let age = SystemTime::now().duration_since(first).unwrap_or(Duration::ZERO).saturating_sub(held);
             if age >= limit {
                 return Some((
                     "time_limit",
@@ -118,9 +121,10 @@ impl Daemon {
     /// A failed attempt (transient or not): retried after its backoff, or given up on.
     pub(super) fn failed(&mut self, mut a: Attempt, verdict: Verdict) {
         let t = &self.cfg.tuning;
-        if let Some(tr) = self.breaker.failed(Instant::now(), t.breaker_threshold, t.breaker_timeout) {
+        if let Some(tr) = self.breaker.failed(Instant::now(), t.breaker_threshold) {
             self.breaker_changed(tr);
         }
+        a.task.state.end_hold(clock::epoch_f64(a.started_wall));
         a.task.state.attempts = a.number;
         Self::remember(&mut a, &verdict);
         let t = &self.cfg.tuning;
@@ -155,62 +159,26 @@ impl Daemon {
         if let Some(t) = self.breaker.succeeded() {
             self.breaker_changed(t);
         }
+        self.outage_over();
+        a.task.state.end_hold(clock::epoch_f64(a.started_wall));
         a.task.state.attempts = a.number;
         Self::remember(&mut a, &verdict);
         let summary = format!("not retried: {}", verdict.message);
         self.give_up(a, &verdict.reason, summary, verdict.message);
     }
 
-    /// A rate limit or a credential fault: the worker is held, not the task. The run is not
-    /// charged; the task waits, in flight, for the worker to be let go.
-    pub(super) fn uncharged(&mut self, mut a: Attempt, verdict: Verdict, reset_at: Option<SystemTime>) {
-        self.breaker.abandoned();
-        let until = if verdict.class == Class::Credential {
-            self.credential_fault(&verdict);
-            self.breaker.deadline().unwrap_or_else(|| Instant::now() + self.cfg.tuning.breaker_timeout)
-        } else {
-            let wall =
-                reset_at.unwrap_or_else(|| SystemTime::now() + self.cfg.tuning.policy.rate_limit_pause);
-            self.pause(Why::RateLimit, wall, &verdict.message);
-            self.paused.map_or_else(Instant::now, |p| p.until)
-        };
-        a.task.state.uncharged = a.task.state.uncharged.saturating_add(1);
-        Self::remember(&mut a, &verdict);
-        if let Some((reason, message)) = self.runaway(&a, &verdict) {
-            return self.give_up(a, reason, message, verdict.message);
-        }
-        let wait = until.saturating_duration_since(Instant::now());
-        a.task.state.retry_at = Some(clock::now_f64() + wait.as_secs_f64());
-        self.log.info(
-            "run not charged: the task waits for the worker to be let go",
-            &[("TASK_ID", &a.task.id), ("REASON", &verdict.reason), ("WAIT_MS", &wait.as_millis())],
-        );
-        self.save_and_wait(a, End::Uncharged { reason: verdict.reason }, until);
-    }
-
-    /// Opens the breaker for the whole worker, announced loudly once per outage.
-    fn credential_fault(&mut self, verdict: &Verdict) {
-        let timeout = self.cfg.tuning.breaker_timeout;
-        let opened = self.breaker.force_open(Instant::now(), timeout);
-        if !self.breaker_credential {
-            self.breaker_credential = true;
-            self.log.error(
-                "the agent cannot authenticate: no task starts until its credentials are fixed; one task is tried every CIRCUIT_BREAKER_TIMEOUT",
-                &[
-                    ("MESSAGE_ID", &ids::CREDENTIAL_FAULT),
-                    ("REASON", &"credential"),
-                    ("ERROR", &verdict.message),
-                    ("TIMEOUT_S", &timeout.as_secs_f64()),
-                ],
-            );
-        }
-        if let Some(t) = opened {
-            self.breaker_changed(t);
-        }
+    /// A usage or rate limit: the API answered, so an outage is over, and the worker pauses
+    /// until the reset ([`Daemon::rate_limit_until`]); the task waits, its run not charged.
+    pub(super) fn rate_limited(&mut self, a: Attempt, verdict: Verdict, reset_at: Option<SystemTime>) {
+        self.outage_over();
+        let wall = self.rate_limit_until(reset_at, SystemTime::now());
+        self.pause(Why::RateLimit, wall, &verdict.message);
+        let until = self.paused.map_or_else(Instant::now, |p| p.until);
+        self.hold(a, verdict, until);
     }
 
     /// Saves the task's new state durably and keeps it waiting until `until`.
-    fn save_and_wait(&mut self, a: Attempt, end: End, until: Instant) {
+    pub(super) fn save_and_wait(&mut self, a: Attempt, end: End, until: Instant) {
         let recorded = Recorded { end, run: Self::run_of(&a) };
         self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
         self.spool.stage(Op::SaveState {

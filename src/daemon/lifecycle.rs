@@ -155,7 +155,10 @@ impl Daemon {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
                 let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
-                let why = if self.breaker_credential { " (credential fault)" } else { "" };
+                let why = self
+                    .outage
+                    .as_ref()
+                    .map_or(String::new(), |o| format!(" (agent unavailable: {})", o.cause.as_str()));
                 format!("breaker open{why} until {until}, {} running, {queued} queued", self.active)
             }
             _ if self.paused.is_some() => {
@@ -212,7 +215,7 @@ impl Daemon {
             dead_lettered: self.stats.dead_lettered,
             circuit_state: self.breaker.state().name().into(),
             circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
-                .then(|| if self.breaker_credential { "credential" } else { "failures" }.into()),
+                .then(|| self.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
             paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
             started_at: clock::epoch_f64(self.started_at),
@@ -226,7 +229,13 @@ impl Daemon {
 
     pub(super) fn breaker_changed(&mut self, t: Transition) {
         let failures = self.breaker.consecutive_failures();
-        let timeout = self.cfg.tuning.breaker_timeout.as_secs_f64();
+        let timeout = self.breaker.open_time().as_secs_f64();
+        if self.outage.is_some() && t != Transition::Closed {
+            // The outage's own entries tell its start and end; its trials are not news.
+            self.log.debug("circuit breaker held by an outage", &[("STATE", &self.breaker.state().name())]);
+            self.stage_heartbeat();
+            return;
+        }
         match t {
             Transition::Opened => self.log.error(
                 "circuit breaker opened: no new task starts until it half-opens",
@@ -241,7 +250,6 @@ impl Daemon {
                 &[("MESSAGE_ID", &ids::BREAKER_HALF_OPEN), ("CONSECUTIVE_FAILURES", &failures)],
             ),
             Transition::Closed => {
-                self.breaker_credential = false;
                 self.log.info("circuit breaker closed", &[("MESSAGE_ID", &ids::BREAKER_CLOSED)])
             }
         }
@@ -273,6 +281,11 @@ impl Daemon {
                 }
                 let rescan_was = self.rescan_every();
                 self.log.level = new.tuning.log_level;
+                self.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
+                if self.outage.is_some() {
+                    // The operator may have just fixed the cause (a new key in the env file).
+                    self.breaker.try_now(Instant::now());
+                }
                 self.cfg.tuning = new.tuning;
                 if self.rescan_every() != rescan_was {
                     self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);

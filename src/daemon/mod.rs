@@ -7,6 +7,7 @@
 mod endpoint;
 mod failure;
 mod lifecycle;
+mod outage;
 mod outcome;
 mod pause;
 mod pipe;
@@ -163,8 +164,8 @@ pub struct Daemon {
     /// A usage/rate limit or the spend cap holds every start.
     paused: Option<pause::Pause>,
     ledger: pause::Ledger,
-    /// The breaker is open for a credential fault (announced once per outage).
-    breaker_credential: bool,
+    /// An outage of the agent's service holds the queue (announced once, at its start).
+    outage: Option<outage::Outage>,
 }
 
 impl Daemon {
@@ -204,7 +205,7 @@ impl Daemon {
             waiting: BTreeMap::new(),
             ids: HashSet::new(),
             finishing: HashMap::new(),
-            breaker: Breaker::default(),
+            breaker: Breaker::new(cfg.tuning.breaker_timeout, cfg.tuning.breaker_max_timeout),
             stats: Stats::default(),
             phase: Phase::Running,
             seq: 0,
@@ -230,7 +231,7 @@ impl Daemon {
             pipe: None,
             paused: None,
             ledger: pause::Ledger::default(),
-            breaker_credential: false,
+            outage: None,
             cfg,
         })
     }

@@ -95,10 +95,10 @@ impl Daemon {
         };
         match verdict.class {
             Class::Success => self.completed(attempt),
-            Class::Transient | Class::Failed => self.failed(attempt, verdict),
+            Class::Failed => self.failed(attempt, verdict),
             Class::Permanent => self.permanent(attempt, verdict),
-            Class::RateLimited { reset_at } => self.uncharged(attempt, verdict, reset_at),
-            Class::Credential => self.uncharged(attempt, verdict, None),
+            Class::RateLimited { reset_at } => self.rate_limited(attempt, verdict, reset_at),
+            Class::Outage(cause) => self.outage(attempt, verdict, cause),
         }
     }
 
@@ -158,6 +158,7 @@ impl Daemon {
         if let Some(t) = self.breaker.succeeded() {
             self.breaker_changed(t);
         }
+        self.outage_over();
         let result = self.result(&a, COMPLETED, None, None);
         self.finishing.insert(
             a.claim.key.clone(),

@@ -24,9 +24,13 @@ pub const BREAKER_HALF_OPEN: &str = "a58d2c4d068e4027b754c0d7840646a4";
 /// The circuit breaker closed: tasks start again.
 pub const BREAKER_CLOSED: &str = "4a0f55bc82bc4875b31a82c1008e1fdb";
 
-/// The agent cannot authenticate (not logged in, invalid key, expired OAuth token, no credit):
-/// the breaker opened for the whole worker; an operator must act. Logged once per outage.
-pub const CREDENTIAL_FAULT: &str = "7c3e9a51d2b84f06a1e5c2d9b8f04e17";
+/// The agent's service became unavailable (CAUSE=credential, network or service): the breaker
+/// holds the queue, no task is charged, one trial runs per breaker timeout. Logged once at
+/// the start of the outage (and again if its cause changes), with what to do.
+pub const OUTAGE_STARTED: &str = "7c3e9a51d2b84f06a1e5c2d9b8f04e17";
+/// The outage is over (a run reached the agent's service): held tasks start. DURATION_S,
+/// UNCHARGED_RUNS.
+pub const OUTAGE_ENDED: &str = "c09870e5d51b41b4bc973fc3e4714453";
 /// The worker paused: a usage or rate limit (until its reset) or its spend cap
 /// (REASON=rate_limited or budget_exhausted, PAUSED_UNTIL).
 pub const WORKER_PAUSED: &str = "3f6d2b8e91c04a7d8e5b1f0c6a9d2e44";
@@ -59,7 +63,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("breaker opened", BREAKER_OPENED),
     ("breaker half-open", BREAKER_HALF_OPEN),
     ("breaker closed", BREAKER_CLOSED),
-    ("credential fault", CREDENTIAL_FAULT),
+    ("agent outage", OUTAGE_STARTED),
+    ("agent outage over", OUTAGE_ENDED),
     ("worker paused", WORKER_PAUSED),
     ("worker resumed", WORKER_RESUMED),
     ("worker unhealthy", WORKER_UNHEALTHY),

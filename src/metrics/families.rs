@@ -12,7 +12,6 @@ pub const REASONS: &[&str] = &[
     "signal",
     "spawn_error",
     "agent_error",
-    "transient",
     "empty_output",
     "invalid",
     "reclaim_limit",
@@ -27,10 +26,10 @@ pub const REASONS: &[&str] = &[
 
 /// Reasons an attempt can be retried for (a file that is not a task never is).
 const RETRY_REASONS: &[&str] =
-    &["timeout", "exit_code", "signal", "spawn_error", "agent_error", "transient", "empty_output"];
+    &["timeout", "exit_code", "signal", "spawn_error", "agent_error", "empty_output"];
 
 /// Why a run is not charged as an attempt.
-pub const UNCHARGED_REASONS: &[&str] = &["rate_limited", "credential"];
+pub const UNCHARGED_REASONS: &[&str] = &["rate_limited", "credential", "network", "service"];
 
 /// What the metrics endpoint counts of its connections.
 pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted", "timed_out"];
@@ -141,7 +140,7 @@ impl Families {
             agent_turns: counter("watcher_agent_turns_total", "Turns the agent reported (num_turns).", w)?,
             uncharged: counter(
                 "watcher_runs_uncharged_total",
-                "Agent runs not charged as attempts: stopped by a usage or rate limit, or a credential fault.",
+                "Agent runs not charged to their task: stopped by a usage or rate limit, or an outage of the agent's service (credential, network, service).",
                 &["worker", "reason"],
             )?,
             rate_limited_until: fgauge(

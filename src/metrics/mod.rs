@@ -34,7 +34,7 @@ pub enum End {
     Retried {
         reason: String,
     },
-    /// A run not charged as an attempt (rate limit, credential fault).
+    /// A run not charged to its task (a rate limit, an outage of the agent's service).
     Uncharged {
         reason: String,
     },

@@ -50,6 +50,54 @@ fn permanent_subtypes_are_the_reason() {
     }
 }
 
+/// What each recorded case of the real CLI (tests/fixtures/claude/VERSION/manifest.json) is.
+fn expected(case: &str) -> Option<Class> {
+    let rate_limited = Class::RateLimited { reset_at: None };
+    Some(match case {
+        "success" => Class::Success,
+        "not-logged-in" | "invalid-key" | "api-401" | "api-403" => Class::Outage(Cause::Credential),
+        "api-429" | "api-429-reset" | "api-429-past" => rate_limited,
+        "api-500" | "api-529" => Class::Outage(Cause::Service),
+        "connection-refused" | "unresolvable-host" => Class::Outage(Cause::Network),
+        "empty-stdin" => Class::Failed,
+        _ => return None,
+    })
+}
+
+#[test]
+fn every_recording_of_the_real_cli() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/claude");
+    let mut versions: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    versions.sort();
+    assert!(versions.len() >= 2, "recordings of two CLI versions: {versions:?}");
+    let mut checked = 0;
+    for version in versions {
+        let manifest: Value =
+            serde_json::from_slice(&std::fs::read(version.join("manifest.json")).expect("manifest"))
+                .expect("manifest is JSON");
+        for case in manifest["cases"].as_array().expect("cases") {
+            let name = case["case"].as_str().expect("case");
+            let read = |k: &str| {
+                case[k].as_str().map_or_else(String::new, |f| {
+                    std::fs::read_to_string(version.join(f)).expect("fixture file")
+                })
+            };
+            let (stdout, stderr) = (read("stdout"), read("stderr"));
+            let exit = Exit::Code(case["exit"].as_i64().expect("exit") as i32);
+            let v = class_of(&stdout, exit, &stderr);
+            let want = expected(name).unwrap_or_else(|| panic!("no expected class for case {name}"));
+            let at = format!("{}/{}: {v:?}", version.display(), case["stdout"]);
+            assert_eq!(v.class, want, "{at}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 52, "every case in both modes of both versions: {checked}");
+}
+
 #[test]
 fn credential_faults() {
     for file in [
@@ -59,7 +107,7 @@ fn credential_faults() {
         "2.0-credit-balance.json",
     ] {
         let v = class_of(&fixture(file), Exit::Code(1), "");
-        assert_eq!(v.class, Class::Credential, "{file}: {v:?}");
+        assert_eq!(v.class, Class::Outage(Cause::Credential), "{file}: {v:?}");
         assert!(v.message.starts_with("the agent cannot authenticate"), "{file}: {}", v.message);
     }
 }
@@ -77,15 +125,47 @@ fn rate_limits_with_their_reset() {
 }
 
 #[test]
-fn transient_errors() {
-    for file in
-        ["2.0-overloaded.json", "2.0-api-500.json", "2.0-network.json", "2.0-stream-overloaded.ndjson"]
-    {
+fn outages_of_the_service_and_the_network() {
+    for (file, cause) in [
+        ("2.0-overloaded.json", Cause::Service),
+        ("2.0-api-500.json", Cause::Service),
+        ("2.0-network.json", Cause::Network),
+        ("2.0-stream-overloaded.ndjson", Cause::Service),
+    ] {
         let v = class_of(&fixture(file), Exit::Code(1), "");
-        assert_eq!(v.class, Class::Transient, "{file}: {v:?}");
+        assert_eq!(v.class, Class::Outage(cause), "{file}: {v:?}");
     }
-    let v = class_of("", Exit::Code(1), "Error: connect ECONNREFUSED 127.0.0.1:443\n");
-    assert_eq!(v.class, Class::Transient);
+    // The CLI's text mode, no result object: its own lines, on either stream.
+    for (stdout, stderr, cause) in [
+        ("API Error: Unable to connect to API (ConnectionRefused)\n", "", Cause::Network),
+        ("", "API Error: Unable to connect to API (FailedToOpenSocket)\n", Cause::Network),
+        ("API Error: 529 Overloaded\n", "", Cause::Service),
+        ("Not logged in · Please run /login\n", "", Cause::Credential),
+        (
+            "API Error: Can't reach the API server — check your internet or DNS (ENOTFOUND)\n",
+            "",
+            Cause::Network,
+        ),
+    ] {
+        let v = class_of(stdout, Exit::Code(1), stderr);
+        assert_eq!(v.class, Class::Outage(cause), "{stdout}{stderr}");
+    }
+}
+
+#[test]
+fn the_words_of_the_agents_tools_are_not_its_api_state() {
+    for stderr in [
+        "fatal: memory limit reached\n",
+        "You are not logged into any GitHub hosts. To log in, run: gh auth login\n",
+        "Error: connect ECONNREFUSED 127.0.0.1:5432\n",
+        "warning: rate limit exceeded, retrying\n",
+    ] {
+        let v = class_of("", Exit::Code(1), stderr);
+        assert_eq!((v.class, v.reason.as_str()), (Class::Failed, "exit_code"), "{stderr}");
+    }
+    // The model's own words in an error result of the run are not the CLI's either.
+    let err = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"result":"gh says: You are not logged into any GitHub hosts; the memory limit reached 2 GB"}"#;
+    assert_eq!(class_of(err, Exit::Code(1), "").class, Class::Failed);
 }
 
 #[test]
