@@ -89,7 +89,9 @@ fn op() -> impl Strategy<Value = Op> {
 const TIMEOUT: Duration = Duration::from_secs(1);
 
 fn check_breaker(ops: &[Op], threshold: u32) {
-    let mut b = Breaker::default();
+    let mut b = Breaker::new(TIMEOUT, 8 * TIMEOUT);
+    // Failed trials in a row since the breaker last closed: its backoff.
+    let mut reopens = 0u32;
     let mut now = Instant::now();
     // Running tasks; `true` for the trial of the current half-open period.
     let mut running: Vec<bool> = Vec::new();
@@ -137,7 +139,10 @@ fn check_breaker(ops: &[Op], threshold: u32) {
                 consecutive = 0;
                 let t = b.succeeded();
                 match before {
-                    State::HalfOpen => assert_eq!(t, Some(Transition::Closed), "success in half-open closes"),
+                    State::HalfOpen => {
+                        reopens = 0;
+                        assert_eq!(t, Some(Transition::Closed), "success in half-open closes")
+                    }
                     _ => assert_eq!(t, None),
                 }
             }
@@ -145,7 +150,7 @@ fn check_breaker(ops: &[Op], threshold: u32) {
                 running.remove(i % running.len());
                 let before = b.state();
                 consecutive += 1;
-                let t = b.failed(now, threshold, TIMEOUT);
+                let t = b.failed(now, threshold);
                 let expect_open = match before {
                     State::Closed => consecutive >= threshold,
                     State::HalfOpen => true,
@@ -153,7 +158,15 @@ fn check_breaker(ops: &[Op], threshold: u32) {
                 };
                 assert_eq!(t == Some(Transition::Opened), expect_open, "{before:?}, {consecutive} failures");
                 if expect_open {
-                    assert_eq!(b.state(), State::Open { until: now + TIMEOUT });
+                    if before == State::HalfOpen {
+                        reopens += 1;
+                    }
+                    let wait = (TIMEOUT * 2u32.pow(reopens.min(10))).min(8 * TIMEOUT);
+                    assert_eq!(
+                        b.state(),
+                        State::Open { until: now + wait },
+                        "the backoff after {reopens} failed trials"
+                    );
                 }
             }
             Op::Abandon(i) => {

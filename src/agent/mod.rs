@@ -41,6 +41,20 @@ pub struct Output {
     pub result_object: Option<Value>,
 }
 
+/// Interprets what an agent printed: its stdout, and when that was cut at MAX_OUTPUT_BYTES,
+/// the result object that ended it, kept apart so that a cap never hides an error.
+pub fn interpret_captured(c: &crate::runner::Captured) -> Output {
+    let mut out = interpret(&c.stdout, !c.stdout_truncated);
+    let last = c.last_object.as_deref().and_then(|b| serde_json::from_slice::<Value>(b).ok());
+    if let Some(obj) = last {
+        if let Some(report) = report_of(&obj) {
+            out.report = Some(report);
+            out.result_object = Some(obj);
+        }
+    }
+    out
+}
+
 /// Interprets captured stdout. `complete` is false when it was truncated.
 pub fn interpret(stdout: &[u8], complete: bool) -> Output {
     if complete {

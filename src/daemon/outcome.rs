@@ -52,7 +52,7 @@ impl Daemon {
             return;
         }
         let duration = run.started.elapsed();
-        let output = agent::interpret(&captured.stdout, !captured.stdout_truncated);
+        let output = agent::interpret_captured(&captured);
         let policy = &self.cfg.tuning.policy;
         let mut verdict = classify(
             &classify::Run {

@@ -11,7 +11,7 @@ use mio::{Events, Poll, Token};
 
 use super::Daemon;
 use crate::agent::classify::{self, Class};
-use crate::agent::interpret;
+use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::runner::{Child, Exit, Pipe};
 use crate::spool::Claim;
@@ -59,7 +59,7 @@ impl Daemon {
         let (exit, timed_out, captured) =
             run_to_end(Child::spawn(spec), CANARY_TIMEOUT, &mut self.scratch)
                 .map_err(|e| Fatal::Config(format!("AGENT_PREFLIGHT: the agent could not run: {e}")))?;
-        let output = interpret(&captured.stdout, !captured.stdout_truncated);
+        let output = interpret_captured(&captured);
         let run = classify::Run {
             exit,
             timed_out,

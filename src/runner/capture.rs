@@ -1,5 +1,7 @@
-//! Bounded buffers for a child's output: stdout kept up to a cap (the rest counted), stderr
-//! as a tail of its last bytes.
+//! Bounded buffers for a child's output: stdout kept up to a cap (the rest counted, and its
+//! last JSON object kept apart, see [`LastObject`]), stderr as a tail of its last bytes.
+
+use super::last_object::LastObject;
 
 /// Keeps the first `max` bytes and counts the rest.
 #[derive(Debug)]
@@ -7,17 +9,28 @@ pub struct Capture {
     buf: Vec<u8>,
     max: usize,
     total: u64,
+    last: LastObject,
 }
 
 impl Capture {
     pub fn new(max: usize) -> Capture {
-        Capture { buf: Vec::new(), max, total: 0 }
+        Capture { buf: Vec::new(), max, total: 0, last: LastObject::default() }
     }
 
     pub fn push(&mut self, data: &[u8]) {
         let room = self.max.saturating_sub(self.buf.len());
         self.buf.extend_from_slice(&data[..room.min(data.len())]);
         self.total += data.len() as u64;
+        self.last.push(data);
+    }
+
+    /// When the output was cut: its last top-level JSON object (the agent's result), with
+    /// long strings shortened, if the output ended with one.
+    pub fn last_object(&mut self) -> Option<Vec<u8>> {
+        if !self.truncated() {
+            return None;
+        }
+        std::mem::take(&mut self.last).take()
     }
 
     pub fn truncated(&self) -> bool {
@@ -82,6 +95,16 @@ mod tests {
         assert!(c.truncated());
         assert_eq!(c.total(), 8);
         assert_eq!(c.into_bytes(), b"abcde");
+    }
+
+    #[test]
+    fn a_cut_keeps_the_last_object() {
+        let mut c = Capture::new(10);
+        c.push(b"{\"type\":\"result\",\"is_error\":false}");
+        assert_eq!(c.last_object(), Some(b"{\"type\":\"result\",\"is_error\":false}".to_vec()));
+        let mut c = Capture::new(100);
+        c.push(b"{\"a\":1}");
+        assert_eq!(c.last_object(), None, "not cut: the output itself is whole");
     }
 
     #[test]

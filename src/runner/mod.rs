@@ -5,6 +5,7 @@
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
 mod capture;
+mod last_object;
 mod spawn;
 
 use std::ffi::OsString;
@@ -75,6 +76,8 @@ pub struct Captured {
     pub stdout: Vec<u8>,
     pub stdout_truncated: bool,
     pub stdout_bytes: u64,
+    /// When stdout was cut: its last JSON object, summarised (the agent's result).
+    pub last_object: Option<Vec<u8>>,
     pub stderr_tail: String,
 }
 
@@ -305,6 +308,7 @@ impl Child {
             stdout_truncated: self.out.truncated(),
             stdout_bytes: self.out.total(),
             stderr_tail: self.err.text(),
+            last_object: self.out.last_object(),
             stdout: self.out.into_bytes(),
         }
     }
