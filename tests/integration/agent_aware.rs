@@ -1,5 +1,5 @@
 //! Agent-aware failure handling: each class of a recorded Claude result handled as it should
-//! be; rate limits and credential faults hold the worker without charging the task; runaway
+//! be; rate limits and outages hold the worker without charging the task (more in outage.rs); runaway
 //! guards; the spend cap; the start-up preflight.
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -34,12 +34,16 @@ fn permanent_failures_are_not_retried() {
 }
 
 #[test]
-fn transient_errors_are_retried() {
+fn an_overload_is_held_and_not_charged() {
     let root = Root::new();
-    let _w = Worker::start(&root, "marie", &[("MAX_RETRIES", "2"), ("INITIAL_RETRY_DELAY", "0")]);
+    let _w = Worker::start(
+        &root,
+        "marie",
+        &[("MAX_RETRIES", "2"), ("INITIAL_RETRY_DELAY", "0"), ("CIRCUIT_BREAKER_TIMEOUT", "0.1")],
+    );
     root.submit("marie", "t1", "replay-once 2.0-overloaded.json");
     let r = root.wait_result("marie", "t1");
-    assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("completed"), Some(2)), "{r}");
+    assert_eq!((r["status"].as_str(), r["attempts"].as_u64()), (Some("completed"), Some(1)), "{r}");
 }
 
 #[test]
@@ -97,8 +101,10 @@ fn credential_fault_opens_the_breaker_and_holds_the_queue() {
     assert_eq!(hb["circuit_reason"], "credential", "{hb}");
     root.submit("marie", "held", "hello");
     // Held, not failed: no result, no dead letter, and the task stays queued while open.
-    wait_for("the loud journal-style entry", || w.log_text().contains("cannot authenticate").then_some(()));
-    assert_eq!(w.log_text().matches("the agent cannot authenticate: no task starts").count(), 1);
+    wait_for("the loud journal-style entry", || {
+        w.log_text().contains("unavailable (credential)").then_some(())
+    });
+    assert_eq!(w.log_text().matches("the agent's service is unavailable (credential)").count(), 1);
     assert!(root.result("marie", "auth").is_none() && root.result("marie", "held").is_none());
     assert!(root.dlq("marie").is_empty());
     let hb = root.wait_heartbeat("marie", "the held task counted as queued", |h| h["queue_size"] == 1);

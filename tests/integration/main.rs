@@ -16,6 +16,7 @@ mod listener;
 mod logging;
 mod metrics;
 mod netfs;
+mod outage;
 mod pipe;
 mod running;
 mod scrape;
