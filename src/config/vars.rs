@@ -248,7 +248,8 @@ pub const VARS: &[Var] = &[
         Some("300"),
         "a number of seconds > 0",
         Live,
-        "How long the worker pauses after a usage or rate limit whose reset time the agent did not give.",
+        "How long the worker pauses after a usage or rate limit whose reset time the agent did not give, \
+         or gave in the past or more than 8 days ahead; at most 8 days.",
     ),
     var(
         "REPEATED_FAILURE_LIMIT",
@@ -256,7 +257,8 @@ pub const VARS: &[Var] = &[
         "a whole number >= 0 (0: off)",
         Live,
         "Give up (reason repeated_failure) when this many failed attempts in a row failed the same way \
-         (same reason, exit status and error text); known transient errors do not count.",
+         (same reason, exit status and error text); runs held by a rate limit or an outage of the agent's \
+         service are not failed attempts.",
     ),
     var(
         "MAX_TASK_RUNS",
