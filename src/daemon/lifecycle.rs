@@ -230,7 +230,7 @@ impl Daemon {
     pub(super) fn breaker_changed(&mut self, t: Transition) {
         let failures = self.breaker.consecutive_failures();
         let timeout = self.breaker.open_time().as_secs_f64();
-        if self.outage.is_some() && t != Transition::Closed {
+        if self.outage.is_some() {
             // The outage's own entries tell its start and end; its trials are not news.
             self.log.debug("circuit breaker held by an outage", &[("STATE", &self.breaker.state().name())]);
             self.stage_heartbeat();
