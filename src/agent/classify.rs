@@ -241,7 +241,7 @@ fn outage(cause: Cause, what: &str, line: &str) -> Verdict {
 /// When a usage or rate limit resets, if the output says: `…limit reached|<epoch>` (the CLI's
 /// own form), a `resetsAt` / `resets_at` / `reset_at` field (epoch seconds or milliseconds,
 /// or RFC 3339), a `retry_after` field (seconds), or "resets at <RFC 3339>" / "resets in N
-/// seconds|minutes|hours" in the text.
+/// seconds|minutes|hours" or "resets 9:40pm (UTC)" in the text.
 pub fn reset_time(obj: Option<&Value>, text: &str, now: SystemTime) -> Option<SystemTime> {
     let from_epoch = |secs: f64| {
         let secs = if secs > 1e12 { secs / 1000.0 } else { secs };
@@ -297,7 +297,38 @@ pub fn reset_time(obj: Option<&Value>, text: &str, now: SystemTime) -> Option<Sy
             }
         }
     }
-    None
+    clock_reset(text, now)
+}
+
+/// "resets 9:40pm (UTC)", "resets 3am (UTC)" (a subscription's 5-hour limit): the next such
+/// time when it is at most 6 hours ahead, else the last one (in the past: the caller then
+/// pauses for its default rather than guess at a day). Only UTC: the CLI writes the host's
+/// own zone, and naming any other needs a time-zone database.
+fn clock_reset(text: &str, now: SystemTime) -> Option<SystemTime> {
+    let (_, rest) = text.split_once("resets ")?;
+    let (time, zone) = rest.split_once(' ')?;
+    if !zone.starts_with("(UTC)") {
+        return None;
+    }
+    let (hm, pm) = match time.strip_suffix("pm") {
+        Some(t) => (t, true),
+        None => (time.strip_suffix("am")?, false),
+    };
+    let (h, m) = match hm.split_once(':') {
+        Some((h, m)) => (h.parse::<u64>().ok()?, m.parse::<u64>().ok()?),
+        None => (hm.parse::<u64>().ok()?, 0),
+    };
+    if !(1..=12).contains(&h) || m > 59 {
+        return None;
+    }
+    let of_day = (h % 12 + if pm { 12 } else { 0 }) * 3600 + m * 60;
+    let now_s = now.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
+    // The last such time at or before now, and the next one after it.
+    let today = now_s - now_s % 86_400 + of_day;
+    let last = if today <= now_s { today } else { today - 86_400 };
+    let next = last + 86_400;
+    let at = if next - now_s <= 6 * 3600 { next } else { last };
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(at))
 }
 
 fn find_key<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {

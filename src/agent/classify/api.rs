@@ -68,7 +68,7 @@ fn of_api_error_word(word: &str) -> ApiState {
     let w = word.to_ascii_lowercase();
     if w.contains("auth") || w.contains("login") || w.contains("credential") {
         ApiState::Credential
-    } else if w.contains("rate") {
+    } else if w.contains("rate") || w.contains("limit") {
         ApiState::RateLimited
     } else if w.contains("overload") || w.contains("server") {
         ApiState::Service
@@ -185,6 +185,10 @@ mod tests {
             Some(ApiState::Network)
         );
         assert_eq!(
+            obj(serde_json::json!({"is_error": true, "api_error": "usage_limit_reached"})),
+            Some(ApiState::RateLimited)
+        );
+        assert_eq!(
             obj(serde_json::json!({"is_error": false, "api_error_status": 500})),
             None,
             "a success is a success"
@@ -203,6 +207,10 @@ mod tests {
         assert_eq!(phrase("Failed to authenticate. API Error: 401 expired"), Some(ApiState::Credential));
         assert_eq!(phrase("5-hour limit reached ∙ resets 3am (Europe/Paris)"), Some(ApiState::RateLimited));
         assert_eq!(phrase("Claude AI usage limit reached|1800000000"), Some(ApiState::RateLimited));
+        assert_eq!(
+            phrase("You've hit your session limit · resets 9:40pm (UTC)"),
+            Some(ApiState::RateLimited)
+        );
     }
 
     #[test]
