@@ -37,10 +37,11 @@ fn start(fsync: &str) -> (Server, Target) {
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server");
+    let server = Server(child, dir);
     let target = Target { address: Address::Unix(sock), username: None, db: 0 };
     for _ in 0..2000 {
         if Engine::connect(&target, None, Duration::from_secs(1)).is_ok() {
-            return (Server(child, dir), target);
+            return (server, target);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
