@@ -112,7 +112,9 @@ fn scripts(e: &mut Engine, q: &Queue, n: usize) {
     for _ in 0..n {
         hs.extend(held(e.run(&q.claim(1)).unwrap()));
     }
-    t("reclaim (none idle)", &mut |_| time(|| e.run(&q.reclaim(Duration::from_secs(3600), 1)).unwrap()).1);
+    t("reclaim (none idle)", &mut |_| {
+        time(|| e.run(&q.reclaim(Duration::from_secs(3600), 1, "0-0")).unwrap()).1
+    });
     t("dead_letter", &mut |i| {
         time(|| {
             e.run(&q.dead_letter(
@@ -194,7 +196,7 @@ fn pickup(target: &Target, q: &Queue, n: usize) {
             let mut e = Engine::connect(&t2, None, Duration::from_secs(5)).unwrap();
             e.set_read_timeout(None).unwrap();
             let mut last = match e.run(&q2.claim(1)).unwrap() {
-                Reply::Claimed { last_delivered, .. } => last_delivered,
+                Reply::Claimed { cursor, .. } => cursor,
                 other => panic!("{other:?}"),
             };
             for _ in 0..n {
@@ -210,11 +212,9 @@ fn pickup(target: &Target, q: &Queue, n: usize) {
                         .arg(&last)
                         .query(e.connection())
                         .unwrap();
-                    let Reply::Claimed { last_delivered, delivered } = e.run(&q2.claim(1)).unwrap() else {
-                        panic!()
-                    };
+                    let Reply::Claimed { cursor, delivered } = e.run(&q2.claim(1)).unwrap() else { panic!() };
                     assert_eq!(delivered.len(), 1);
-                    last = last_delivered;
+                    last = cursor;
                 } else {
                     let _: redis::Value = redis::cmd("XREADGROUP")
                         .arg("GROUP")

@@ -177,14 +177,16 @@ impl Queue {
             .arg(if bump { "1" } else { "0" })
     }
 
-    /// Takes over up to `count` entries no host renewed for `lease`.
-    pub fn reclaim(&self, lease: Duration, count: usize) -> Call {
+    /// Takes over up to `count` entries no host renewed for `lease`, scanning the pending
+    /// list from `cursor` ("0-0" first, then the cursor of the last reply).
+    pub fn reclaim(&self, lease: Duration, count: usize, cursor: &str) -> Call {
         let k = &self.keys;
         self.delivery(Kind::Reclaim, &scripts::RECLAIM)
             .num(ms(lease))
             .num(count.max(1))
             .arg(k.task_prefix())
             .arg(k.result_prefix())
+            .arg(cursor)
     }
 
     /// Renews the lease of the entries held, learning which were taken or are gone.

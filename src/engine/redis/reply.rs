@@ -79,10 +79,11 @@ pub enum Reply {
     Duplicate {
         of: String,
     },
-    /// Entries delivered; `last_delivered` is the group's cursor, where a wait for new
-    /// arrivals starts.
+    /// Entries delivered. `cursor`: after a claim, the group's last-delivered-id, where a
+    /// wait for new arrivals starts (`XREAD BLOCK`); after a reclaim, where the next
+    /// reclaim's scan of the pending list starts ("0-0": it went round).
     Claimed {
-        last_delivered: String,
+        cursor: String,
         delivered: Vec<Delivered>,
     },
     /// The worker is paused for `ms` more (-1: without end); nothing was delivered.
@@ -212,7 +213,7 @@ fn claimed(v: &Value) -> Option<Reply> {
     match text(a.first()?)?.as_str() {
         "claimed" => {
             let delivered = a[2..].iter().map(row).collect::<Option<Vec<_>>>()?;
-            Some(Reply::Claimed { last_delivered: text(a.get(1)?)?, delivered })
+            Some(Reply::Claimed { cursor: text(a.get(1)?)?, delivered })
         }
         "paused" => Some(Reply::Paused { ms: int(a.get(1)?)?, last_delivered: text(a.get(2)?)? }),
         _ => None,
@@ -335,8 +336,8 @@ mod tests {
                 b(""),
             ]),
         ]);
-        let Reply::Claimed { last_delivered, delivered } = read(Kind::Claim, v).unwrap() else { panic!() };
-        assert_eq!(last_delivered, "5-0");
+        let Reply::Claimed { cursor, delivered } = read(Kind::Claim, v).unwrap() else { panic!() };
+        assert_eq!(cursor, "5-0");
         let Fate::Run(task) = &delivered[0].fate else { panic!() };
         assert_eq!((task.reclaims, task.state.clone(), task.previous.as_deref()), (2, None, Some("host-a")));
         assert_eq!(delivered[1].fate, Fate::Done);

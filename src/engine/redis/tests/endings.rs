@@ -18,7 +18,7 @@ fn the_first_result_wins_and_a_duplicate_run_is_only_acknowledged() {
     enqueue(&mut a, &qa, "t1");
     let ha = held(&claim(&mut a, &qa, 1));
     // host-a stops renewing; host-b takes the entry over (min idle 0 stands for a lease).
-    let hb = held(&b.run(&qb.reclaim(Duration::ZERO, 1)).unwrap().delivered().unwrap());
+    let hb = held(&b.run(&qb.reclaim(Duration::ZERO, 1, "0-0")).unwrap().delivered().unwrap());
     assert_eq!(ha, hb);
     let first = b.run(&qb.complete(&hb[0], br#"{"by":"b"}"#, Status::Completed, TTL)).unwrap();
     assert!(matches!(first, Reply::Written { .. }), "{first:?}");
@@ -75,7 +75,7 @@ fn only_the_holder_may_retry_or_requeue_an_entry() {
     let (mut b, qb) = srv.queue("marie", "host-b");
     enqueue(&mut a, &qa, "t1");
     let h = held(&claim(&mut a, &qa, 1));
-    b.run(&qb.reclaim(Duration::ZERO, 1)).unwrap();
+    b.run(&qb.reclaim(Duration::ZERO, 1, "0-0")).unwrap();
     let r = a.run(&qa.retry_later(&h[0], b"{}", Duration::ZERO)).unwrap();
     assert_eq!(r, Reply::Lost { holder: "host-b".into() });
     assert_eq!(a.run(&qa.requeue(&h[0], None)).unwrap(), Reply::Lost { holder: "host-b".into() });

@@ -77,6 +77,6 @@ fn spend_is_shared_and_heartbeats_list_each_host() {
     assert!(
         matches!(b.run(&qb.pause(Duration::from_secs(1), "y")).unwrap(), Reply::PauseFor { ms } if ms > 1000)
     );
-    let r = b.run(&qb.reclaim(Duration::ZERO, 1)).unwrap();
+    let r = b.run(&qb.reclaim(Duration::ZERO, 1, "0-0")).unwrap();
     assert!(matches!(r, Reply::Paused { .. }), "no reclaim while paused: {r:?}");
 }

@@ -44,11 +44,11 @@ fn a_dead_hosts_entries_are_reclaimed_after_one_lease_at_most_the_free_slots() {
     }
     let h = held(&claim(&mut a, &qa, 3));
     // Entries renewed within the lease are not taken (an hour stands for "not yet idle").
-    let early = b.run(&qb.reclaim(Duration::from_secs(3600), 2)).unwrap().delivered().unwrap();
+    let early = b.run(&qb.reclaim(Duration::from_secs(3600), 2, "0-0")).unwrap().delivered().unwrap();
     assert!(early.is_empty(), "{early:?}");
     // host-a is dead: nothing renews. After one lease host-b, with two free slots, takes two.
     let got = until(Duration::from_secs(10), || {
-        let d = b.run(&qb.reclaim(lease, 2)).unwrap().delivered().unwrap();
+        let d = b.run(&qb.reclaim(lease, 2, "0-0")).unwrap().delivered().unwrap();
         (!d.is_empty()).then_some(d)
     })
     .unwrap();
