@@ -12,6 +12,7 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod durable;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod listen;

@@ -6,7 +6,7 @@
 
 pub mod listener;
 mod policy;
-mod value;
+pub(crate) mod value;
 pub mod vars;
 
 use std::collections::BTreeMap;

@@ -420,7 +420,7 @@ impl Daemon {
     fn io_error_with(&mut self, what: &str, e: &io::Error, fields: &[crate::log::Field]) {
         let msg = format!("{what}: {e}");
         let now = Instant::now();
-        let due = self.logged_errors.get(&msg).map_or(true, |t| now.duration_since(*t) >= ERROR_REPEAT);
+        let due = self.logged_errors.get(&msg).is_none_or(|t| now.duration_since(*t) >= ERROR_REPEAT);
         if due {
             self.logged_errors.insert(msg.clone(), now);
             self.log.error(&msg, fields);

@@ -106,7 +106,7 @@ impl Cursor {
 
     /// Whether the result `key` is announced (not old history found at first sight).
     pub fn announces(&self, key: &Key) -> bool {
-        self.quiet_before_ns.map_or(true, |q| key.0 >= q)
+        self.quiet_before_ns.is_none_or(|q| key.0 >= q)
     }
 }
 

@@ -273,7 +273,7 @@ impl FsSpool {
             return;
         }
         let mut batch = Vec::new();
-        if !self.failed.is_empty() && (force || self.retry_at.map_or(true, |t| Instant::now() >= t)) {
+        if !self.failed.is_empty() && (force || self.retry_at.is_none_or(|t| Instant::now() >= t)) {
             self.retry_at = None;
             batch.append(&mut self.failed);
         }

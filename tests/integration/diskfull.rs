@@ -139,7 +139,7 @@ fn survive(outage: Outage) {
     let runs = sys::runs(&ran);
     assert_eq!(runs.len(), TASKS, "{outage:?}: every task ran");
     assert!(runs.values().all(|r| r.len() == 1), "{outage:?}: each task ran once: {runs:?}");
-    root.wait_heartbeat("w", "last_error cleared", |h| h.get("last_error").map_or(true, |e| e.is_null()));
+    root.wait_heartbeat("w", "last_error cleared", |h| h.get("last_error").is_none_or(|e| e.is_null()));
     wait_for("queue and in-flight folders empty", || {
         (names(&root.queue("w")).is_empty() && names(&root.inflight("w")).is_empty()).then_some(())
     });

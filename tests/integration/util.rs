@@ -135,7 +135,7 @@ impl Root {
 
 /// Events of kind `kind` (about `worker`, when given).
 pub fn of_kind<'a>(events: &'a [Value], kind: &str, worker: Option<&str>) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == kind && worker.map_or(true, |w| e["worker"] == w)).collect()
+    events.iter().filter(|e| e["event"] == kind && worker.is_none_or(|w| e["worker"] == w)).collect()
 }
 
 /// `orchestrator-listener --root ROOT` with a clean environment, as `command` is for a worker.
