@@ -9,6 +9,7 @@ mod crash;
 mod ctl;
 mod diskfull;
 mod docs;
+mod first_run;
 mod hostile;
 mod inotify;
 mod invalid;
