@@ -159,11 +159,13 @@ fn processes() -> Vec<Proc> {
     found
 }
 
-/// Processes of session `sid`, or whose command line contains `needle`: `pid state cmdline`.
+/// Live processes of session `sid`, or whose command line contains `needle`: `pid state
+/// cmdline`. A zombie has exited already: an agent's child orphaned when its process group
+/// was killed waits there for init to reap it.
 fn survivors(sid: i32, needle: &str) -> Vec<String> {
     processes()
         .into_iter()
-        .filter(|p| p.session == sid || p.cmdline.contains(needle))
+        .filter(|p| p.state != "Z" && (p.session == sid || p.cmdline.contains(needle)))
         .map(|p| format!("{} {} {}", p.pid, p.state, p.cmdline))
         .collect()
 }
@@ -260,6 +262,10 @@ fn ctrl_c_stops_everything_and_removes_the_temp_spool() {
     assert_eq!(temp_spools(&tmp), Vec::<PathBuf>::new(), "the temp spool is removed: {out}");
 }
 
+fn run_output_has(log: &Path, what: &str) -> bool {
+    fs::read_to_string(log).is_ok_and(|t| t.contains(what))
+}
+
 #[test]
 fn sigterm_to_the_script_alone_stops_what_it_started() {
     let tree = checkout();
@@ -270,6 +276,10 @@ fn sigterm_to_the_script_alone_stops_what_it_started() {
     let mut run = Run::start(tree.path(), &[&spool], &[("CLAUDE_COMMAND", &agent)], &log);
     run.wait_running("an agent on each worker", || all_agents_started(&spool));
     // Only the script is told: it must stop the daemons itself (and they their agents).
+    run.signal(run.sid, libc::SIGTERM);
+    // A second signal while it stops (timeout(1) sends two, an impatient user too) must not
+    // cut the stop short.
+    run.wait_running("the stop", || run_output_has(&log, "== stopping"));
     run.signal(run.sid, libc::SIGTERM);
     let status = run.wait(PATIENCE);
     let out = run.output();
