@@ -9,6 +9,7 @@ mod crash;
 mod ctl;
 mod diskfull;
 mod docs;
+mod docs_commands;
 mod docs_markdown;
 mod first_run;
 mod hostile;
