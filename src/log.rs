@@ -25,12 +25,14 @@ pub enum Level {
 }
 
 impl Level {
+    /// The name on stderr lines, JSON and text alike: Python's, in capitals, as the old design
+    /// wrote it and as LOG_LEVEL takes it, so that `… | grep ERROR` finds the errors.
     pub fn as_str(self) -> &'static str {
         match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Warning => "warning",
-            Level::Error => "error",
+            Level::Debug => "DEBUG",
+            Level::Info => "INFO",
+            Level::Warning => "WARNING",
+            Level::Error => "ERROR",
         }
     }
 
@@ -198,7 +200,7 @@ impl Logger {
         format!(
             "{} {:<7} {}: {}{}\n",
             crate::clock::rfc3339_now(),
-            level.as_str().to_ascii_uppercase(),
+            level.as_str(),
             if self.worker.is_empty() { self.identifier } else { &self.worker },
             message,
             pairs(fields)
@@ -244,7 +246,7 @@ mod tests {
         assert_eq!(v["task_id"], "t1");
         assert_eq!(v["attempt"], "2");
         assert_eq!(v["worker"], "marie");
-        assert_eq!(v["level"], "info");
+        assert_eq!(v["level"], "INFO");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Exit statuses of `watcherctl` (sysexits.h where one fits), and the error that carries one.
-//! watcherctl(1) and the README list them; scripts rely on them, so they never change meaning.
+//! watcherctl(1) lists them; scripts rely on them, so they never change meaning.
 
 use std::fmt;
 use std::io;

@@ -2,7 +2,7 @@
 //! counters it serves never go back when it restarts, and never count a result twice.
 //!
 //! Derived from result files only: a worker's retries, per-attempt durations and detection
-//! latency are on the worker's own endpoint, not here (see the README).
+//! latency are on the worker's own endpoint, not here (see orchestrator-listener(8), METRICS).
 
 use std::collections::BTreeMap;
 

@@ -67,7 +67,7 @@ fn journal_target_without_a_journal_falls_back_to_stderr() {
         .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with("cannot log to the journal")))
         .collect();
     assert_eq!(warnings.len(), 1, "said once: {lines:?}");
-    assert_eq!(warnings[0]["level"], "warning");
+    assert_eq!(warnings[0]["level"], "WARNING");
     let done = with_message(&lines, "task completed");
     assert_eq!(done.len(), 1, "{lines:?}");
     assert_eq!(done[0]["message_id"], ids::TASK_COMPLETED);
@@ -138,7 +138,7 @@ fn key_events_have_their_message_ids() {
     assert_eq!(id_of("circuit breaker closed"), [ids::BREAKER_CLOSED]);
     let opened: Vec<&Value> = lines.iter().filter(|l| l["message_id"] == ids::BREAKER_OPENED).collect();
     assert_eq!(opened.len(), 1, "{lines:?}");
-    assert_eq!(opened[0]["level"], "error");
+    assert_eq!(opened[0]["level"], "ERROR");
     assert!(lines.iter().any(|l| l["message_id"] == ids::BREAKER_HALF_OPEN));
     let failed = &with_message(&lines, "task failed and was dead-lettered")[0];
     assert_eq!(
@@ -146,4 +146,29 @@ fn key_events_have_their_message_ids() {
         (Some("ids-fail"), Some("exit_code"))
     );
     assert_eq!(failed["exit_code"], "3");
+}
+
+/// The old guide's troubleshooting one-liner, `… | grep ERROR`, finds exactly the error lines,
+/// in both formats: the level is written in capitals, as Python's logging names it.
+#[test]
+fn grep_error_finds_the_error_lines_in_json_and_text() {
+    for format in ["json", "text"] {
+        let root = Root::new();
+        let mut w = Worker::start(&root, "marie", &[("LOG_FORMAT", format), ("MAX_RETRIES", "0")]);
+        root.submit("marie", "grep-ok", "hello");
+        root.submit("marie", "grep-fail", "fail 3");
+        assert_eq!(root.wait_result("marie", "grep-fail")["status"], "failed");
+        assert_eq!(root.wait_result("marie", "grep-ok")["status"], "completed");
+        assert!(w.stop().success());
+        let out = std::process::Command::new("grep").arg("ERROR").arg(&w.log).output().expect("grep");
+        let found = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = w.log_text();
+        let is_error = |l: &str| match format {
+            "json" => serde_json::from_str::<Value>(l).is_ok_and(|v| v["level"] == "ERROR"),
+            _ => l.split_whitespace().nth(1) == Some("ERROR"),
+        };
+        let errors: Vec<&str> = text.lines().filter(|l| is_error(l)).collect();
+        assert_eq!(found.lines().collect::<Vec<_>>(), errors, "LOG_FORMAT={format}:\n{text}");
+        assert!(errors.len() == 1 && errors[0].contains("grep-fail"), "LOG_FORMAT={format}:\n{text}");
+    }
 }

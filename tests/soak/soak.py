@@ -243,7 +243,7 @@ class Listener:
         caught = [int(l.get("duration_ms", 0)) for l in logged if l.get("message", "").startswith("caught up")]
         warned = {}
         for l in logged:
-            if l.get("level") in ("warning", "error", "critical"):
+            if str(l.get("level", "")).upper() in ("WARNING", "ERROR", "CRITICAL"):
                 key = f"{l['level']}: {l.get('message')}"
                 warned[key] = warned.get(key, 0) + 1
         n_events = sum(per_task.values())
