@@ -92,7 +92,7 @@ fn a_credential_outage_holds_every_task_past_the_run_and_time_limits() {
     let text = started[0]["message"].as_str().unwrap_or("");
     assert!(text.contains("claude auth login") && text.contains("ANTHROPIC_API_KEY"), "{text}");
     assert_eq!(with_id(&lines, OUTAGE_ENDED).len(), 1);
-    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "error").collect();
+    let errors: Vec<&Value> = lines.iter().filter(|l| l["level"] == "ERROR").collect();
     assert_eq!(errors.len(), 1, "one error entry for the whole outage: {errors:?}");
     assert!(!w.log_text().contains("circuit breaker opened"), "no breaker entry per trial");
 }
