@@ -118,6 +118,8 @@ pub struct Tuning {
     pub rescan_interval: Option<Duration>,
     /// RESCAN_INTERVAL is unset: the daemon decides from the queue's filesystem.
     pub rescan_auto: bool,
+    /// TASK_QUIET_PERIOD (zero: off).
+    pub quiet_period: Duration,
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
@@ -438,6 +440,17 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
         rescan_interval: rescan.filter(|d| !d.is_zero()),
         rescan_auto: rescan.is_none(),
+        quiet_period: r.req("TASK_QUIET_PERIOD", |s| {
+            value::seconds(s, false).and_then(
+                |d| {
+                    if d <= Duration::from_secs(3600) {
+                        Ok(d)
+                    } else {
+                        Err(())
+                    }
+                },
+            )
+        })?,
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
         policy: policy::policy(r)?,

@@ -32,7 +32,9 @@ impl Daemon {
                 }
             };
             let task = &mut loaded.task;
-            if self.spool.result_exists(&task.id) {
+            // (A result that is the rejection of an invalid file does not count: the task left
+            // in flight is its correction.)
+            if self.spool.result_exists(&task.id) && !self.spool.result_is_invalid(&task.id) {
                 self.log.info(
                     "task left in flight already has its result; removed the claimed copy",
                     &[("TASK_ID", &task.id)],
@@ -91,6 +93,23 @@ impl Daemon {
         // The re-queued files must be back in the queue before it is scanned.
         self.commit_now();
         Ok(())
+    }
+
+    /// Reads the spend ledger, only when a spend cap is set: nothing else uses it.
+    pub(super) fn load_ledger(&mut self) {
+        if self.cfg.tuning.policy.worker_budget_usd.is_none() {
+            return;
+        }
+        match self.spool.ledger() {
+            Ok(Some(bytes)) => {
+                self.ledger = super::pause::Ledger::from_bytes(&bytes);
+                self.check_budget();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.log.warn("cannot read the spend ledger; counting spend from nothing", &[("ERROR", &e)])
+            }
+        }
     }
 
     fn reclaim_result(&self, task: &crate::task::Task, reason: &str, message: &str) -> TaskResult {
@@ -272,8 +291,12 @@ impl Daemon {
                     self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);
                 }
                 let rescan_was = self.rescan_every();
+                let had_cap = self.cfg.tuning.policy.worker_budget_usd.is_some();
                 self.log.level = new.tuning.log_level;
                 self.cfg.tuning = new.tuning;
+                if !had_cap {
+                    self.load_ledger();
+                }
                 if self.rescan_every() != rescan_was {
                     self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
                 }

@@ -11,6 +11,7 @@ mod outcome;
 mod pause;
 mod pipe;
 mod preflight;
+mod settling;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -165,6 +166,8 @@ pub struct Daemon {
     ledger: pause::Ledger,
     /// The breaker is open for a credential fault (announced once per outage).
     breaker_credential: bool,
+    /// Task files held back because they may still be being written.
+    settling: settling::Settling,
 }
 
 impl Daemon {
@@ -231,6 +234,7 @@ impl Daemon {
             paused: None,
             ledger: pause::Ledger::default(),
             breaker_credential: false,
+            settling: settling::Settling::default(),
             cfg,
         })
     }
@@ -238,10 +242,7 @@ impl Daemon {
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
         self.preflight()?;
-        if let Some(bytes) = self.spool.ledger() {
-            self.ledger = pause::Ledger::from_bytes(&bytes);
-            self.check_budget();
-        }
+        self.load_ledger();
         self.recover()?;
         self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
             // Out of inotify watches: the host's limit, not this worker's settings; a restart
@@ -354,6 +355,7 @@ impl Daemon {
         at(Some(self.next_heartbeat));
         at(self.next_watchdog);
         at(self.next_rescan);
+        at(self.settling.next());
         at(self.next_commit);
         at(self.http_deadline());
         at(self.claims_paused_until);
@@ -380,6 +382,7 @@ impl Daemon {
                 self.next_rescan = Some(now + RETRY_IO);
             }
         }
+        self.recheck_unfinished(now);
         if self.next_commit.is_some_and(|t| now >= t) {
             self.next_commit = None;
         }
