@@ -12,6 +12,10 @@
 //!    archives the dead letter — a result newer than the dead letter means it ran again);
 //! 3. the dead letter → `dlq/<worker>/.retried/<name>.<ms>.json`, kept as the record of the
 //!    earlier failure.
+//!
+//! A letter of reason `invalid` is retried from what its task is now: the original file kept
+//! in `.rejected/` (a file taken half-written may have been finished by its writer since), or
+//! the object the letter holds, checked as the worker checks it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
