@@ -153,18 +153,24 @@ pub struct Config {
     pub effective: Vec<Effective>,
 }
 
+/// The largest env file read.
+const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads `path` as a .env file. A missing file is `Ok(None)` unless `required`.
 pub fn read_env_file(path: &Path, required: bool) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
-    let iter = match dotenvy::from_path_iter(path) {
-        Ok(iter) => iter,
-        Err(dotenvy::Error::Io(e))
+    // ROOT/.env is in the spool: a FIFO there (or at any env file) is an error, never waited
+    // on. A symlink is followed: operators link configuration files.
+    let bytes = match crate::spool::read::read_following(path, MAX_ENV_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(crate::spool::read::Error::Io(e))
             if !required
                 && (e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)) =>
         {
             return Ok(None)
         }
-        Err(e) => return Err(ConfigError(format!("env file {}: {}", path.display(), env_error(&e)))),
+        Err(e) => return Err(ConfigError(format!("env file {}: {e}", path.display()))),
     };
+    let iter = dotenvy::from_read_iter(bytes.as_slice());
     let mut map = BTreeMap::new();
     for item in iter {
         let (k, v) =

@@ -84,13 +84,24 @@ pub fn kind(ft: std::fs::FileType) -> &'static str {
 /// Opens a regular file for reading, never waiting and never following a symlink; returns
 /// it with its metadata (from the open file).
 pub fn open(path: &Path) -> Result<(File, Metadata), Error> {
-    let named = path.symlink_metadata().map_err(Error::Io)?;
+    open_with(path, false)
+}
+
+/// `open`, or with `follow` a symlink is followed (an operator's configuration file may be
+/// one), never waiting all the same.
+fn open_with(path: &Path, follow: bool) -> Result<(File, Metadata), Error> {
+    let named = match follow {
+        true => path.metadata(),
+        false => path.symlink_metadata(),
+    };
+    let named = named.map_err(Error::Io)?;
     if !named.file_type().is_file() {
         return Err(Error::NotRegular(kind(named.file_type())));
     }
+    let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
     let file = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | nofollow | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             // Swapped for a symlink since it was looked at.
@@ -123,6 +134,13 @@ pub fn read_opened(mut file: &File, meta: &Metadata, max: u64) -> Result<Vec<u8>
 /// Reads a whole regular file of at most `max` bytes.
 pub fn read(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
     let (file, meta) = open(path)?;
+    read_opened(&file, &meta, max)
+}
+
+/// `read`, following a symlink: for configuration files (env files), which an operator may
+/// link; a FIFO or a device is refused all the same.
+pub fn read_following(path: &Path, max: u64) -> Result<Vec<u8>, Error> {
+    let (file, meta) = open_with(path, true)?;
     read_opened(&file, &meta, max)
 }
 

@@ -85,6 +85,11 @@ fn watcherctl_refuses_a_fifo_by_name_instead_of_waiting_on_it() {
     let r = ctl(&root, &["events", "--json"]).expect(74);
     named(&r, &event);
     assert!(r.stdout.contains("\"t3\""), "the readable events are printed: {r:#?}");
+
+    // The root's env file is read by every command: a setting that cannot be read.
+    let env = root.path().join(".env");
+    fifo(&env);
+    named(&ctl(&root, &["status"]).expect(78), &env);
 }
 
 #[test]
