@@ -169,7 +169,7 @@ impl Daemon {
 
     /// systemd's STATUS= line: the state and the numbers an operator looks at first.
     pub(super) fn status_line(&self) -> String {
-        let queued = self.queue.len();
+        let queued = self.queued();
         let mut line = match (self.phase, self.breaker.state()) {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
@@ -222,7 +222,7 @@ impl Daemon {
             timestamp: clock::now_f64(),
             status: status.into(),
             active_tasks: self.active,
-            queue_size: self.queue.len(),
+            queue_size: self.queued(),
             retry_waiting: self.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
             processed: self.stats.completed + self.stats.failed,

@@ -262,7 +262,7 @@ impl Daemon {
         self.log.info(
             "ready",
             &[
-                ("QUEUE_SIZE", &self.queue.len()),
+                ("QUEUE_SIZE", &self.queued()),
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),

@@ -101,6 +101,11 @@ impl Settling {
         self.release(name);
     }
 
+    /// Files held back (in the queue, waiting for their timer).
+    pub(super) fn len(&self) -> usize {
+        self.timers.len()
+    }
+
     pub(super) fn next(&self) -> Option<Instant> {
         self.timers.first().map(|(at, _)| *at)
     }
@@ -155,6 +160,11 @@ impl Daemon {
         }
     }
 
+    /// Tasks in the queue not yet claimed, those held back as not whole yet included.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.len() + self.settling.len()
+    }
+
     /// The held-back files whose time has come go back to the end of the queue.
     pub(super) fn recheck_unfinished(&mut self, now: Instant) {
         for name in self.settling.due(now) {
@@ -181,6 +191,7 @@ mod tests {
         let (since, at) = s.judge(name, &unfinished(m, Writers::Unknown), quiet, t0).expect("held");
         assert_eq!((since, at), (t0, t0 + quiet));
         s.hold(name.into(), m, since, at);
+        assert_eq!(s.len(), 1);
         assert!(s.unchanged(name, m), "a rescan leaves it to its timer");
         assert_eq!(s.next(), Some(at));
         assert!(s.due(t0 + Duration::from_secs(9)).is_empty());

@@ -423,12 +423,14 @@ impl Spool for FsSpool {
                 }
                 Change::Lost(_) => {
                     self.watching = false;
+                    self.put_back.clear();
                     intake.rescan = true;
                 }
                 Change::Removed(Watched::Parent, name)
                     if Some(name.as_os_str()) == self.layout.queue.file_name() =>
                 {
                     self.watching = false;
+                    self.put_back.clear();
                     intake.rescan = true;
                 }
                 Change::Arrived(..) | Change::Created(..) | Change::Removed(..) => {}

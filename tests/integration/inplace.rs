@@ -37,13 +37,19 @@ fn looks(w: &Worker, writing: &str) -> usize {
 fn a_file_held_open_half_written_waits_through_start_up_and_rescans() {
     let root = Root::new();
     let f = half_written(&root.queue("marie"), "slow.json", "slow");
-    let env = [("RESCAN_INTERVAL", "0.05"), ("TASK_QUIET_PERIOD", "0.2"), ("LOG_LEVEL", "DEBUG")];
+    let env = [
+        ("RESCAN_INTERVAL", "0.05"),
+        ("TASK_QUIET_PERIOD", "0.2"),
+        ("LOG_LEVEL", "DEBUG"),
+        ("HEARTBEAT_INTERVAL", "0.1"),
+    ];
     let mut w = Worker::start(&root, "marie", &env);
     // Judged at start-up, and again at each look since: the worker sees that it is open for
     // writing, however long it stays so.
     wait_for("three looks at the file", || (looks(&w, "open") >= 3).then_some(()));
     assert!(root.dlq("marie").is_empty() && root.results("marie").is_empty(), "{}", w.log_text());
     assert!(root.queue("marie").join("slow.json").exists(), "left in the queue, where its writer put it");
+    root.wait_heartbeat("marie", "the held file counted as queued", |h| h["queue_size"] == 1);
     // A restart lists it again.
     assert!(w.stop().success());
     let w = Worker::start(&root, "marie", &env);
