@@ -367,16 +367,17 @@ fn invalid(why: Invalid, bytes: &[u8], unfinished: Option<Unfinished>) -> Reject
 /// Whether a file that is not JSON may still be being written, and when it last changed.
 /// When no process has it open for writing, its content is read again (its writer may have
 /// finished it since the first read): what that gives is final.
-fn unfinished(file: &File, meta: &fs::Metadata, max_bytes: u64, bytes: &mut Vec<u8>) -> Option<Unfinished> {
+fn unfinished(file: &File, max_bytes: u64, bytes: &mut Vec<u8>) -> Option<Unfinished> {
     let writers = read::writers(file);
+    // After the read: a write since shows as a newer time.
+    let meta = file.metadata().ok()?;
     if writers == Writers::Closed {
-        if let Ok(again) = read::read_opened(file, &file.metadata().ok()?, max_bytes) {
+        if let Ok(again) = read::read_opened(file, &meta, max_bytes) {
             *bytes = again;
         }
         return None;
     }
-    let modified = file.metadata().ok().unwrap_or_else(|| meta.clone()).modified().ok()?;
-    Some(Unfinished { modified, writers })
+    Some(Unfinished { modified: meta.modified().ok()?, writers })
 }
 
 impl Spool for FsSpool {
@@ -515,7 +516,7 @@ impl Spool for FsSpool {
         let mut parsed = Task::parse(&bytes, stem, worker);
         let mut unfinished_file = None;
         if let Err(Invalid::NotJson(_)) = parsed {
-            unfinished_file = unfinished(&file, &meta, max_bytes, &mut bytes);
+            unfinished_file = unfinished(&file, max_bytes, &mut bytes);
             if unfinished_file.is_none() {
                 parsed = Task::parse(&bytes, stem, worker);
             }
