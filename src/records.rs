@@ -11,6 +11,17 @@ use crate::task::Failure;
 pub const COMPLETED: &str = "completed";
 pub const FAILED: &str = "failed";
 
+/// The largest result, dead letter or event a reader takes (results carry the agent's output,
+/// up to MAX_OUTPUT_BYTES; dead letters the task).
+pub const MAX_RECORD_BYTES: u64 = 256 << 20;
+
+/// The largest heartbeat a reader takes.
+pub const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
+
+/// The folder, inside a worker's results and dead letters, of what a later run of the same
+/// task id replaced (`watcherctl dlq retry`, a corrected task replacing an invalid one).
+pub const RETRIED_DIR: &str = ".retried";
+
 /// `results/<worker>/<task_id>.json`: the one final outcome of a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {
@@ -50,6 +61,23 @@ pub struct TaskResult {
     pub metadata: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentReport>,
+}
+
+/// The head of a result: enough to tell what kind it is.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct ResultHead {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl ResultHead {
+    /// The failed result of a file rejected as invalid: a corrected task of the same id
+    /// replaces it (the worker, `watcherctl submit` and `dlq retry` all take it).
+    pub fn is_invalid(&self) -> bool {
+        self.status == FAILED && self.reason.as_deref() == Some("invalid")
+    }
 }
 
 /// `dlq/<worker>/<name>.json`: a task given up on, with why and its history.

@@ -120,6 +120,8 @@ pub struct Tuning {
     pub rescan_interval: Option<Duration>,
     /// RESCAN_INTERVAL is unset: the daemon decides from the queue's filesystem.
     pub rescan_auto: bool,
+    /// TASK_QUIET_PERIOD (zero: off).
+    pub quiet_period: Duration,
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
@@ -153,18 +155,24 @@ pub struct Config {
     pub effective: Vec<Effective>,
 }
 
+/// The largest env file read.
+const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+
 /// Reads `path` as a .env file. A missing file is `Ok(None)` unless `required`.
 pub fn read_env_file(path: &Path, required: bool) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
-    let iter = match dotenvy::from_path_iter(path) {
-        Ok(iter) => iter,
-        Err(dotenvy::Error::Io(e))
+    // ROOT/.env is in the spool: a FIFO there (or at any env file) is an error, never waited
+    // on. A symlink is followed: operators link configuration files.
+    let bytes = match crate::spool::read::read_following(path, MAX_ENV_FILE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(crate::spool::read::Error::Io(e))
             if !required
                 && (e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)) =>
         {
             return Ok(None)
         }
-        Err(e) => return Err(ConfigError(format!("env file {}: {}", path.display(), env_error(&e)))),
+        Err(e) => return Err(ConfigError(format!("env file {}: {e}", path.display()))),
     };
+    let iter = dotenvy::from_read_iter(bytes.as_slice());
     let mut map = BTreeMap::new();
     for item in iter {
         let (k, v) =
@@ -441,6 +449,17 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
         rescan_interval: rescan.filter(|d| !d.is_zero()),
         rescan_auto: rescan.is_none(),
+        quiet_period: r.req("TASK_QUIET_PERIOD", |s| {
+            value::seconds(s, false).and_then(
+                |d| {
+                    if d <= Duration::from_secs(3600) {
+                        Ok(d)
+                    } else {
+                        Err(())
+                    }
+                },
+            )
+        })?,
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
         policy: policy::policy(r)?,

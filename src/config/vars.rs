@@ -192,6 +192,15 @@ pub const VARS: &[Var] = &[
          or every 5 s when the queue is on NFS, CIFS/SMB, FUSE, 9p or Ceph (statfs at start-up).",
     ),
     var(
+        "TASK_QUIET_PERIOD",
+        Some("10"),
+        "a number of seconds from 0 to 3600 (0: off)",
+        Live,
+        "A task file that is not JSON is not judged while it may still be being written in place: \
+         while a process has it open for writing (when the worker can tell), else until it has \
+         stayed unchanged this long. Then it is dead-lettered.",
+    ),
+    var(
         "LOG_LEVEL",
         Some("INFO"),
         "one of DEBUG, INFO, WARNING, ERROR",

@@ -13,6 +13,7 @@ use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, USAGE};
 use super::folders::{self, Spool};
 use super::output::{block, cell, one_line, print, print_json, table};
 use crate::durable;
+use crate::records::MAX_RECORD_BYTES;
 
 /// One dead-letter file.
 pub struct Letter {
@@ -55,10 +56,8 @@ pub fn letters(spool: &Spool, worker: &str) -> Result<Vec<Letter>, CtlError> {
             continue;
         };
         let path = dir.join(&file);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(CtlError::io(format!("cannot read {}", path.display()), &e)),
+        let Some(bytes) = folders::read(&path, MAX_RECORD_BYTES)? else {
+            continue;
         };
         let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         out.push(Letter { name: name.to_string(), path, bytes, value });

@@ -9,18 +9,19 @@
 //! whole event.
 
 use std::collections::HashSet;
-use std::fs;
 use std::path::Path;
 use std::time::SystemTime;
 
 use serde_json::Value;
 
 use super::args::EventsArgs;
-use super::exit::{CtlError, CtlResult, OK};
+use super::exit::{CtlError, CtlResult, IO, OK};
 use super::folders;
 use super::output::{cell, print};
 use super::wait::Watcher;
 use crate::clock;
+use crate::records::MAX_RECORD_BYTES;
+use crate::spool::read;
 
 /// Columns of the readable form, wide enough for the usual values (longer ones push).
 const WIDTHS: [usize; 4] = [24, 16, 12, 24];
@@ -31,21 +32,39 @@ struct Event {
     value: Value,
 }
 
-/// The events among `names` in `dir` not in `seen`, oldest first; adds them to `seen`.
-fn new_events(dir: &Path, names: Vec<String>, seen: &mut HashSet<String>) -> Vec<Event> {
-    let mut events: Vec<Event> = names
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .filter(|n| n.ends_with(".json") && !seen.contains(n))
-        .filter_map(|name| {
-            let path = dir.join(&name);
-            let mtime = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-            // Written whole by the listener; one that does not parse yet is taken when closed.
-            let value = serde_json::from_slice(&fs::read(&path).ok()?).ok()?;
-            Some(Event { name, mtime, value })
-        })
-        .collect();
-    events.sort_by(|a, b| a.name.cmp(&b.name));
+/// The events among `names` in `dir` not in `seen`, oldest first; adds them to `seen`. A
+/// file that cannot be read (not a regular file, say) is reported on stderr, by name, once,
+/// and counted in `unreadable`.
+fn new_events(
+    dir: &Path,
+    names: Vec<String>,
+    seen: &mut HashSet<String>,
+    unreadable: &mut usize,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for name in names {
+        if name.starts_with('.') || !name.ends_with(".json") || seen.contains(&name) {
+            continue;
+        }
+        let path = dir.join(&name);
+        let (file, meta) = match read::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.is_missing() => continue,
+            Err(e) => {
+                eprintln!("watcherctl: cannot read {}: {e}", path.display());
+                *unreadable += 1;
+                seen.insert(name);
+                continue;
+            }
+        };
+        // Written whole by the listener; one that does not parse yet is taken when closed.
+        let bytes = read::read_opened(&file, &meta, MAX_RECORD_BYTES).ok();
+        let value = bytes.and_then(|b| serde_json::from_slice(&b).ok());
+        if let (Some(value), Ok(mtime)) = (value, meta.modified()) {
+            events.push(Event { name, mtime, value });
+        }
+    }
+    events.sort_by(|a: &Event, b: &Event| a.name.cmp(&b.name));
     seen.extend(events.iter().map(|e| e.name.clone()));
     events
 }
@@ -88,11 +107,17 @@ pub fn events(spool: &folders::Spool, a: &EventsArgs) -> CtlResult {
         false => None,
     };
     let mut seen = HashSet::new();
-    let mut text: String =
-        new_events(&dir, folders::list(&dir), &mut seen).iter().map(|e| line(e, a.json)).collect();
+    let mut unreadable = 0;
+    let mut text: String = new_events(&dir, folders::list(&dir), &mut seen, &mut unreadable)
+        .iter()
+        .map(|e| line(e, a.json))
+        .collect();
     print(&text)?;
     let Some(w) = watcher.as_mut() else {
-        return Ok(OK);
+        return match unreadable {
+            0 => Ok(OK),
+            n => Err(CtlError::new(IO, format!("{n} event file(s) in {} could not be read", dir.display()))),
+        };
     };
     loop {
         let wake = w.next(None).map_err(|e| CtlError::io(format!("cannot watch {}", dir.display()), &e))?;
@@ -103,7 +128,7 @@ pub fn events(spool: &folders::Spool, a: &EventsArgs) -> CtlResult {
             true => folders::list(&dir),
             false => wake.arrived.into_iter().filter_map(|n| n.into_string().ok()).collect(),
         };
-        text = new_events(&dir, names, &mut seen).iter().map(|e| line(e, a.json)).collect();
+        text = new_events(&dir, names, &mut seen, &mut unreadable).iter().map(|e| line(e, a.json)).collect();
         print(&text)?;
     }
 }

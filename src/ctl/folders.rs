@@ -12,7 +12,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::exit::{CtlError, NO_WORKER, USAGE};
+use super::exit::{CtlError, IO, NO_WORKER, USAGE};
 use crate::config::Paths;
 use crate::durable;
 use crate::task::is_valid_id;
@@ -120,6 +120,16 @@ pub fn check_name(worker: &str) -> Result<(), CtlError> {
             USAGE,
             format!("worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"),
         ))
+    }
+}
+
+/// Reads a file of the spool (never waiting on a FIFO, at most `max` bytes); `None` when it
+/// does not exist. An error names the file.
+pub fn read(path: &Path, max: u64) -> Result<Option<Vec<u8>>, CtlError> {
+    match crate::spool::read::read(path, max) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.is_missing() => Ok(None),
+        Err(e) => Err(CtlError::new(IO, format!("cannot read {}: {e}", path.display()))),
     }
 }
 

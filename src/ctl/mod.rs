@@ -48,7 +48,7 @@ fn dispatch(args: &CtlArgs) -> CtlResult {
         Command::Result(a) => result::result(&spool, a),
         Command::Dlq(DlqCommand::List { worker, json }) => dlq::list(&spool, worker, *json),
         Command::Dlq(DlqCommand::Show { worker, id, json }) => dlq::show(&spool, worker, id, *json),
-        Command::Dlq(DlqCommand::Retry(p)) => retry::retry(&spool, p),
+        Command::Dlq(DlqCommand::Retry(p)) => retry::retry(&spool, p, cfg.tuning.max_task_bytes),
         Command::Dlq(DlqCommand::Purge(p)) => dlq::purge(&spool, p),
         Command::Events(a) => events::events(&spool, a),
     }

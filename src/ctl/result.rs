@@ -6,23 +6,19 @@ use serde_json::Value;
 
 use super::args::ResultArgs;
 use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, TASK_FAILED};
-use super::folders::Spool;
+use super::folders::{self, Spool};
 use super::output::{block, cell, print};
-use crate::records::COMPLETED;
+use crate::records::{COMPLETED, MAX_RECORD_BYTES};
 
 pub fn result(spool: &Spool, a: &ResultArgs) -> CtlResult {
     spool.require_known(&a.worker)?;
     let path = spool.result_file(&a.worker, &a.id);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let why = match spool.pending(&a.worker, &a.id) {
-                Some(where_) => format!("task {} is {where_}: no result yet", a.id),
-                None => format!("no result for task {} of {}", a.id, a.worker),
-            };
-            return Err(CtlError::new(NOT_FOUND, why));
-        }
-        Err(e) => return Err(CtlError::io(format!("cannot read {}", path.display()), &e)),
+    let Some(bytes) = folders::read(&path, MAX_RECORD_BYTES)? else {
+        let why = match spool.pending(&a.worker, &a.id) {
+            Some(where_) => format!("task {} is {where_}: no result yet", a.id),
+            None => format!("no result for task {} of {}", a.id, a.worker),
+        };
+        return Err(CtlError::new(NOT_FOUND, why));
     };
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| CtlError::new(super::exit::IO, format!("{} is not JSON: {e}", path.display())))?;

@@ -12,11 +12,15 @@
 //!    archives the dead letter — a result newer than the dead letter means it ran again);
 //! 3. the dead letter → `dlq/<worker>/.retried/<name>.<ms>.json`, kept as the record of the
 //!    earlier failure.
+//!
+//! A letter of reason `invalid` is retried from what its task is now: the original file kept
+//! in `.rejected/` (a file taken half-written may have been finished by its writer since), or
+//! the object the letter holds, checked as the worker checks it.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::args::DlqPick;
 use super::dlq::{pick, Letter};
@@ -24,17 +28,15 @@ use super::exit::{CtlError, CtlResult, OK, REFUSED};
 use super::folders::{self, Spool};
 use super::output::print;
 use crate::durable::{self, Publish};
-use crate::records::{DeadLetter, COMPLETED};
-use crate::task::{is_valid_id, State, STATE_KEY};
+use crate::records::{DeadLetter, COMPLETED, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::spool::read;
+use crate::task::{is_valid_id, State, Task, STATE_KEY};
 
-/// Name of the folder, inside a worker's results and dead letters, of what a retry replaced.
-pub const RETRIED: &str = ".retried";
-
-pub fn retry(spool: &Spool, p: &DlqPick) -> CtlResult {
+pub fn retry(spool: &Spool, p: &DlqPick, max_task_bytes: u64) -> CtlResult {
     let letters = pick(spool, p)?;
     let mut refused = Vec::new();
     for l in &letters {
-        match retry_one(spool, &p.worker, l) {
+        match retry_one(spool, &p.worker, l, max_task_bytes) {
             Ok(done) => print(&format!("{done}\n"))?,
             Err(e) if e.code == REFUSED && p.all => {
                 eprintln!("watcherctl: {e}");
@@ -54,23 +56,20 @@ fn refuse(l: &Letter, why: impl std::fmt::Display) -> CtlError {
 }
 
 /// Retries one dead letter; returns what was done.
-fn retry_one(spool: &Spool, worker: &str, l: &Letter) -> Result<String, CtlError> {
+fn retry_one(spool: &Spool, worker: &str, l: &Letter, max_task_bytes: u64) -> Result<String, CtlError> {
     let dl: DeadLetter =
         serde_json::from_slice(&l.bytes).map_err(|e| refuse(l, format!("not a dead letter: {e}")))?;
     let Some(id) = dl.task_id.clone().filter(|id| is_valid_id(id)) else {
         return Err(refuse(l, "it has no task id; fix the file and submit it again"));
     };
-    if dl.reason == "invalid" {
-        return Err(refuse(
-            l,
-            format!("it was rejected as invalid ({}); fix the task and submit it again", dl.message),
-        ));
-    }
-    let Some(Value::Object(mut doc)) = dl.task.clone() else {
-        return Err(refuse(l, "it does not hold its task"));
+    let (mut doc, original) = match (dl.reason.as_str(), dl.task.clone()) {
+        ("invalid", _) => corrected(spool, worker, l, &dl, &id, max_task_bytes)?,
+        (_, Some(Value::Object(doc))) => (doc, None),
+        _ => return Err(refuse(l, "it does not hold its task")),
     };
     let result_path = spool.result_file(worker, &id);
-    let result = fs::read(&result_path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let result =
+        folders::read(&result_path, MAX_RECORD_BYTES)?.and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let finished = result.as_ref().and_then(|r| r.get("finished_at")).and_then(Value::as_str).unwrap_or("");
     // Both are written by the same clock format, so the text order is the time order.
     if result.is_some() && finished > dl.dead_lettered_at.as_str() {
@@ -105,12 +104,46 @@ fn retry_one(spool: &Spool, worker: &str, l: &Letter) -> Result<String, CtlError
         None => {}
     }
     archive(&spool.dlq(worker), &l.path, &l.name)?;
+    if let Some(path) = original {
+        // Its content is queued now; the copy kept beside the dead letter is done with.
+        let _ = fs::remove_file(path);
+    }
     Ok(format!("{}: task {id} queued again (its history of {} failure(s) kept)", l.name, dl.history.len()))
 }
 
+/// The task of a dead letter rejected as invalid, as it is now, checked as the worker checks
+/// it: its original file kept in the worker's `.rejected/` folder (whose writer may have
+/// finished it since it was read half-written), else the object the letter holds. Returns
+/// it, and the original file it came from.
+fn corrected(
+    spool: &Spool,
+    worker: &str,
+    l: &Letter,
+    dl: &DeadLetter,
+    id: &str,
+    max: u64,
+) -> Result<(Map<String, Value>, Option<PathBuf>), CtlError> {
+    let rejected = spool.queue(worker).join(".rejected");
+    let original = dl.original_file.as_deref().map(PathBuf::from).filter(|p| p.parent() == Some(&rejected));
+    let bytes = match (&original, &dl.task) {
+        (Some(path), _) => read::read(path, max)
+            .map_err(|e| refuse(l, format!("cannot read its original file {}: {e}", path.display())))?,
+        (None, Some(task)) => serde_json::to_vec(task).map_err(|e| refuse(l, e))?,
+        (None, None) => return Err(refuse(l, "it does not hold its task")),
+    };
+    let stem = dl.source_file.strip_suffix(".json").unwrap_or(&dl.source_file);
+    let task = Task::parse(&bytes, stem, worker).map_err(|why| {
+        refuse(l, format!("it was rejected as invalid and still is: {why}; fix the task and submit it again"))
+    })?;
+    if task.id != id {
+        return Err(refuse(l, format!("its task_id is {:?} now; submit it as a new task", task.id)));
+    }
+    Ok((task.doc, original))
+}
+
 /// Moves `path` into `dir/.retried/` as `<stem>.<epoch ms>.json`, durably.
-fn archive(dir: &Path, path: &Path, stem: &str) -> Result<(), CtlError> {
-    let to_dir = dir.join(RETRIED);
+pub(super) fn archive(dir: &Path, path: &Path, stem: &str) -> Result<(), CtlError> {
+    let to_dir = dir.join(RETRIED_DIR);
     folders::create_dir(&to_dir)
         .map_err(|e| CtlError::io(format!("cannot create {}", to_dir.display()), &e))?;
     let ms = (crate::clock::now_f64() * 1000.0) as u64;

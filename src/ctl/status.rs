@@ -9,7 +9,7 @@ use super::exit::{CtlError, CtlResult, OK, TASK_FAILED};
 use super::folders::{self, Spool};
 use super::output::{age, print, print_json, table};
 use crate::clock;
-use crate::records::Heartbeat;
+use crate::records::{Heartbeat, MAX_HEARTBEAT_BYTES};
 
 /// Heartbeat intervals after which a heartbeat is stale (as orchestrator-listener counts).
 pub const STALE_INTERVALS: f64 = 3.0;
@@ -101,14 +101,16 @@ impl Row {
 
 fn row(spool: &Spool, worker: &str) -> Row {
     let path = spool.heartbeat(worker);
-    let heartbeat = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<Heartbeat>(&bytes)
+    let heartbeat = match folders::read(&path, MAX_HEARTBEAT_BYTES) {
+        Ok(Some(bytes)) => serde_json::from_slice::<Heartbeat>(&bytes)
             .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", path.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(("never started", format!("no heartbeat {}", path.display())))
-        }
-        Err(e) => Err(("unreadable", format!("cannot read {}: {e}", path.display()))),
+        Ok(None) => Err(("never started", format!("no heartbeat {}", path.display()))),
+        Err(e) => Err(("unreadable", e.message)),
     };
+    if let Err(("unreadable", why)) = &heartbeat {
+        // The row says unreadable; this says why, naming the file.
+        eprintln!("watcherctl: {why}");
+    }
     let queued_files = folders::list(&spool.queue(worker)).iter().filter(|n| n.ends_with(".json")).count();
     Row { worker: worker.to_string(), heartbeat, queued_files }
 }

@@ -18,6 +18,7 @@ use super::result::{exit_of, render};
 use super::wait::Watcher;
 use crate::config::Config;
 use crate::durable::{self, Publish};
+use crate::records::{ResultHead, MAX_RECORD_BYTES};
 use crate::task::Task;
 
 /// Largest line written to a pipe in one piece (POSIX PIPE_BUF on Linux): longer writes may
@@ -29,7 +30,7 @@ pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
     if let Some(s) = a.wait_timeout.filter(|s| !(s.is_finite() && *s >= 0.0)) {
         return Err(CtlError::usage(format!("--wait-timeout {s}: expected a number of seconds >= 0")));
     }
-    let description = description(&a.description)?;
+    let description = description(&a.description, cfg.tuning.max_task_bytes)?;
     let id = a.id.clone().unwrap_or_else(new_id);
     let doc = task_doc(&id, &a.worker, description, a)?;
     let bytes =
@@ -52,14 +53,20 @@ pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
         folders::create_dir(&queue)
             .map_err(|e| CtlError::io(format!("cannot create {}", queue.display()), &e))?;
     }
-    if folders::exists(&spool.result_file(&a.worker, &id)) {
-        return Err(CtlError::new(
-            REFUSED,
-            format!("task {id:?} already has a result: see `watcherctl result {} {id}`", a.worker),
-        ));
-    }
     if let Some(where_) = spool.pending(&a.worker, &id) {
         return Err(CtlError::new(REFUSED, format!("a task {id:?} is already {where_} for {}", a.worker)));
+    }
+    // A result refuses the id, unless it is the rejection of an invalid file: this task is its
+    // correction, and that result is moved aside for the one to come.
+    let result_path = spool.result_file(&a.worker, &id);
+    if let Some(bytes) = folders::read(&result_path, MAX_RECORD_BYTES)? {
+        if !serde_json::from_slice::<ResultHead>(&bytes).is_ok_and(|r| r.is_invalid()) {
+            return Err(CtlError::new(
+                REFUSED,
+                format!("task {id:?} already has a result: see `watcherctl result {} {id}`", a.worker),
+            ));
+        }
+        super::retry::archive(&spool.results(&a.worker), &result_path, &id)?;
     }
     // Watch before queueing, so that even an instant result is seen.
     let results = spool.results(&a.worker);
@@ -86,16 +93,25 @@ pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
     Ok(OK)
 }
 
-/// The description: the argument, or all of stdin for `-`.
-fn description(arg: &str) -> Result<String, CtlError> {
+/// The description: the argument, or all of stdin for `-`, read up to the task size limit
+/// (`max` bytes) and no further: an endless producer gets an error, not all of memory.
+fn description(arg: &str, max: u64) -> Result<String, CtlError> {
     if arg != "-" {
         return Ok(arg.to_string());
     }
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     io::stdin()
-        .read_to_string(&mut text)
+        .lock()
+        .take(max + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| CtlError::usage(format!("cannot read the description from standard input: {e}")))?;
-    Ok(text)
+    if bytes.len() as u64 > max {
+        return Err(CtlError::usage(format!(
+            "the description on standard input is larger than MAX_TASK_BYTES={max}; stopped reading it there"
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| CtlError::usage("the description on standard input is not UTF-8 text"))
 }
 
 /// `20260328T104512Z-3f9a1c2e`: the UTC time of the submit, so ids sort by it, and 32
@@ -219,8 +235,8 @@ fn wait(spool: &Spool, worker: &str, id: &str, mut w: Watcher, a: &SubmitArgs) -
     loop {
         // A result is written whole (temp file and rename); one that does not parse yet was
         // written in place by someone else and is read again when closed.
-        if let Some(result) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        {
+        let read = folders::read(&path, MAX_RECORD_BYTES)?;
+        if let Some(result) = read.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
             match a.json {
                 true => print_json(&result)?,
                 false => print(&render(&result))?,

@@ -153,7 +153,7 @@ impl Daemon {
         let now = SystemTime::now();
         let oldest = self.queue.iter().map(|(_, at)| *at).min();
         metrics::State {
-            queue_size: self.queue.len(),
+            queue_size: self.queued(),
             active: self.active,
             waiting_retry: self.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,

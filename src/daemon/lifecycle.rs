@@ -32,7 +32,9 @@ impl Daemon {
                 }
             };
             let task = &mut loaded.task;
-            if self.spool.result_exists(&task.id) {
+            // (A result that is the rejection of an invalid file does not count: the task left
+            // in flight is its correction.)
+            if self.spool.result_exists(&task.id) && !self.spool.result_is_invalid(&task.id) {
                 self.log.info(
                     "task left in flight already has its result; removed the claimed copy",
                     &[("TASK_ID", &task.id)],
@@ -93,6 +95,23 @@ impl Daemon {
         Ok(())
     }
 
+    /// Reads the spend ledger, only when a spend cap is set: nothing else uses it.
+    pub(super) fn load_ledger(&mut self) {
+        if self.cfg.tuning.policy.worker_budget_usd.is_none() {
+            return;
+        }
+        match self.spool.ledger() {
+            Ok(Some(bytes)) => {
+                self.ledger = super::pause::Ledger::from_bytes(&bytes);
+                self.check_budget();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.log.warn("cannot read the spend ledger; counting spend from nothing", &[("ERROR", &e)])
+            }
+        }
+    }
+
     fn reclaim_result(&self, task: &crate::task::Task, reason: &str, message: &str) -> TaskResult {
         TaskResult {
             task_id: task.id.clone(),
@@ -150,7 +169,7 @@ impl Daemon {
 
     /// systemd's STATUS= line: the state and the numbers an operator looks at first.
     pub(super) fn status_line(&self) -> String {
-        let queued = self.queue.len();
+        let queued = self.queued();
         let mut line = match (self.phase, self.breaker.state()) {
             (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
             (_, State::Open { .. }) => {
@@ -206,7 +225,7 @@ impl Daemon {
             timestamp: clock::now_f64(),
             status: status.into(),
             active_tasks: self.active,
-            queue_size: self.queue.len(),
+            queue_size: self.queued(),
             retry_waiting: self.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
             processed: self.stats.completed + self.stats.failed,
@@ -280,6 +299,7 @@ impl Daemon {
                     self.log.warn("setting changed, but it applies only at restart", &[("VARIABLE", &name)]);
                 }
                 let rescan_was = self.rescan_every();
+                let had_cap = self.cfg.tuning.policy.worker_budget_usd.is_some();
                 self.log.level = new.tuning.log_level;
                 self.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
                 if self.outage.is_some() {
@@ -287,6 +307,9 @@ impl Daemon {
                     self.breaker.try_now(Instant::now());
                 }
                 self.cfg.tuning = new.tuning;
+                if !had_cap {
+                    self.load_ledger();
+                }
                 if self.rescan_every() != rescan_was {
                     self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
                 }

@@ -12,6 +12,7 @@ mod outcome;
 mod pause;
 mod pipe;
 mod preflight;
+mod settling;
 mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -166,6 +167,8 @@ pub struct Daemon {
     ledger: pause::Ledger,
     /// An outage of the agent's service holds the queue (announced once, at its start).
     outage: Option<outage::Outage>,
+    /// Task files held back because they may still be being written.
+    settling: settling::Settling,
 }
 
 impl Daemon {
@@ -232,6 +235,7 @@ impl Daemon {
             paused: None,
             ledger: pause::Ledger::default(),
             outage: None,
+            settling: settling::Settling::default(),
             cfg,
         })
     }
@@ -239,10 +243,7 @@ impl Daemon {
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
         self.preflight()?;
-        if let Some(bytes) = self.spool.ledger() {
-            self.ledger = pause::Ledger::from_bytes(&bytes);
-            self.check_budget();
-        }
+        self.load_ledger();
         self.recover()?;
         self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
             // Out of inotify watches: the host's limit, not this worker's settings; a restart
@@ -262,7 +263,7 @@ impl Daemon {
         self.log.info(
             "ready",
             &[
-                ("QUEUE_SIZE", &self.queue.len()),
+                ("QUEUE_SIZE", &self.queued()),
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
@@ -355,6 +356,7 @@ impl Daemon {
         at(Some(self.next_heartbeat));
         at(self.next_watchdog);
         at(self.next_rescan);
+        at(self.settling.next());
         at(self.next_commit);
         at(self.http_deadline());
         at(self.claims_paused_until);
@@ -381,6 +383,7 @@ impl Daemon {
                 self.next_rescan = Some(now + RETRY_IO);
             }
         }
+        self.recheck_unfinished(now);
         if self.next_commit.is_some_and(|t| now >= t) {
             self.next_commit = None;
         }

@@ -230,7 +230,7 @@ impl Daemon {
                 Claim { key: format!(".pipe-line-{}", self.seq).into(), source: source.clone().into() };
             let why = Invalid::LineTooLong { max: max as u64 };
             let preview = Some(String::from_utf8_lossy(&preview).into_owned());
-            self.reject(claim, Rejected { why, doc: None, preview, keep_original: false });
+            self.reject(claim, Rejected { why, doc: None, preview, keep_original: false, unfinished: None });
         }
     }
 }

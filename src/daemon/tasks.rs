@@ -15,11 +15,15 @@ use crate::clock;
 use crate::metrics::{End, Recorded};
 use crate::records::{DeadLetter, Receipt, TaskResult, FAILED};
 use crate::runner::{Child, Exit, Spec};
-use crate::spool::{Claim, Op, Rejected};
+use crate::spool::{read, Claim, Op, Rejected};
 use crate::task::{is_valid_id, Invalid, Task};
 
 /// Claims per loop turn at most, so a huge backlog of bad files cannot starve the loop.
 const CLAIMS_PER_TURN: usize = 256;
+
+/// The largest system prompt passed: the kernel takes at most 128 KiB, its NUL included, in
+/// one argument of a command (MAX_ARG_STRLEN).
+const MAX_PROMPT_BYTES: u64 = 128 * 1024 - 1;
 
 impl Daemon {
     pub(super) fn on_intake(&mut self) {
@@ -27,6 +31,7 @@ impl Daemon {
             Ok(intake) => {
                 let now = SystemTime::now();
                 for name in intake.arrivals {
+                    self.settling.arrived(&name);
                     self.enqueue(name, now);
                 }
                 for name in intake.ignored {
@@ -47,7 +52,7 @@ impl Daemon {
         }
     }
 
-    fn enqueue(&mut self, name: OsString, at: SystemTime) {
+    pub(super) fn enqueue(&mut self, name: OsString, at: SystemTime) {
         if self.queued.insert(name.clone()) {
             self.queue.push_back((name, at));
         }
@@ -69,7 +74,10 @@ impl Daemon {
             self.ignored(&name);
         }
         for e in scan.entries {
-            self.enqueue(e.name, e.arrived);
+            // A file held back as not whole yet waits for its timer, unless it changed.
+            if !self.settling.unchanged(&e.name, e.arrived) {
+                self.enqueue(e.name, e.arrived);
+            }
         }
         if let Some(every) = self.rescan_every() {
             self.next_rescan = Some(Instant::now() + every);
@@ -124,6 +132,7 @@ impl Daemon {
             }
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
+                self.settling.forget(name);
                 return true;
             }
             Err(e) => {
@@ -140,22 +149,22 @@ impl Daemon {
     fn claimed(&mut self, claim: Claim) {
         let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
-            Err(r) => return self.reject(claim, r),
+            Err(r) => return self.unfinished_or_reject(claim, r),
         };
+        self.settling.forget(&claim.source);
         let id = loaded.task.id.clone();
         let duplicate_of = if self.ids.contains(&id) {
             Some("that is queued or in flight")
-        } else if self.spool.result_exists(&id) {
+        } else if self.spool.result_exists(&id) && !self.replaces_invalid(&id) {
             Some("that already has a result")
         } else {
             None
         };
         if let Some(of) = duplicate_of {
             let doc = Some(Value::Object(loaded.task.doc));
-            return self.reject(
-                claim,
-                Rejected { why: Invalid::Duplicate { id, of }, doc, preview: None, keep_original: false },
-            );
+            let why = Invalid::Duplicate { id, of };
+            return self
+                .reject(claim, Rejected { why, doc, preview: None, keep_original: false, unfinished: None });
         }
         self.ids.insert(id);
         let wait = loaded.task.state.retry_at.map(|at| at - clock::now_f64()).filter(|secs| *secs > 0.0);
@@ -166,6 +175,23 @@ impl Daemon {
             }
             None => self.start(claim, loaded.task, loaded.queued_at),
         }
+    }
+
+    /// A valid task of an id whose result is the rejection of an invalid file: the corrected
+    /// task runs, and the failed `invalid` result is moved aside until its outcome replaces it.
+    fn replaces_invalid(&mut self, id: &str) -> bool {
+        if !self.spool.result_is_invalid(id) {
+            return false;
+        }
+        if let Err(e) = self.spool.set_aside_result(id) {
+            // Its own result replaces it when written, all the same.
+            self.log.warn(
+                "cannot move aside the invalid result of a corrected task",
+                &[("TASK_ID", &id), ("ERROR", &e)],
+            );
+        }
+        self.log.info("a corrected task replaces the one rejected as invalid", &[("TASK_ID", &id)]);
+        true
     }
 
     pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
@@ -257,12 +283,15 @@ impl Daemon {
     pub(super) fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
         let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
-        match std::fs::read_to_string(&prompt_file) {
+        let prompt = read::read(&prompt_file, MAX_PROMPT_BYTES).and_then(|b| {
+            String::from_utf8(b).map_err(|_| read::Error::Io(io::Error::other("not UTF-8 text")))
+        });
+        match prompt {
             Ok(text) => {
                 argv.push("--append-system-prompt".into());
                 argv.push(text.into());
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if e.is_missing() => {}
             Err(e) => self.log.warn(
                 "cannot read the worker's system prompt; running without it",
                 &[("FILE", &prompt_file.display()), ("ERROR", &e)],

@@ -8,9 +8,6 @@
 //! missing or unreadable for a worker that should have one. Staleness is judged on the
 //! heartbeat's own `timestamp` (wall clock): the listener and the workers share a host.
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,8 +17,6 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_INTERVAL: f64 = 10.0;
 /// Intervals without a heartbeat after which it is stale.
 pub const STALE_INTERVALS: f64 = 3.0;
-/// Largest heartbeat file read.
-const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
 
 pub const STALE: &str = "stale";
 pub const STOPPED: &str = "stopped";
@@ -86,24 +81,11 @@ pub enum Reading {
 
 /// Reads `heartbeats/<worker>.json`.
 pub fn read(path: &Path) -> Reading {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path);
-    let file = match file {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Reading::Missing,
+    let bytes = match crate::spool::read::read(path, crate::records::MAX_HEARTBEAT_BYTES) {
+        Ok(b) => b,
+        Err(e) if e.is_missing() => return Reading::Missing,
         Err(e) => return Reading::Unreadable(e.to_string()),
     };
-    let len = match file.metadata() {
-        Ok(m) if m.is_file() => m.len(),
-        _ => return Reading::Unreadable("not a regular file".into()),
-    };
-    // Sized to the file, so that it is one read(2).
-    let mut bytes = Vec::with_capacity(len.min(MAX_HEARTBEAT_BYTES) as usize + 1);
-    if let Err(e) = file.take(MAX_HEARTBEAT_BYTES).read_to_end(&mut bytes) {
-        return Reading::Unreadable(e.to_string());
-    }
     match serde_json::from_slice::<Beat>(&bytes) {
         Ok(b) if b.timestamp.is_finite() => Reading::Beat(b),
         Ok(_) => Reading::Unreadable("timestamp is not a number".into()),

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use super::state::{self, Loaded, State};
@@ -22,7 +23,12 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
         durable::create_dir(d)
             .map_err(|e| Fatal::Config(format!("{what}: cannot create {}: {e}", d.display())))?;
     }
-    let lock = File::open(&dir).map_err(|e| Fatal::Config(format!("cannot open {}: {e}", dir.display())))?;
+    // O_DIRECTORY: something else at that name is refused, never waited on (a FIFO).
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(&dir)
+        .map_err(|e| Fatal::Config(format!("cannot open {}: {e}", dir.display())))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(Fatal::Locked(format!(

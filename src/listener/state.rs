@@ -7,8 +7,6 @@
 //! Small by design: a few hundred bytes per worker, plus the open batches (bounded).
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -71,9 +69,9 @@ pub enum Loaded {
 /// starting from nothing would count everything again and announce what was announced.
 pub fn load(dir: &Path) -> Result<Loaded, String> {
     let path = dir.join(FILE);
-    let bytes = match fs::read(&path) {
+    let bytes = match crate::spool::read::read(&path, crate::records::MAX_RECORD_BYTES) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
+        Err(e) if e.is_missing() => return Ok(Loaded::Fresh),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
     let state: State = serde_json::from_slice(&bytes).map_err(|e| {
@@ -103,6 +101,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn missing_is_fresh_damaged_is_an_error_and_a_state_comes_back() {

@@ -6,9 +6,8 @@
 //! never followed through a symlink, never opened if it is not a regular file, bounded in
 //! size, and a parse error is a value, not a crash.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -19,7 +18,7 @@ use crate::task::is_valid_id;
 
 /// Largest result read; a bigger file is unreadable (results are bounded by
 /// MAX_OUTPUT_BYTES, 1 MiB by default, plus their other fields).
-pub const MAX_RESULT_BYTES: u64 = 256 << 20;
+pub const MAX_RESULT_BYTES: u64 = crate::records::MAX_RECORD_BYTES;
 /// Results up to this size are read into memory to be parsed.
 const IN_MEMORY_BYTES: u64 = 4 << 20;
 /// Longest batch name taken from `metadata.batch`.
@@ -122,18 +121,7 @@ pub fn read(path: &Path, stem: &str) -> Reading {
 /// Opens a regular file without following a symlink and without blocking on a FIFO;
 /// returns it with its size.
 fn open(path: &Path) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => io::Error::new(io::ErrorKind::InvalidInput, "a symlink, not a result"),
-            _ => e,
-        })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-    }
+    let (file, meta) = crate::spool::read::open(path)?;
     if meta.len() > MAX_RESULT_BYTES {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "larger than 256 MiB"));
     }

@@ -8,10 +8,10 @@
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,10 +19,12 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token, Waker};
 use serde_json::Value;
 
+use super::read::{self, Writers};
 use super::writer::{alternative, remove_if_present, Layout, Staged, Writer, LEDGER};
-use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool};
+use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished};
 use crate::config::Paths;
 use crate::durable;
+use crate::records::{ResultHead, MAX_RECORD_BYTES, RETRIED_DIR};
 use crate::task::{is_valid_id, Invalid, Task};
 use crate::watch::{Change, DirWatch};
 
@@ -35,6 +37,9 @@ const RETRY_WRITES: Duration = Duration::from_secs(1);
 
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
+
+/// The largest spend ledger read (a day of minutes is about 40 KiB).
+const MAX_LEDGER_BYTES: u64 = 16 << 20;
 
 /// How a name in the queue folder is treated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +97,8 @@ pub struct FsSpool {
     retry_at: Option<Instant>,
     /// Dead-letter names chosen and not yet written.
     dlq_names: HashSet<String>,
+    /// Names put back in the queue whose own arrival is not to be reported.
+    put_back: HashSet<OsString>,
     seq: u64,
 }
 
@@ -105,7 +112,8 @@ fn lock(path: &Path, create: bool) -> io::Result<File> {
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?
     } else {
-        File::open(path)?
+        // The queue folder; O_DIRECTORY: anything else at its name is refused, never waited on.
+        OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(path)?
     };
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -129,24 +137,6 @@ fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
             }
             other => return other,
         }
-    }
-}
-
-fn file_kind(ft: fs::FileType) -> &'static str {
-    if ft.is_dir() {
-        "directory"
-    } else if ft.is_symlink() {
-        "symbolic link"
-    } else if ft.is_fifo() {
-        "FIFO"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else {
-        "special file"
     }
 }
 
@@ -177,6 +167,7 @@ impl FsSpool {
             failed: Vec::new(),
             retry_at: None,
             dlq_names: HashSet::new(),
+            put_back: HashSet::new(),
             seq: 0,
         };
         for (var, dir) in [
@@ -351,7 +342,42 @@ fn claim_of(op: &Op) -> Option<Claim> {
 }
 
 fn rejected(why: Invalid) -> Rejected {
-    Rejected { why, doc: None, preview: None, keep_original: true }
+    Rejected { why, doc: None, preview: None, keep_original: true, unfinished: None }
+}
+
+fn unreadable(e: read::Error) -> Rejected {
+    rejected(match e {
+        read::Error::NotRegular(kind) => Invalid::NotRegular(kind),
+        read::Error::TooLarge { size, max } => Invalid::TooLarge { size, max },
+        read::Error::Io(e) => Invalid::Unreadable(e.to_string()),
+    })
+}
+
+/// The rejection of content that is not a valid task.
+fn invalid(why: Invalid, bytes: &[u8], unfinished: Option<Unfinished>) -> Rejected {
+    let doc = serde_json::from_slice::<Value>(bytes).ok().filter(Value::is_object);
+    let preview = doc.is_none().then(|| {
+        let cut = &bytes[..bytes.len().min(PREVIEW_BYTES)];
+        String::from_utf8_lossy(cut).into_owned()
+    });
+    let keep_original = doc.is_none();
+    Rejected { why, doc, preview, keep_original, unfinished }
+}
+
+/// Whether a file that is not JSON may still be being written, and when it last changed.
+/// When no process has it open for writing, its content is read again (its writer may have
+/// finished it since the first read): what that gives is final.
+fn unfinished(file: &File, max_bytes: u64, bytes: &mut Vec<u8>) -> Option<Unfinished> {
+    let writers = read::writers(file);
+    // After the read: a write since shows as a newer time.
+    let meta = file.metadata().ok()?;
+    if writers == Writers::Closed {
+        if let Ok(again) = read::read_opened(file, &meta, max_bytes) {
+            *bytes = again;
+        }
+        return None;
+    }
+    Some(Unfinished { modified: meta.modified().ok()?, writers })
 }
 
 impl Spool for FsSpool {
@@ -369,6 +395,8 @@ impl Spool for FsSpool {
         let mut intake = Intake::default();
         for change in changes {
             match change {
+                // Its own move back (put_back); only a later arrival of it is news.
+                Change::Arrived(Watched::Queue, name) if self.put_back.remove(&name) => {}
                 Change::Arrived(Watched::Queue, name) => match classify(&name) {
                     NameKind::Task => intake.arrivals.push(name),
                     NameKind::Other => intake.ignored.push(name),
@@ -389,15 +417,21 @@ impl Spool for FsSpool {
                         intake.arrivals.push(name);
                     }
                 }
-                Change::Overflow => intake.rescan = true,
+                Change::Overflow => {
+                    // Lost events may have been those of moves back: none is to be skipped.
+                    self.put_back.clear();
+                    intake.rescan = true;
+                }
                 Change::Lost(_) => {
                     self.watching = false;
+                    self.put_back.clear();
                     intake.rescan = true;
                 }
                 Change::Removed(Watched::Parent, name)
                     if Some(name.as_os_str()) == self.layout.queue.file_name() =>
                 {
                     self.watching = false;
+                    self.put_back.clear();
                     intake.rescan = true;
                 }
                 Change::Arrived(..) | Change::Created(..) | Change::Removed(..) => {}
@@ -475,44 +509,21 @@ impl Spool for FsSpool {
             return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy())));
         };
         let path = self.layout.inflight.join(&claim.key);
-        let meta = path.symlink_metadata().map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
-        if !meta.file_type().is_file() {
-            return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
-        }
-        if meta.len() > max_bytes {
-            return Err(rejected(Invalid::TooLarge { size: meta.len(), max: max_bytes }));
-        }
-        // O_NOFOLLOW and O_NONBLOCK: a file swapped for a symlink or FIFO since the lstat is
-        // neither followed nor waited on.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
-        let meta = file.metadata().map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
-        if !meta.file_type().is_file() {
-            return Err(rejected(Invalid::NotRegular(file_kind(meta.file_type()))));
-        }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.take(max_bytes + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| rejected(Invalid::Unreadable(e.to_string())))?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(rejected(Invalid::TooLarge { size: bytes.len() as u64, max: max_bytes }));
-        }
+        let (file, meta) = read::open(&path).map_err(unreadable)?;
+        let mut bytes = read::read_opened(&file, &meta, max_bytes).map_err(unreadable)?;
         let stem = name.strip_suffix(".json").unwrap_or(name);
         let queued_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        match Task::parse(&bytes, stem, worker) {
-            Ok(task) => Ok(Loaded { task, queued_at }),
-            Err(why) => {
-                let doc = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object);
-                let preview = doc.is_none().then(|| {
-                    let cut = &bytes[..bytes.len().min(PREVIEW_BYTES)];
-                    String::from_utf8_lossy(cut).into_owned()
-                });
-                let keep_original = doc.is_none();
-                Err(Rejected { why, doc, preview, keep_original })
+        let mut parsed = Task::parse(&bytes, stem, worker);
+        let mut unfinished_file = None;
+        if let Err(Invalid::NotJson(_)) = parsed {
+            unfinished_file = unfinished(&file, max_bytes, &mut bytes);
+            if unfinished_file.is_none() {
+                parsed = Task::parse(&bytes, stem, worker);
             }
+        }
+        match parsed {
+            Ok(task) => Ok(Loaded { task, queued_at }),
+            Err(why) => Err(invalid(why, &bytes, unfinished_file)),
         }
     }
 
@@ -524,8 +535,32 @@ impl Spool for FsSpool {
         is_valid_id(task_id) && self.layout.results.join(format!("{task_id}.json")).symlink_metadata().is_ok()
     }
 
+    fn result_is_invalid(&self, task_id: &str) -> bool {
+        if !is_valid_id(task_id) {
+            return false;
+        }
+        let path = self.layout.results.join(format!("{task_id}.json"));
+        let Ok((file, _)) = read::open(&path) else { return false };
+        let reader = io::BufReader::new(io::Read::take(file, MAX_RECORD_BYTES));
+        serde_json::from_reader::<_, ResultHead>(reader).is_ok_and(|r| r.is_invalid())
+    }
+
+    fn set_aside_result(&mut self, task_id: &str) -> io::Result<()> {
+        let dir = self.layout.results.join(RETRIED_DIR);
+        durable::create_dir(&dir)?;
+        let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let from = self.layout.results.join(format!("{task_id}.json"));
+        durable::rename_noreplace(&from, &dir.join(format!("{task_id}.{ms}.json")))
+    }
+
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
-        self.layout.requeue(claim)
+        self.layout.requeue(claim).map(drop)
+    }
+
+    fn put_back(&mut self, claim: &Claim) -> io::Result<OsString> {
+        let name = self.layout.requeue(claim)?;
+        self.put_back.insert(name.clone());
+        Ok(name)
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
@@ -596,8 +631,13 @@ impl Spool for FsSpool {
         done
     }
 
-    fn ledger(&self) -> Option<Vec<u8>> {
-        fs::read(self.layout.queue.join(LEDGER)).ok()
+    fn ledger(&self) -> io::Result<Option<Vec<u8>>> {
+        let path = self.layout.queue.join(LEDGER);
+        match read::read(&path, MAX_LEDGER_BYTES) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.is_missing() => Ok(None),
+            Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        }
     }
 
     fn has_pending(&self) -> bool {

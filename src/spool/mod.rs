@@ -6,6 +6,7 @@
 //! of worker-watcher-tasks(5).
 
 pub mod fs;
+pub(crate) mod read;
 mod writer;
 
 use std::ffi::{OsStr, OsString};
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
 use crate::task::{Invalid, Task};
+pub use read::Writers;
 
 /// A queued task not yet claimed, known by its name in the queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,6 +60,16 @@ pub struct Rejected {
     pub preview: Option<String>,
     /// Whether the original must be kept beside the dead letter (its content is not in it).
     pub keep_original: bool,
+    /// The content is not JSON, and may be a task still being written in place.
+    pub unfinished: Option<Unfinished>,
+}
+
+/// What is known of a file that may still be being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unfinished {
+    /// Its modification time, read after its content.
+    pub modified: SystemTime,
+    pub writers: Writers,
 }
 
 /// Something to make durable; staged during a loop turn, committed at its end.
@@ -157,8 +169,17 @@ pub trait Spool {
     fn task_path(&self, claim: &Claim) -> Option<std::path::PathBuf>;
     /// Whether a final result for `task_id` exists.
     fn result_exists(&self, task_id: &str) -> bool;
+    /// Whether the result of `task_id` is the failed result of a file rejected as invalid,
+    /// which a corrected task of that id replaces.
+    fn result_is_invalid(&self, task_id: &str) -> bool;
+    /// Moves the result of `task_id` aside, kept (a corrected task replaces an invalid one).
+    fn set_aside_result(&mut self, task_id: &str) -> io::Result<()>;
     /// Puts a claimed task back in the queue as it is.
     fn requeue(&mut self, claim: &Claim) -> io::Result<()>;
+    /// Puts a claimed file that may still be being written back in the queue, where its
+    /// writer expects it; returns its name there. The arrival this move itself causes is not
+    /// reported by [`Spool::intake`]; its writer closing it later is.
+    fn put_back(&mut self, claim: &Claim) -> io::Result<OsString>;
     /// Drops a claimed task whose result already exists.
     fn discard(&mut self, claim: &Claim) -> io::Result<()>;
     /// Queues tasks as a producer would (the pipe intake): each under its name, or a free
@@ -175,7 +196,7 @@ pub trait Spool {
     /// Whether any op is staged, being written, or waiting for a retry.
     fn busy(&self) -> bool;
     /// The spend ledger last saved with [`Op::Ledger`], if any.
-    fn ledger(&self) -> Option<Vec<u8>>;
+    fn ledger(&self) -> io::Result<Option<Vec<u8>>>;
     /// Whether failed ops wait for a retry.
     fn has_pending(&self) -> bool;
     /// Why arrival notifications may miss tasks (say, "nfs": other hosts' writes are not

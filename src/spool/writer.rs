@@ -59,14 +59,15 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
 }
 
 impl Layout {
-    /// Puts a claimed task back in the queue under its own name, or a free one.
-    pub(super) fn requeue(&self, claim: &Claim) -> io::Result<()> {
+    /// Puts a claimed task back in the queue under its own name, or a free one; returns
+    /// the name.
+    pub(super) fn requeue(&self, claim: &Claim) -> io::Result<std::ffi::OsString> {
         let from = self.inflight.join(&claim.key);
         let mut name = claim.source.clone();
         for n in 1..=1000u64 {
             match durable::rename_noreplace(&from, &self.queue.join(&name)) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
-                other => return other,
+                other => return other.map(|()| name),
             }
         }
         Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name in the queue"))
@@ -111,7 +112,7 @@ impl Layout {
                 fs::rename(self.inflight.join(&claim.key), to)
             }
             Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
-            Op::Requeue { claim, .. } => self.requeue(claim),
+            Op::Requeue { claim, .. } => self.requeue(claim).map(drop),
             Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => Ok(()),
         }
     }

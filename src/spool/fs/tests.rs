@@ -168,3 +168,58 @@ fn lock_dir_holds_the_lock_instead_of_the_queue() {
     assert!(FsSpool::open("marie", &other).is_ok());
     assert!(matches!(FsSpool::open("marie", &paths), Err(OpenError::Locked(_))));
 }
+
+#[test]
+fn a_file_put_back_half_written_is_not_an_arrival_but_its_close_is() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    s.watch_queue().expect("watch");
+    let poll = mio::Poll::new().expect("poll");
+    let mut f = File::create(s.queue_dir().join("a.json")).expect("create");
+    f.write_all(b"{\"descr").expect("write");
+    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    let r = s.load(&claim, 1000, "marie").expect_err("half written");
+    // Our own file: the lease tells (unless leases are off on this machine).
+    let u = r.unfinished.expect("may be unfinished");
+    assert!(matches!(u.writers, Writers::Open | Writers::Unknown), "{u:?}");
+    assert_eq!(s.put_back(&claim).expect("put back"), OsString::from("a.json"));
+    let intake = s.intake(poll.registry(), mio::Token(0)).expect("intake");
+    assert!(intake.arrivals.is_empty(), "its move back is no arrival: {intake:?}");
+    f.write_all(b"iption\": \"x\"}").expect("write");
+    drop(f);
+    let intake = s.intake(poll.registry(), mio::Token(0)).expect("intake");
+    assert_eq!(intake.arrivals, vec![OsString::from("a.json")], "its close is");
+    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    assert_eq!(s.load(&claim, 1000, "marie").expect("whole now").task.description, "x");
+}
+
+#[test]
+fn a_closed_file_that_is_not_json_is_final() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    fs::write(s.queue_dir().join("a.json"), "{\"descr").expect("w");
+    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    let r = s.load(&claim, 1000, "marie").expect_err("not json");
+    assert!(matches!(r.why, Invalid::NotJson(_)));
+    if let Some(u) = r.unfinished {
+        assert_eq!(u.writers, Writers::Unknown, "only when the kernel would not say");
+    }
+}
+
+#[test]
+fn an_invalid_result_is_told_apart_and_set_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    let results = dir.path().join("results/marie");
+    fs::write(results.join("bad.json"), r#"{"task_id":"bad","status":"failed","reason":"invalid"}"#)
+        .expect("w");
+    fs::write(results.join("ran.json"), r#"{"task_id":"ran","status":"failed","reason":"timeout"}"#)
+        .expect("w");
+    assert!(s.result_is_invalid("bad"));
+    assert!(!s.result_is_invalid("ran") && !s.result_is_invalid("none") && !s.result_is_invalid("../x"));
+    s.set_aside_result("bad").expect("set aside");
+    assert!(!s.result_exists("bad"));
+    let kept = fs::read_dir(results.join(".retried")).expect("retried").count();
+    assert_eq!(kept, 1);
+}
