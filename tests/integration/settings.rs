@@ -53,3 +53,32 @@ fn check_config_prints_values_and_sources() {
     assert!(line("RETRY_BACKOFF").ends_with("# default"));
     assert!(!root.path().join("tasks").exists(), "--check-config touches nothing");
 }
+
+/// An interval too small to be sane (these once made the worker spin at 100-132 % CPU) or
+/// too large stops each program at start-up: one line naming the setting, status 78.
+/// (`--check-config` loads the settings as a start does, and would exit 0 if they passed.)
+#[test]
+fn intervals_out_of_range_exit_78_in_every_program() {
+    for (var, value) in
+        [("HEARTBEAT_INTERVAL", "1e-300"), ("RESCAN_INTERVAL", "1e-9"), ("TASK_TIMEOUT", "1e12")]
+    {
+        let err = fails(&[(var, value)], &["--check-config"]);
+        assert!(err.contains(&format!("{var}={value:?} is invalid: expected ")), "{err}");
+        assert!(err.contains("a number of seconds from "), "the range is named: {err}");
+    }
+    let root = Root::new();
+    let out = listener_command(&root, &[("ORCHESTRATOR_NOTIFY_TIMEOUT", "1e-300")])
+        .arg("--check-config")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("ORCHESTRATOR_NOTIFY_TIMEOUT=\"1e-300\" is invalid"), "{err}");
+    // watcherctl reads the shared settings (ROOT/.env) as the workers do.
+    std::fs::write(root.path().join(".env"), "HEARTBEAT_INTERVAL=1e-300\n").expect("env");
+    let ran = crate::ctl::ctl_with_input(&root, &["status"], "");
+    assert_eq!(ran.code, 78, "{ran:?}");
+    assert_eq!(ran.stderr.lines().count(), 1, "one line: {ran:?}");
+    assert!(ran.stderr.contains("HEARTBEAT_INTERVAL=\"1e-300\" is invalid"), "{ran:?}");
+}
