@@ -9,7 +9,6 @@ use super::{report, value, Effective, Layers, Paths, Resolver};
 use crate::config::ConfigError;
 use crate::listen::Addr;
 use crate::log::{Format, Level, Target};
-use crate::task::is_valid_id;
 
 /// The name `%i` stands for in METRICS_LISTEN.
 pub const INSTANCE: &str = "orchestrator-listener";
@@ -47,7 +46,7 @@ pub struct ListenerConfig {
 fn worker_list(s: &str) -> Result<Option<Vec<String>>, ()> {
     let mut names: Vec<String> = Vec::new();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if !is_valid_id(name) {
+        if !super::worker_name::is_allowed(name) {
             return Err(());
         }
         if !names.iter().any(|n| n == name) {

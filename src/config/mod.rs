@@ -9,6 +9,7 @@ pub mod listener;
 mod policy;
 mod value;
 pub mod vars;
+pub mod worker_name;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -16,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::log::{Format, Level, Target};
-use crate::task::is_valid_id;
 pub use policy::Policy;
 pub use vars::{Reload, Var, VARS};
 
@@ -322,11 +322,7 @@ fn absolute(p: &str) -> Result<PathBuf, ()> {
 impl Config {
     /// Validates `worker` and every setting through `layers`.
     pub fn load(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
-        if !is_valid_id(worker) {
-            return Err(ConfigError(format!(
-                "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-            )));
-        }
+        worker_name::check(worker).map_err(ConfigError)?;
         Config::resolve(worker, layers)
     }
 

@@ -307,7 +307,7 @@ pub const VARS: &[Var] = &[
     var(
         "WORKERS",
         None,
-        "worker names separated by commas (e.g. marie,anga,fabien)",
+        "worker names separated by commas (e.g. marie,anga,fabien), none of them orchestrator",
         Restart,
         "orchestrator-listener: the workers to follow; unset: every worker with a folder in \
          tasks/ or results/, or a heartbeat, as they appear.",

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, is_result_name, QUIET};
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
+use crate::config::worker_name::is_allowed;
 use crate::durable;
 use crate::error::Fatal;
-use crate::task::is_valid_id;
 use crate::watch::Change;
 
 pub(super) fn now_ns() -> i64 {
@@ -100,12 +100,12 @@ impl Listener {
         let p = &self.cfg.paths;
         let mut names: Vec<String> = self.state.workers.keys().cloned().collect();
         for dir in [&p.tasks, &p.results] {
-            names.extend(list(dir).into_iter().filter(|n| is_valid_id(n) && dir.join(n).is_dir()));
+            names.extend(list(dir).into_iter().filter(|n| is_allowed(n) && dir.join(n).is_dir()));
         }
         names.extend(list(&p.heartbeats).iter().filter_map(|n| n.strip_suffix(".json")).map(str::to_string));
         names.sort();
         names.dedup();
-        names.into_iter().filter(|n| is_valid_id(n)).map(|n| (n, false)).collect()
+        names.into_iter().filter(|n| is_allowed(n)).map(|n| (n, false)).collect()
     }
 
     /// Starts following `name`, if it is not followed yet. Returns whether it is followed.
@@ -208,7 +208,7 @@ impl Listener {
                 Change::Arrived(Folder::Results(w), name) => self.result_arrived(&w, name.to_str()),
                 Change::Created(Folder::Results(w), _) => self.touched(&w),
                 Change::Arrived(Folder::Heartbeats, name) => {
-                    let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_valid_id(n));
+                    let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_allowed(n));
                     if let Some(worker) = stem.map(str::to_string) {
                         if self.workers.contains_key(&worker) || self.discover(&worker) {
                             self.read_heartbeat(&worker);
@@ -219,7 +219,7 @@ impl Listener {
                 | Change::Arrived(f @ (Folder::Tasks | Folder::ResultsRoot), name) => {
                     let parent =
                         if f == Folder::Tasks { &self.cfg.paths.tasks } else { &self.cfg.paths.results };
-                    let folder = name.to_str().filter(|n| is_valid_id(n) && parent.join(n).is_dir());
+                    let folder = name.to_str().filter(|n| is_allowed(n) && parent.join(n).is_dir());
                     if let Some(n) = folder.map(str::to_string) {
                         if self.workers.contains_key(&n) || self.discover(&n) {
                             self.watch_results(&n);

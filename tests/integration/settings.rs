@@ -5,6 +5,14 @@ use crate::util::*;
 fn fails(env: &[(&str, &str)], args: &[&str]) -> String {
     let root = Root::new();
     let out = command(&root, "marie", env).args(args).output().expect("run");
+    exit_78(out)
+}
+
+fn fails_as(root: &Root, name: &str, args: &[&str]) -> String {
+    exit_78(command(root, name, &[]).args(args).output().expect("run"))
+}
+
+fn exit_78(out: std::process::Output) -> String {
     assert_eq!(out.status.code(), Some(78), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(err.lines().count(), 1, "one line: {err}");
@@ -81,4 +89,26 @@ fn intervals_out_of_range_exit_78_in_every_program() {
     assert_eq!(ran.code, 78, "{ran:?}");
     assert_eq!(ran.stderr.lines().count(), 1, "one line: {ran:?}");
     assert!(ran.stderr.contains("HEARTBEAT_INTERVAL=\"1e-300\" is invalid"), "{ran:?}");
+}
+
+/// A worker may not be called `orchestrator` (in any case): its claim receipts would land in
+/// `triggers/orchestrator/`, the listener's event folder. Every program refuses it, each with
+/// its documented status, before creating anything.
+#[test]
+fn the_reserved_worker_name_is_refused_everywhere() {
+    for name in ["orchestrator", "Orchestrator"] {
+        let root = Root::new();
+        let err = fails_as(&root, name, &["--check-config"]);
+        assert!(err.contains(&format!("worker name {name:?} is reserved")), "{err}");
+        let ran = crate::ctl::ctl_with_input(&root, &["submit", name, "hello", "--create"], "");
+        assert_eq!(ran.code, 2, "{ran:?}");
+        assert!(ran.stderr.contains("is reserved"), "{ran:?}");
+        assert!(!root.path().join("tasks").join(name).exists(), "no queue made: {ran:?}");
+        let out = listener_command(&root, &[("WORKERS", &format!("marie,{name}"))])
+            .arg("--check-config")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(78), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("WORKERS="), "{out:?}");
+    }
 }
