@@ -187,7 +187,7 @@ impl Listener {
         }
     }
 
-    fn command_ended(&mut self, e: Ended) {
+    pub(super) fn command_ended(&mut self, e: Ended) {
         self.own.command_ended(e.outcome.label());
         let ms = e.duration.as_millis();
         if e.outcome == Outcome::Ok {

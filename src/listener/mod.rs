@@ -257,6 +257,13 @@ impl Listener {
     fn turn(&mut self) {
         let now = Instant::now();
         self.expire_http(now);
+        // Exits before time limits: a command that ended while the loop was not turning (the
+        // listener stopped, a VM paused) is judged by its exit, not timed out.
+        if self.commands.next_deadline().is_some_and(|d| now >= d) {
+            for ended in self.commands.reap(self.poll.registry()) {
+                self.command_ended(ended);
+            }
+        }
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
