@@ -5,7 +5,7 @@
 //! survives any crash, travels with the task when it is re-queued, and needs no side files.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -60,15 +60,25 @@ pub struct State {
     /// Wall-clock time (epoch seconds) before which the next attempt must not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<f64>,
-    /// When the first attempt started.
+    /// When the first attempt started (wall clock, for the record; not for any limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_started_at: Option<String>,
+    /// Seconds a worker has held the task since its first claim (its runs and its waits for a
+    /// retry), counted on the monotonic clock: what MAX_TASK_WALL_TIME limits. A step of the
+    /// wall clock never adds to it, and neither does time no worker held the task (stopped, or
+    /// queued behind others).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub held_seconds: f64,
     #[serde(default)]
     pub history: Vec<Failure>,
 }
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl State {
@@ -93,6 +103,9 @@ pub struct Task {
     /// The submitted object, unknown fields included, without `_watcher`.
     pub doc: Map<String, Value>,
     pub state: State,
+    /// Since when this process holds the task (it claimed it): `state.held_seconds` counts up
+    /// from here. `None`: not held (as parsed).
+    pub held_since: Option<Instant>,
 }
 
 /// Why a task is rejected with reason `invalid`. The message names the exact problem.
@@ -221,7 +234,17 @@ impl Task {
                 expected: "a number of US dollars > 0",
             })?),
         };
-        Ok(Task { id, description, timeout, max_retries, max_turns, max_budget_usd, doc, state })
+        Ok(Task {
+            id,
+            description,
+            timeout,
+            max_retries,
+            max_turns,
+            max_budget_usd,
+            doc,
+            state,
+            held_since: None,
+        })
     }
 
     /// `metadata`, carried into the result untouched.
@@ -229,11 +252,19 @@ impl Task {
         self.doc.get("metadata").cloned().unwrap_or(Value::Null)
     }
 
-    /// The file's bytes: the submitted object plus the current state.
+    /// How long workers have held the task: what was saved, and since this process took it.
+    pub fn held(&self) -> Duration {
+        let saved = Duration::try_from_secs_f64(self.state.held_seconds).unwrap_or_default();
+        saved + self.held_since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// The file's bytes: the submitted object plus the current state (its time held as of now).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut doc = self.doc.clone();
-        if self.state != State::default() {
-            doc.insert(STATE_KEY.into(), serde_json::to_value(&self.state).unwrap_or(Value::Null));
+        let mut state = self.state.clone();
+        state.held_seconds = self.held().as_secs_f64();
+        if state != State::default() {
+            doc.insert(STATE_KEY.into(), serde_json::to_value(&state).unwrap_or(Value::Null));
         }
         let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
         out.push(b'\n');

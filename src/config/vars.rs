@@ -124,7 +124,8 @@ pub const VARS: &[Var] = &[
         Some("300"),
         "a number of seconds from 0 to 604800",
         Live,
-        "Cap of the delay between retries.",
+        "Cap of the delay between retries, and of the wait for a retry time read back from disk at a \
+         restart (which a step of the wall clock may have moved).",
     ),
     var(
         "MAX_RECLAIMS",
@@ -263,7 +264,9 @@ pub const VARS: &[Var] = &[
         Some("86400"),
         "0 (off) or a number of seconds from 1 to 31536000",
         Live,
-        "Give up (reason time_limit) on a task that fails this long after its first attempt started.",
+        "Give up (reason time_limit) on a task still failing after a worker has held it this long since \
+         its first start (its runs and retry waits, on the monotonic clock: a step of the wall clock \
+         does not count, nor does time the worker was stopped).",
     ),
     var(
         "AGENT_MAX_TURNS_FLAG",

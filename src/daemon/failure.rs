@@ -2,7 +2,7 @@
 //! the retries are spent or a runaway guard stops it; dead-lettered at once when no retry can
 //! help; or not charged at all when the worker itself is held (rate limit, credentials).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::outcome::Attempt;
 use super::pause::Why;
@@ -97,14 +97,14 @@ impl Daemon {
                 ),
             ));
         }
-        let first = state.first_started_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-        if let (Some(limit), Some(first)) = (p.max_task_wall_time, first) {
-            let age = SystemTime::now().duration_since(first).unwrap_or(Duration::ZERO);
+        // Time held, on the monotonic clock: a step of the wall clock does not count.
+        if let Some(limit) = p.max_task_wall_time {
+            let age = a.task.held();
             if age >= limit {
                 return Some((
                     "time_limit",
                     format!(
-                        "still failing {} s after its first start (MAX_TASK_WALL_TIME={} s); last: {}",
+                        "still failing after {} s held by a worker since its first start (MAX_TASK_WALL_TIME={} s); last: {}",
                         age.as_secs(),
                         limit.as_secs(),
                         verdict.message

@@ -5,6 +5,7 @@
 mod activation;
 mod agent_aware;
 mod breaker;
+mod clock;
 mod crash;
 mod ctl;
 mod diskfull;
