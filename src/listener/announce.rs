@@ -6,7 +6,7 @@
 //! written they stay staged, the state is not written, and no result is taken until they
 //! are; a crash in between writes the same events again under the same names.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -23,13 +23,15 @@ impl Listener {
     /// Judges every worker's heartbeat now, and stages what changed.
     pub(super) fn judge_health(&mut self) {
         let now = clock::now_f64();
+        let now_mono = Instant::now();
         let stale_after = self.cfg.tuning.stale_after;
         let names: Vec<String> = self.workers.keys().cloned().collect();
         for name in names {
             let Some(live) = self.workers.get(&name) else { continue };
             let ws = self.state.workers.entry(name.clone()).or_default();
             let expected = live.named || ws.health.seen_heartbeat;
-            let verdict = health::judge(&live.reading, expected, now, stale_after);
+            let age = live.fresh.map_or(0.0, |f| f.age(now_mono));
+            let verdict = health::judge(&live.reading, expected, now, age, stale_after);
             if let Some(change) = health::change(&ws.health, &verdict) {
                 let beat = match &live.reading {
                     Reading::Beat(b) => Some(b),
@@ -37,7 +39,10 @@ impl Listener {
                 };
                 let event = match change {
                     Change::Unhealthy => unhealthy(&name, &verdict, beat, stale_after),
-                    Change::Recovered => recovered(&name, &ws.health, beat, now),
+                    Change::Recovered => {
+                        let written = beat.map(|b| health::written_at(b.timestamp, now, age));
+                        recovered(&name, &ws.health, beat, written.unwrap_or(now))
+                    }
                 };
                 ws.health.unhealthy = change == Change::Unhealthy;
                 ws.health.why = verdict.problems.iter().map(|p| p.to_string()).collect();
@@ -49,6 +54,8 @@ impl Listener {
                 self.stage(event);
             }
             if let Some(live) = self.workers.get_mut(&name) {
+                live.stale_at =
+                    verdict.stale_in.map(|s| now_mono + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
                 live.verdict = Some(verdict);
             }
         }
@@ -240,8 +247,9 @@ fn unhealthy(
         .with("heartbeat", beat_json(beat))
 }
 
-fn recovered(worker: &str, was: &health::Announced, beat: Option<&health::Beat>, now: f64) -> Event {
-    let t = beat.map_or(now, |b| b.timestamp);
+/// `worker_recovered`, at `t`: when the heartbeat that says so was written (see
+/// [`health::written_at`]), or now.
+fn recovered(worker: &str, was: &health::Announced, beat: Option<&health::Beat>, t: f64) -> Event {
     let at = clock::from_epoch_f64(t).unwrap_or_else(std::time::SystemTime::now);
     let identity = format!("{}\0{}", was.event.as_deref().unwrap_or(""), t.to_bits());
     Event::new(events::WORKER_RECOVERED, Some(worker), at, &identity)

@@ -18,6 +18,7 @@ mod cursor;
 mod endpoint;
 mod events;
 mod exposition;
+mod freshness;
 mod health;
 mod intake;
 mod lifecycle;
@@ -90,7 +91,11 @@ struct Live {
     /// Results not taken yet, in key order.
     pending: BTreeSet<Key>,
     reading: Reading,
+    /// How old its heartbeat is (on the monotonic clock).
+    fresh: Option<freshness::Freshness>,
     verdict: Option<Verdict>,
+    /// When a healthy worker's heartbeat turns stale.
+    stale_at: Option<Instant>,
     /// When to try to seal its result folder.
     seal_at: Option<Instant>,
     /// Its result folder is queued for a scan.
@@ -289,12 +294,8 @@ impl Listener {
         if self.more_work || self.rescan_due {
             return Some(Instant::now());
         }
-        let now_wall = crate::clock::now_f64();
-        let now = Instant::now();
-        let stale = self.workers.values().filter_map(|l| l.verdict.as_ref()?.stale_at).map(|at| {
-            // A millisecond past the limit, so that the heartbeat is stale when judged.
-            now + Duration::from_secs_f64((at - now_wall).max(0.0)) + Duration::from_millis(1)
-        });
+        // A millisecond past the limit, so that the heartbeat is stale when judged.
+        let stale = self.workers.values().filter_map(|l| l.stale_at).map(|at| at + Duration::from_millis(1));
         // A seal waits for the folder's backlog and for blocked events (retry_io_at).
         let seals = self
             .workers

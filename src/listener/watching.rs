@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, is_result_name, QUIET};
+use super::freshness::Freshness;
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
+use crate::clock::now_f64;
 use crate::config::worker_name::is_allowed;
 use crate::durable;
 use crate::error::Fatal;
@@ -51,7 +53,7 @@ impl Listener {
         for name in names {
             self.watch_results(&name);
             self.queue_scan(&name);
-            self.read_heartbeat(&name);
+            self.read_heartbeat(&name, false);
         }
     }
 
@@ -181,7 +183,9 @@ impl Listener {
         }
     }
 
-    fn read_heartbeat(&mut self, worker: &str) {
+    /// Reads `worker`'s heartbeat; `written`: inotify has just reported it written (see
+    /// [`super::freshness`]).
+    fn read_heartbeat(&mut self, worker: &str, written: bool) {
         let path = self.cfg.paths.heartbeats.join(format!("{worker}.json"));
         let reading = health::read(&path);
         if matches!(reading, health::Reading::Beat(_)) {
@@ -192,6 +196,12 @@ impl Listener {
             }
         }
         if let Some(live) = self.workers.get_mut(worker) {
+            live.fresh = match &reading {
+                health::Reading::Beat(b) => {
+                    Some(Freshness::read(live.fresh, b.timestamp, written, Instant::now(), now_f64()))
+                }
+                _ => None,
+            };
             live.reading = reading;
         }
     }
@@ -211,7 +221,7 @@ impl Listener {
                     let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_allowed(n));
                     if let Some(worker) = stem.map(str::to_string) {
                         if self.workers.contains_key(&worker) || self.discover(&worker) {
-                            self.read_heartbeat(&worker);
+                            self.read_heartbeat(&worker, true);
                         }
                     }
                 }
@@ -221,9 +231,11 @@ impl Listener {
                         if f == Folder::Tasks { &self.cfg.paths.tasks } else { &self.cfg.paths.results };
                     let folder = name.to_str().filter(|n| is_allowed(n) && parent.join(n).is_dir());
                     if let Some(n) = folder.map(str::to_string) {
-                        if self.workers.contains_key(&n) || self.discover(&n) {
+                        if self.workers.contains_key(&n) {
                             self.watch_results(&n);
                             self.queue_scan(&n);
+                        } else if self.discover(&n) {
+                            self.read_heartbeat(&n, false);
                         }
                     }
                 }
@@ -237,7 +249,8 @@ impl Listener {
         }
     }
 
-    /// A new worker name seen in a folder: followed when WORKERS is unset.
+    /// A new worker name seen in a folder: followed when WORKERS is unset. The caller reads
+    /// its heartbeat.
     fn discover(&mut self, name: &str) -> bool {
         if self.cfg.workers.is_some() || !self.follow(name, false) {
             return false;
@@ -245,7 +258,6 @@ impl Listener {
         self.log.info("following a new worker", &[("WORKER", &name)]);
         self.watch_results(name);
         self.queue_scan(name);
-        self.read_heartbeat(name);
         true
     }
 
