@@ -243,15 +243,14 @@ impl Daemon {
             self.check_budget();
         }
         self.recover()?;
-        self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
-            // Out of inotify watches: the host's limit, not this worker's settings; a restart
-            // may succeed.
-            io::ErrorKind::StorageFull => Fatal::Other(format!("TASK_DIR: {e}")),
-            _ => Fatal::Config(format!("TASK_DIR: {e}")),
-        })?;
+        // Out of inotify watches (ENOSPC) is the host's limit, not a setting: a restart may
+        // succeed.
+        self.spool
+            .register(self.poll.registry(), SPOOL, WRITES)
+            .map_err(|e| Fatal::io(format!("TASK_DIR: {e}"), &e))?;
         self.announce_rescan();
         self.open_pipe()?;
-        self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
+        self.rescan().map_err(|e| Fatal::io(format!("TASK_DIR: cannot list the queue: {e}"), &e))?;
         self.schedule();
         self.flush();
         let status = self.status_line();

@@ -20,9 +20,9 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
     let dir = cfg.state_dir();
     for (d, what) in [(&dir, "WATCHER_ROOT (the listener's state)"), (&cfg.events_dir(), "TRIGGER_DIR")] {
         durable::create_dir(d)
-            .map_err(|e| Fatal::Config(format!("{what}: cannot create {}: {e}", d.display())))?;
+            .map_err(|e| Fatal::io(format!("{what}: cannot create {}: {e}", d.display()), &e))?;
     }
-    let lock = File::open(&dir).map_err(|e| Fatal::Config(format!("cannot open {}: {e}", dir.display())))?;
+    let lock = File::open(&dir).map_err(|e| Fatal::io(format!("cannot open {}: {e}", dir.display()), &e))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(Fatal::Locked(format!(
@@ -33,7 +33,7 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
     // Temp files of a listener that died mid-write: only it writes these folders.
     let _ = durable::remove_stale_temps(&dir, None);
     let _ = durable::remove_stale_temps(&cfg.events_dir(), None);
-    let state = match state::load(&dir).map_err(Fatal::Config)? {
+    let state = match state::load(&dir)? {
         Loaded::State(s) => *s,
         Loaded::Fresh => State::default(),
     };

@@ -160,7 +160,7 @@ impl Listener {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
-        let watch = DirWatch::new().map_err(|e| Fatal::Config(format!("inotify: {e}")))?;
+        let watch = DirWatch::new().map_err(|e| Fatal::io(format!("inotify: {e}"), &e))?;
         let fd = watch.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)

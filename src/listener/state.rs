@@ -17,6 +17,7 @@ use super::batches::Batches;
 use super::counts::Counts;
 use super::cursor::Cursor;
 use super::health::Announced;
+use crate::error::Fatal;
 
 pub const FILE: &str = "state.json";
 /// The format written; a file of a later version is refused rather than misread.
@@ -68,26 +69,27 @@ pub enum Loaded {
 }
 
 /// Reads `dir/state.json`. A file that exists but cannot be read or parsed is an error:
-/// starting from nothing would count everything again and announce what was announced.
-pub fn load(dir: &Path) -> Result<Loaded, String> {
+/// starting from nothing would count everything again and announce what was announced. A
+/// damaged file or one of a newer format needs an operator (78); an I/O error may pass.
+pub fn load(dir: &Path) -> Result<Loaded, Fatal> {
     let path = dir.join(FILE);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Err(Fatal::io(format!("cannot read {}: {e}", path.display()), &e)),
     };
     let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
+        Fatal::Config(format!(
             "{} is damaged ({e}); move it away to start again from the folders (results are counted again, recent ones announced again)",
             path.display()
-        )
+        ))
     })?;
     if state.version > VERSION {
-        return Err(format!(
+        return Err(Fatal::Config(format!(
             "{} is of format {} (this listener writes {VERSION}): written by a newer version",
             path.display(),
             state.version
-        ));
+        )));
     }
     Ok(Loaded::State(Box::new(state)))
 }
@@ -116,8 +118,8 @@ mod tests {
         assert_eq!(*back, s);
         fs::write(dir.path().join(FILE), b"{\"version\":1,").expect("write");
         let e = load(dir.path()).expect_err("damaged");
-        assert!(e.contains("damaged"), "{e}");
+        assert!(e.to_string().contains("damaged") && e.exit_code() == 78, "{e}");
         fs::write(dir.path().join(FILE), b"{\"version\":99}").expect("write");
-        assert!(load(dir.path()).expect_err("newer").contains("newer"));
+        assert!(load(dir.path()).expect_err("newer").to_string().contains("newer"));
     }
 }

@@ -38,7 +38,7 @@ impl Listener {
         for (dir, folder, var) in folders {
             durable::create_dir(&dir)
                 .and_then(|()| self.watch.add(&dir, folder))
-                .map_err(|e| Fatal::Config(format!("{var}: {}: {e}", dir.display())))?;
+                .map_err(|e| Fatal::io(format!("{var}: {}: {e}", dir.display()), &e))?;
         }
         self.rescan();
         Ok(())

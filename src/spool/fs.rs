@@ -69,11 +69,21 @@ enum Watched {
 /// Why the spool could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
-    /// A folder cannot be created or used: a configuration problem.
+    /// A folder cannot be created or used as configured: a configuration problem.
     Folder(String),
     /// Another process serves this worker.
     Locked(String),
     Io(String),
+}
+
+/// A folder that cannot be set up: a configuration problem when an operator must change the
+/// path or its permissions, else one that may pass (see [`crate::error::needs_operator`]).
+fn folder_error(message: String, e: &io::Error) -> OpenError {
+    if crate::error::needs_operator(e) {
+        OpenError::Folder(message)
+    } else {
+        OpenError::Io(message)
+    }
 }
 
 pub struct FsSpool {
@@ -189,11 +199,11 @@ impl FsSpool {
             ("HEARTBEAT_DIR", &spool.layout.heartbeats),
         ] {
             durable::create_dir(dir)
-                .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("{var}: cannot create {}: {e}", dir.display()), &e))?;
         }
         if let Some(dir) = &paths.lock {
             durable::create_dir(dir)
-                .map_err(|e| OpenError::Folder(format!("LOCK_DIR: cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("LOCK_DIR: cannot create {}: {e}", dir.display()), &e))?;
         }
         let (var, path) = match &spool.lock_file {
             Some(file) => ("LOCK_DIR", file.clone()),
@@ -204,7 +214,7 @@ impl FsSpool {
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
                 path.display()
             )),
-            _ => OpenError::Folder(format!("{var}: cannot lock {}: {e}", path.display())),
+            _ => folder_error(format!("{var}: cannot lock {}: {e}", path.display()), &e),
         })?;
         let spool = FsSpool { lock, ..spool };
         let own_heartbeat = format!("{worker}.json");
@@ -218,7 +228,7 @@ impl FsSpool {
             (&spool.layout.queue, Some(LEDGER)),
         ] {
             durable::remove_stale_temps(dir, owner)
-                .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("cannot clean {}: {e}", dir.display()), &e))?;
         }
         Ok(spool)
     }

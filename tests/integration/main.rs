@@ -10,6 +10,7 @@ mod crash;
 mod ctl;
 mod diskfull;
 mod docs;
+mod exits;
 mod hostile;
 mod inotify;
 mod invalid;
