@@ -226,6 +226,12 @@ impl Daemon {
 
     /// Acts on the outcomes of written ops.
     fn absorb(&mut self, dones: Vec<Done>) {
+        for dir in self.spool.recreated() {
+            self.log.warn(
+                "a folder of the spool was missing (removed under the worker?); re-created it",
+                &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
+            );
+        }
         let wrote = !dones.is_empty();
         // Failures by what failed and why: one log line each, however many tasks they hit.
         let mut failures: Vec<(&'static str, std::io::Error, usize)> = Vec::new();

@@ -100,7 +100,8 @@ impl Listener {
     fn write_events(&mut self) -> bool {
         let dir = self.cfg.events_dir();
         let staged = std::mem::take(&mut self.staged);
-        let mut batch = Batch::new();
+        // The events folder removed under the listener is made again.
+        let mut batch = Batch::recreating();
         for (i, e) in staged.iter().enumerate() {
             batch.add(&dir, &e.file_name(), e.to_bytes(), i);
         }
@@ -112,6 +113,7 @@ impl Listener {
                 first_error.get_or_insert(e);
             }
         }
+        self.recreated(batch.take_recreated());
         let mut wrote = false;
         for (e, failed) in staged.into_iter().zip(failed) {
             if failed {
@@ -159,9 +161,16 @@ impl Listener {
 
     fn write_state(&mut self) {
         self.state.written_at = clock::now_f64();
-        let mut batch = Batch::new();
+        let mut batch = Batch::recreating();
         batch.add(&self.cfg.state_dir(), FILE, self.state.to_bytes(), ());
-        match batch.commit().pop().map_or(Ok(()), |(_, r)| r) {
+        let outcome = batch.commit().pop().map_or(Ok(()), |(_, r)| r);
+        let recreated = batch.take_recreated();
+        if !recreated.is_empty() {
+            self.recreated(recreated);
+            // The lock was on the folder removed: take it on the new one.
+            self.relock();
+        }
+        match outcome {
             Ok(()) => self.state_dirty = false,
             Err(e) => {
                 self.log.error(
@@ -170,6 +179,16 @@ impl Listener {
                 );
                 self.retry_io_at = Some(Instant::now() + RETRY_IO);
             }
+        }
+    }
+
+    /// Reports folders found missing and made again.
+    pub(super) fn recreated(&self, dirs: Vec<std::path::PathBuf>) {
+        for dir in dirs {
+            self.log.warn(
+                "a folder of the spool was missing (removed under the listener?); re-created it",
+                &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
+            );
         }
     }
 

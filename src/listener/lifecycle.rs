@@ -22,14 +22,7 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
         durable::create_dir(d)
             .map_err(|e| Fatal::io(format!("{what}: cannot create {}: {e}", d.display()), &e))?;
     }
-    let lock = File::open(&dir).map_err(|e| Fatal::io(format!("cannot open {}: {e}", dir.display()), &e))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Fatal::Locked(format!(
-            "another orchestrator-listener is already running on this spool (it holds the lock on {})",
-            dir.display()
-        )));
-    }
+    let lock = lock(&dir)?;
     // Temp files of a listener that died mid-write: only it writes these folders.
     let _ = durable::remove_stale_temps(&dir, None);
     let _ = durable::remove_stale_temps(&cfg.events_dir(), None);
@@ -40,7 +33,32 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
     Ok((lock, state))
 }
 
+/// Takes the lock on the state folder `dir`: one listener per spool.
+fn lock(dir: &std::path::Path) -> Result<File, Fatal> {
+    let lock = File::open(dir).map_err(|e| Fatal::io(format!("cannot open {}: {e}", dir.display()), &e))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Fatal::Locked(format!(
+            "another orchestrator-listener is already running on this spool (it holds the lock on {})",
+            dir.display()
+        )));
+    }
+    Ok(lock)
+}
+
 impl Listener {
+    /// The state folder was made again: the lock goes to the new one. Another listener that
+    /// took it meanwhile serves the spool now; this one stops.
+    pub(super) fn relock(&mut self) {
+        match lock(&self.cfg.state_dir()) {
+            Ok(file) => self._lock = file,
+            Err(e) => {
+                self.log.error("cannot lock the re-created state folder; stopping", &[("ERROR", &e)]);
+                self.shutdown();
+            }
+        }
+    }
+
     /// The rebuild is done (state read, every folder scanned): READY=1.
     pub(super) fn ready(&mut self) {
         let status = self.status_line();

@@ -134,6 +134,8 @@ pub struct Listener {
     to_scan: VecDeque<String>,
     /// A scan or a watch failed: rescan when `retry_io_at` comes.
     retry_scans: bool,
+    /// Top folders whose watch was lost and could not be set again yet (tried at each rescan).
+    lost_roots: Vec<Folder>,
     reap_due: bool,
     /// Results are left for the next turn: poll without waiting.
     more_work: bool,
@@ -190,6 +192,7 @@ impl Listener {
             rescan_due: false,
             to_scan: VecDeque::new(),
             retry_scans: false,
+            lost_roots: Vec::new(),
             reap_due: false,
             more_work: false,
             commands: Commands::new(MAX_COMMANDS),

@@ -14,6 +14,7 @@ use crate::clock::now_f64;
 use crate::config::worker_name::is_allowed;
 use crate::durable;
 use crate::error::Fatal;
+use crate::log::ids;
 use crate::watch::Change;
 
 pub(super) fn now_ns() -> i64 {
@@ -23,6 +24,17 @@ pub(super) fn now_ns() -> i64 {
 impl Listener {
     fn results_dir(&self, worker: &str) -> PathBuf {
         self.cfg.paths.results.join(worker)
+    }
+
+    /// The path of a top folder (the results, heartbeats or tasks folder).
+    fn root_dir(&self, folder: &Folder) -> PathBuf {
+        let p = &self.cfg.paths;
+        match folder {
+            Folder::Heartbeats => p.heartbeats.clone(),
+            Folder::Tasks => p.tasks.clone(),
+            Folder::Results(w) => p.results.join(w),
+            Folder::ResultsRoot => p.results.clone(),
+        }
     }
 
     /// Start-up: the folders, their watches, every worker's scan and heartbeat.
@@ -46,6 +58,16 @@ impl Listener {
 
     /// Every worker found again: watches re-added, folders scanned, heartbeats read.
     pub(super) fn rescan(&mut self) {
+        for folder in std::mem::take(&mut self.lost_roots) {
+            let dir = self.root_dir(&folder);
+            if durable::recreate_dir(&dir).and_then(|()| self.watch.add(&dir, folder.clone())).is_err() {
+                self.lost_roots.push(folder);
+                self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                self.retry_scans = true;
+            } else {
+                self.log.info("watching the folder again", &[("FOLDER", &dir.display())]);
+            }
+        }
         for (name, named) in self.wanted() {
             self.follow(&name, named);
         }
@@ -291,18 +313,20 @@ impl Listener {
                 self.retry_scans = true;
             }
             other => {
-                self.log.error(
-                    "a watched folder was removed or moved; re-creating it",
-                    &[("FOLDER", &format!("{other:?}"))],
+                let dir = self.root_dir(&other);
+                self.log.warn(
+                    "a watched folder was removed or moved; re-creating it and watching it again",
+                    &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
                 );
-                let p = &self.cfg.paths;
-                let dir = match other {
-                    Folder::Heartbeats => p.heartbeats.clone(),
-                    Folder::Tasks => p.tasks.clone(),
-                    _ => p.results.clone(),
-                };
-                if let Err(e) = durable::create_dir(&dir).and_then(|()| self.watch.add(&dir, other)) {
-                    self.log.error("cannot watch the folder again", &[("ERROR", &e)]);
+                if let Err(e) = durable::recreate_dir(&dir).and_then(|()| self.watch.add(&dir, other.clone()))
+                {
+                    self.log.error(
+                        "cannot watch the folder again; trying again",
+                        &[("FOLDER", &dir.display()), ("ERROR", &e)],
+                    );
+                    self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                    self.retry_scans = true;
+                    self.lost_roots.push(other);
                 }
                 self.rescan_due = true;
             }

@@ -103,6 +103,8 @@ pub struct FsSpool {
     /// Dead-letter names chosen and not yet written.
     dlq_names: HashSet<String>,
     seq: u64,
+    /// Folders found missing and made again by the writer, not yet reported.
+    recreated: Vec<PathBuf>,
 }
 
 fn lock(path: &Path, create: bool) -> io::Result<File> {
@@ -188,6 +190,7 @@ impl FsSpool {
             retry_at: None,
             dlq_names: HashSet::new(),
             seq: 0,
+            recreated: Vec::new(),
         };
         for (var, dir) in [
             ("TASK_DIR", &spool.layout.queue),
@@ -300,8 +303,9 @@ impl FsSpool {
 
     /// Turns a written batch into outcomes; what failed and matters waits for a retry.
     fn absorb(&mut self, written: super::writer::Written) -> Vec<Done> {
-        let mut done = Vec::with_capacity(written.len());
-        for ((op, dlq_name), error) in written {
+        self.recreated.extend(written.recreated);
+        let mut done = Vec::with_capacity(written.ops.len());
+        for ((op, dlq_name), error) in written.ops {
             let kind = kind_of(&op);
             done.push(Done {
                 kind,
@@ -620,6 +624,10 @@ impl Spool for FsSpool {
 
     fn notifications_unreliable(&self) -> Option<&'static str> {
         self.remote_kind()
+    }
+
+    fn recreated(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.recreated)
     }
 }
 

@@ -103,3 +103,31 @@ fn a_first_start_announces_recent_results_and_only_counts_old_ones() {
         root.events().iter().filter_map(|e| e["task_id"].as_str().map(str::to_string)).collect();
     assert_eq!(tasks, vec!["new-1".to_string()]);
 }
+
+/// `rm -rf` of every folder of the spool, the listener's own included, under a running
+/// listener and worker: the listener re-creates and watches again what it needs, announces
+/// what comes next, logs no error for it, and a restart afterwards repeats nothing.
+#[test]
+fn a_removed_spool_comes_back_for_the_listener() {
+    let root = Root::new();
+    let (mut l, _) = start(&root, &[]);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    root.wait_events("t1 announced", |e| e.iter().any(|e| e["task_id"] == "t1"));
+    crate::inotify::rm_rf(&root, &["tasks", "results", "triggers", "heartbeats", "dlq", "listener"]);
+    root.submit("marie", "t2", "hello");
+    root.wait_events("t2 announced", |e| e.iter().any(|e| e["task_id"] == "t2"));
+    let state = root.path().join("listener/state.json");
+    wait_for("the state written again", || {
+        let s = read_json(&state)?;
+        (s["workers"]["marie"]["counts"]["completed"].as_u64()? >= 1).then_some(())
+    });
+    let log = l.log_text();
+    assert!(!log.contains("\"level\":\"error\""), "no error: {log}");
+    assert!(log.contains("re-created"), "{log}");
+    assert!(l.stop().success());
+    let (_l, _) = start(&root, &[]);
+    root.submit("marie", "t3", "hello");
+    root.wait_events("t3 announced", |e| e.iter().any(|e| e["task_id"] == "t3"));
+    assert_one_event_per_result(&root, "marie");
+}
