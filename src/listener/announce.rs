@@ -14,6 +14,7 @@ use super::command::{Ended, Job, Limits, Outcome};
 use super::events::{self, Event};
 use super::health::{self, Change, Reading, Verdict};
 use super::state::FILE;
+use super::taken;
 use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
 use crate::clock;
 use crate::durable::Batch;
@@ -160,6 +161,18 @@ impl Listener {
     }
 
     fn write_state(&mut self) {
+        if let Err(e) = self.flush_taken() {
+            self.log.error(
+                "cannot write the log of results taken; trying again",
+                &[
+                    ("MESSAGE_ID", &ids::EVENTS_BLOCKED),
+                    ("FOLDER", &self.cfg.state_dir().display()),
+                    ("ERROR", &e),
+                ],
+            );
+            self.retry_io_at = Some(Instant::now() + RETRY_IO);
+            return;
+        }
         self.state.written_at = clock::now_f64();
         let mut batch = Batch::recreating();
         batch.add(&self.cfg.state_dir(), FILE, self.state.to_bytes(), ());
@@ -171,7 +184,10 @@ impl Listener {
             self.relock();
         }
         match outcome {
-            Ok(()) => self.state_dirty = false,
+            Ok(()) => {
+                self.state_dirty = false;
+                self.taken.values_mut().for_each(taken::Taken::committed);
+            }
             Err(e) => {
                 self.log.error(
                     "cannot write the listener's state; trying again (a crash now would announce the last events again)",
@@ -180,6 +196,17 @@ impl Listener {
                 self.retry_io_at = Some(Instant::now() + RETRY_IO);
             }
         }
+    }
+
+    /// Appends the results taken since the last state to their logs, and puts the logs'
+    /// marks in the state: the state written next commits them.
+    fn flush_taken(&mut self) -> std::io::Result<()> {
+        let dir = self.cfg.state_dir();
+        for (worker, t) in self.taken.iter_mut().filter(|(_, t)| t.is_dirty()) {
+            let mark = t.flush(&dir, worker)?;
+            self.state.workers.entry(worker.clone()).or_default().taken = mark;
+        }
+        Ok(())
     }
 
     /// Reports folders found missing and made again.

@@ -9,6 +9,7 @@ use super::batches::{Forgotten, Open, Outcome, Tally};
 use super::cursor::Key;
 use super::events::{self, Event};
 use super::summary::{self, Reading, Summary};
+use super::taken;
 use super::Listener;
 use crate::log::ids;
 
@@ -55,10 +56,26 @@ impl Listener {
     fn take(&mut self, worker: &str, key: Key) {
         let path = self.cfg.paths.results.join(worker).join(&key.1);
         let stem = key.1.strip_suffix(".json").unwrap_or(&key.1).to_string();
+        let reading = summary::read(&path, &stem);
+        let generation = match &reading {
+            Reading::Result(s) => Some(taken::generation(s.finished_at.as_deref().unwrap_or(""))),
+            Reading::Unreadable(_) => Some(taken::generation(taken::UNREADABLE)),
+            Reading::Gone => None,
+        };
+        let ledger = self.taken.entry(worker.to_string()).or_default();
+        let again = generation.is_some_and(|g| ledger.has(&key.1, g));
+        if let (Some(g), false) = (generation, again) {
+            ledger.take(&key.1, g);
+        }
         let ws = self.state.workers.entry(worker.to_string()).or_default();
         let announce = ws.cursor.announces(&key);
-        match summary::read(&path, &stem) {
+        match reading {
             Reading::Gone => {}
+            // Its task's result was taken already: the file was touched, edited or copied over.
+            _ if again => self.log.debug(
+                "a result already taken changed (touched or edited); not counted or announced again",
+                &[("WORKER", &worker), ("FILE", &path.display())],
+            ),
             Reading::Unreadable(why) => {
                 ws.counts.unreadable += 1;
                 self.log.warn(

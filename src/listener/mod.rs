@@ -25,6 +25,7 @@ mod lifecycle;
 mod own;
 mod state;
 mod summary;
+mod taken;
 mod watching;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -147,6 +148,8 @@ pub struct Listener {
     /// The backlog found at start-up was taken (logged once).
     caught_up: bool,
     started: Instant,
+    /// The results taken, by worker (see [`taken`]).
+    taken: BTreeMap<String, taken::Taken>,
     /// The flock on the state folder: one listener per spool.
     _lock: File,
 }
@@ -202,6 +205,7 @@ impl Listener {
             next_watchdog: None,
             caught_up: false,
             started,
+            taken: BTreeMap::new(),
             _lock: lock,
         })
     }

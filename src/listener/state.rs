@@ -4,7 +4,9 @@
 //! events of a loop turn are durable, so that a restart resumes exactly where the last
 //! commit left off: no count lost, no event repeated.
 //!
-//! Small by design: a few hundred bytes per worker, plus the open batches (bounded).
+//! Small by design: a few hundred bytes per worker, plus the open batches (bounded). Which
+//! result of each task was taken is in the append-only logs of [`super::taken`], which the
+//! state names (and commits) per worker.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,6 +19,7 @@ use super::batches::Batches;
 use super::counts::Counts;
 use super::cursor::Cursor;
 use super::health::Announced;
+use super::taken::Mark;
 use crate::error::Fatal;
 
 pub const FILE: &str = "state.json";
@@ -31,6 +34,9 @@ pub struct WorkerState {
     pub counts: Counts,
     #[serde(default)]
     pub health: Announced,
+    /// Its log of the results taken, as this state commits it (see [`super::taken`]).
+    #[serde(default)]
+    pub taken: Mark,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

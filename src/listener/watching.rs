@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, is_result_name, QUIET};
 use super::freshness::Freshness;
+use super::taken::Taken;
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
 use crate::clock::now_f64;
 use crate::config::worker_name::is_allowed;
@@ -142,7 +143,15 @@ impl Listener {
             return false;
         }
         self.workers.insert(name.to_string(), Live { named, ..Live::default() });
-        self.state.workers.entry(name.to_string()).or_default();
+        let mark = self.state.workers.entry(name.to_string()).or_default().taken;
+        let taken = Taken::open(&self.cfg.state_dir(), name, mark).unwrap_or_else(|e| {
+            self.log.error(
+                "cannot read the log of results taken; results changed since are counted again",
+                &[("WORKER", &name), ("ERROR", &e)],
+            );
+            Taken::default()
+        });
+        self.taken.insert(name.to_string(), taken);
         true
     }
 
@@ -161,7 +170,7 @@ impl Listener {
         if !dir.is_dir() {
             return;
         }
-        match self.watch.add(&dir, Folder::Results(worker.to_string())) {
+        match self.watch.add_with_removals(&dir, Folder::Results(worker.to_string())) {
             Ok(()) => {
                 if let Some(l) = self.workers.get_mut(worker) {
                     l.watched = true;
@@ -193,6 +202,10 @@ impl Listener {
         };
         if found.unchanged {
             return;
+        }
+        let mut present = found.present;
+        if let Some(t) = self.taken.get_mut(worker) {
+            t.keep_only(&mut present);
         }
         let backfill = self.cfg.tuning.backfill.as_nanos().min(i64::MAX as u128) as i64;
         ws.cursor.known(now_ns().saturating_sub(backfill));
@@ -239,6 +252,14 @@ impl Listener {
             match change {
                 Change::Arrived(Folder::Results(w), name) => self.result_arrived(&w, name.to_str()),
                 Change::Created(Folder::Results(w), _) => self.touched(&w),
+                Change::Removed(Folder::Results(w), name) => {
+                    self.touched(&w);
+                    let name = name.to_str().filter(|n| is_result_name(n));
+                    if let (Some(t), Some(name)) = (self.taken.get_mut(&w), name) {
+                        t.forget(name);
+                        self.state_dirty = true;
+                    }
+                }
                 Change::Arrived(Folder::Heartbeats, name) => {
                     let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_allowed(n));
                     if let Some(worker) = stem.map(str::to_string) {
