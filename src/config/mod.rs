@@ -4,7 +4,7 @@
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
-mod bounds;
+pub(crate) mod bounds;
 pub mod listener;
 mod policy;
 mod value;

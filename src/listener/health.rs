@@ -69,8 +69,12 @@ impl Beat {
         match stale_after {
             Some(d) => d.as_secs_f64(),
             None => {
+                // Held to the range of HEARTBEAT_INTERVAL: a hand-written heartbeat stating
+                // 1e-300 must not make its worker flap between stale and recovered.
+                let span = crate::config::bounds::of("HEARTBEAT_INTERVAL");
                 let interval = self.heartbeat_interval.filter(|i| i.is_finite() && *i > 0.0);
-                STALE_INTERVALS * interval.unwrap_or(DEFAULT_INTERVAL)
+                let interval = interval.unwrap_or(DEFAULT_INTERVAL);
+                STALE_INTERVALS * span.map_or(interval, |s| interval.clamp(s.min, s.max))
             }
         }
     }
@@ -268,6 +272,14 @@ mod tests {
         let v = judge(&beat(186_400.0, "idle", "closed"), true, 100.0, 7.0, None);
         assert_eq!(v.problems, vec![STALE]);
         assert_eq!(v.since, 99.0);
+    }
+
+    #[test]
+    fn the_interval_a_heartbeat_states_is_held_to_the_settings_range() {
+        let beat = |i: f64| Beat { heartbeat_interval: Some(i), ..Beat::default() };
+        assert_eq!(beat(1e-300).stale_limit(None), 3.0 * 0.1);
+        assert_eq!(beat(1e300).stale_limit(None), 3.0 * 3600.0);
+        assert_eq!(beat(2.0).stale_limit(None), 6.0);
     }
 
     #[test]
