@@ -365,9 +365,11 @@ impl Daemon {
         next
     }
 
-    /// Whether a running agent's deadline (or its SIGKILL after the grace) has come.
+    /// Whether a running agent's deadline (or its SIGKILL after the grace), or the end of the
+    /// shutdown's grace, has come.
     fn deadline_due(&self, now: Instant) -> bool {
-        self.slots.iter().flatten().any(|r| !r.killed && now >= r.kill_at.unwrap_or(r.deadline))
+        let drained = matches!(self.phase, Phase::Draining { deadline, abandoned: false } if now >= deadline);
+        drained || self.slots.iter().flatten().any(|r| !r.killed && now >= r.kill_at.unwrap_or(r.deadline))
     }
 
     fn fire_timers(&mut self, now: Instant) {
