@@ -125,7 +125,7 @@ impl Listener {
             }
         }
         if let Some(e) = first_error {
-            self.log.error(
+            self.retried_error(
                 "cannot write events; no result is taken until they are written",
                 &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &dir.display()), ("ERROR", &e)],
             );
@@ -162,7 +162,7 @@ impl Listener {
 
     fn write_state(&mut self) {
         if let Err(e) = self.flush_taken() {
-            self.log.error(
+            self.retried_error(
                 "cannot write the log of results taken; trying again",
                 &[
                     ("MESSAGE_ID", &ids::EVENTS_BLOCKED),
@@ -187,9 +187,10 @@ impl Listener {
             Ok(()) => {
                 self.state_dirty = false;
                 self.taken.values_mut().for_each(taken::Taken::committed);
+                self.errors_over();
             }
             Err(e) => {
-                self.log.error(
+                self.retried_error(
                     "cannot write the listener's state; trying again (a crash now would announce the last events again)",
                     &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &self.cfg.state_dir().display()), ("ERROR", &e)],
                 );

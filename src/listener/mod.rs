@@ -66,6 +66,9 @@ const SCAN_BUDGET: Duration = Duration::from_millis(50);
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Workers followed at most when they are discovered (WORKERS unset).
 const MAX_WORKERS: usize = 10_000;
+/// An operation that keeps failing is retried every [`RETRY_IO`]; its error is logged again
+/// after this long at most.
+const ERROR_REPEAT: Duration = Duration::from_secs(60);
 
 fn child_token(slot: usize, pipe: Pipe) -> Token {
     Token(CHILD_BASE + slot * 3 + pipe as usize)
@@ -148,6 +151,8 @@ pub struct Listener {
     /// The backlog found at start-up was taken (logged once).
     caught_up: bool,
     started: Instant,
+    /// When each error of a retried operation was last logged (see `retried_error`).
+    logged_errors: BTreeMap<String, Instant>,
     /// The results taken, by worker (see [`taken`]).
     taken: BTreeMap<String, taken::Taken>,
     /// The flock on the state folder: one listener per spool.
@@ -206,6 +211,7 @@ impl Listener {
             caught_up: false,
             started,
             taken: BTreeMap::new(),
+            logged_errors: BTreeMap::new(),
             _lock: lock,
         })
     }
@@ -294,6 +300,28 @@ impl Listener {
         self.commit();
         self.run_commands();
         self.report(now);
+    }
+
+    /// Logs the error of an operation retried every [`RETRY_IO`]: when it is new, then at most
+    /// every [`ERROR_REPEAT`] while it lasts, not every second.
+    fn retried_error(&mut self, message: &str, fields: &[crate::log::Field]) {
+        let mut key = message.to_string();
+        for (k, v) in fields {
+            key.push_str(&format!(" {k}={v}"));
+        }
+        let now = Instant::now();
+        if self.logged_errors.get(&key).map_or(true, |t| now.duration_since(*t) >= ERROR_REPEAT) {
+            self.logged_errors.insert(key, now);
+            self.log.error(message, fields);
+        }
+    }
+
+    /// The retried operations succeed again: said once, and their errors logged anew.
+    fn errors_over(&mut self) {
+        if !self.logged_errors.is_empty() {
+            self.logged_errors.clear();
+            self.log.info("events and state are written again", &[]);
+        }
     }
 
     /// The earliest time something must happen; `None`: only an event can wake us.

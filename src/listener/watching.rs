@@ -177,7 +177,7 @@ impl Listener {
                 }
             }
             Err(e) => {
-                self.log.error("cannot watch a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
+                self.retried_error("cannot watch a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
                 self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
                 self.retry_scans = true;
             }
@@ -191,7 +191,7 @@ impl Listener {
         let found = match cursor::scan(&dir, &ws.cursor) {
             Ok(s) => s,
             Err(e) => {
-                self.log.error(
+                self.retried_error(
                     "cannot list a result folder; trying again",
                     &[("WORKER", &worker), ("ERROR", &e)],
                 );
