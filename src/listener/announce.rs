@@ -161,6 +161,7 @@ impl Listener {
     }
 
     fn write_state(&mut self) {
+        self.state_folder_back();
         if let Err(e) = self.flush_taken() {
             self.retried_error(
                 "cannot write the log of results taken; trying again",
@@ -174,16 +175,9 @@ impl Listener {
             return;
         }
         self.state.written_at = clock::now_f64();
-        let mut batch = Batch::recreating();
+        let mut batch = Batch::new();
         batch.add(&self.cfg.state_dir(), FILE, self.state.to_bytes(), ());
-        let outcome = batch.commit().pop().map_or(Ok(()), |(_, r)| r);
-        let recreated = batch.take_recreated();
-        if !recreated.is_empty() {
-            self.recreated(recreated);
-            // The lock was on the folder removed: take it on the new one.
-            self.relock();
-        }
-        match outcome {
+        match batch.commit().pop().map_or(Ok(()), |(_, r)| r) {
             Ok(()) => {
                 self.state_dirty = false;
                 self.taken.values_mut().for_each(taken::Taken::committed);

@@ -47,9 +47,23 @@ fn lock(dir: &std::path::Path) -> Result<File, Fatal> {
 }
 
 impl Listener {
+    /// Before the state is written: a state folder removed under the listener is made again,
+    /// the lock taken on the new one, and the logs of results taken, gone with it, written
+    /// again whole.
+    pub(super) fn state_folder_back(&mut self) {
+        let dir = self.cfg.state_dir();
+        if dir.symlink_metadata().is_ok() || durable::recreate_dir(&dir).is_err() {
+            // There, or not to be made: the write that follows says why.
+            return;
+        }
+        self.recreated(vec![dir]);
+        self.relock();
+        self.taken.values_mut().for_each(super::taken::Taken::lost);
+    }
+
     /// The state folder was made again: the lock goes to the new one. Another listener that
     /// took it meanwhile serves the spool now; this one stops.
-    pub(super) fn relock(&mut self) {
+    fn relock(&mut self) {
         match lock(&self.cfg.state_dir()) {
             Ok(file) => self._lock = file,
             Err(e) => {

@@ -57,6 +57,8 @@ pub struct Taken {
     pending: Vec<(u64, u64)>,
     /// A log replaced by a rewrite, removed once the state names the new one.
     obsolete: Option<PathBuf>,
+    /// The log was lost (its folder removed): written again whole at the next flush.
+    lost: bool,
 }
 
 /// What a result's file name is known by.
@@ -153,12 +155,20 @@ impl Taken {
     }
 
     pub fn is_dirty(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.lost
+    }
+
+    /// The state folder was removed and made again: the log is written again whole.
+    pub fn lost(&mut self) {
+        self.lost = true;
     }
 
     /// Appends what is pending to the log and syncs it (or writes the log again whole when it
     /// has grown too much). Returns the mark for the state.
     pub fn flush(&mut self, dir: &Path, worker: &str) -> io::Result<Mark> {
+        if self.lost {
+            return self.rewrite(dir, worker);
+        }
         if self.pending.is_empty() {
             return Ok(self.mark);
         }
@@ -211,6 +221,7 @@ impl Taken {
         self.obsolete = Some(path(dir, worker, self.mark.file));
         self.mark = Mark { file: next, records: self.by_name.len() as u64 };
         self.pending.clear();
+        self.lost = false;
         Ok(self.mark)
     }
 
