@@ -57,21 +57,11 @@ impl Listener {
         let path = self.cfg.paths.results.join(worker).join(&key.1);
         let stem = key.1.strip_suffix(".json").unwrap_or(&key.1).to_string();
         let reading = summary::read(&path, &stem);
-        let generation = match &reading {
-            Reading::Result(s) => Some(taken::generation(s.finished_at.as_deref().unwrap_or(""))),
-            Reading::Unreadable(_) => Some(taken::generation(taken::UNREADABLE)),
-            Reading::Gone => None,
-        };
-        let ledger = self.taken.entry(worker.to_string()).or_default();
-        let again = generation.is_some_and(|g| ledger.has(&key.1, g));
-        if let (Some(g), false) = (generation, again) {
-            ledger.take(&key.1, g);
-        }
+        let again = self.taken_before(worker, &key.1, &reading);
         let ws = self.state.workers.entry(worker.to_string()).or_default();
         let announce = ws.cursor.announces(&key);
         match reading {
             Reading::Gone => {}
-            // Its task's result was taken already: the file was touched, edited or copied over.
             _ if again => self.log.debug(
                 "a result already taken changed (touched or edited); not counted or announced again",
                 &[("WORKER", &worker), ("FILE", &path.display())],
@@ -117,6 +107,22 @@ impl Listener {
             }
         }
         self.state_dirty = true;
+    }
+
+    /// Whether the result `name` of `worker`, as read, was taken before (its file was touched,
+    /// edited or copied over since); if not, it is recorded as taken now.
+    fn taken_before(&mut self, worker: &str, name: &str, reading: &Reading) -> bool {
+        let generation = match reading {
+            Reading::Result(s) => taken::generation(s.finished_at.as_deref().unwrap_or("")),
+            Reading::Unreadable(_) => taken::generation(taken::UNREADABLE),
+            Reading::Gone => return false,
+        };
+        let ledger = self.taken.entry(worker.to_string()).or_default();
+        if ledger.has(name, generation) {
+            return true;
+        }
+        ledger.take(name, generation);
+        false
     }
 
     /// Counts `s` in its batch. Returns the batch's progress for the task's event, and

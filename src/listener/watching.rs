@@ -252,14 +252,7 @@ impl Listener {
             match change {
                 Change::Arrived(Folder::Results(w), name) => self.result_arrived(&w, name.to_str()),
                 Change::Created(Folder::Results(w), _) => self.touched(&w),
-                Change::Removed(Folder::Results(w), name) => {
-                    self.touched(&w);
-                    let name = name.to_str().filter(|n| is_result_name(n));
-                    if let (Some(t), Some(name)) = (self.taken.get_mut(&w), name) {
-                        t.forget(name);
-                        self.state_dirty = true;
-                    }
-                }
+                Change::Removed(Folder::Results(w), name) => self.result_removed(&w, name.to_str()),
                 Change::Arrived(Folder::Heartbeats, name) => {
                     let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_allowed(n));
                     if let Some(worker) = stem.map(str::to_string) {
@@ -313,6 +306,17 @@ impl Listener {
         let is_new = self.state.workers.get(worker).is_some_and(|ws| ws.cursor.is_new(&key));
         if let Some(live) = self.workers.get_mut(worker).filter(|_| is_new) {
             live.pending.insert(key);
+        }
+    }
+
+    /// A result was removed or moved away (by `watcherctl dlq retry`, a clean-up): it is
+    /// forgotten, and a new result of its task is a new result.
+    fn result_removed(&mut self, worker: &str, name: Option<&str>) {
+        self.touched(worker);
+        let name = name.filter(|n| is_result_name(n));
+        if let (Some(t), Some(name)) = (self.taken.get_mut(worker), name) {
+            t.forget(name);
+            self.state_dirty = true;
         }
     }
 
