@@ -38,17 +38,38 @@ pub struct Batch<T> {
     items: Vec<Item<T>>,
     seq: u64,
     pid: u32,
+    /// A destination folder found missing is made again (see [`Batch::recreating`]).
+    recreate: bool,
+    recreated: BTreeSet<PathBuf>,
 }
 
 impl<T> Default for Batch<T> {
     fn default() -> Self {
-        Batch { items: Vec::new(), seq: 0, pid: std::process::id() }
+        Batch {
+            items: Vec::new(),
+            seq: 0,
+            pid: std::process::id(),
+            recreate: false,
+            recreated: BTreeSet::new(),
+        }
     }
 }
 
 impl<T> Batch<T> {
     pub fn new() -> Batch<T> {
         Batch::default()
+    }
+
+    /// A batch that makes a missing destination folder again (with its missing parents,
+    /// durably) instead of failing: a daemon's own folders, removed under it (`rm -rf` of
+    /// the spool), come back at its next write.
+    pub fn recreating() -> Batch<T> {
+        Batch { recreate: true, ..Batch::default() }
+    }
+
+    /// The folders made again since the last call.
+    pub fn take_recreated(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.recreated).into_iter().collect()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -116,7 +137,17 @@ impl<T> Batch<T> {
         for item in items {
             self.seq += 1;
             let tmp = item.dir.join(format!("{TEMP_PREFIX}{}.{}.{}.tmp", item.name, self.pid, self.seq));
-            match write_temp(&tmp, &item.bytes, item.mtime) {
+            let written = match write_temp(&tmp, &item.bytes, item.mtime) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound && self.recreate => {
+                    let made = recreate_dir(&item.dir);
+                    if made.is_ok() {
+                        self.recreated.insert(item.dir.clone());
+                    }
+                    made.and_then(|()| write_temp(&tmp, &item.bytes, item.mtime))
+                }
+                other => other,
+            };
+            match written {
                 Ok(file) => staged.push((item, tmp, file)),
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
@@ -338,6 +369,19 @@ pub fn create_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o750).create(dir)
 }
 
+/// Creates `dir` and its missing parents (mode 0750), and syncs the folder above each one
+/// made, so that the files then renamed into it survive a power failure.
+pub fn recreate_dir(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| d.symlink_metadata().is_err()).collect();
+    create_dir(dir)?;
+    for made in missing.iter().rev() {
+        if let Some(parent) = made.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes this program's temp files left in `dir` by a dead process. `owner` limits it to
 /// temp files of one final name prefix (for folders shared between workers).
 pub fn remove_stale_temps(dir: &Path, owner: Option<&str>) -> io::Result<usize> {
@@ -374,6 +418,21 @@ mod tests {
             fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("e").file_name()).collect();
         assert_eq!(names.len(), 2, "no temp files left: {names:?}");
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn a_recreating_batch_makes_a_removed_folder_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gone = dir.path().join("results/marie");
+        let mut b = Batch::recreating();
+        b.add(&gone, "a.json", b"{}".to_vec(), 1);
+        b.add(dir.path(), "b.json", b"{}".to_vec(), 2);
+        let out: Vec<(i32, bool)> = b.commit().into_iter().map(|(t, r)| (t, r.is_ok())).collect();
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|(_, ok)| *ok), "{out:?}");
+        assert_eq!(fs::read(gone.join("a.json")).expect("a"), b"{}");
+        assert_eq!(b.take_recreated(), vec![gone]);
+        assert!(b.take_recreated().is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! survives any crash, travels with the task when it is re-queued, and needs no side files.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -57,20 +57,23 @@ pub struct State {
     /// Runs not charged at all: stopped by a rate limit or an outage of the agent's service.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub uncharged: u32,
-    /// Seconds the task spent held by an outage or a rate limit, from an uncharged run's
-    /// start to the start of its next charged run: not counted by MAX_TASK_WALL_TIME.
-    #[serde(default, skip_serializing_if = "is_zero_f64")]
-    pub held_seconds: f64,
-    /// When the hold still under way began (epoch seconds): the start of its first
-    /// uncharged run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub held_since: Option<f64>,
+    /// The last run was not charged (a rate limit or an outage of the agent's service held
+    /// it): until the next charged run starts, no time is charged to the task either.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub on_hold: bool,
     /// Wall-clock time (epoch seconds) before which the next attempt must not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at: Option<f64>,
-    /// When the first attempt started.
+    /// When the first attempt started (wall clock, for the record; not for any limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_started_at: Option<String>,
+    /// Seconds charged to the task, what MAX_TASK_WALL_TIME limits: the time a worker held it
+    /// claimed (its runs and its waits for a retry), counted on the monotonic clock, without
+    /// the time a rate limit or an outage held it back. A step of the wall clock never adds
+    /// to it, and neither does time no worker held the task (stopped, or queued behind
+    /// others).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub charged_seconds: f64,
     #[serde(default)]
     pub history: Vec<Failure>,
 }
@@ -83,28 +86,16 @@ fn is_zero_f64(x: &f64) -> bool {
     *x == 0.0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 impl State {
     /// The runs charged to the task: attempts and reclaims. The runaway guard (MAX_TASK_RUNS)
     /// caps it. Uncharged runs (a rate limit, an outage: trials of the whole worker, not of
     /// the task) are not counted, so a task held however long is never dead-lettered for it.
     pub fn runs(&self) -> u32 {
         self.attempts.saturating_add(self.reclaims)
-    }
-
-    /// The task's charged run started at `at` (epoch seconds): a hold under way is over.
-    pub fn end_hold(&mut self, at: f64) {
-        if let Some(since) = self.held_since.take() {
-            let held = at - since;
-            if held.is_finite() && held > 0.0 {
-                self.held_seconds += held;
-            }
-        }
-    }
-
-    /// Seconds held so far, a hold under way (until `now`) included.
-    pub fn held(&self, now: f64) -> f64 {
-        let current = self.held_since.map_or(0.0, |since| (now - since).max(0.0));
-        self.held_seconds + current
     }
 }
 
@@ -122,6 +113,9 @@ pub struct Task {
     /// The submitted object, unknown fields included, without `_watcher`.
     pub doc: Map<String, Value>,
     pub state: State,
+    /// Since when time is charged to the task in this process (it claimed it, and it is not
+    /// on hold): `state.charged_seconds` counts up from here. `None`: nothing is charged now.
+    pub charging_since: Option<Instant>,
 }
 
 /// Why a task is rejected with reason `invalid`. The message names the exact problem.
@@ -250,7 +244,17 @@ impl Task {
                 expected: "a number of US dollars > 0",
             })?),
         };
-        Ok(Task { id, description, timeout, max_retries, max_turns, max_budget_usd, doc, state })
+        Ok(Task {
+            id,
+            description,
+            timeout,
+            max_retries,
+            max_turns,
+            max_budget_usd,
+            doc,
+            state,
+            charging_since: None,
+        })
     }
 
     /// `metadata`, carried into the result untouched.
@@ -258,11 +262,42 @@ impl Task {
         self.doc.get("metadata").cloned().unwrap_or(Value::Null)
     }
 
-    /// The file's bytes: the submitted object plus the current state.
+    /// The time charged to the task: what was saved, and since this process charges it.
+    pub fn charged(&self) -> Duration {
+        let saved = Duration::try_from_secs_f64(self.state.charged_seconds).unwrap_or_default();
+        saved + self.charging_since.map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
+    /// This process holds the task (claimed, or read back at start-up): its time is charged
+    /// from `now`, unless its last run was held by a rate limit or an outage.
+    pub fn start_charging(&mut self, now: Instant) {
+        self.charging_since = (!self.state.on_hold).then_some(now);
+    }
+
+    /// A run not charged started at `run_started`: the time since is not the task's.
+    pub fn hold(&mut self, run_started: Instant) {
+        if let Some(since) = self.charging_since.take() {
+            let d = run_started.saturating_duration_since(since);
+            self.state.charged_seconds += d.as_secs_f64();
+        }
+        self.state.on_hold = true;
+    }
+
+    /// A charged run started at `run_started`: a hold under way is over, and its time is the
+    /// task's again from then.
+    pub fn end_hold(&mut self, run_started: Instant) {
+        if std::mem::take(&mut self.state.on_hold) {
+            self.charging_since = Some(run_started);
+        }
+    }
+
+    /// The file's bytes: the submitted object plus the current state (its time held as of now).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut doc = self.doc.clone();
-        if self.state != State::default() {
-            doc.insert(STATE_KEY.into(), serde_json::to_value(&self.state).unwrap_or(Value::Null));
+        let mut state = self.state.clone();
+        state.charged_seconds = self.charged().as_secs_f64();
+        if state != State::default() {
+            doc.insert(STATE_KEY.into(), serde_json::to_value(&state).unwrap_or(Value::Null));
         }
         let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
         out.push(b'\n');

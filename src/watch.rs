@@ -59,6 +59,20 @@ impl<K: Clone> DirWatch<K> {
         Ok(())
     }
 
+    /// Watches `dir` for arrivals and for its children being removed or moved away, under
+    /// one `key` (inotify keeps one mask per folder and instance).
+    pub fn add_with_removals(&mut self, dir: &Path, key: K) -> io::Result<()> {
+        let mask = ARRIVALS
+            | SELF_EVENTS
+            | WatchMask::CREATE
+            | WatchMask::DELETE
+            | WatchMask::MOVED_FROM
+            | WatchMask::ONLYDIR;
+        let wd = self.inotify.watches().add(dir, mask).map_err(|e| watch_error(dir, e))?;
+        self.keys.insert(wd, key);
+        Ok(())
+    }
+
     /// Watches `dir` for its children being removed or moved away. A folder that a process
     /// holds open (the worker's lock on its queue) gets no IN_DELETE_SELF when it is removed
     /// until the last fd closes; its parent's IN_DELETE comes at once.
@@ -151,6 +165,28 @@ mod tests {
                 Change::Created(7, ".b.tmp".into()),
                 Change::Arrived(7, ".b.tmp".into()),
                 Change::Arrived(7, "b.json".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn arrivals_and_removals_under_one_watch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut w = DirWatch::new().expect("inotify");
+        w.add_with_removals(dir.path(), 1).expect("watch");
+        fs::write(dir.path().join("a.json"), "{}").expect("write");
+        fs::rename(dir.path().join("a.json"), dir.path().join("b.json")).expect("rename");
+        fs::remove_file(dir.path().join("b.json")).expect("rm");
+        let mut out = Vec::new();
+        w.read(&mut out).expect("read");
+        assert_eq!(
+            out,
+            vec![
+                Change::Created(1, "a.json".into()),
+                Change::Arrived(1, "a.json".into()),
+                Change::Removed(1, "a.json".into()),
+                Change::Arrived(1, "b.json".into()),
+                Change::Removed(1, "b.json".into()),
             ]
         );
     }

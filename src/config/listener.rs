@@ -9,7 +9,6 @@ use super::{report, value, Effective, Layers, Paths, Resolver};
 use crate::config::ConfigError;
 use crate::listen::Addr;
 use crate::log::{Format, Level, Target};
-use crate::task::is_valid_id;
 
 /// The name `%i` stands for in METRICS_LISTEN.
 pub const INSTANCE: &str = "orchestrator-listener";
@@ -47,7 +46,7 @@ pub struct ListenerConfig {
 fn worker_list(s: &str) -> Result<Option<Vec<String>>, ()> {
     let mut names: Vec<String> = Vec::new();
     for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        if !is_valid_id(name) {
+        if !super::worker_name::is_allowed(name) {
             return Err(());
         }
         if !names.iter().any(|n| n == name) {
@@ -62,16 +61,15 @@ impl ListenerConfig {
         let (mut r, root) = Resolver::open(layers)?;
         let paths = super::spool_paths(&mut r, &root)?;
         let workers = r.get("WORKERS", worker_list)?.flatten();
-        let secs = |positive| move |s: &str| value::seconds(s, positive);
-        let stale_after = r.get("HEARTBEAT_STALE_AFTER", secs(true))?;
+        let stale_after = r.secs("HEARTBEAT_STALE_AFTER")?;
         let notify_argv = r.get("ORCHESTRATOR_NOTIFY_COMMAND", value::words)?.unwrap_or_default();
         let tuning = ListenerTuning {
             stale_after,
             notify_argv,
             notify_concurrency: r.req("ORCHESTRATOR_NOTIFY_CONCURRENCY", |s| value::uint(s, 1, 64))? as usize,
-            notify_timeout: r.req("ORCHESTRATOR_NOTIFY_TIMEOUT", secs(true))?,
-            kill_grace: r.req("KILL_GRACE", secs(false))?,
-            backfill: r.req("LISTENER_BACKFILL", secs(false))?,
+            notify_timeout: r.req_secs("ORCHESTRATOR_NOTIFY_TIMEOUT")?,
+            kill_grace: r.req_secs("KILL_GRACE")?,
+            backfill: r.req_secs("LISTENER_BACKFILL")?,
             log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         };
         let log_format = r.req("LOG_FORMAT", |s| s.parse::<Format>())?;
@@ -176,11 +174,11 @@ mod tests {
         let root = dir.path().display().to_string();
         for (var, value, expect) in [
             ("WORKERS", "marie,../etc", "separated by commas"),
-            ("HEARTBEAT_STALE_AFTER", "0", "seconds > 0"),
+            ("HEARTBEAT_STALE_AFTER", "0", "seconds from 1 to"),
             ("ORCHESTRATOR_NOTIFY_COMMAND", "'open", "split like a shell"),
             ("ORCHESTRATOR_NOTIFY_CONCURRENCY", "0", "from 1 to 64"),
-            ("ORCHESTRATOR_NOTIFY_TIMEOUT", "-1", "seconds > 0"),
-            ("LISTENER_BACKFILL", "soon", "seconds >= 0"),
+            ("ORCHESTRATOR_NOTIFY_TIMEOUT", "-1", "seconds from 0.1 to"),
+            ("LISTENER_BACKFILL", "soon", "seconds from 0 to"),
         ] {
             let e = load(&[("WATCHER_ROOT", &root), (var, value)]).expect_err(var);
             assert!(e.0.starts_with(&format!("{var}=")) && e.0.contains(expect), "{e}");

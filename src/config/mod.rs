@@ -4,10 +4,12 @@
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
+pub(crate) mod bounds;
 pub mod listener;
 mod policy;
 pub(crate) mod value;
 pub mod vars;
+pub mod worker_name;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::log::{Format, Level, Target};
-use crate::task::is_valid_id;
 pub use policy::Policy;
 pub use vars::{Reload, Var, VARS};
 
@@ -248,6 +249,17 @@ impl Resolver<'_> {
     ) -> Result<T, ConfigError> {
         self.get(name, parse)?.ok_or_else(|| ConfigError(format!("{name}: no value and no default")))
     }
+
+    /// A time setting, held to its range ([`bounds`]).
+    fn secs(&mut self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        let span = bounds::of(name).ok_or_else(|| ConfigError(format!("{name}: no range of values")))?;
+        self.get(name, |s| span.parse(s))
+    }
+
+    /// Like `secs` for a variable that has a default in the table.
+    fn req_secs(&mut self, name: &'static str) -> Result<Duration, ConfigError> {
+        self.secs(name)?.ok_or_else(|| ConfigError(format!("{name}: no value and no default")))
+    }
 }
 
 impl<'a> Resolver<'a> {
@@ -320,11 +332,7 @@ fn absolute(p: &str) -> Result<PathBuf, ()> {
 impl Config {
     /// Validates `worker` and every setting through `layers`.
     pub fn load(worker: &str, layers: &Layers) -> Result<Config, ConfigError> {
-        if !is_valid_id(worker) {
-            return Err(ConfigError(format!(
-                "worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
-            )));
-        }
+        worker_name::check(worker).map_err(ConfigError)?;
         Config::resolve(worker, layers)
     }
 
@@ -423,43 +431,32 @@ fn agent_env(r: &Resolver) -> BTreeMap<String, String> {
 }
 
 fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
-    let secs = |positive| move |s: &str| value::seconds(s, positive);
     let mut agent_argv = r.req("CLAUDE_COMMAND", value::words)?;
     if agent_argv.is_empty() {
         return Err(bad_value("CLAUDE_COMMAND", "", &Source::Default));
     }
     agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
-    let rescan = r.get("RESCAN_INTERVAL", secs(false))?;
+    let rescan = r.secs("RESCAN_INTERVAL")?;
     Ok(Tuning {
         max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
-        task_timeout: r.req("TASK_TIMEOUT", secs(true))?,
-        kill_grace: r.req("KILL_GRACE", secs(false))?,
-        shutdown_grace: r.req("SHUTDOWN_GRACE", secs(false))?,
-        heartbeat_interval: r.req("HEARTBEAT_INTERVAL", secs(true))?,
+        task_timeout: r.req_secs("TASK_TIMEOUT")?,
+        kill_grace: r.req_secs("KILL_GRACE")?,
+        shutdown_grace: r.req_secs("SHUTDOWN_GRACE")?,
+        heartbeat_interval: r.req_secs("HEARTBEAT_INTERVAL")?,
         max_retries: r.req("MAX_RETRIES", |s| value::uint(s, 0, 1000))? as u32,
         retry_backoff: r.req("RETRY_BACKOFF", |s| value::float(s, 1.0, true))?,
-        initial_retry_delay: r.req("INITIAL_RETRY_DELAY", secs(false))?,
-        max_retry_delay: r.req("MAX_RETRY_DELAY", secs(false))?,
+        initial_retry_delay: r.req_secs("INITIAL_RETRY_DELAY")?,
+        max_retry_delay: r.req_secs("MAX_RETRY_DELAY")?,
         max_reclaims: r.req("MAX_RECLAIMS", |s| value::uint(s, 0, 1000))? as u32,
         breaker_threshold: r.req("CIRCUIT_BREAKER_THRESHOLD", |s| value::uint(s, 1, 1_000_000))? as u32,
-        breaker_timeout: r.req("CIRCUIT_BREAKER_TIMEOUT", secs(true))?,
-        breaker_max_timeout: r.req("CIRCUIT_BREAKER_MAX_TIMEOUT", secs(true))?,
+        breaker_timeout: r.req_secs("CIRCUIT_BREAKER_TIMEOUT")?,
+        breaker_max_timeout: r.req_secs("CIRCUIT_BREAKER_MAX_TIMEOUT")?,
         agent_argv,
         max_task_bytes: r.req("MAX_TASK_BYTES", |s| value::uint(s, 1, 1 << 32))?,
         max_output_bytes: r.req("MAX_OUTPUT_BYTES", |s| value::uint(s, 0, 1 << 32))?,
         rescan_interval: rescan.filter(|d| !d.is_zero()),
         rescan_auto: rescan.is_none(),
-        quiet_period: r.req("TASK_QUIET_PERIOD", |s| {
-            value::seconds(s, false).and_then(
-                |d| {
-                    if d <= Duration::from_secs(3600) {
-                        Ok(d)
-                    } else {
-                        Err(())
-                    }
-                },
-            )
-        })?,
+        quiet_period: r.req_secs("TASK_QUIET_PERIOD")?,
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_env: agent_env(r),
         policy: policy::policy(r)?,

@@ -33,9 +33,8 @@ fn flag(s: &str) -> Result<Option<String>, ()> {
 }
 
 pub(super) fn policy(r: &mut Resolver) -> Result<Policy, ConfigError> {
-    let secs = |positive| move |s: &str| value::seconds(s, positive);
     let budget = r.req("WORKER_BUDGET_USD", |s| value::float(s, 0.0, true))?;
-    let wall = r.req("MAX_TASK_WALL_TIME", secs(false))?;
+    let wall = r.req_secs("MAX_TASK_WALL_TIME")?;
     Ok(Policy {
         empty_output: r.req("EMPTY_OUTPUT", |s| match s.trim().to_ascii_lowercase().as_str() {
             "accept" => Ok(EmptyOutput::Accept),
@@ -43,14 +42,14 @@ pub(super) fn policy(r: &mut Resolver) -> Result<Policy, ConfigError> {
             "fail" => Ok(EmptyOutput::Fail),
             _ => Err(()),
         })?,
-        rate_limit_pause: r.req("RATE_LIMIT_PAUSE", secs(true))?,
+        rate_limit_pause: r.req_secs("RATE_LIMIT_PAUSE")?,
         repeated_failure_limit: r.req("REPEATED_FAILURE_LIMIT", |s| value::uint(s, 0, 1000))? as u32,
         max_task_runs: r.req("MAX_TASK_RUNS", |s| value::uint(s, 0, 1_000_000))? as u32,
         max_task_wall_time: Some(wall).filter(|d| !d.is_zero()),
         max_turns_flag: r.req("AGENT_MAX_TURNS_FLAG", flag)?,
         max_budget_flag: r.req("AGENT_MAX_BUDGET_FLAG", flag)?,
         worker_budget_usd: Some(budget).filter(|b| *b > 0.0),
-        worker_budget_window: r.req("WORKER_BUDGET_WINDOW", secs(true))?,
+        worker_budget_window: r.req_secs("WORKER_BUDGET_WINDOW")?,
         preflight: r.req("AGENT_PREFLIGHT", value::boolean)?,
     })
 }

@@ -47,7 +47,7 @@ fn bad_values_name_the_variable_and_what_is_expected() {
     let root = dir.path().display().to_string();
     for (var, value, expect) in [
         ("MAX_RETRIES", "abc", "whole number"),
-        ("TASK_TIMEOUT", "-5", "seconds > 0"),
+        ("TASK_TIMEOUT", "-5", "seconds from 0.1 to"),
         ("LOG_LEVEL", "LOUD", "DEBUG, INFO"),
         ("MAX_CONCURRENT_TASKS", "0", "from 1 to 1024"),
         ("RETRY_BACKOFF", "0.5", ">= 1"),
@@ -225,4 +225,55 @@ fn lock_dir_is_optional_and_absolute() {
     assert_eq!(load(&[("WATCHER_ROOT", &root)]).expect("config").paths.lock, None);
     let c = load(&[("WATCHER_ROOT", &root), ("LOCK_DIR", "/run/ww")]).expect("config");
     assert_eq!(c.paths.lock, Some(PathBuf::from("/run/ww")));
+}
+
+/// Every time setting, at and beyond both ends of its range, through the loader of each
+/// program that reads it (the workers' and watcherctl's, or the listener's).
+#[test]
+fn time_settings_are_held_to_their_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let listener_only = ["HEARTBEAT_STALE_AFTER", "ORCHESTRATOR_NOTIFY_TIMEOUT", "LISTENER_BACKFILL"];
+    for (name, span) in bounds::SPANS {
+        let try_value = |v: &str| -> Result<(), ConfigError> {
+            let env = [("WATCHER_ROOT", root.as_str()), (name, v)];
+            let worker = load(&env).map(|_| ());
+            let listener = listener::ListenerConfig::load(&layers(&env)).map(|_| ());
+            if listener_only.contains(name) {
+                worker.expect("not a worker's setting");
+                listener
+            } else if *name == "KILL_GRACE" {
+                worker.and(listener)
+            } else {
+                worker
+            }
+        };
+        let (min, max) = (span.min, span.max);
+        for ok in [min, max, (min + max) / 2.0] {
+            try_value(&ok.to_string()).unwrap_or_else(|e| panic!("{name}={ok} refused: {e}"));
+        }
+        let below = if min > 0.0 { min / 10.0 } else { -1.0 };
+        for bad in [below.to_string(), (max * 1.01).to_string(), "1e-300".into(), "inf".into(), "nan".into()]
+        {
+            if bad == "1e-300" && min == 0.0 {
+                continue;
+            }
+            let e = try_value(&bad).expect_err(&format!("{name}={bad} accepted"));
+            assert!(e.0.starts_with(&format!("{name}={bad:?} is invalid: expected ")), "{e}");
+            assert!(e.0.contains(&span.describe()), "{e}");
+            assert!(!e.0.contains('\n'), "one line: {e}");
+        }
+        assert_eq!(try_value("0").is_ok(), span.off || min == 0.0, "{name}=0");
+    }
+}
+
+#[test]
+fn each_time_setting_states_its_range_in_the_table() {
+    for (name, span) in bounds::SPANS {
+        let var = vars::lookup(name).unwrap_or_else(|| panic!("{name} is not in the table"));
+        assert_eq!(var.expects, span.describe(), "{name}");
+    }
+    for var in VARS.iter().filter(|v| v.expects.contains("seconds")) {
+        assert!(bounds::of(var.name).is_some(), "{} is a time without a range", var.name);
+    }
 }

@@ -1,8 +1,6 @@
 //! Parsers for setting values. Each returns `Err(())` and the caller reports the variable's
 //! `expects` text from the table, so every message has the same shape.
 
-use std::time::Duration;
-
 pub fn uint(s: &str, min: u64, max: u64) -> Result<u64, ()> {
     let n: u64 = s.trim().parse().map_err(|_| ())?;
     if n < min || n > max {
@@ -19,15 +17,6 @@ pub fn float(s: &str, min: f64, min_inclusive: bool) -> Result<f64, ()> {
     } else {
         Err(())
     }
-}
-
-/// Seconds as a float, `> 0` when `positive`, else `>= 0`; at most ten years.
-pub fn seconds(s: &str, positive: bool) -> Result<Duration, ()> {
-    let x = float(s, 0.0, !positive)?;
-    if x > 315_576_000.0 {
-        return Err(());
-    }
-    Ok(Duration::from_secs_f64(x))
 }
 
 pub fn boolean(s: &str) -> Result<bool, ()> {
@@ -56,17 +45,6 @@ mod tests {
         assert!(uint("abc", 0, 10).is_err());
         assert!(uint("-1", 0, 10).is_err());
         assert!(uint("1.5", 0, 10).is_err());
-    }
-
-    #[test]
-    fn seconds_sign_and_nan() {
-        assert_eq!(seconds("1.5", true), Ok(Duration::from_millis(1500)));
-        assert!(seconds("0", true).is_err());
-        assert_eq!(seconds("0", false), Ok(Duration::ZERO));
-        assert!(seconds("-3", false).is_err());
-        assert!(seconds("nan", false).is_err());
-        assert!(seconds("inf", false).is_err());
-        assert!(seconds("1e30", false).is_err());
     }
 
     #[test]

@@ -79,28 +79,28 @@ pub const VARS: &[Var] = &[
     var(
         "TASK_TIMEOUT",
         Some("600"),
-        "a number of seconds > 0",
+        "a number of seconds from 0.1 to 31536000",
         Live,
         "Default time limit of one attempt; a task's \"timeout\" overrides it.",
     ),
     var(
         "KILL_GRACE",
         Some("10"),
-        "a number of seconds >= 0",
+        "a number of seconds from 0 to 3600",
         Live,
         "Time between SIGTERM and SIGKILL to an agent's process group.",
     ),
     var(
         "SHUTDOWN_GRACE",
         Some("30"),
-        "a number of seconds >= 0",
+        "a number of seconds from 0 to 86400",
         Live,
         "On SIGTERM, how long running tasks may finish before they are killed and re-queued.",
     ),
     var(
         "HEARTBEAT_INTERVAL",
         Some("10"),
-        "a number of seconds > 0",
+        "a number of seconds from 0.1 to 3600",
         Live,
         "How often the heartbeat file is rewritten.",
     ),
@@ -115,16 +115,17 @@ pub const VARS: &[Var] = &[
     var(
         "INITIAL_RETRY_DELAY",
         Some("1.0"),
-        "a number of seconds >= 0",
+        "a number of seconds from 0 to 86400",
         Live,
         "Delay before the first retry.",
     ),
     var(
         "MAX_RETRY_DELAY",
         Some("300"),
-        "a number of seconds >= 0",
+        "a number of seconds from 0 to 604800",
         Live,
-        "Cap of the delay between retries.",
+        "Cap of the delay between retries, and of the wait for a retry time read back from disk at a \
+         restart (which a step of the wall clock may have moved).",
     ),
     var(
         "MAX_RECLAIMS",
@@ -143,14 +144,14 @@ pub const VARS: &[Var] = &[
     var(
         "CIRCUIT_BREAKER_TIMEOUT",
         Some("60"),
-        "a number of seconds > 0",
+        "a number of seconds from 0.1 to 86400",
         Live,
         "How long the breaker stays open before one trial task runs.",
     ),
     var(
         "CIRCUIT_BREAKER_MAX_TIMEOUT",
         Some("600"),
-        "a number of seconds > 0",
+        "a number of seconds from 0.1 to 86400",
         Live,
         "Each failed trial in a row doubles how long the breaker stays open, up to this (never \
          less than CIRCUIT_BREAKER_TIMEOUT); an outage of the agent's service is tried at this pace.",
@@ -186,7 +187,7 @@ pub const VARS: &[Var] = &[
     var(
         "RESCAN_INTERVAL",
         None,
-        "a number of seconds >= 0 (0: off)",
+        "0 (off) or a number of seconds from 1 to 86400",
         Live,
         "Safety rescan of the queue, for filesystems where inotify misses writes. Unset: off, \
          or every 5 s when the queue is on NFS, CIFS/SMB, FUSE, 9p or Ceph (statfs at start-up).",
@@ -194,7 +195,7 @@ pub const VARS: &[Var] = &[
     var(
         "TASK_QUIET_PERIOD",
         Some("10"),
-        "a number of seconds from 0 to 3600 (0: off)",
+        "a number of seconds from 0 to 3600",
         Live,
         "A task file that is not JSON is not judged while it may still be being written in place: \
          while a process has it open for writing (when the worker can tell), else until it has \
@@ -255,7 +256,7 @@ pub const VARS: &[Var] = &[
     var(
         "RATE_LIMIT_PAUSE",
         Some("300"),
-        "a number of seconds > 0",
+        "a number of seconds from 1 to 86400",
         Live,
         "How long the worker pauses after a usage or rate limit whose reset time the agent did not give, \
          or gave in the past or more than 8 days ahead; at most 8 days.",
@@ -280,10 +281,12 @@ pub const VARS: &[Var] = &[
     var(
         "MAX_TASK_WALL_TIME",
         Some("86400"),
-        "a number of seconds >= 0 (0: off)",
+        "0 (off) or a number of seconds from 1 to 31536000",
         Live,
-        "Give up (reason time_limit) on a task that fails this long after its first attempt started, \
-         not counting the time it was held by a rate limit or an outage of the agent's service.",
+        "Give up (reason time_limit) on a task still failing after a worker has held it this long since \
+         its first start (its runs and retry waits, on the monotonic clock: a step of the wall clock \
+         does not count, nor does time the worker was stopped, nor time it was held by a rate limit \
+         or an outage of the agent's service).",
     ),
     var(
         "AGENT_MAX_TURNS_FLAG",
@@ -310,7 +313,7 @@ pub const VARS: &[Var] = &[
     var(
         "WORKER_BUDGET_WINDOW",
         Some("86400"),
-        "a number of seconds > 0",
+        "a number of seconds from 1 to 31536000",
         Live,
         "The rolling window of WORKER_BUDGET_USD.",
     ),
@@ -327,7 +330,7 @@ pub const VARS: &[Var] = &[
     var(
         "WORKERS",
         None,
-        "worker names separated by commas (e.g. marie,anga,fabien)",
+        "worker names separated by commas (e.g. marie,anga,fabien), none of them orchestrator",
         Restart,
         "orchestrator-listener: the workers to follow; unset: every worker with a folder in \
          tasks/ or results/, or a heartbeat, as they appear.",
@@ -335,7 +338,7 @@ pub const VARS: &[Var] = &[
     var(
         "HEARTBEAT_STALE_AFTER",
         None,
-        "a number of seconds > 0",
+        "a number of seconds from 1 to 604800",
         Live,
         "orchestrator-listener: age after which a heartbeat is stale and its worker unhealthy; \
          unset: three times the heartbeat_interval the heartbeat itself states.",
@@ -357,14 +360,14 @@ pub const VARS: &[Var] = &[
     var(
         "ORCHESTRATOR_NOTIFY_TIMEOUT",
         Some("30"),
-        "a number of seconds > 0",
+        "a number of seconds from 0.1 to 86400",
         Live,
         "orchestrator-listener: time limit of one notify command (then SIGTERM, SIGKILL after KILL_GRACE).",
     ),
     var(
         "LISTENER_BACKFILL",
         Some("86400"),
-        "a number of seconds >= 0",
+        "a number of seconds from 0 to 315360000",
         Live,
         "orchestrator-listener: results it has no record of (its first start, a new worker) \
          are announced when younger than this, and only counted when older.",

@@ -13,9 +13,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::exit::{CtlError, IO, NO_WORKER, USAGE};
+use crate::config::worker_name::{self, is_allowed};
 use crate::config::Paths;
 use crate::durable;
-use crate::task::is_valid_id;
 
 /// The folders of one spool root.
 #[derive(Clone, Debug)]
@@ -89,12 +89,12 @@ impl Spool {
     pub fn workers(&self) -> BTreeSet<String> {
         let mut names = BTreeSet::new();
         for name in list(&self.paths.heartbeats) {
-            if let Some(stem) = name.strip_suffix(".json").filter(|s| is_valid_id(s)) {
+            if let Some(stem) = name.strip_suffix(".json").filter(|s| is_allowed(s)) {
                 names.insert(stem.to_string());
             }
         }
         for name in list(&self.paths.tasks) {
-            if is_valid_id(&name) && self.paths.tasks.join(&name).is_dir() {
+            if is_allowed(&name) && self.paths.tasks.join(&name).is_dir() {
                 names.insert(name);
             }
         }
@@ -113,14 +113,7 @@ pub fn no_such_worker(spool: &Spool, worker: &str) -> CtlError {
 }
 
 pub fn check_name(worker: &str) -> Result<(), CtlError> {
-    if is_valid_id(worker) {
-        Ok(())
-    } else {
-        Err(CtlError::new(
-            USAGE,
-            format!("worker name {worker:?} is invalid: expected 1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"),
-        ))
-    }
+    worker_name::check(worker).map_err(|e| CtlError::new(USAGE, e))
 }
 
 /// Reads a file of the spool (never waiting on a FIFO, at most `max` bytes); `None` when it

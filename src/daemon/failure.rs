@@ -3,7 +3,7 @@
 //! help; or not charged at all when the worker itself is held (a rate limit here; an outage
 //! of the agent's service in [`super::outage`]).
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use super::outcome::Attempt;
 use super::pause::Why;
@@ -98,16 +98,15 @@ impl Daemon {
                 ),
             ));
         }
-        let first = state.first_started_at.as_deref().and_then(|t| humantime::parse_rfc3339_weak(t).ok());
-        if let (Some(limit), Some(first)) = (p.max_task_wall_time, first) {
-            // Time held by an outage or a rate limit is not the task's.
-            let held = Duration::from_secs_f64(state.held(clock::now_f64()).clamp(0.0, 1e12));
-            let age = SystemTime::now().duration_since(first).unwrap_or(Duration::ZERO).saturating_sub(held);
+        // Time charged, on the monotonic clock: a step of the wall clock does not count, nor
+        // does time held by an outage or a rate limit.
+        if let Some(limit) = p.max_task_wall_time {
+            let age = a.task.charged();
             if age >= limit {
                 return Some((
                     "time_limit",
                     format!(
-                        "still failing {} s after its first start (MAX_TASK_WALL_TIME={} s); last: {}",
+                        "still failing after {} s held by a worker since its first start (MAX_TASK_WALL_TIME={} s); last: {}",
                         age.as_secs(),
                         limit.as_secs(),
                         verdict.message
@@ -124,7 +123,7 @@ impl Daemon {
         if let Some(tr) = self.breaker.failed(Instant::now(), t.breaker_threshold) {
             self.breaker_changed(tr);
         }
-        a.task.state.end_hold(clock::epoch_f64(a.started_wall));
+        a.task.end_hold(a.started());
         a.task.state.attempts = a.number;
         Self::remember(&mut a, &verdict);
         let t = &self.cfg.tuning;
@@ -160,7 +159,7 @@ impl Daemon {
             self.breaker_changed(t);
         }
         self.outage_over();
-        a.task.state.end_hold(clock::epoch_f64(a.started_wall));
+        a.task.end_hold(a.started());
         a.task.state.attempts = a.number;
         Self::remember(&mut a, &verdict);
         let summary = format!("not retried: {}", verdict.message);

@@ -18,7 +18,7 @@ impl Daemon {
         let leftovers = self
             .spool
             .leftovers()
-            .map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the tasks in flight: {e}")))?;
+            .map_err(|e| Fatal::io(format!("TASK_DIR: cannot list the tasks in flight: {e}"), &e))?;
         let now = clock::now_f64();
         for claim in leftovers {
             let mut loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {

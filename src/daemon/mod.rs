@@ -1,7 +1,7 @@
 //! The worker's event loop: one thread, one `mio::Poll` over the queue's inotify fd, the
 //! signal pipe, and the agents' pipes; every timer is the poll timeout. Nothing here sleeps.
 //!
-//! A loop turn: wait → dispatch events → fire due timers → reap exited agents → start what
+//! A loop turn: wait → dispatch events → reap exited agents → fire due timers → start what
 //! may start → commit the turn's writes in one group → tell systemd.
 
 mod endpoint;
@@ -245,15 +245,14 @@ impl Daemon {
         self.preflight()?;
         self.load_ledger();
         self.recover()?;
-        self.spool.register(self.poll.registry(), SPOOL, WRITES).map_err(|e| match e.kind() {
-            // Out of inotify watches: the host's limit, not this worker's settings; a restart
-            // may succeed.
-            io::ErrorKind::StorageFull => Fatal::Other(format!("TASK_DIR: {e}")),
-            _ => Fatal::Config(format!("TASK_DIR: {e}")),
-        })?;
+        // Out of inotify watches (ENOSPC) is the host's limit, not a setting: a restart may
+        // succeed.
+        self.spool
+            .register(self.poll.registry(), SPOOL, WRITES)
+            .map_err(|e| Fatal::io(format!("TASK_DIR: {e}"), &e))?;
         self.announce_rescan();
         self.open_pipe()?;
-        self.rescan().map_err(|e| Fatal::Config(format!("TASK_DIR: cannot list the queue: {e}")))?;
+        self.rescan().map_err(|e| Fatal::io(format!("TASK_DIR: cannot list the queue: {e}"), &e))?;
         self.schedule();
         self.flush();
         let status = self.status_line();
@@ -293,10 +292,13 @@ impl Daemon {
     /// Everything after the events of a turn.
     fn turn(&mut self) {
         let now = Instant::now();
-        self.fire_timers(now);
-        if std::mem::take(&mut self.reap_due) {
+        // Exits are collected before deadlines are judged: an agent that ended while the loop
+        // was not turning (the daemon stopped, a VM paused) is judged by its exit, not by a
+        // deadline that the stall let pass. Its SIGCHLD may not have been read yet.
+        if std::mem::take(&mut self.reap_due) || self.deadline_due(now) {
             self.reap();
         }
+        self.fire_timers(now);
         self.more_work = false;
         self.schedule();
         self.flush();
@@ -364,6 +366,13 @@ impl Daemon {
             at(Some(deadline));
         }
         next
+    }
+
+    /// Whether a running agent's deadline (or its SIGKILL after the grace), or the end of the
+    /// shutdown's grace, has come.
+    fn deadline_due(&self, now: Instant) -> bool {
+        let drained = matches!(self.phase, Phase::Draining { deadline, abandoned: false } if now >= deadline);
+        drained || self.slots.iter().flatten().any(|r| !r.killed && now >= r.kill_at.unwrap_or(r.deadline))
     }
 
     fn fire_timers(&mut self, now: Instant) {

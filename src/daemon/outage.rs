@@ -84,7 +84,7 @@ impl Daemon {
         let now = Instant::now();
         let held: Vec<_> = std::mem::take(&mut self.waiting).into_iter().collect();
         for ((at, seq), w) in held {
-            let at = if w.task.state.held_since.is_some() { at.min(now) } else { at };
+            let at = if w.task.state.on_hold { at.min(now) } else { at };
             self.waiting.insert((at, seq), w);
         }
     }
@@ -93,9 +93,8 @@ impl Daemon {
     /// held is not counted against MAX_TASK_WALL_TIME.
     pub(super) fn hold(&mut self, mut a: Attempt, verdict: Verdict, until: Instant) {
         self.breaker.abandoned();
-        let state = &mut a.task.state;
-        state.uncharged = state.uncharged.saturating_add(1);
-        state.held_since.get_or_insert(clock::epoch_f64(a.started_wall));
+        a.task.state.uncharged = a.task.state.uncharged.saturating_add(1);
+        a.task.hold(a.started());
         Self::remember(&mut a, &verdict);
         let wait = until.saturating_duration_since(Instant::now());
         a.task.state.retry_at = Some(clock::now_f64() + wait.as_secs_f64());

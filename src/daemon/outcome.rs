@@ -30,6 +30,13 @@ pub(super) struct Attempt {
     pub(super) output: Option<Output>,
 }
 
+impl Attempt {
+    /// When the run started, on the monotonic clock.
+    pub(super) fn started(&self) -> Instant {
+        Instant::now().checked_sub(self.duration).unwrap_or_else(Instant::now)
+    }
+}
+
 impl Daemon {
     pub(super) fn finish(&mut self, slot: usize, exit: Exit) {
         let Some(run) = self.slots.get_mut(slot).and_then(Option::take) else {
@@ -227,6 +234,12 @@ impl Daemon {
 
     /// Acts on the outcomes of written ops.
     fn absorb(&mut self, dones: Vec<Done>) {
+        for dir in self.spool.recreated() {
+            self.log.warn(
+                "a folder of the spool was missing (removed under the worker?); re-created it",
+                &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
+            );
+        }
         let wrote = !dones.is_empty();
         // Failures by what failed and why: one log line each, however many tasks they hit.
         let mut failures: Vec<(&'static str, std::io::Error, usize)> = Vec::new();

@@ -169,7 +169,7 @@ impl Daemon {
             return Ok(());
         }
         let path = self.cfg.paths.pipes.join(format!("{}.pipe", self.cfg.worker));
-        let fail = |e: io::Error| Fatal::Config(format!("PIPE_INTAKE: cannot open {}: {e}", path.display()));
+        let fail = |e: io::Error| Fatal::io(format!("PIPE_INTAKE: cannot open {}: {e}", path.display()), &e);
         let file = open_fifo(&path).map_err(fail)?;
         let intake = PipeIntake { file, path: path.clone(), lines: Lines::default(), seq: 0 };
         intake.register(self.poll.registry(), PIPE, false).map_err(fail)?;

@@ -1,6 +1,9 @@
 //! Before READY=1: the agent command must resolve to an executable (else exit 78 saying what
 //! was looked for and in which PATH), and with AGENT_PREFLIGHT=true one canary run must
 //! succeed, so a broken agent leaves the unit failed instead of filling the dead-letter queue.
+//! A canary that failed for a reason that passes (the agent's service overloaded, rate-limited
+//! or out of reach; no answer in time) is not a configuration error: exit 75, and systemd
+//! tries again.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -10,7 +13,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use super::Daemon;
-use crate::agent::classify::{self, Class};
+use crate::agent::classify::{self, Cause, Class};
 use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::runner::{Child, Exit, Pipe};
@@ -58,7 +61,7 @@ impl Daemon {
         let started = Instant::now();
         let (exit, timed_out, captured) =
             run_to_end(Child::spawn(spec), CANARY_TIMEOUT, &mut self.scratch)
-                .map_err(|e| Fatal::Config(format!("AGENT_PREFLIGHT: the agent could not run: {e}")))?;
+                .map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
         let output = interpret_captured(&captured);
         let run = classify::Run {
             exit,
@@ -69,11 +72,19 @@ impl Daemon {
             duration: started.elapsed(),
         };
         let verdict = classify::classify(&run, self.cfg.tuning.policy.empty_output);
-        if verdict.class != Class::Success {
-            return Err(Fatal::Config(format!(
-                "AGENT_PREFLIGHT: the canary run failed ({}): {}",
-                verdict.reason, verdict.message
-            )));
+        let message =
+            format!("AGENT_PREFLIGHT: the canary run failed ({}): {}", verdict.reason, verdict.message);
+        match verdict.class {
+            Class::Success => {}
+            // The agent's service is down, overloaded or rate-limited, or did not answer: not a
+            // setting to change; systemd tries again later.
+            Class::Outage(Cause::Network | Cause::Service) | Class::RateLimited { .. } => {
+                return Err(Fatal::Unavailable(message))
+            }
+            _ if timed_out => return Err(Fatal::Unavailable(message)),
+            Class::Outage(Cause::Credential) | Class::Failed | Class::Permanent => {
+                return Err(Fatal::Config(message))
+            }
         }
         self.log.info("preflight: the agent answered", &[("DURATION_MS", &started.elapsed().as_millis())]);
         Ok(())

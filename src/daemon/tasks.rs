@@ -167,13 +167,11 @@ impl Daemon {
                 .reject(claim, Rejected { why, doc, preview: None, keep_original: false, unfinished: None });
         }
         self.ids.insert(id);
-        let wait = loaded.task.state.retry_at.map(|at| at - clock::now_f64()).filter(|secs| *secs > 0.0);
-        match wait {
-            Some(secs) => {
-                let at = Instant::now() + Duration::from_secs_f64(secs.min(1e9));
-                self.wait_until(claim, loaded.task, loaded.queued_at, at);
-            }
-            None => self.start(claim, loaded.task, loaded.queued_at),
+        let mut task = loaded.task;
+        task.start_charging(Instant::now());
+        match self.retry_wait(&task) {
+            Some(wait) => self.wait_until(claim, task, loaded.queued_at, Instant::now() + wait),
+            None => self.start(claim, task, loaded.queued_at),
         }
     }
 
@@ -192,6 +190,15 @@ impl Daemon {
         }
         self.log.info("a corrected task replaces the one rejected as invalid", &[("TASK_ID", &id)]);
         true
+    }
+
+    /// How long a task read back from disk still waits for its retry: until its `retry_at`,
+    /// but never more than MAX_RETRY_DELAY from now. `retry_at` is wall-clock time, written
+    /// before a restart; if the clock stepped back since, it lies too far ahead.
+    fn retry_wait(&self, task: &Task) -> Option<Duration> {
+        let secs = task.state.retry_at? - clock::now_f64();
+        let cap = self.cfg.tuning.max_retry_delay;
+        (secs > 0.0).then(|| Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap)))
     }
 
     pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {

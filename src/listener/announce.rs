@@ -6,7 +6,7 @@
 //! written they stay staged, the state is not written, and no result is taken until they
 //! are; a crash in between writes the same events again under the same names.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -14,6 +14,7 @@ use super::command::{Ended, Job, Limits, Outcome};
 use super::events::{self, Event};
 use super::health::{self, Change, Reading, Verdict};
 use super::state::FILE;
+use super::taken;
 use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
 use crate::clock;
 use crate::durable::Batch;
@@ -23,13 +24,15 @@ impl Listener {
     /// Judges every worker's heartbeat now, and stages what changed.
     pub(super) fn judge_health(&mut self) {
         let now = clock::now_f64();
+        let now_mono = Instant::now();
         let stale_after = self.cfg.tuning.stale_after;
         let names: Vec<String> = self.workers.keys().cloned().collect();
         for name in names {
             let Some(live) = self.workers.get(&name) else { continue };
             let ws = self.state.workers.entry(name.clone()).or_default();
             let expected = live.named || ws.health.seen_heartbeat;
-            let verdict = health::judge(&live.reading, expected, now, stale_after);
+            let age = live.fresh.map_or(0.0, |f| f.age(now_mono));
+            let verdict = health::judge(&live.reading, expected, now, age, stale_after);
             if let Some(change) = health::change(&ws.health, &verdict) {
                 let beat = match &live.reading {
                     Reading::Beat(b) => Some(b),
@@ -37,7 +40,10 @@ impl Listener {
                 };
                 let event = match change {
                     Change::Unhealthy => unhealthy(&name, &verdict, beat, stale_after),
-                    Change::Recovered => recovered(&name, &ws.health, beat, now),
+                    Change::Recovered => {
+                        let written = beat.map(|b| health::written_at(b.timestamp, now, age));
+                        recovered(&name, &ws.health, beat, written.unwrap_or(now))
+                    }
                 };
                 ws.health.unhealthy = change == Change::Unhealthy;
                 ws.health.why = verdict.problems.iter().map(|p| p.to_string()).collect();
@@ -49,6 +55,8 @@ impl Listener {
                 self.stage(event);
             }
             if let Some(live) = self.workers.get_mut(&name) {
+                live.stale_at =
+                    verdict.stale_in.map(|s| now_mono + Duration::from_secs_f64(s.clamp(0.0, 1e9)));
                 live.verdict = Some(verdict);
             }
         }
@@ -93,7 +101,8 @@ impl Listener {
     fn write_events(&mut self) -> bool {
         let dir = self.cfg.events_dir();
         let staged = std::mem::take(&mut self.staged);
-        let mut batch = Batch::new();
+        // The events folder removed under the listener is made again.
+        let mut batch = Batch::recreating();
         for (i, e) in staged.iter().enumerate() {
             batch.add(&dir, &e.file_name(), e.to_bytes(), i);
         }
@@ -105,6 +114,7 @@ impl Listener {
                 first_error.get_or_insert(e);
             }
         }
+        self.recreated(batch.take_recreated());
         let mut wrote = false;
         for (e, failed) in staged.into_iter().zip(failed) {
             if failed {
@@ -115,7 +125,7 @@ impl Listener {
             }
         }
         if let Some(e) = first_error {
-            self.log.error(
+            self.retried_error(
                 "cannot write events; no result is taken until they are written",
                 &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &dir.display()), ("ERROR", &e)],
             );
@@ -151,18 +161,56 @@ impl Listener {
     }
 
     fn write_state(&mut self) {
+        self.state_folder_back();
+        if let Err(e) = self.flush_taken() {
+            self.retried_error(
+                "cannot write the log of results taken; trying again",
+                &[
+                    ("MESSAGE_ID", &ids::EVENTS_BLOCKED),
+                    ("FOLDER", &self.cfg.state_dir().display()),
+                    ("ERROR", &e),
+                ],
+            );
+            self.retry_io_at = Some(Instant::now() + RETRY_IO);
+            return;
+        }
         self.state.written_at = clock::now_f64();
         let mut batch = Batch::new();
         batch.add(&self.cfg.state_dir(), FILE, self.state.to_bytes(), ());
         match batch.commit().pop().map_or(Ok(()), |(_, r)| r) {
-            Ok(()) => self.state_dirty = false,
+            Ok(()) => {
+                self.state_dirty = false;
+                self.taken.values_mut().for_each(taken::Taken::committed);
+                self.errors_over();
+            }
             Err(e) => {
-                self.log.error(
+                self.retried_error(
                     "cannot write the listener's state; trying again (a crash now would announce the last events again)",
                     &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &self.cfg.state_dir().display()), ("ERROR", &e)],
                 );
                 self.retry_io_at = Some(Instant::now() + RETRY_IO);
             }
+        }
+    }
+
+    /// Appends the results taken since the last state to their logs, and puts the logs'
+    /// marks in the state: the state written next commits them.
+    fn flush_taken(&mut self) -> std::io::Result<()> {
+        let dir = self.cfg.state_dir();
+        for (worker, t) in self.taken.iter_mut().filter(|(_, t)| t.is_dirty()) {
+            let mark = t.flush(&dir, worker)?;
+            self.state.workers.entry(worker.clone()).or_default().taken = mark;
+        }
+        Ok(())
+    }
+
+    /// Reports folders found missing and made again.
+    pub(super) fn recreated(&self, dirs: Vec<std::path::PathBuf>) {
+        for dir in dirs {
+            self.log.warn(
+                "a folder of the spool was missing (removed under the listener?); re-created it",
+                &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
+            );
         }
     }
 
@@ -187,7 +235,7 @@ impl Listener {
         }
     }
 
-    fn command_ended(&mut self, e: Ended) {
+    pub(super) fn command_ended(&mut self, e: Ended) {
         self.own.command_ended(e.outcome.label());
         let ms = e.duration.as_millis();
         if e.outcome == Outcome::Ok {
@@ -240,8 +288,9 @@ fn unhealthy(
         .with("heartbeat", beat_json(beat))
 }
 
-fn recovered(worker: &str, was: &health::Announced, beat: Option<&health::Beat>, now: f64) -> Event {
-    let t = beat.map_or(now, |b| b.timestamp);
+/// `worker_recovered`, at `t`: when the heartbeat that says so was written (see
+/// [`health::written_at`]), or now.
+fn recovered(worker: &str, was: &health::Announced, beat: Option<&health::Beat>, t: f64) -> Event {
     let at = clock::from_epoch_f64(t).unwrap_or_else(std::time::SystemTime::now);
     let identity = format!("{}\0{}", was.event.as_deref().unwrap_or(""), t.to_bits());
     Event::new(events::WORKER_RECOVERED, Some(worker), at, &identity)

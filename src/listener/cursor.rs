@@ -13,7 +13,9 @@
 //!
 //! Not a record of events: a result written with an mtime below `floor` while the listener
 //! was down (a restored backup, a clock stepped back by more than the slack) is not found
-//! at start-up; one arriving while it runs is (inotify names it).
+//! at start-up; one arriving while it runs is (inotify names it). Nor does it decide what
+//! is new: a file it finds may be a result taken before and touched or edited since, which
+//! [`super::taken`] tells apart by task.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -115,6 +117,8 @@ impl Cursor {
 pub struct Scan {
     /// The results not taken, in key order; empty when `unchanged`.
     pub new: Vec<Key>,
+    /// Every result in the folder (when it was listed), by [`super::taken::hash_name`].
+    pub present: Vec<u64>,
     /// The folder's mtime is the sealed one: not listed.
     pub unchanged: bool,
 }
@@ -129,9 +133,10 @@ pub fn scan(dir: &Path, cursor: &Cursor) -> io::Result<Scan> {
     };
     let dir_mtime_ns = mtime_ns(&dir_meta);
     if cursor.sealed_ns == Some(dir_mtime_ns) {
-        return Ok(Scan { new: Vec::new(), unchanged: true });
+        return Ok(Scan { new: Vec::new(), present: Vec::new(), unchanged: true });
     }
     let mut new = Vec::new();
+    let mut present = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().into_string() else {
@@ -146,13 +151,14 @@ pub fn scan(dir: &Path, cursor: &Cursor) -> io::Result<Scan> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        present.push(super::taken::hash_name(&name));
         let key = (mtime_ns(&meta), name);
         if cursor.is_new(&key) {
             new.push(key);
         }
     }
     new.sort_unstable();
-    Ok(Scan { new, unchanged: false })
+    Ok(Scan { new, present, unchanged: false })
 }
 
 #[cfg(test)]

@@ -103,7 +103,8 @@ impl Listener {
         o.open_batches.set(self.state.batches.open_count() as i64);
         o.commands_queued.set(self.commands.queued() as i64);
         let unjudged =
-            Verdict { problems: Vec::new(), message: String::new(), stale_at: None, since: 0.0, up: false };
+            Verdict { problems: Vec::new(), message: String::new(), stale_in: None, since: 0.0, up: false };
+        let now = std::time::Instant::now();
         let views: Vec<WorkerView> = self
             .workers
             .iter()
@@ -117,6 +118,7 @@ impl Listener {
                     name,
                     counts: &ws.counts,
                     beat,
+                    age: live.fresh.map(|f| f.age(now)),
                     verdict: live.verdict.as_ref().unwrap_or(&unjudged),
                 })
             })

@@ -20,6 +20,8 @@ pub struct WorkerView<'a> {
     pub name: &'a str,
     pub counts: &'a Counts,
     pub beat: Option<&'a Beat>,
+    /// Its heartbeat's age (see `freshness`), when it has one.
+    pub age: Option<f64>,
     pub verdict: &'a Verdict,
 }
 
@@ -165,7 +167,7 @@ const SPECS: [(&str, &str, MetricType); 14] = [
     ),
     (
         "watcher_worker_heartbeat_age_seconds",
-        "Age of the worker's heartbeat (now minus its timestamp).",
+        "Age of the worker's heartbeat, on the listener's monotonic clock since it saw the heartbeat change.",
         MetricType::GAUGE,
     ),
 ];
@@ -178,7 +180,6 @@ pub fn family_names() -> impl Iterator<Item = &'static str> {
 /// The families derived from the workers' files, one per name, empty ones left out.
 pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
     let mut out: Vec<Vec<Metric>> = SPECS.iter().map(|_| Vec::new()).collect();
-    let now = crate::clock::now_f64();
     for w in workers {
         let (name, c) = (w.name, w.counts);
         let mut push = |f: F, m: Metric| out[f as usize].push(m);
@@ -205,7 +206,7 @@ pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
             push(F::Breaker, gauge(&one, b.breaker_gauge() as f64));
             push(F::Waiting, gauge(&one, b.retry_waiting as f64));
             push(F::MaxConcurrent, gauge(&one, b.max_concurrent as f64));
-            push(F::Age, gauge(&one, (now - b.timestamp).max(0.0)));
+            push(F::Age, gauge(&one, w.age.unwrap_or(0.0)));
         }
         push(F::Up, gauge(&one, f64::from(u8::from(w.verdict.up))));
         push(F::Healthy, gauge(&one, f64::from(u8::from(w.verdict.problems.is_empty()))));
@@ -241,11 +242,17 @@ mod tests {
             queue_size: 4,
             ..Beat::default()
         };
-        let verdict = judge(&Reading::Beat(beat.clone()), true, crate::clock::now_f64(), None);
-        let none = judge(&Reading::Missing, false, 0.0, None);
+        let verdict = judge(&Reading::Beat(beat.clone()), true, crate::clock::now_f64(), 0.0, None);
+        let none = judge(&Reading::Missing, false, 0.0, 0.0, None);
         let views = [
-            WorkerView { name: "marie", counts: &counts, beat: Some(&beat), verdict: &verdict },
-            WorkerView { name: "anga", counts: &Counts::default(), beat: None, verdict: &none },
+            WorkerView {
+                name: "marie",
+                counts: &counts,
+                beat: Some(&beat),
+                age: Some(0.5),
+                verdict: &verdict,
+            },
+            WorkerView { name: "anga", counts: &Counts::default(), beat: None, age: None, verdict: &none },
         ];
         let text = String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8");
         assert_eq!(text.matches("# TYPE watcher_tasks_processed_total counter").count(), 1);

@@ -6,7 +6,8 @@
 //! Unhealthy: the heartbeat is older than its stale limit (HEARTBEAT_STALE_AFTER, or three
 //! of the interval the heartbeat states), says `stopped`, says the breaker is open, or is
 //! missing or unreadable for a worker that should have one. Staleness is judged on the
-//! heartbeat's own `timestamp` (wall clock): the listener and the workers share a host.
+//! heartbeat's age as [`super::freshness`] measures it (on the monotonic clock), so that a
+//! step of the wall clock raises no false alarm.
 
 use std::path::Path;
 use std::time::Duration;
@@ -63,8 +64,12 @@ impl Beat {
         match stale_after {
             Some(d) => d.as_secs_f64(),
             None => {
+                // Held to the range of HEARTBEAT_INTERVAL: a hand-written heartbeat stating
+                // 1e-300 must not make its worker flap between stale and recovered.
+                let span = crate::config::bounds::of("HEARTBEAT_INTERVAL");
                 let interval = self.heartbeat_interval.filter(|i| i.is_finite() && *i > 0.0);
-                STALE_INTERVALS * interval.unwrap_or(DEFAULT_INTERVAL)
+                let interval = interval.unwrap_or(DEFAULT_INTERVAL);
+                STALE_INTERVALS * span.map_or(interval, |s| interval.clamp(s.min, s.max))
             }
         }
     }
@@ -100,32 +105,38 @@ pub struct Verdict {
     pub problems: Vec<&'static str>,
     /// What an operator reads.
     pub message: String,
-    /// Wall-clock time at which a healthy worker's heartbeat turns stale.
-    pub stale_at: Option<f64>,
+    /// Seconds from the judgement until a healthy worker's heartbeat turns stale.
+    pub stale_in: Option<f64>,
     /// Since when the problems are there (the time of a `worker_unhealthy` event).
     pub since: f64,
     /// Heartbeat fresh and not `stopped`: `watcher_worker_up`.
     pub up: bool,
 }
 
-/// Judges `reading` at wall-clock time `now`. `expected`: the worker should have a heartbeat
-/// (it is named in WORKERS, or it had one before); else a missing one is no problem.
-pub fn judge(reading: &Reading, expected: bool, now: f64, stale_after: Option<Duration>) -> Verdict {
+/// Judges `reading` at wall-clock time `now`, the heartbeat being `age` seconds old (see
+/// [`super::freshness`]). `expected`: the worker should have a heartbeat (it is named in
+/// WORKERS, or it had one before); else a missing one is no problem.
+pub fn judge(
+    reading: &Reading,
+    expected: bool,
+    now: f64,
+    age: f64,
+    stale_after: Option<Duration>,
+) -> Verdict {
     let beat = match reading {
         Reading::Beat(b) => b,
         Reading::Missing => {
             let problems = if expected { vec![NO_HEARTBEAT] } else { Vec::new() };
             let message = "no heartbeat file".to_string();
-            return Verdict { problems, message, stale_at: None, since: now, up: false };
+            return Verdict { problems, message, stale_in: None, since: now, up: false };
         }
         Reading::Unreadable(why) => {
             let message = format!("heartbeat unreadable: {why}");
-            return Verdict { problems: vec![UNREADABLE], message, stale_at: None, since: now, up: false };
+            return Verdict { problems: vec![UNREADABLE], message, stale_in: None, since: now, up: false };
         }
     };
     let limit = beat.stale_limit(stale_after);
-    let age = now - beat.timestamp;
-    let stale_at = beat.timestamp + limit;
+    let stale_at = written_at(beat.timestamp, now, age) + limit;
     let mut problems = Vec::new();
     let mut said = Vec::new();
     let mut since = f64::INFINITY;
@@ -148,7 +159,20 @@ pub fn judge(reading: &Reading, expected: bool, now: f64, stale_after: Option<Du
     let up = !stale && beat.status != STOPPED;
     let message = if said.is_empty() { "healthy".to_string() } else { said.join("; ") };
     let since = if since.is_finite() { since } else { now };
-    Verdict { problems, message, stale_at: (!stale).then_some(stale_at), since, up }
+    Verdict { problems, message, stale_in: (!stale).then_some(limit - age), since, up }
+}
+
+/// When a heartbeat `age` seconds old at wall-clock time `now` was written, on the
+/// listener's wall clock: its own timestamp when that agrees with the age measured to a
+/// second (so that the time of an event about it, and the event's name, do not depend on
+/// when the listener read the file); else `now - age`.
+pub fn written_at(timestamp: f64, now: f64, age: f64) -> f64 {
+    let measured = now - age;
+    if (timestamp - measured).abs() <= 1.0 {
+        timestamp
+    } else {
+        measured
+    }
 }
 
 /// What was last announced about a worker; kept in the state file.
@@ -199,39 +223,67 @@ mod tests {
         })
     }
 
+    /// `judge` with the heartbeat as old as its own timestamp says.
+    fn judge_at(reading: &Reading, expected: bool, now: f64, stale_after: Option<Duration>) -> Verdict {
+        let age = match reading {
+            Reading::Beat(b) => now - b.timestamp,
+            _ => 0.0,
+        };
+        judge(reading, expected, now, age, stale_after)
+    }
+
     #[test]
     fn fresh_idle_heartbeat_is_healthy_until_three_intervals() {
-        let v = judge(&beat(100.0, "idle", "closed"), true, 105.0, None);
+        let v = judge_at(&beat(100.0, "idle", "closed"), true, 105.0, None);
         assert!(v.problems.is_empty() && v.up, "{v:?}");
-        assert_eq!(v.stale_at, Some(106.0));
-        let v = judge(&beat(100.0, "idle", "closed"), true, 106.5, None);
+        assert_eq!(v.stale_in, Some(1.0));
+        let v = judge_at(&beat(100.0, "idle", "closed"), true, 106.5, None);
         assert_eq!(v.problems, vec![STALE]);
         assert_eq!(v.since, 106.0);
         assert!(!v.up);
-        let v = judge(&beat(100.0, "idle", "closed"), true, 106.5, Some(Duration::from_secs(60)));
+        let v = judge_at(&beat(100.0, "idle", "closed"), true, 106.5, Some(Duration::from_secs(60)));
         assert!(v.problems.is_empty(), "HEARTBEAT_STALE_AFTER wins");
     }
 
     #[test]
+    fn staleness_is_judged_on_the_age_measured_not_on_the_timestamp() {
+        // Written a day "ago" by the wall clock, seen a second ago: healthy.
+        let v = judge(&beat(100.0, "idle", "closed"), true, 86_500.0, 1.0, None);
+        assert!(v.problems.is_empty(), "{v:?}");
+        // Stamped a day ahead, seen 7 s ago: stale since a second ago, by the listener's clock.
+        let v = judge(&beat(186_400.0, "idle", "closed"), true, 100.0, 7.0, None);
+        assert_eq!(v.problems, vec![STALE]);
+        assert_eq!(v.since, 99.0);
+    }
+
+    #[test]
+    fn the_interval_a_heartbeat_states_is_held_to_the_settings_range() {
+        let beat = |i: f64| Beat { heartbeat_interval: Some(i), ..Beat::default() };
+        assert_eq!(beat(1e-300).stale_limit(None), 3.0 * 0.1);
+        assert_eq!(beat(1e300).stale_limit(None), 3.0 * 3600.0);
+        assert_eq!(beat(2.0).stale_limit(None), 6.0);
+    }
+
+    #[test]
     fn stopped_and_open_breaker_are_unhealthy_at_once() {
-        let v = judge(&beat(100.0, "stopped", "closed"), true, 100.1, None);
+        let v = judge_at(&beat(100.0, "stopped", "closed"), true, 100.1, None);
         assert_eq!((v.problems.clone(), v.up), (vec![STOPPED], false));
-        let v = judge(&beat(100.0, "circuit_open", "open"), true, 100.1, None);
+        let v = judge_at(&beat(100.0, "circuit_open", "open"), true, 100.1, None);
         assert_eq!((v.problems.clone(), v.up), (vec![CIRCUIT_OPEN], true));
         assert_eq!(v.since, 100.0);
     }
 
     #[test]
     fn a_missing_heartbeat_matters_only_when_expected() {
-        assert!(judge(&Reading::Missing, false, 1.0, None).problems.is_empty());
-        assert_eq!(judge(&Reading::Missing, true, 1.0, None).problems, vec![NO_HEARTBEAT]);
-        assert_eq!(judge(&Reading::Unreadable("x".into()), false, 1.0, None).problems, vec![UNREADABLE]);
+        assert!(judge_at(&Reading::Missing, false, 1.0, None).problems.is_empty());
+        assert_eq!(judge_at(&Reading::Missing, true, 1.0, None).problems, vec![NO_HEARTBEAT]);
+        assert_eq!(judge_at(&Reading::Unreadable("x".into()), false, 1.0, None).problems, vec![UNREADABLE]);
     }
 
     #[test]
     fn each_change_is_announced_once() {
-        let sick = judge(&beat(0.0, "stopped", "closed"), true, 1.0, None);
-        let well = judge(&beat(0.0, "idle", "closed"), true, 1.0, None);
+        let sick = judge_at(&beat(0.0, "stopped", "closed"), true, 1.0, None);
+        let well = judge_at(&beat(0.0, "idle", "closed"), true, 1.0, None);
         let mut a = Announced::default();
         assert_eq!(change(&a, &well), None);
         assert_eq!(change(&a, &sick), Some(Change::Unhealthy));

@@ -9,6 +9,7 @@ use super::batches::{Forgotten, Open, Outcome, Tally};
 use super::cursor::Key;
 use super::events::{self, Event};
 use super::summary::{self, Reading, Summary};
+use super::taken;
 use super::Listener;
 use crate::log::ids;
 
@@ -55,10 +56,16 @@ impl Listener {
     fn take(&mut self, worker: &str, key: Key) {
         let path = self.cfg.paths.results.join(worker).join(&key.1);
         let stem = key.1.strip_suffix(".json").unwrap_or(&key.1).to_string();
+        let reading = summary::read(&path, &stem);
+        let again = self.taken_before(worker, &key.1, &reading);
         let ws = self.state.workers.entry(worker.to_string()).or_default();
         let announce = ws.cursor.announces(&key);
-        match summary::read(&path, &stem) {
+        match reading {
             Reading::Gone => {}
+            _ if again => self.log.debug(
+                "a result already taken changed (touched or edited); not counted or announced again",
+                &[("WORKER", &worker), ("FILE", &path.display())],
+            ),
             Reading::Unreadable(why) => {
                 ws.counts.unreadable += 1;
                 self.log.warn(
@@ -100,6 +107,22 @@ impl Listener {
             }
         }
         self.state_dirty = true;
+    }
+
+    /// Whether the result `name` of `worker`, as read, was taken before (its file was touched,
+    /// edited or copied over since); if not, it is recorded as taken now.
+    fn taken_before(&mut self, worker: &str, name: &str, reading: &Reading) -> bool {
+        let generation = match reading {
+            Reading::Result(s) => taken::generation(s.finished_at.as_deref().unwrap_or("")),
+            Reading::Unreadable(_) => taken::generation(taken::UNREADABLE),
+            Reading::Gone => return false,
+        };
+        let ledger = self.taken.entry(worker.to_string()).or_default();
+        if ledger.has(name, generation) {
+            return true;
+        }
+        ledger.take(name, generation);
+        false
     }
 
     /// Counts `s` in its batch. Returns the batch's progress for the task's event, and

@@ -21,14 +21,27 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
     let dir = cfg.state_dir();
     for (d, what) in [(&dir, "WATCHER_ROOT (the listener's state)"), (&cfg.events_dir(), "TRIGGER_DIR")] {
         durable::create_dir(d)
-            .map_err(|e| Fatal::Config(format!("{what}: cannot create {}: {e}", d.display())))?;
+            .map_err(|e| Fatal::io(format!("{what}: cannot create {}: {e}", d.display()), &e))?;
     }
+    let lock = lock(&dir)?;
+    // Temp files of a listener that died mid-write: only it writes these folders.
+    let _ = durable::remove_stale_temps(&dir, None);
+    let _ = durable::remove_stale_temps(&cfg.events_dir(), None);
+    let state = match state::load(&dir)? {
+        Loaded::State(s) => *s,
+        Loaded::Fresh => State::default(),
+    };
+    Ok((lock, state))
+}
+
+/// Takes the lock on the state folder `dir`: one listener per spool.
+fn lock(dir: &std::path::Path) -> Result<File, Fatal> {
     // O_DIRECTORY: something else at that name is refused, never waited on (a FIFO).
     let lock = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(&dir)
-        .map_err(|e| Fatal::Config(format!("cannot open {}: {e}", dir.display())))?;
+        .open(dir)
+        .map_err(|e| Fatal::io(format!("cannot open {}: {e}", dir.display()), &e))?;
     // SAFETY: flock on an fd we own.
     if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         return Err(Fatal::Locked(format!(
@@ -36,17 +49,36 @@ pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
             dir.display()
         )));
     }
-    // Temp files of a listener that died mid-write: only it writes these folders.
-    let _ = durable::remove_stale_temps(&dir, None);
-    let _ = durable::remove_stale_temps(&cfg.events_dir(), None);
-    let state = match state::load(&dir).map_err(Fatal::Config)? {
-        Loaded::State(s) => *s,
-        Loaded::Fresh => State::default(),
-    };
-    Ok((lock, state))
+    Ok(lock)
 }
 
 impl Listener {
+    /// Before the state is written: a state folder removed under the listener is made again,
+    /// the lock taken on the new one, and the logs of results taken, gone with it, written
+    /// again whole.
+    pub(super) fn state_folder_back(&mut self) {
+        let dir = self.cfg.state_dir();
+        if dir.symlink_metadata().is_ok() || durable::recreate_dir(&dir).is_err() {
+            // There, or not to be made: the write that follows says why.
+            return;
+        }
+        self.recreated(vec![dir]);
+        self.relock();
+        self.taken.values_mut().for_each(super::taken::Taken::lost);
+    }
+
+    /// The state folder was made again: the lock goes to the new one. Another listener that
+    /// took it meanwhile serves the spool now; this one stops.
+    fn relock(&mut self) {
+        match lock(&self.cfg.state_dir()) {
+            Ok(file) => self._lock = file,
+            Err(e) => {
+                self.log.error("cannot lock the re-created state folder; stopping", &[("ERROR", &e)]);
+                self.shutdown();
+            }
+        }
+    }
+
     /// The rebuild is done (state read, every folder scanned): READY=1.
     pub(super) fn ready(&mut self) {
         let status = self.status_line();

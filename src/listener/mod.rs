@@ -18,12 +18,14 @@ mod cursor;
 mod endpoint;
 mod events;
 mod exposition;
+mod freshness;
 mod health;
 mod intake;
 mod lifecycle;
 mod own;
 mod state;
 mod summary;
+mod taken;
 mod watching;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -64,6 +66,9 @@ const SCAN_BUDGET: Duration = Duration::from_millis(50);
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Workers followed at most when they are discovered (WORKERS unset).
 const MAX_WORKERS: usize = 10_000;
+/// An operation that keeps failing is retried every [`RETRY_IO`]; its error is logged again
+/// after this long at most.
+const ERROR_REPEAT: Duration = Duration::from_secs(60);
 
 fn child_token(slot: usize, pipe: Pipe) -> Token {
     Token(CHILD_BASE + slot * 3 + pipe as usize)
@@ -90,7 +95,11 @@ struct Live {
     /// Results not taken yet, in key order.
     pending: BTreeSet<Key>,
     reading: Reading,
+    /// How old its heartbeat is (on the monotonic clock).
+    fresh: Option<freshness::Freshness>,
     verdict: Option<Verdict>,
+    /// When a healthy worker's heartbeat turns stale.
+    stale_at: Option<Instant>,
     /// When to try to seal its result folder.
     seal_at: Option<Instant>,
     /// Its result folder is queued for a scan.
@@ -129,6 +138,8 @@ pub struct Listener {
     to_scan: VecDeque<String>,
     /// A scan or a watch failed: rescan when `retry_io_at` comes.
     retry_scans: bool,
+    /// Top folders whose watch was lost and could not be set again yet (tried at each rescan).
+    lost_roots: Vec<Folder>,
     reap_due: bool,
     /// Results are left for the next turn: poll without waiting.
     more_work: bool,
@@ -140,6 +151,10 @@ pub struct Listener {
     /// The backlog found at start-up was taken (logged once).
     caught_up: bool,
     started: Instant,
+    /// When each error of a retried operation was last logged (see `retried_error`).
+    logged_errors: BTreeMap<String, Instant>,
+    /// The results taken, by worker (see [`taken`]).
+    taken: BTreeMap<String, taken::Taken>,
     /// The flock on the state folder: one listener per spool.
     _lock: File,
 }
@@ -155,7 +170,7 @@ impl Listener {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
-        let watch = DirWatch::new().map_err(|e| Fatal::Config(format!("inotify: {e}")))?;
+        let watch = DirWatch::new().map_err(|e| Fatal::io(format!("inotify: {e}"), &e))?;
         let fd = watch.as_raw_fd();
         poll.registry()
             .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)
@@ -185,6 +200,7 @@ impl Listener {
             rescan_due: false,
             to_scan: VecDeque::new(),
             retry_scans: false,
+            lost_roots: Vec::new(),
             reap_due: false,
             more_work: false,
             commands: Commands::new(MAX_COMMANDS),
@@ -194,6 +210,8 @@ impl Listener {
             next_watchdog: None,
             caught_up: false,
             started,
+            taken: BTreeMap::new(),
+            logged_errors: BTreeMap::new(),
             _lock: lock,
         })
     }
@@ -257,6 +275,13 @@ impl Listener {
     fn turn(&mut self) {
         let now = Instant::now();
         self.expire_http(now);
+        // Exits before time limits: a command that ended while the loop was not turning (the
+        // listener stopped, a VM paused) is judged by its exit, not timed out.
+        if self.commands.next_deadline().is_some_and(|d| now >= d) {
+            for ended in self.commands.reap(self.poll.registry()) {
+                self.command_ended(ended);
+            }
+        }
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
@@ -277,17 +302,35 @@ impl Listener {
         self.report(now);
     }
 
+    /// Logs the error of an operation retried every [`RETRY_IO`]: when it is new, then at most
+    /// every [`ERROR_REPEAT`] while it lasts, not every second.
+    fn retried_error(&mut self, message: &str, fields: &[crate::log::Field]) {
+        let mut key = message.to_string();
+        for (k, v) in fields {
+            key.push_str(&format!(" {k}={v}"));
+        }
+        let now = Instant::now();
+        if self.logged_errors.get(&key).is_none_or(|t| now.duration_since(*t) >= ERROR_REPEAT) {
+            self.logged_errors.insert(key, now);
+            self.log.error(message, fields);
+        }
+    }
+
+    /// The retried operations succeed again: said once, and their errors logged anew.
+    fn errors_over(&mut self) {
+        if !self.logged_errors.is_empty() {
+            self.logged_errors.clear();
+            self.log.info("events and state are written again", &[]);
+        }
+    }
+
     /// The earliest time something must happen; `None`: only an event can wake us.
     fn next_deadline(&self) -> Option<Instant> {
         if self.more_work || self.rescan_due {
             return Some(Instant::now());
         }
-        let now_wall = crate::clock::now_f64();
-        let now = Instant::now();
-        let stale = self.workers.values().filter_map(|l| l.verdict.as_ref()?.stale_at).map(|at| {
-            // A millisecond past the limit, so that the heartbeat is stale when judged.
-            now + Duration::from_secs_f64((at - now_wall).max(0.0)) + Duration::from_millis(1)
-        });
+        // A millisecond past the limit, so that the heartbeat is stale when judged.
+        let stale = self.workers.values().filter_map(|l| l.stale_at).map(|at| at + Duration::from_millis(1));
         // A seal waits for the folder's backlog and for blocked events (retry_io_at).
         let seals = self
             .workers

@@ -4,7 +4,9 @@
 //! events of a loop turn are durable, so that a restart resumes exactly where the last
 //! commit left off: no count lost, no event repeated.
 //!
-//! Small by design: a few hundred bytes per worker, plus the open batches (bounded).
+//! Small by design: a few hundred bytes per worker, plus the open batches (bounded). Which
+//! result of each task was taken is in the append-only logs of [`super::taken`], which the
+//! state names (and commits) per worker.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +17,8 @@ use super::batches::Batches;
 use super::counts::Counts;
 use super::cursor::Cursor;
 use super::health::Announced;
+use super::taken::Mark;
+use crate::error::Fatal;
 
 pub const FILE: &str = "state.json";
 /// The format written; a file of a later version is refused rather than misread.
@@ -28,6 +32,9 @@ pub struct WorkerState {
     pub counts: Counts,
     #[serde(default)]
     pub health: Announced,
+    /// Its log of the results taken, as this state commits it (see [`super::taken`]).
+    #[serde(default)]
+    pub taken: Mark,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -66,26 +73,34 @@ pub enum Loaded {
 }
 
 /// Reads `dir/state.json`. A file that exists but cannot be read or parsed is an error:
-/// starting from nothing would count everything again and announce what was announced.
-pub fn load(dir: &Path) -> Result<Loaded, String> {
+/// starting from nothing would count everything again and announce what was announced. A
+/// damaged file or one of a newer format needs an operator (78); an I/O error may pass.
+pub fn load(dir: &Path) -> Result<Loaded, Fatal> {
     let path = dir.join(FILE);
     let bytes = match crate::spool::read::read(&path, crate::records::MAX_RECORD_BYTES) {
         Ok(b) => b,
         Err(e) if e.is_missing() => return Ok(Loaded::Fresh),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Err(e) => {
+            let message = format!("cannot read {}: {e}", path.display());
+            return Err(match e {
+                crate::spool::read::Error::Io(io) => Fatal::io(message, &io),
+                // Something else than a file is there: an operator must remove it.
+                _ => Fatal::Config(message),
+            });
+        }
     };
     let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
+        Fatal::Config(format!(
             "{} is damaged ({e}); move it away to start again from the folders (results are counted again, recent ones announced again)",
             path.display()
-        )
+        ))
     })?;
     if state.version > VERSION {
-        return Err(format!(
+        return Err(Fatal::Config(format!(
             "{} is of format {} (this listener writes {VERSION}): written by a newer version",
             path.display(),
             state.version
-        ));
+        )));
     }
     Ok(Loaded::State(Box::new(state)))
 }
@@ -115,8 +130,8 @@ mod tests {
         assert_eq!(*back, s);
         fs::write(dir.path().join(FILE), b"{\"version\":1,").expect("write");
         let e = load(dir.path()).expect_err("damaged");
-        assert!(e.contains("damaged"), "{e}");
+        assert!(e.to_string().contains("damaged") && e.exit_code() == 78, "{e}");
         fs::write(dir.path().join(FILE), b"{\"version\":99}").expect("write");
-        assert!(load(dir.path()).expect_err("newer").contains("newer"));
+        assert!(load(dir.path()).expect_err("newer").to_string().contains("newer"));
     }
 }

@@ -8,10 +8,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, is_result_name, QUIET};
+use super::freshness::Freshness;
+use super::taken::Taken;
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
+use crate::clock::now_f64;
+use crate::config::worker_name::is_allowed;
 use crate::durable;
 use crate::error::Fatal;
-use crate::task::is_valid_id;
+use crate::log::ids;
 use crate::watch::Change;
 
 pub(super) fn now_ns() -> i64 {
@@ -21,6 +25,17 @@ pub(super) fn now_ns() -> i64 {
 impl Listener {
     fn results_dir(&self, worker: &str) -> PathBuf {
         self.cfg.paths.results.join(worker)
+    }
+
+    /// The path of a top folder (the results, heartbeats or tasks folder).
+    fn root_dir(&self, folder: &Folder) -> PathBuf {
+        let p = &self.cfg.paths;
+        match folder {
+            Folder::Heartbeats => p.heartbeats.clone(),
+            Folder::Tasks => p.tasks.clone(),
+            Folder::Results(w) => p.results.join(w),
+            Folder::ResultsRoot => p.results.clone(),
+        }
     }
 
     /// Start-up: the folders, their watches, every worker's scan and heartbeat.
@@ -36,7 +51,7 @@ impl Listener {
         for (dir, folder, var) in folders {
             durable::create_dir(&dir)
                 .and_then(|()| self.watch.add(&dir, folder))
-                .map_err(|e| Fatal::Config(format!("{var}: {}: {e}", dir.display())))?;
+                .map_err(|e| Fatal::io(format!("{var}: {}: {e}", dir.display()), &e))?;
         }
         self.rescan();
         Ok(())
@@ -44,6 +59,16 @@ impl Listener {
 
     /// Every worker found again: watches re-added, folders scanned, heartbeats read.
     pub(super) fn rescan(&mut self) {
+        for folder in std::mem::take(&mut self.lost_roots) {
+            let dir = self.root_dir(&folder);
+            if durable::recreate_dir(&dir).and_then(|()| self.watch.add(&dir, folder.clone())).is_err() {
+                self.lost_roots.push(folder);
+                self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                self.retry_scans = true;
+            } else {
+                self.log.info("watching the folder again", &[("FOLDER", &dir.display())]);
+            }
+        }
         for (name, named) in self.wanted() {
             self.follow(&name, named);
         }
@@ -51,7 +76,7 @@ impl Listener {
         for name in names {
             self.watch_results(&name);
             self.queue_scan(&name);
-            self.read_heartbeat(&name);
+            self.read_heartbeat(&name, false);
         }
     }
 
@@ -100,12 +125,12 @@ impl Listener {
         let p = &self.cfg.paths;
         let mut names: Vec<String> = self.state.workers.keys().cloned().collect();
         for dir in [&p.tasks, &p.results] {
-            names.extend(list(dir).into_iter().filter(|n| is_valid_id(n) && dir.join(n).is_dir()));
+            names.extend(list(dir).into_iter().filter(|n| is_allowed(n) && dir.join(n).is_dir()));
         }
         names.extend(list(&p.heartbeats).iter().filter_map(|n| n.strip_suffix(".json")).map(str::to_string));
         names.sort();
         names.dedup();
-        names.into_iter().filter(|n| is_valid_id(n)).map(|n| (n, false)).collect()
+        names.into_iter().filter(|n| is_allowed(n)).map(|n| (n, false)).collect()
     }
 
     /// Starts following `name`, if it is not followed yet. Returns whether it is followed.
@@ -118,7 +143,15 @@ impl Listener {
             return false;
         }
         self.workers.insert(name.to_string(), Live { named, ..Live::default() });
-        self.state.workers.entry(name.to_string()).or_default();
+        let mark = self.state.workers.entry(name.to_string()).or_default().taken;
+        let taken = Taken::open(&self.cfg.state_dir(), name, mark).unwrap_or_else(|e| {
+            self.log.error(
+                "cannot read the log of results taken; results changed since are counted again",
+                &[("WORKER", &name), ("ERROR", &e)],
+            );
+            Taken::default()
+        });
+        self.taken.insert(name.to_string(), taken);
         true
     }
 
@@ -137,14 +170,14 @@ impl Listener {
         if !dir.is_dir() {
             return;
         }
-        match self.watch.add(&dir, Folder::Results(worker.to_string())) {
+        match self.watch.add_with_removals(&dir, Folder::Results(worker.to_string())) {
             Ok(()) => {
                 if let Some(l) = self.workers.get_mut(worker) {
                     l.watched = true;
                 }
             }
             Err(e) => {
-                self.log.error("cannot watch a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
+                self.retried_error("cannot watch a result folder", &[("WORKER", &worker), ("ERROR", &e)]);
                 self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
                 self.retry_scans = true;
             }
@@ -158,7 +191,7 @@ impl Listener {
         let found = match cursor::scan(&dir, &ws.cursor) {
             Ok(s) => s,
             Err(e) => {
-                self.log.error(
+                self.retried_error(
                     "cannot list a result folder; trying again",
                     &[("WORKER", &worker), ("ERROR", &e)],
                 );
@@ -169,6 +202,10 @@ impl Listener {
         };
         if found.unchanged {
             return;
+        }
+        let mut present = found.present;
+        if let Some(t) = self.taken.get_mut(worker) {
+            t.keep_only(&mut present);
         }
         let backfill = self.cfg.tuning.backfill.as_nanos().min(i64::MAX as u128) as i64;
         ws.cursor.known(now_ns().saturating_sub(backfill));
@@ -181,7 +218,9 @@ impl Listener {
         }
     }
 
-    fn read_heartbeat(&mut self, worker: &str) {
+    /// Reads `worker`'s heartbeat; `written`: inotify has just reported it written (see
+    /// [`super::freshness`]).
+    fn read_heartbeat(&mut self, worker: &str, written: bool) {
         let path = self.cfg.paths.heartbeats.join(format!("{worker}.json"));
         let reading = health::read(&path);
         if matches!(reading, health::Reading::Beat(_)) {
@@ -192,6 +231,12 @@ impl Listener {
             }
         }
         if let Some(live) = self.workers.get_mut(worker) {
+            live.fresh = match &reading {
+                health::Reading::Beat(b) => {
+                    Some(Freshness::read(live.fresh, b.timestamp, written, Instant::now(), now_f64()))
+                }
+                _ => None,
+            };
             live.reading = reading;
         }
     }
@@ -207,11 +252,12 @@ impl Listener {
             match change {
                 Change::Arrived(Folder::Results(w), name) => self.result_arrived(&w, name.to_str()),
                 Change::Created(Folder::Results(w), _) => self.touched(&w),
+                Change::Removed(Folder::Results(w), name) => self.result_removed(&w, name.to_str()),
                 Change::Arrived(Folder::Heartbeats, name) => {
-                    let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_valid_id(n));
+                    let stem = name.to_str().and_then(|n| n.strip_suffix(".json")).filter(|n| is_allowed(n));
                     if let Some(worker) = stem.map(str::to_string) {
                         if self.workers.contains_key(&worker) || self.discover(&worker) {
-                            self.read_heartbeat(&worker);
+                            self.read_heartbeat(&worker, true);
                         }
                     }
                 }
@@ -219,11 +265,13 @@ impl Listener {
                 | Change::Arrived(f @ (Folder::Tasks | Folder::ResultsRoot), name) => {
                     let parent =
                         if f == Folder::Tasks { &self.cfg.paths.tasks } else { &self.cfg.paths.results };
-                    let folder = name.to_str().filter(|n| is_valid_id(n) && parent.join(n).is_dir());
+                    let folder = name.to_str().filter(|n| is_allowed(n) && parent.join(n).is_dir());
                     if let Some(n) = folder.map(str::to_string) {
-                        if self.workers.contains_key(&n) || self.discover(&n) {
+                        if self.workers.contains_key(&n) {
                             self.watch_results(&n);
                             self.queue_scan(&n);
+                        } else if self.discover(&n) {
+                            self.read_heartbeat(&n, false);
                         }
                     }
                 }
@@ -237,7 +285,8 @@ impl Listener {
         }
     }
 
-    /// A new worker name seen in a folder: followed when WORKERS is unset.
+    /// A new worker name seen in a folder: followed when WORKERS is unset. The caller reads
+    /// its heartbeat.
     fn discover(&mut self, name: &str) -> bool {
         if self.cfg.workers.is_some() || !self.follow(name, false) {
             return false;
@@ -245,7 +294,6 @@ impl Listener {
         self.log.info("following a new worker", &[("WORKER", &name)]);
         self.watch_results(name);
         self.queue_scan(name);
-        self.read_heartbeat(name);
         true
     }
 
@@ -258,6 +306,17 @@ impl Listener {
         let is_new = self.state.workers.get(worker).is_some_and(|ws| ws.cursor.is_new(&key));
         if let Some(live) = self.workers.get_mut(worker).filter(|_| is_new) {
             live.pending.insert(key);
+        }
+    }
+
+    /// A result was removed or moved away (by `watcherctl dlq retry`, a clean-up): it is
+    /// forgotten, and a new result of its task is a new result.
+    fn result_removed(&mut self, worker: &str, name: Option<&str>) {
+        self.touched(worker);
+        let name = name.filter(|n| is_result_name(n));
+        if let (Some(t), Some(name)) = (self.taken.get_mut(worker), name) {
+            t.forget(name);
+            self.state_dirty = true;
         }
     }
 
@@ -279,18 +338,20 @@ impl Listener {
                 self.retry_scans = true;
             }
             other => {
-                self.log.error(
-                    "a watched folder was removed or moved; re-creating it",
-                    &[("FOLDER", &format!("{other:?}"))],
+                let dir = self.root_dir(&other);
+                self.log.warn(
+                    "a watched folder was removed or moved; re-creating it and watching it again",
+                    &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
                 );
-                let p = &self.cfg.paths;
-                let dir = match other {
-                    Folder::Heartbeats => p.heartbeats.clone(),
-                    Folder::Tasks => p.tasks.clone(),
-                    _ => p.results.clone(),
-                };
-                if let Err(e) = durable::create_dir(&dir).and_then(|()| self.watch.add(&dir, other)) {
-                    self.log.error("cannot watch the folder again", &[("ERROR", &e)]);
+                if let Err(e) = durable::recreate_dir(&dir).and_then(|()| self.watch.add(&dir, other.clone()))
+                {
+                    self.log.error(
+                        "cannot watch the folder again; trying again",
+                        &[("FOLDER", &dir.display()), ("ERROR", &e)],
+                    );
+                    self.retry_io_at.get_or_insert(Instant::now() + RETRY_IO);
+                    self.retry_scans = true;
+                    self.lost_roots.push(other);
                 }
                 self.rescan_due = true;
             }

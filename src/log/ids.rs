@@ -52,6 +52,9 @@ pub const RESULT_UNREADABLE: &str = "ee940fc821b44e2bb1517ce381b18b4d";
 /// orchestrator-listener: an event file (or the listener's state) cannot be written; no
 /// more results are taken until it can (nothing is lost, events are late).
 pub const EVENTS_BLOCKED: &str = "c247d16ea4e94baebdb5980b202f81ec";
+/// Both daemons: a folder of the spool they write to was missing (removed under them) and was
+/// made again (FOLDER=); what was to be written there is written.
+pub const FOLDER_RECREATED: &str = "5f1b6cb245ab49819a59fabdf392adf0";
 
 /// Every id with a short name, for the journal catalog and the tests.
 pub const ALL: &[(&str, &str)] = &[
@@ -73,11 +76,19 @@ pub const ALL: &[(&str, &str)] = &[
     ("notify command failed", NOTIFY_FAILED),
     ("result unreadable", RESULT_UNREADABLE),
     ("events blocked", EVENTS_BLOCKED),
+    ("folder re-created", FOLDER_RECREATED),
 ];
 
 /// The ids orchestrator-listener logs (the others are the worker's): its page lists these.
-pub const LISTENER: &[&str] =
-    &[WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED, NOTIFY_FAILED, RESULT_UNREADABLE, EVENTS_BLOCKED];
+pub const LISTENER: &[&str] = &[
+    WORKER_UNHEALTHY,
+    WORKER_RECOVERED,
+    BATCH_COMPLETED,
+    NOTIFY_FAILED,
+    RESULT_UNREADABLE,
+    EVENTS_BLOCKED,
+    FOLDER_RECREATED,
+];
 
 #[cfg(test)]
 mod tests {

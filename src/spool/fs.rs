@@ -74,11 +74,21 @@ enum Watched {
 /// Why the spool could not be opened.
 #[derive(Debug)]
 pub enum OpenError {
-    /// A folder cannot be created or used: a configuration problem.
+    /// A folder cannot be created or used as configured: a configuration problem.
     Folder(String),
     /// Another process serves this worker.
     Locked(String),
     Io(String),
+}
+
+/// A folder that cannot be set up: a configuration problem when an operator must change the
+/// path or its permissions, else one that may pass (see [`crate::error::needs_operator`]).
+fn folder_error(message: String, e: &io::Error) -> OpenError {
+    if crate::error::needs_operator(e) {
+        OpenError::Folder(message)
+    } else {
+        OpenError::Io(message)
+    }
 }
 
 pub struct FsSpool {
@@ -100,6 +110,8 @@ pub struct FsSpool {
     /// Names put back in the queue whose own arrival is not to be reported.
     put_back: HashSet<OsString>,
     seq: u64,
+    /// Folders found missing and made again by the writer, not yet reported.
+    recreated: Vec<PathBuf>,
 }
 
 fn lock(path: &Path, create: bool) -> io::Result<File> {
@@ -169,6 +181,7 @@ impl FsSpool {
             dlq_names: HashSet::new(),
             put_back: HashSet::new(),
             seq: 0,
+            recreated: Vec::new(),
         };
         for (var, dir) in [
             ("TASK_DIR", &spool.layout.queue),
@@ -180,11 +193,11 @@ impl FsSpool {
             ("HEARTBEAT_DIR", &spool.layout.heartbeats),
         ] {
             durable::create_dir(dir)
-                .map_err(|e| OpenError::Folder(format!("{var}: cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("{var}: cannot create {}: {e}", dir.display()), &e))?;
         }
         if let Some(dir) = &paths.lock {
             durable::create_dir(dir)
-                .map_err(|e| OpenError::Folder(format!("LOCK_DIR: cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("LOCK_DIR: cannot create {}: {e}", dir.display()), &e))?;
         }
         let (var, path) = match &spool.lock_file {
             Some(file) => ("LOCK_DIR", file.clone()),
@@ -195,7 +208,7 @@ impl FsSpool {
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
                 path.display()
             )),
-            _ => OpenError::Folder(format!("{var}: cannot lock {}: {e}", path.display())),
+            _ => folder_error(format!("{var}: cannot lock {}: {e}", path.display()), &e),
         })?;
         let spool = FsSpool { lock, ..spool };
         let own_heartbeat = format!("{worker}.json");
@@ -209,7 +222,7 @@ impl FsSpool {
             (&spool.layout.queue, Some(LEDGER)),
         ] {
             durable::remove_stale_temps(dir, owner)
-                .map_err(|e| OpenError::Folder(format!("cannot clean {}: {e}", dir.display())))?;
+                .map_err(|e| folder_error(format!("cannot clean {}: {e}", dir.display()), &e))?;
         }
         Ok(spool)
     }
@@ -281,8 +294,9 @@ impl FsSpool {
 
     /// Turns a written batch into outcomes; what failed and matters waits for a retry.
     fn absorb(&mut self, written: super::writer::Written) -> Vec<Done> {
-        let mut done = Vec::with_capacity(written.len());
-        for ((op, dlq_name), error) in written {
+        self.recreated.extend(written.recreated);
+        let mut done = Vec::with_capacity(written.ops.len());
+        for ((op, dlq_name), error) in written.ops {
             let kind = kind_of(&op);
             done.push(Done {
                 kind,
@@ -650,6 +664,10 @@ impl Spool for FsSpool {
 
     fn notifications_unreliable(&self) -> Option<&'static str> {
         self.remote_kind()
+    }
+
+    fn recreated(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.recreated)
     }
 }
 

@@ -204,4 +204,9 @@ pub trait Spool {
     fn notifications_unreliable(&self) -> Option<&'static str> {
         None
     }
+    /// The folders of the spool that were found missing (removed under the daemon) and made
+    /// again since the last call, to be reported.
+    fn recreated(&mut self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }

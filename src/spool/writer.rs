@@ -26,8 +26,12 @@ pub(super) const LEDGER: &str = ".spend.json";
 /// An op and the dead-letter file name chosen for it at staging.
 pub(super) type Staged = (Op, Option<String>);
 
-/// A batch written: each op with its error, if any.
-pub(super) type Written = Vec<(Staged, Option<io::Error>)>;
+/// A batch written: each op with its error, if any, and the folders that were missing and
+/// made again.
+pub(super) struct Written {
+    pub(super) ops: Vec<(Staged, Option<io::Error>)>,
+    pub(super) recreated: Vec<PathBuf>,
+}
 
 /// Where the ops of one worker go.
 #[derive(Clone, Debug)]
@@ -51,6 +55,11 @@ pub(super) fn alternative(name: &std::ffi::OsStr, n: u64) -> std::ffi::OsString 
     std::ffi::OsString::from_vec(v)
 }
 
+/// Whether nothing is at `path`.
+fn gone(path: &Path) -> bool {
+    path.symlink_metadata().is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+}
+
 pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -60,13 +69,16 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
 
 impl Layout {
     /// Puts a claimed task back in the queue under its own name, or a free one; returns
-    /// the name.
+    /// the name. A queue folder removed meanwhile is made again.
     pub(super) fn requeue(&self, claim: &Claim) -> io::Result<std::ffi::OsString> {
         let from = self.inflight.join(&claim.key);
         let mut name = claim.source.clone();
         for n in 1..=1000u64 {
             match durable::rename_noreplace(&from, &self.queue.join(&name)) {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && gone(&self.queue) && !gone(&from) => {
+                    durable::recreate_dir(&self.queue)?
+                }
                 other => return other.map(|()| name),
             }
         }
@@ -108,8 +120,18 @@ impl Layout {
             Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
             Op::DeadLetter { claim, keep_original: true, .. } => {
                 let name = dlq_name.unwrap_or("unnamed.json");
-                let to = self.rejected.join(format!("{}.orig", name.trim_end_matches(".json")));
-                fs::rename(self.inflight.join(&claim.key), to)
+                let (from, to) = (
+                    self.inflight.join(&claim.key),
+                    self.rejected.join(format!("{}.orig", name.trim_end_matches(".json"))),
+                );
+                match fs::rename(&from, &to) {
+                    // Removed with its folder (`rm -rf` of the spool): nothing is left to keep.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && gone(&from) => Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        durable::recreate_dir(&self.rejected).and_then(|()| fs::rename(&from, &to))
+                    }
+                    other => other,
+                }
             }
             Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
             Op::Requeue { claim, .. } => self.requeue(claim).map(drop),
@@ -120,7 +142,8 @@ impl Layout {
     /// Writes one batch: every file written and synced, renamed, each folder synced once, then
     /// the follow-ups of the ops whose files are all durable.
     fn write(&self, ops: Vec<Staged>) -> Written {
-        let mut batch = Batch::new();
+        // A folder of the worker's removed under it is made again at its next write.
+        let mut batch = Batch::recreating();
         for (i, (op, dlq_name)) in ops.iter().enumerate() {
             self.add(&mut batch, i, op, dlq_name.as_deref());
         }
@@ -130,7 +153,8 @@ impl Layout {
                 slot.get_or_insert(e);
             }
         }
-        ops.into_iter()
+        let ops = ops
+            .into_iter()
             .zip(errors)
             .map(|((op, dlq_name), error)| {
                 let error = match error {
@@ -139,7 +163,8 @@ impl Layout {
                 };
                 ((op, dlq_name), error)
             })
-            .collect()
+            .collect();
+        Written { ops, recreated: batch.take_recreated() }
     }
 }
 

@@ -111,3 +111,34 @@ fn inotify_limits_reached_name_the_sysctl() {
         assert!(stderr.contains(sysctl), "{limit}: the error names {sysctl}: {stderr}");
     }
 }
+
+/// `rm -rf` of every folder of the spool under a running worker: it re-creates what it
+/// writes to (results, receipts, heartbeats, dead letters) as it needs them, and goes on.
+#[test]
+fn a_removed_spool_comes_back() {
+    let root = Root::new();
+    let w = Worker::start(&root, "gone", &[("MAX_RETRIES", "0"), ("HEARTBEAT_INTERVAL", "0.2")]);
+    root.submit("gone", "before", "hello");
+    root.wait_result("gone", "before");
+    rm_rf(&root, &["tasks", "results", "triggers", "heartbeats", "dlq"]);
+    root.submit("gone", "after", "hello");
+    assert_eq!(root.wait_result("gone", "after")["status"], "completed");
+    assert!(root.path().join("triggers/gone/after.json").is_file(), "its receipt");
+    root.submit("gone", "bad", "fail");
+    assert_eq!(root.wait_result("gone", "bad")["status"], "failed");
+    wait_for("its dead letter", || (root.dlq("gone").len() == 1).then_some(()));
+    let pid = w.pid();
+    root.wait_heartbeat("gone", "a heartbeat again", |h| h["pid"] == pid);
+    let log = w.log_text();
+    assert!(log.contains("re-created"), "{log}");
+}
+
+/// `rm -rf` of `dirs` under the root, done again while a daemon writing there makes it fail.
+pub fn rm_rf(root: &Root, dirs: &[&str]) {
+    for dir in dirs {
+        wait_for("rm -rf", || match fs::remove_dir_all(root.path().join(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => None,
+            _ => Some(()),
+        });
+    }
+}

@@ -5,12 +5,14 @@
 mod activation;
 mod agent_aware;
 mod breaker;
+mod clock;
 mod crash;
 mod ctl;
 mod diskfull;
 mod docs;
 mod docs_commands;
 mod docs_markdown;
+mod exits;
 mod first_run;
 mod hostile;
 mod inotify;

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::keys::{is_valid_consumer, is_valid_prefix};
-use crate::config::value;
 use crate::config::ConfigError;
 
 /// The name of the systemd credential holding the password (`LoadCredential=spool-password:…`).
@@ -220,7 +219,13 @@ fn seconds(
 ) -> Result<Duration, ConfigError> {
     match get(name).filter(|v| !v.trim().is_empty()) {
         None => Ok(default),
-        Some(v) => value::seconds(&v, true).map_err(|_| invalid(name, &v, "seconds, greater than 0")),
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x > 0.0 && *x <= 1e9)
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| invalid(name, &v, "seconds, greater than 0")),
     }
 }
 

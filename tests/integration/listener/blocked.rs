@@ -20,6 +20,10 @@ fn results_wait_while_events_cannot_be_written() {
     root.wait_result("marie", "during-2");
     let a = wait_for("/healthz to say 503", || Some(target.get("/healthz")).filter(|a| a.status == 503));
     assert!(a.body.contains("cannot be written"), "{}", a.body);
+    // Tried again every second, but said once (then at most every minute), not every second.
+    let blocked = std::time::Instant::now();
+    wait_for("a few retries", || (blocked.elapsed().as_secs_f64() > 3.0).then_some(()));
+    assert_eq!(l.log_text().matches("cannot write events").count(), 1, "{}", l.log_text());
     std::fs::remove_file(&dir).expect("remove the file");
     std::fs::rename(&aside, &dir).expect("put the folder back");
     let events = root.wait_events("three events", |e| e.len() >= 3);
@@ -29,5 +33,5 @@ fn results_wait_while_events_cannot_be_written() {
         assert!(ids.contains(&id), "{id}: {ids:?}");
     }
     wait_for("/healthz to say 200 again", || (target.get("/healthz").status == 200).then_some(()));
-    assert!(l.log_text().contains("cannot write events"), "{}", l.log_text());
+    assert!(l.log_text().contains("written again"), "{}", l.log_text());
 }

@@ -89,3 +89,55 @@ fn a_worker_named_in_workers_without_a_heartbeat_is_unhealthy() {
     let _g = worker(&root, "ghost");
     root.wait_events("ghost recovered", |e| health_events(e, "ghost").len() == 2);
 }
+
+/// A fake worker's heartbeat, written as a worker writes it (a temp file renamed into place),
+/// its timestamp `skew` seconds off the host's clock, with `n` as its queue size (which the
+/// scrape shows once the listener has read it).
+fn skewed_beat(root: &Root, worker: &str, skew: f64, n: u64) {
+    let dir = root.path().join("heartbeats");
+    std::fs::create_dir_all(&dir).expect("heartbeats");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+    let hb = serde_json::json!({
+        "worker": worker, "pid": 1, "hostname": "elsewhere", "timestamp": now.as_secs_f64() + skew,
+        "status": "idle", "circuit_state": "closed", "heartbeat_interval": 2.0, "queue_size": n,
+    });
+    let tmp = dir.join(format!(".{worker}.json.tmp"));
+    std::fs::write(&tmp, hb.to_string()).expect("write heartbeat");
+    std::fs::rename(&tmp, dir.join(format!("{worker}.json"))).expect("rename heartbeat");
+}
+
+/// What a step of the wall clock does to the listener's view, shown with workers whose
+/// clocks are a day behind and a day ahead of it: a heartbeat that keeps being rewritten is
+/// healthy whatever its timestamp says (no `worker_unhealthy` / `worker_recovered` pair), and
+/// one that stops being rewritten goes stale by the listener's own clock, then recovers.
+#[test]
+fn heartbeats_stamped_by_a_stepped_clock_raise_no_false_alarm_and_still_go_stale() {
+    const DAY: f64 = 86_400.0;
+    let root = Root::new();
+    let (_l, target) = start_judging(&root, &[]);
+    let skews = [("behind", -DAY), ("ahead", DAY)];
+    for n in 1..=5u64 {
+        for (worker, skew) in skews {
+            skewed_beat(&root, worker, skew + n as f64, n);
+            let queue = format!("watcher_task_queue_size{{worker=\"{worker}\"}}");
+            let s = target.scrape_when("the heartbeat read", |s| s.map.get(&queue) == Some(&(n as f64)));
+            assert_eq!(s.get(&format!("watcher_worker_healthy{{worker=\"{worker}\"}}")), 1.0, "{worker}");
+        }
+    }
+    for (worker, _) in skews {
+        assert!(health_events(&root.events(), worker).is_empty(), "{worker}: {:#?}", root.events());
+    }
+    let both = |e: &[Value]| skews.iter().all(|(w, _)| !health_events(e, w).is_empty());
+    let events = root.wait_events("both stale once no longer rewritten", both);
+    for (worker, skew) in skews {
+        let (kind, e) = health_events(&events, worker)[0];
+        assert_eq!((kind, &e["why"]), ("worker_unhealthy", &serde_json::json!(["stale"])), "{e}");
+        skewed_beat(&root, worker, skew + 10.0, 10);
+    }
+    let events =
+        root.wait_events("both recovered", |e| skews.iter().all(|(w, _)| health_events(e, w).len() >= 2));
+    for (worker, _) in skews {
+        let seen: Vec<&str> = health_events(&events, worker).iter().map(|(k, _)| *k).collect();
+        assert_eq!(seen, ["worker_unhealthy", "worker_recovered"], "{worker}");
+    }
+}

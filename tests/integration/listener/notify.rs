@@ -77,3 +77,43 @@ fn failing_and_hanging_commands_are_counted_and_hold_up_nothing() {
     assert!(log.contains("timed out"), "{log}");
     assert_eq!(target.get("/healthz").status, 200);
 }
+
+/// A stall of the listener past a notify command's time limit is not a time-out when the
+/// command ended in time: the command stops the listener and exits 0 at once; the listener
+/// is let go once the time limit has passed, and counts an `ok`.
+#[test]
+fn a_stall_of_the_listener_is_not_a_command_time_out() {
+    let root = Root::new();
+    let stamp = root.path().join("command-started");
+    let cmd = script(
+        &root,
+        "stopper",
+        &format!(
+            "cat >/dev/null; date +%s.%N > {0}.tmp && mv {0}.tmp {0}; kill -STOP \"$PPID\"",
+            quoted(&stamp)
+        ),
+    );
+    let limit = 1.0;
+    let env = [
+        ("ORCHESTRATOR_NOTIFY_COMMAND", cmd.to_str().expect("utf-8")),
+        ("ORCHESTRATOR_NOTIFY_TIMEOUT", "1"),
+        ("KILL_GRACE", "0.1"),
+    ];
+    let (l, target) = start(&root, &env);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    let started: f64 =
+        wait_for("the command to run", || std::fs::read_to_string(&stamp).ok()?.trim().parse().ok());
+    wait_for("the deadline to pass", || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64();
+        (now > started + limit + 0.5).then_some(())
+    });
+    l.signal(libc::SIGCONT);
+    let outcomes = wait_for("the run counted", || {
+        let s = target.scrape();
+        let n = |o: &str| s.get(&format!("watcher_listener_notify_commands_total{{outcome=\"{o}\"}}"));
+        let (ok, timed_out) = (n("ok"), n("timed_out"));
+        (ok + timed_out >= 1.0).then_some((ok, timed_out))
+    });
+    assert_eq!(outcomes, (1.0, 0.0), "{}", l.log_text());
+}

@@ -103,3 +103,87 @@ fn a_first_start_announces_recent_results_and_only_counts_old_ones() {
         root.events().iter().filter_map(|e| e["task_id"].as_str().map(str::to_string)).collect();
     assert_eq!(tasks, vec!["new-1".to_string()]);
 }
+
+/// `rm -rf` of every folder of the spool, the listener's own included, under a running
+/// listener and worker: the listener re-creates and watches again what it needs, announces
+/// what comes next, logs no error for it, and a restart afterwards repeats nothing.
+#[test]
+fn a_removed_spool_comes_back_for_the_listener() {
+    let root = Root::new();
+    let (mut l, _) = start(&root, &[]);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    root.wait_events("t1 announced", |e| e.iter().any(|e| e["task_id"] == "t1"));
+    crate::inotify::rm_rf(&root, &["tasks", "results", "triggers", "heartbeats", "dlq", "listener"]);
+    root.submit("marie", "t2", "hello");
+    root.wait_events("t2 announced", |e| e.iter().any(|e| e["task_id"] == "t2"));
+    let state = root.path().join("listener/state.json");
+    wait_for("the state written again", || {
+        let s = read_json(&state)?;
+        (s["workers"]["marie"]["counts"]["completed"].as_u64()? >= 1).then_some(())
+    });
+    let log = l.log_text();
+    assert!(!log.contains("\"level\":\"error\""), "no error: {log}");
+    assert!(log.contains("re-created"), "{log}");
+    assert!(l.stop().success());
+    // What was taken since is on record again: an edit meanwhile is not a new result.
+    sed_i(&root, "marie", "t2");
+    let (_l, _) = start(&root, &[]);
+    root.submit("marie", "t3", "hello");
+    root.wait_events("t3 announced", |e| e.iter().any(|e| e["task_id"] == "t3"));
+    assert_one_event_per_result(&root, "marie");
+}
+
+/// Task events of `id` (in the order of their names).
+fn task_events(root: &Root, id: &str) -> Vec<String> {
+    root.events()
+        .iter()
+        .filter(|e| e["task_id"] == id)
+        .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `sed -i` on a result: a new file renamed over it, as an operator's edit does.
+fn sed_i(root: &Root, worker: &str, id: &str) {
+    let path = root.path().join("results").join(worker).join(format!("{id}.json"));
+    let out =
+        std::process::Command::new("sed").args(["-i", "s/\"hostname\"/\"host_name\"/"]).arg(&path).output();
+    assert!(out.expect("sed").status.success());
+}
+
+/// A result is announced and counted once, keyed by its task, however its file is touched
+/// or edited afterwards, while the listener runs or while it is down; a new result of the
+/// same task (a dead letter retried) is a new result and is announced.
+#[test]
+fn a_result_touched_or_edited_is_announced_once() {
+    let root = Root::new();
+    let (mut l, target) = start(&root, &[]);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    root.wait_events("t1 announced", |_| task_events(&root, "t1").len() == 1);
+    let t1 = root.path().join("results/marie/t1.json");
+    let out = std::process::Command::new("touch").arg(&t1).output().expect("touch");
+    assert!(out.status.success());
+    sed_i(&root, "marie", "t1");
+    root.submit("marie", "t2", "hello");
+    root.wait_events("t2 announced", |_| task_events(&root, "t2").len() == 1);
+    let s = target.scrape_when("t2 counted", |s| processed(s, "marie", "completed") >= 2.0);
+    assert_eq!(task_events(&root, "t1"), ["task_completed"]);
+    assert_eq!(processed(&s, "marie", "completed"), 2.0, "t1 counted once");
+    // Edited while the listener is down; and a task that failed, retried meanwhile, ran again.
+    root.submit("marie", "t3", "fail-once");
+    root.wait_events("t3 failed", |_| task_events(&root, "t3") == ["task_failed"]);
+    assert!(l.stop().success());
+    sed_i(&root, "marie", "t1");
+    let out = crate::ctl::ctl_with_input(&root, &["dlq", "retry", "marie", "t3"], "");
+    assert_eq!(out.code, 0, "{out:?}");
+    wait_for("t3 ran again", || (root.result("marie", "t3")?["status"] == "completed").then_some(()));
+    let (_l, target) = start(&root, &[]);
+    root.submit("marie", "t4", "hello");
+    root.wait_events("t4 announced", |_| task_events(&root, "t4").len() == 1);
+    root.wait_events("t3's new result announced", |_| task_events(&root, "t3").len() == 2);
+    assert_eq!(task_events(&root, "t1"), ["task_completed"]);
+    assert_eq!(task_events(&root, "t3"), ["task_failed", "task_completed"]);
+    let s = target.scrape_when("every result counted", |s| processed(s, "marie", "completed") >= 4.0);
+    assert_eq!((processed(&s, "marie", "completed"), processed(&s, "marie", "failed")), (4.0, 1.0));
+}
