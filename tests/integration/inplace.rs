@@ -38,7 +38,7 @@ fn a_file_held_open_half_written_waits_through_start_up_and_rescans() {
     let root = Root::new();
     let f = half_written(&root.queue("marie"), "slow.json", "slow");
     let env = [
-        ("RESCAN_INTERVAL", "0.05"),
+        ("RESCAN_INTERVAL", "1"),
         ("TASK_QUIET_PERIOD", "0.2"),
         ("LOG_LEVEL", "DEBUG"),
         ("HEARTBEAT_INTERVAL", "0.1"),
@@ -71,7 +71,7 @@ fn without_a_lease_a_file_waits_for_its_quiet_period() {
     fs::create_dir_all(root.queue("marie")).expect("queue");
     chown_all(root.path(), NOBODY);
     let f = half_written(&root.queue("marie"), "slow.json", "slow");
-    let env = [("RESCAN_INTERVAL", "0.05"), ("TASK_QUIET_PERIOD", "3600"), ("LOG_LEVEL", "DEBUG")];
+    let env = [("RESCAN_INTERVAL", "1"), ("TASK_QUIET_PERIOD", "3600"), ("LOG_LEVEL", "DEBUG")];
     let mut w = Worker::start_as(&root, "marie", &env, NOBODY);
     wait_for("a look at the file", || (looks(&w, "unknown") >= 1).then_some(()));
     root.submit("marie", "probe", "hello");
