@@ -163,6 +163,11 @@ impl Daemon {
                 .map_or(0.0, |d| d.as_secs_f64()),
             heartbeat_age: self.heartbeat_written.elapsed().as_secs_f64(),
             healthy: self.health_problems().is_empty(),
+            up: !matches!(self.phase, Phase::Draining { .. })
+                && self.heartbeat_written.elapsed().as_secs_f64()
+                    <= STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64(),
+            credential_fault: self.breaker_credential
+                && matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen),
         }
     }
 }

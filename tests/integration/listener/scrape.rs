@@ -30,19 +30,19 @@ fn the_endpoint_carries_both_workers_and_passes_promtool() {
         ("watcher_tasks_failed_total{worker=\"anga\",reason=\"exit_code\"}", 1.0),
         ("watcher_task_duration_seconds_count{worker=\"marie\"}", 3.0),
         ("watcher_task_duration_seconds_count{worker=\"anga\"}", 2.0),
-        ("watcher_results_total{worker=\"anga\",status=\"unreadable\"}", 0.0),
-        ("watcher_agent_tokens_total{worker=\"anga\",type=\"input\"}", 10.0),
+        ("watcher_listener_results_total{worker=\"anga\",status=\"unreadable\"}", 0.0),
+        ("watcher_agent_tokens_total{worker=\"anga\",kind=\"input\"}", 10.0),
         ("watcher_circuit_breaker_state{worker=\"anga\"}", 0.0),
         ("watcher_max_concurrent_tasks{worker=\"marie\"}", 3.0),
         ("watcher_worker_up{worker=\"marie\"}", 1.0),
-        ("watcher_worker_healthy{worker=\"anga\"}", 1.0),
+        ("watcher_healthy{worker=\"anga\"}", 1.0),
         ("watcher_listener_workers", 2.0),
         ("watcher_listener_events_total{event=\"task_failed\"}", 2.0),
         ("watcher_listener_backlog_results", 0.0),
     ] {
         assert_eq!(s.get(series), value, "{series}");
     }
-    assert!(s.get("watcher_worker_heartbeat_age_seconds{worker=\"marie\"}") >= 0.0);
+    assert!(s.get("watcher_heartbeat_age_seconds{worker=\"marie\"}") >= 0.0);
     assert!(s.get("process_resident_memory_bytes") > 0.0);
     for family in ["watcher_tasks_processed_total", "watcher_task_duration_seconds", "watcher_worker_up"] {
         assert_eq!(s.text.matches(&format!("# TYPE {family} ")).count(), 1, "{family}");
@@ -72,7 +72,7 @@ fn an_unreadable_file_in_a_result_folder_is_counted_not_announced() {
     let dir = root.path().join("results").join("marie");
     std::fs::write(dir.join("junk.json"), "not a result").expect("junk");
     wait_for("the junk counted", || {
-        (target.scrape().get("watcher_results_total{worker=\"marie\",status=\"unreadable\"}") == 1.0)
+        (target.scrape().get("watcher_listener_results_total{worker=\"marie\",status=\"unreadable\"}") == 1.0)
             .then_some(())
     });
     assert!(root.events().iter().all(|e| e.get("task_id").is_none()), "{:#?}", root.events());
