@@ -17,6 +17,7 @@ mod logging;
 mod metrics;
 mod netfs;
 mod pipe;
+mod prometheus;
 mod running;
 mod scrape;
 mod settings;
