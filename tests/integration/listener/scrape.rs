@@ -78,3 +78,31 @@ fn an_unreadable_file_in_a_result_folder_is_counted_not_announced() {
     assert!(root.events().iter().all(|e| e.get("task_id").is_none()), "{:#?}", root.events());
     assert!(l.log_text().contains("not a result"), "{}", l.log_text());
 }
+
+#[test]
+fn the_listener_serves_the_age_of_a_queue_that_waits_and_its_worker_serves_the_same() {
+    let root = Root::new();
+    let (_l, target) = start(&root, &[]);
+    let sock = root.path().join("marie.metrics.sock");
+    let listen = sock.display().to_string();
+    let mut env = FAST_WORKER.to_vec();
+    env.extend([
+        ("MAX_CONCURRENT_TASKS", "1"),
+        ("ENABLE_METRICS", "true"),
+        ("METRICS_LISTEN", listen.as_str()),
+    ]);
+    let _m = Worker::start(&root, "marie", &env);
+    root.submit("marie", "busy", "hang");
+    root.wait_heartbeat("marie", "the hung task running", |h| h["active_tasks"] == 1);
+    root.submit("marie", "waits", "hello");
+    let hb = root.wait_heartbeat("marie", "the queued task dated", |h| h["oldest_queued_at"].is_f64());
+    assert!(hb["oldest_queued_at"].as_f64() <= hb["timestamp"].as_f64(), "{hb}");
+    let age = |s: &crate::scrape::Samples| s.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}");
+    let first = age(&target.scrape_when("an age on the listener", |s| {
+        s.map.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}").is_some_and(|a| *a > 0.0)
+    }));
+    // The age grows between heartbeats: it is now minus the arrival, not a copy.
+    target.scrape_when("the age growing", |s| age(s) > first);
+    let own = Target::Unix(sock).scrape();
+    assert!(own.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}") > 0.0, "{}", own.text);
+}
