@@ -8,6 +8,7 @@
 
 mod api;
 mod dashboard;
+mod faults;
 mod rules;
 mod server;
 
