@@ -171,9 +171,11 @@ step_compose_up() {
 
 step_healthcheck() {
     local c
+    # Polled, as the start period allows: the listener may still be opening its endpoint.
     for w in marie listener; do
         c=$(container "$w")
-        if podman healthcheck run "$c" >/dev/null 2>&1; then say "$c: healthy"; else fail "$c: healthcheck failed"; fi
+        wait_until 30 "$c to pass its health check" podman healthcheck run "$c" || return 1
+        say "$c: healthy"
     done
 }
 
@@ -206,8 +208,9 @@ step_structured_logs() {
     line=$(podman logs "$(container marie)" 2>&1 | grep '"task_id":"from-host-1"' | tail -n1)
     say "podman logs marie: $line"
     jq -e '.level and .message' <<<"$line" >/dev/null || fail "no JSON log line for the task in podman logs"
-    podman logs "$(container listener)" 2>&1 | grep -m1 '"message":"ready"' | jq -e . >/dev/null ||
-        fail "no JSON ready line in the listener's podman logs"
+    # Read whole first: `podman logs | grep -m1` would end podman logs with SIGPIPE.
+    line=$(podman logs "$(container listener)" 2>&1)
+    grep '"message":"ready"' <<<"$line" | jq -e . >/dev/null || fail "no JSON ready line in the listener's podman logs"
 }
 
 prom() { curl -sf --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/$1" "${@:2}"; }
