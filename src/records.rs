@@ -141,15 +141,24 @@ pub struct Heartbeat {
     pub dead_lettered: u64,
     /// `closed`, `open`, `half_open`.
     pub circuit_state: String,
-    /// Why the breaker is open: `failures` or `credential`.
+    /// Why the breaker is open: `failures`, or the cause of an outage (`credential`,
+    /// `network`, `service`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_reason: Option<String>,
     /// While the worker is paused (`rate_limited` or `budget_exhausted`): until when, in
     /// seconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_until: Option<f64>,
+    /// Why the worker is paused: `rate_limited` or `budget_exhausted` (its `status` says
+    /// `circuit_open` or `stopping` when those come first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_open_until: Option<f64>,
+    /// When the oldest task in the queue arrived, in seconds since the epoch; absent when the
+    /// queue is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_queued_at: Option<f64>,
     /// Seconds since the epoch.
     pub started_at: f64,
     pub heartbeat_interval: f64,

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 use mio::Token;
 
 use super::{Daemon, Phase};
+use crate::agent::classify::Cause;
 use crate::breaker::State;
 use crate::config::Config;
 use crate::error::Fatal;
@@ -163,6 +164,11 @@ impl Daemon {
                 .map_or(0.0, |d| d.as_secs_f64()),
             heartbeat_age: self.heartbeat_written.elapsed().as_secs_f64(),
             healthy: self.health_problems().is_empty(),
+            up: !matches!(self.phase, Phase::Draining { .. })
+                && self.heartbeat_written.elapsed().as_secs_f64()
+                    <= STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64(),
+            credential_fault: self.outage.as_ref().is_some_and(|o| o.cause == Cause::Credential)
+                && matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen),
         }
     }
 }

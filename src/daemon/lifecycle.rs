@@ -236,6 +236,8 @@ impl Daemon {
             circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
                 .then(|| self.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
             paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
+            paused_reason: self.paused.map(|p| p.why.status().into()),
+            oldest_queued_at: self.queue.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
             started_at: clock::epoch_f64(self.started_at),
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),

@@ -2,7 +2,7 @@
 //! counters it serves never go back when it restarts, and never count a result twice.
 //!
 //! Derived from result files only: a worker's retries, per-attempt durations and detection
-//! latency are on the worker's own endpoint, not here (see orchestrator-listener(8), METRICS).
+//! latency are on the worker's own endpoint, not here (`metrics::WORKER_ONLY`).
 
 use std::collections::BTreeMap;
 
@@ -55,7 +55,7 @@ impl Histogram {
     }
 }
 
-/// Tokens of the agents' usage, by the `type` label of `watcher_agent_tokens_total`.
+/// Tokens of the agents' usage, by the `kind` label of `watcher_agent_tokens_total`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tokens {
     pub input: u64,
@@ -65,7 +65,7 @@ pub struct Tokens {
 }
 
 impl Tokens {
-    pub fn by_type(&self) -> [(&'static str, u64); 4] {
+    pub fn by_kind(&self) -> [(&'static str, u64); 4] {
         [
             ("input", self.input),
             ("output", self.output),
@@ -94,6 +94,9 @@ pub struct Counts {
     pub cost_usd: f64,
     #[serde(default)]
     pub tokens: Tokens,
+    /// `num_turns` the agents reported.
+    #[serde(default)]
+    pub turns: u64,
 }
 
 /// The `reason` label for a failure's reason.
@@ -116,6 +119,7 @@ impl Counts {
             if let Some(cost) = a.total_cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
                 self.cost_usd += cost;
             }
+            self.turns = self.turns.saturating_add(a.num_turns.unwrap_or(0));
             let t = &mut self.tokens;
             t.input = t.input.saturating_add(a.input_tokens);
             t.output = t.output.saturating_add(a.output_tokens);
@@ -145,7 +149,12 @@ mod tests {
             finished_at: None,
             duration_seconds: Some(d),
             metadata: serde_json::Value::Null,
-            agent: Some(Agent { total_cost_usd: Some(0.25), input_tokens: 3, ..Agent::default() }),
+            agent: Some(Agent {
+                total_cost_usd: Some(0.25),
+                num_turns: Some(2),
+                input_tokens: 3,
+                ..Agent::default()
+            }),
             batch: None,
         }
     }
@@ -162,7 +171,7 @@ mod tests {
         let cum = c.duration.cumulative();
         assert_eq!(cum[0], (0.5, 1));
         assert_eq!(cum.last().map(|b| b.1), Some(2), "1e9 s is only in +Inf");
-        assert_eq!((c.cost_usd, c.tokens.input), (0.75, 9));
+        assert_eq!((c.cost_usd, c.tokens.input, c.turns), (0.75, 9, 6));
     }
 
     #[test]

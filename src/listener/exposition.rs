@@ -87,89 +87,100 @@ fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> Met
 enum F {
     Processed,
     Failed,
+    DeadLetters,
     Duration,
     Cost,
     Tokens,
+    Turns,
     Results,
     Queue,
     Active,
     Breaker,
     Waiting,
     MaxConcurrent,
+    OldestAge,
+    RateLimited,
+    SpendCap,
+    Credential,
     Up,
     Healthy,
     Age,
+    BuildInfo,
 }
 
-/// Name, help and type of each of [`F`].
-const SPECS: [(&str, &str, MetricType); 14] = [
-    (
-        "watcher_tasks_processed_total",
-        "Tasks finished, by final status, counted from the workers' result files.",
-        MetricType::COUNTER,
-    ),
+const C: MetricType = MetricType::COUNTER;
+const G: MetricType = MetricType::GAUGE;
+
+/// Name, help and type of each of [`F`]. Each name, its labels and type are those of a
+/// worker's own endpoint (`crate::metrics::Families`), so a query means the same whichever
+/// target is scraped; `watcher_listener_*` names are the listener's alone.
+const SPECS: [(&str, &str, MetricType); 21] = [
+    ("watcher_tasks_processed_total", "Tasks finished, by final status, counted from the workers' result files.", C),
     (
         "watcher_tasks_failed_total",
         "Tasks finally failed, by reason, counted from the workers' result files (other: a reason this \
          version does not know).",
-        MetricType::COUNTER,
+        C,
+    ),
+    (
+        "watcher_dead_letters_total",
+        "Dead letters, by reason, counted from the workers' failed results (each comes with one).",
+        C,
     ),
     (
         "watcher_task_duration_seconds",
         "Duration of each finished task's last attempt (duration_seconds of its result).",
         MetricType::HISTOGRAM,
     ),
+    ("watcher_agent_cost_usd_total", "Cost the agents reported in the results, in US dollars.", C),
+    ("watcher_agent_tokens_total", "Tokens the agents reported in the results, by kind.", C),
+    ("watcher_agent_turns_total", "Turns the agents reported in the results (num_turns).", C),
     (
-        "watcher_agent_cost_usd_total",
-        "Cost the agents reported in the results, in US dollars.",
-        MetricType::COUNTER,
-    ),
-    (
-        "watcher_agent_tokens_total",
-        "Tokens the agents reported in the results, by type.",
-        MetricType::COUNTER,
-    ),
-    (
-        "watcher_results_total",
+        "watcher_listener_results_total",
         "Result files read, by status: completed, failed, or unreadable (not a result).",
-        MetricType::COUNTER,
+        C,
     ),
-    (
-        "watcher_task_queue_size",
-        "Tasks in the queue, not yet claimed, as of the worker's last heartbeat.",
-        MetricType::GAUGE,
-    ),
-    ("watcher_active_tasks", "Agent runs in progress, as of the worker's last heartbeat.", MetricType::GAUGE),
+    ("watcher_task_queue_size", "Tasks in the queue, not yet claimed, as of the worker's last heartbeat.", G),
+    ("watcher_active_tasks", "Agent runs in progress, as of the worker's last heartbeat.", G),
     (
         "watcher_circuit_breaker_state",
         "Circuit breaker as of the worker's last heartbeat: 0 closed, 1 open, 2 half-open.",
-        MetricType::GAUGE,
+        G,
+    ),
+    ("watcher_tasks_waiting_retry", "Claimed tasks waiting for their retry time, as of the last heartbeat.", G),
+    ("watcher_max_concurrent_tasks", "MAX_CONCURRENT_TASKS of the worker, as of its last heartbeat.", G),
+    (
+        "watcher_oldest_queued_task_age_seconds",
+        "Age of the oldest task in the queue (now minus its arrival, as of the last heartbeat); 0 when empty.",
+        G,
     ),
     (
-        "watcher_tasks_waiting_retry",
-        "Claimed tasks waiting for their retry time, as of the worker's last heartbeat.",
-        MetricType::GAUGE,
+        "watcher_rate_limited_until_seconds",
+        "While a usage or rate limit pauses the worker: when it resets, in seconds since the epoch; else 0.",
+        G,
     ),
     (
-        "watcher_max_concurrent_tasks",
-        "MAX_CONCURRENT_TASKS of the worker, as of its last heartbeat.",
-        MetricType::GAUGE,
+        "watcher_spend_cap_until_seconds",
+        "While the spend cap pauses the worker: until when, in seconds since the epoch; else 0.",
+        G,
     ),
     (
-        "watcher_worker_up",
-        "1 when the worker's heartbeat is fresh and does not say stopped.",
-        MetricType::GAUGE,
+        "watcher_credential_fault",
+        "1 while the worker's breaker is open (or half-open) because the agent's credentials were refused.",
+        G,
     ),
+    ("watcher_worker_up", "1 when the worker's heartbeat is fresh and does not say stopped.", G),
     (
-        "watcher_worker_healthy",
+        "watcher_healthy",
         "1 when orchestrator-listener judges the worker healthy (no worker_unhealthy outstanding).",
-        MetricType::GAUGE,
+        G,
     ),
     (
-        "watcher_worker_heartbeat_age_seconds",
+        "watcher_heartbeat_age_seconds",
         "Age of the worker's heartbeat, on the listener's monotonic clock since it saw the heartbeat change.",
-        MetricType::GAUGE,
+        G,
     ),
+    ("watcher_build_info", "Always 1; the worker's version (from its heartbeat) in a label.", G),
 ];
 
 /// The names of the derived families.
@@ -180,34 +191,14 @@ pub fn family_names() -> impl Iterator<Item = &'static str> {
 /// The families derived from the workers' files, one per name, empty ones left out.
 pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
     let mut out: Vec<Vec<Metric>> = SPECS.iter().map(|_| Vec::new()).collect();
+    let now = crate::clock::now_f64();
     for w in workers {
-        let (name, c) = (w.name, w.counts);
         let mut push = |f: F, m: Metric| out[f as usize].push(m);
-        let one = [("worker", name)];
-        push(F::Processed, counter(&[("worker", name), ("status", "completed")], c.completed as f64));
-        push(F::Processed, counter(&[("worker", name), ("status", "failed")], c.failed as f64));
-        for reason in REASONS.iter().copied().chain([OTHER_REASON]) {
-            let n = c.failed_for(reason);
-            if n > 0 || reason != OTHER_REASON {
-                push(F::Failed, counter(&[("worker", name), ("reason", reason)], n as f64));
-            }
-        }
-        push(F::Duration, histogram(&one, &c.duration));
-        push(F::Cost, counter(&one, c.cost_usd));
-        for (kind, n) in c.tokens.by_type() {
-            push(F::Tokens, counter(&[("worker", name), ("type", kind)], n as f64));
-        }
-        for (status, n) in [("completed", c.completed), ("failed", c.failed), ("unreadable", c.unreadable)] {
-            push(F::Results, counter(&[("worker", name), ("status", status)], n as f64));
-        }
+        from_results(w.name, w.counts, &mut push);
         if let Some(b) = w.beat {
-            push(F::Queue, gauge(&one, b.queue_size as f64));
-            push(F::Active, gauge(&one, b.active_tasks as f64));
-            push(F::Breaker, gauge(&one, b.breaker_gauge() as f64));
-            push(F::Waiting, gauge(&one, b.retry_waiting as f64));
-            push(F::MaxConcurrent, gauge(&one, b.max_concurrent as f64));
-            push(F::Age, gauge(&one, w.age.unwrap_or(0.0)));
+            from_heartbeat(w.name, b, w.age, now, &mut push);
         }
+        let one = [("worker", w.name)];
         push(F::Up, gauge(&one, f64::from(u8::from(w.verdict.up))));
         push(F::Healthy, gauge(&one, f64::from(u8::from(w.verdict.problems.is_empty()))));
     }
@@ -219,6 +210,55 @@ pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
         .collect()
 }
 
+/// The counters of one worker's results.
+fn from_results(name: &str, c: &Counts, push: &mut impl FnMut(F, Metric)) {
+    let one = [("worker", name)];
+    push(F::Processed, counter(&[("worker", name), ("status", "completed")], c.completed as f64));
+    push(F::Processed, counter(&[("worker", name), ("status", "failed")], c.failed as f64));
+    for reason in REASONS.iter().copied().chain([OTHER_REASON]) {
+        let n = c.failed_for(reason);
+        if n > 0 || reason != OTHER_REASON {
+            let pairs = [("worker", name), ("reason", reason)];
+            push(F::Failed, counter(&pairs, n as f64));
+            push(F::DeadLetters, counter(&pairs, n as f64));
+        }
+    }
+    push(F::Duration, histogram(&one, &c.duration));
+    push(F::Cost, counter(&one, c.cost_usd));
+    for (kind, n) in c.tokens.by_kind() {
+        push(F::Tokens, counter(&[("worker", name), ("kind", kind)], n as f64));
+    }
+    push(F::Turns, counter(&one, c.turns as f64));
+    for (status, n) in [("completed", c.completed), ("failed", c.failed), ("unreadable", c.unreadable)] {
+        push(F::Results, counter(&[("worker", name), ("status", status)], n as f64));
+    }
+}
+
+/// The gauges of one worker's last heartbeat, `age` seconds old (as judged, see `freshness`),
+/// read at `now`.
+fn from_heartbeat(name: &str, b: &Beat, age: Option<f64>, now: f64, push: &mut impl FnMut(F, Metric)) {
+    let one = [("worker", name)];
+    push(F::Queue, gauge(&one, b.queue_size as f64));
+    push(F::Active, gauge(&one, b.active_tasks as f64));
+    push(F::Breaker, gauge(&one, b.breaker_gauge() as f64));
+    push(F::Waiting, gauge(&one, b.retry_waiting as f64));
+    push(F::MaxConcurrent, gauge(&one, b.max_concurrent as f64));
+    // A heartbeat of a version that does not state it says nothing of the age.
+    match b.oldest_queued_at {
+        Some(at) => push(F::OldestAge, gauge(&one, (now - at).max(0.0))),
+        None if b.queue_size == 0 => push(F::OldestAge, gauge(&one, 0.0)),
+        None => {}
+    }
+    let (rate_limited, spend_cap) = b.paused();
+    push(F::RateLimited, gauge(&one, rate_limited));
+    push(F::SpendCap, gauge(&one, spend_cap));
+    push(F::Credential, gauge(&one, f64::from(u8::from(b.credential_fault()))));
+    push(F::Age, gauge(&one, age.unwrap_or_else(|| (now - b.timestamp).max(0.0))));
+    if !b.version.is_empty() {
+        push(F::BuildInfo, gauge(&[("worker", name), ("version", &*b.version)], 1.0));
+    }
+}
+
 /// The text exposition of `families`, sorted by name (each name once).
 pub fn encode(mut families: Vec<MetricFamily>) -> prometheus::Result<Vec<u8>> {
     families.sort_by(|a, b| a.name().cmp(b.name()));
@@ -228,43 +268,4 @@ pub fn encode(mut families: Vec<MetricFamily>) -> prometheus::Result<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::listener::health::{judge, Reading};
-
-    #[test]
-    fn every_worker_has_every_family_once() {
-        let mut counts = Counts { completed: 3, ..Counts::default() };
-        counts.duration.observe(1.0);
-        let beat = Beat {
-            timestamp: crate::clock::now_f64(),
-            status: "idle".into(),
-            queue_size: 4,
-            ..Beat::default()
-        };
-        let verdict = judge(&Reading::Beat(beat.clone()), true, crate::clock::now_f64(), 0.0, None);
-        let none = judge(&Reading::Missing, false, 0.0, 0.0, None);
-        let views = [
-            WorkerView {
-                name: "marie",
-                counts: &counts,
-                beat: Some(&beat),
-                age: Some(0.5),
-                verdict: &verdict,
-            },
-            WorkerView { name: "anga", counts: &Counts::default(), beat: None, age: None, verdict: &none },
-        ];
-        let text = String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8");
-        assert_eq!(text.matches("# TYPE watcher_tasks_processed_total counter").count(), 1);
-        assert!(
-            text.contains("watcher_tasks_processed_total{worker=\"marie\",status=\"completed\"} 3"),
-            "{text}"
-        );
-        assert!(text.contains("watcher_tasks_processed_total{worker=\"anga\",status=\"failed\"} 0"));
-        assert!(text.contains("watcher_task_queue_size{worker=\"marie\"} 4"));
-        assert!(!text.contains("watcher_task_queue_size{worker=\"anga\"}"), "no heartbeat, no gauge");
-        assert!(text.contains("watcher_worker_up{worker=\"anga\"} 0"));
-        assert!(text.contains("watcher_task_duration_seconds_bucket{worker=\"marie\",le=\"1\"} 1"), "{text}");
-        assert!(!text.contains("reason=\"other\""), "other only once it happened");
-    }
-}
+mod tests;

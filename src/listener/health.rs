@@ -47,6 +47,38 @@ pub struct Beat {
     pub pid: Option<u32>,
     #[serde(default)]
     pub hostname: String,
+    #[serde(default)]
+    pub version: Box<str>,
+    /// When the oldest queued task arrived (seconds since the epoch); absent: none queued.
+    #[serde(default)]
+    pub oldest_queued_at: Option<f64>,
+    /// While the worker is paused: until when, and why.
+    #[serde(default)]
+    pub paused_until: Option<f64>,
+    #[serde(default)]
+    pub paused_reason: Option<PauseReason>,
+    /// Why the breaker is open or half-open.
+    #[serde(default)]
+    pub circuit_reason: Option<CircuitReason>,
+}
+
+/// A heartbeat's `paused_reason` (small, so that a [`Reading`] stays small).
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    RateLimited,
+    BudgetExhausted,
+    #[serde(other)]
+    Other,
+}
+
+/// A heartbeat's `circuit_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CircuitReason {
+    Credential,
+    #[serde(other)]
+    Failures,
 }
 
 impl Beat {
@@ -57,6 +89,27 @@ impl Beat {
             "half_open" => 2,
             _ => 0,
         }
+    }
+
+    /// `(rate limited until, spend cap until)`, seconds since the epoch, 0 when not paused so.
+    pub fn paused(&self) -> (f64, f64) {
+        let until = self.paused_until.filter(|t| t.is_finite()).unwrap_or(0.0);
+        // A heartbeat without `paused_reason` (an older worker) says it in its status.
+        let why = self.paused_reason.or(match self.status.as_str() {
+            "rate_limited" => Some(PauseReason::RateLimited),
+            "budget_exhausted" => Some(PauseReason::BudgetExhausted),
+            _ => None,
+        });
+        match why {
+            Some(PauseReason::RateLimited) => (until, 0.0),
+            Some(PauseReason::BudgetExhausted) => (0.0, until),
+            _ => (0.0, 0.0),
+        }
+    }
+
+    /// The breaker is open or half-open because the agent's credentials were refused.
+    pub fn credential_fault(&self) -> bool {
+        self.breaker_gauge() != 0 && self.circuit_reason == Some(CircuitReason::Credential)
     }
 
     /// The age at which this heartbeat is stale.
@@ -299,6 +352,11 @@ mod tests {
         std::fs::write(&p, r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#).expect("w");
         let Reading::Beat(b) = read(&p) else { panic!("not read") };
         assert_eq!((b.timestamp, b.queue_size, b.breaker_gauge()), (12.5, 4, 0));
+        let text = r#"{"timestamp": 1, "circuit_state": "half_open", "circuit_reason": "credential",
+                       "paused_reason": "a_reason_of_later", "paused_until": 9, "version": "9.9"}"#;
+        std::fs::write(&p, text).expect("w");
+        let Reading::Beat(b) = read(&p) else { panic!("not read") };
+        assert_eq!((b.credential_fault(), b.paused(), &*b.version), (true, (0.0, 0.0), "9.9"));
         std::fs::write(&p, "{}").expect("w");
         assert!(matches!(read(&p), Reading::Unreadable(_)));
         assert_eq!(read(&dir.path().join("none.json")), Reading::Missing);

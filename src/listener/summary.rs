@@ -30,6 +30,8 @@ pub struct Agent {
     #[serde(default)]
     pub total_cost_usd: Option<f64>,
     #[serde(default)]
+    pub num_turns: Option<u64>,
+    #[serde(default)]
     pub input_tokens: u64,
     #[serde(default)]
     pub output_tokens: u64,

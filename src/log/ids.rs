@@ -47,7 +47,7 @@ pub const BATCH_COMPLETED: &str = "43d27ba351a548359f7148b212a30cce";
 /// signal, time-out, or it could not start). The event file was written all the same.
 pub const NOTIFY_FAILED: &str = "9a11b60bcc944e0aa5105193549be2e1";
 /// orchestrator-listener: a file in a result folder is not a result it can read; it is
-/// counted (`watcher_results_total{status="unreadable"}`) and announced to no one.
+/// counted (`watcher_listener_results_total{status="unreadable"}`) and announced to no one.
 pub const RESULT_UNREADABLE: &str = "ee940fc821b44e2bb1517ce381b18b4d";
 /// orchestrator-listener: an event file (or the listener's state) cannot be written; no
 /// more results are taken until it can (nothing is lost, events are late).

@@ -37,6 +37,19 @@ pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted"
 /// Token kinds of Claude's `usage`.
 pub const TOKEN_KINDS: &[&str] = &["input", "output", "cache_creation_input", "cache_read_input"];
 
+/// The families only a worker's own endpoint serves: what no file of the spool tells the
+/// listener (retries by reason, detection latency, runs not charged, the endpoint's
+/// connections) and the worker's process (a prefix ends in `_`). The listener serves every
+/// other family, under the same name, labels and type.
+pub const WORKER_ONLY: &[&str] = &[
+    "watcher_task_retries_total",
+    "watcher_task_detection_latency_seconds",
+    "watcher_runs_uncharged_total",
+    "watcher_http_connections_total",
+    "watcher_agent_cpu_seconds_total",
+    "process_",
+];
+
 /// Agent runs: from half a second to two hours.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0];
@@ -68,6 +81,8 @@ pub struct Families {
     pub spend_cap_until: GaugeVec,
     pub heartbeat_age: GaugeVec,
     pub healthy: IntGaugeVec,
+    pub up: IntGaugeVec,
+    pub credential_fault: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub http_events: IntCounterVec,
 }
@@ -159,6 +174,14 @@ impl Families {
                 "watcher_healthy",
                 "1 when /healthz answers 200: loop turning, heartbeat fresh, breaker not open, not stopping.",
             )?,
+            up: gauge(
+                "watcher_worker_up",
+                "1 while the worker's heartbeat is fresh and it is not stopping or stopped.",
+            )?,
+            credential_fault: gauge(
+                "watcher_credential_fault",
+                "1 while the breaker is open (or half-open) because the agent's credentials were refused.",
+            )?,
             build_info: reg(
                 r,
                 IntGaugeVec::new(Opts::new("watcher_build_info", "Always 1; the version in a label."), &["worker", "version"])?,
@@ -206,6 +229,8 @@ impl Families {
             &self.waiting_retry,
             &self.max_concurrent,
             &self.healthy,
+            &self.up,
+            &self.credential_fault,
         ] {
             g.get_metric_with_label_values(w)?;
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use prometheus::{Counter, Encoder, Histogram, IntCounter, Registry, TextEncoder};
 
 use crate::agent::AgentReport;
-pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS};
+pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS, WORKER_ONLY};
 pub use process::ProcessMetrics;
 
 /// The text exposition format served on /metrics.
@@ -67,6 +67,10 @@ pub struct State {
     pub oldest_queued_age: f64,
     pub heartbeat_age: f64,
     pub healthy: bool,
+    /// Heartbeat fresh and not stopping: `watcher_worker_up`.
+    pub up: bool,
+    /// The breaker is open or half-open for a credential fault.
+    pub credential_fault: bool,
 }
 
 /// One worker's metrics.
@@ -176,6 +180,8 @@ impl WorkerMetrics {
         f.oldest_queued_age.with_label_values(&w).set(s.oldest_queued_age);
         f.heartbeat_age.with_label_values(&w).set(s.heartbeat_age);
         f.healthy.with_label_values(&w).set(i64::from(s.healthy));
+        f.up.with_label_values(&w).set(i64::from(s.up));
+        f.credential_fault.with_label_values(&w).set(i64::from(s.credential_fault));
     }
 
     /// Copies the endpoint's own counters.

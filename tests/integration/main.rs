@@ -26,6 +26,7 @@ mod netfs;
 mod oddfiles;
 mod outage;
 mod pipe;
+mod prometheus;
 mod running;
 mod scrape;
 mod settings;

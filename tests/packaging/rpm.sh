@@ -88,6 +88,8 @@ step_file_list() {
     grep -qx /usr/bin/watcherctl <<<"$listed" || fail "no /usr/bin/watcherctl"
     grep -qx /usr/bin/orchestrator-listener <<<"$listed" || fail "no /usr/bin/orchestrator-listener"
     grep -qx /usr/lib/systemd/catalog/worker-watcher.catalog <<<"$listed" || fail "no journal catalog"
+    grep -qx /usr/share/worker-watcher/prometheus/worker-watcher.rules.yml <<<"$listed" || fail "no alert rules"
+    grep -qx /usr/share/worker-watcher/grafana/worker-watcher.json <<<"$listed" || fail "no Grafana dashboard"
 }
 
 step_modes_and_config() {

@@ -389,7 +389,9 @@ step_listener_events() {
 }
 
 # A real Prometheus (Debian's package, run on the host: the container shares its network)
-# scrapes the listener and answers a query for watcher_tasks_processed_total.
+# scrapes the listener, answers a query for watcher_tasks_processed_total, and evaluates the
+# alert rules the package installed.
+RULES_FILE=/usr/share/worker-watcher/prometheus/worker-watcher.rules.yml
 step_prometheus() {
     local dir pid rc=0 q answer
     listener_installed || { say "no listener in the package yet"; return 77; }
@@ -398,8 +400,9 @@ step_prometheus() {
         return 77
     fi
     dir=$(mktemp -d /var/tmp/worker-watcher-prometheus.XXXXXX)
-    printf 'global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: worker-watcher\n    static_configs:\n      - targets: [\x27127.0.0.1:%s\x27]\n' \
-        "$LISTENER_PORT" >"$dir/prometheus.yml"
+    ct cat "$RULES_FILE" >"$dir/rules.yml" || fail "the package did not install $RULES_FILE"
+    printf 'global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\x27%s\x27]\nscrape_configs:\n  - job_name: worker-watcher\n    static_configs:\n      - targets: [\x27127.0.0.1:%s\x27]\n' \
+        "$dir/rules.yml" "$LISTENER_PORT" >"$dir/prometheus.yml"
     prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
         --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --log.level=warn >"$dir/log" 2>&1 &
     pid=$!
@@ -414,6 +417,13 @@ step_prometheus() {
     say "query $q: ${answer:-no answer}"
     say "up{job=\"worker-watcher\"}: $(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/query" \
         --data-urlencode 'query=up{job="worker-watcher"}' | jq -r '.data.result[0].value[1]' 2>/dev/null || echo '?')"
+    rules_ok() {
+        curl -sf --max-time 5 "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" |
+            jq -e '[.data.groups[].rules[]] | length > 0 and all(.health == "ok")' >/dev/null
+    }
+    wait_until 60 "Prometheus evaluates the packaged alert rules" rules_ok || rc=1
+    say "rules: $(curl -sf "http://127.0.0.1:$PROMETHEUS_PORT/api/v1/rules" |
+        jq -r '[.data.groups[].rules[] | "\(.name)=\(.health)"] | join(" ")' 2>/dev/null || echo '?')"
     ((rc == 0)) || { tail -n 5 "$dir/log" | sed 's/^/      prometheus: /'; fail "no answer from Prometheus"; }
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true

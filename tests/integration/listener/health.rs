@@ -39,7 +39,7 @@ fn a_worker_killed_with_9_is_unhealthy_once_and_recovered_once_when_it_restarts(
     assert!((at - (ts + 1.5)).abs() < 0.002, "time {at} vs heartbeat {ts} + 1.5");
     let s = target.scrape();
     assert_eq!(s.get("watcher_worker_up{worker=\"marie\"}"), 0.0);
-    assert_eq!(s.get("watcher_worker_healthy{worker=\"marie\"}"), 0.0);
+    assert_eq!(s.get("watcher_healthy{worker=\"marie\"}"), 0.0);
     assert_eq!(s.get("watcher_worker_up{worker=\"anga\"}"), 1.0);
     let _marie = Worker::start(&root, "marie", &[("HEARTBEAT_INTERVAL", "0.5")]);
     let events = root.wait_events("marie recovered", |e| health_events(e, "marie").len() >= 2);
@@ -76,7 +76,7 @@ fn a_stopped_worker_and_an_open_breaker_are_unhealthy() {
     let s = target.scrape();
     assert_eq!(s.get("watcher_circuit_breaker_state{worker=\"anga\"}"), 1.0);
     assert_eq!(s.get("watcher_worker_up{worker=\"anga\"}"), 1.0, "alive, though unhealthy");
-    assert_eq!(s.get("watcher_worker_healthy{worker=\"anga\"}"), 0.0);
+    assert_eq!(s.get("watcher_healthy{worker=\"anga\"}"), 0.0);
     assert_eq!(s.get("watcher_listener_unhealthy_workers"), 2.0);
 }
 
