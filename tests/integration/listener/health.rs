@@ -121,7 +121,7 @@ fn heartbeats_stamped_by_a_stepped_clock_raise_no_false_alarm_and_still_go_stale
             skewed_beat(&root, worker, skew + n as f64, n);
             let queue = format!("watcher_task_queue_size{{worker=\"{worker}\"}}");
             let s = target.scrape_when("the heartbeat read", |s| s.map.get(&queue) == Some(&(n as f64)));
-            assert_eq!(s.get(&format!("watcher_worker_healthy{{worker=\"{worker}\"}}")), 1.0, "{worker}");
+            assert_eq!(s.get(&format!("watcher_healthy{{worker=\"{worker}\"}}")), 1.0, "{worker}");
         }
     }
     for (worker, _) in skews {
