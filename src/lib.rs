@@ -5,27 +5,20 @@
 //! [`runner`]. `watcherctl` is [`ctl`]. `orchestrator-listener` is [`listener`].
 
 pub mod agent;
-pub mod breaker;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod ctl;
-pub mod daemon;
-pub mod durable;
 pub mod engine;
 pub mod error;
+pub mod format;
 pub mod http;
-pub mod listen;
 pub mod listener;
 pub mod log;
 pub mod metrics;
-pub mod notify;
-pub mod records;
-pub mod retry;
 pub mod runner;
 pub mod spool;
-pub mod task;
-pub mod watch;
+pub mod sys;
+pub mod worker;
 
 use crate::config::Config;
 use crate::error::Fatal;
@@ -42,5 +35,5 @@ pub fn run_worker(args: &cli::WorkerArgs) -> Result<(), Fatal> {
     let sink = log::Sink::detect(cfg.log_target, layers.env.get("JOURNAL_STREAM").map(String::as_str));
     let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, sink, &cfg.worker);
     let spool = spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?;
-    daemon::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
+    worker::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
 }

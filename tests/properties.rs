@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use worker_watcher::breaker::{Breaker, State, Transition};
-use worker_watcher::retry::delay;
+use worker_watcher::worker::breaker::{Breaker, State, Transition};
+use worker_watcher::worker::retry::delay;
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)

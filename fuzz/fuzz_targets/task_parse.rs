@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use worker_watcher::task::Task;
+use worker_watcher::format::task::Task;
 
 fuzz_target!(|data: &[u8]| {
     match Task::parse(data, "fuzz-1", "marie") {

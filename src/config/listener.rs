@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::{report, value, Effective, Layers, Paths, Resolver};
 use crate::config::ConfigError;
-use crate::listen::Addr;
 use crate::log::{Format, Level, Target};
+use crate::sys::socket::Addr;
 
 /// The name `%i` stands for in METRICS_LISTEN.
 pub const INSTANCE: &str = "orchestrator-listener";

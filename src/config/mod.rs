@@ -150,7 +150,7 @@ pub struct Config {
     pub enable_metrics: bool,
     pub metrics_port: u16,
     /// METRICS_LISTEN: an address to bind instead of `0.0.0.0:METRICS_PORT`.
-    pub metrics_listen: Option<crate::listen::Addr>,
+    pub metrics_listen: Option<crate::sys::socket::Addr>,
     /// Queue the task lines written to `pipes/<worker>.pipe` (PIPE_INTAKE).
     pub pipe_intake: bool,
     pub effective: Vec<Effective>,
@@ -351,7 +351,8 @@ impl Config {
         let log_target = r.req("LOG_TARGET", |s| s.parse::<Target>())?;
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
-        let metrics_listen = r.get("METRICS_LISTEN", |s| crate::listen::Addr::parse(s, worker).ok_or(()))?;
+        let metrics_listen =
+            r.get("METRICS_LISTEN", |s| crate::sys::socket::Addr::parse(s, worker).ok_or(()))?;
         let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
         let env_files = r.env_files();
         Ok(Config {

@@ -184,9 +184,9 @@ fn metrics_addresses() {
     let c = load(&[("WATCHER_ROOT", &root), ("METRICS_PORT", "0"), ("METRICS_LISTEN", "/run/ww/%i.sock")])
         .expect("config");
     assert_eq!(c.metrics_port, 0);
-    assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Unix("/run/ww/marie.sock".into())));
+    assert_eq!(c.metrics_listen, Some(crate::sys::socket::Addr::Unix("/run/ww/marie.sock".into())));
     let c = load(&[("WATCHER_ROOT", &root), ("METRICS_LISTEN", "[::1]:9101")]).expect("config");
-    assert_eq!(c.metrics_listen, Some(crate::listen::Addr::Tcp("[::1]:9101".parse().expect("addr"))));
+    assert_eq!(c.metrics_listen, Some(crate::sys::socket::Addr::Tcp("[::1]:9101".parse().expect("addr"))));
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! The one owner of this rule: the worker, the listener (WORKERS and the workers it finds)
 //! and watcherctl all ask here.
 
-use crate::task::is_valid_id;
+use crate::format::task::is_valid_id;
 
 /// What a name must look like.
 pub const RULE: &str = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit";

@@ -12,8 +12,8 @@ use super::args::DlqPick;
 use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, USAGE};
 use super::folders::{self, Spool};
 use super::output::{block, cell, one_line, print, print_json, table};
-use crate::durable;
-use crate::records::MAX_RECORD_BYTES;
+use crate::format::records::MAX_RECORD_BYTES;
+use crate::sys::durable;
 
 /// One dead-letter file.
 pub struct Letter {

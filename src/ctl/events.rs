@@ -19,9 +19,9 @@ use super::exit::{CtlError, CtlResult, IO, OK};
 use super::folders;
 use super::output::{cell, print};
 use super::wait::Watcher;
-use crate::clock;
-use crate::records::MAX_RECORD_BYTES;
+use crate::format::records::MAX_RECORD_BYTES;
 use crate::spool::read;
+use crate::sys::clock;
 
 /// Columns of the readable form, wide enough for the usual values (longer ones push).
 const WIDTHS: [usize; 4] = [24, 16, 12, 24];

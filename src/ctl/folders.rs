@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::exit::{CtlError, IO, NO_WORKER, USAGE};
 use crate::config::worker_name::{self, is_allowed};
 use crate::config::Paths;
-use crate::durable;
+use crate::sys::durable;
 
 /// The folders of one spool root.
 #[derive(Clone, Debug)]

@@ -1,6 +1,6 @@
 //! `watcherctl`: the operator's and the orchestrator's hand on the spool. It reads and writes
-//! the same files as the daemons, through the same types ([`crate::records`],
-//! [`crate::task`]) and the same durable writes ([`crate::durable`]); it talks to no daemon
+//! the same files as the daemons, through the same types ([`crate::format::records`],
+//! [`crate::format::task`]) and the same durable writes ([`crate::sys::durable`]); it talks to no daemon
 //! (except by writing to a worker's pipe), so it works whether or not they run.
 //!
 //! One module per subcommand family; [`exit`] lists the exit statuses scripts rely on.

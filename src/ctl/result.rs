@@ -8,7 +8,7 @@ use super::args::ResultArgs;
 use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, TASK_FAILED};
 use super::folders::{self, Spool};
 use super::output::{block, cell, print};
-use crate::records::{COMPLETED, MAX_RECORD_BYTES};
+use crate::format::records::{COMPLETED, MAX_RECORD_BYTES};
 
 pub fn result(spool: &Spool, a: &ResultArgs) -> CtlResult {
     spool.require_known(&a.worker)?;

@@ -27,10 +27,10 @@ use super::dlq::{pick, Letter};
 use super::exit::{CtlError, CtlResult, OK, REFUSED};
 use super::folders::{self, Spool};
 use super::output::print;
-use crate::durable::{self, Publish};
-use crate::records::{DeadLetter, COMPLETED, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::format::records::{DeadLetter, COMPLETED, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::format::task::{is_valid_id, State, Task, STATE_KEY};
 use crate::spool::read;
-use crate::task::{is_valid_id, State, Task, STATE_KEY};
+use crate::sys::durable::{self, Publish};
 
 pub fn retry(spool: &Spool, p: &DlqPick, max_task_bytes: u64) -> CtlResult {
     let letters = pick(spool, p)?;
@@ -146,7 +146,7 @@ pub(super) fn archive(dir: &Path, path: &Path, stem: &str) -> Result<(), CtlErro
     let to_dir = dir.join(RETRIED_DIR);
     folders::create_dir(&to_dir)
         .map_err(|e| CtlError::io(format!("cannot create {}", to_dir.display()), &e))?;
-    let ms = (crate::clock::now_f64() * 1000.0) as u64;
+    let ms = (crate::sys::clock::now_f64() * 1000.0) as u64;
     let to = to_dir.join(format!("{stem}.{ms}.json"));
     let moved = durable::rename_noreplace(path, &to)
         .and_then(|()| durable::sync_dir(&to_dir))

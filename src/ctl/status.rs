@@ -8,8 +8,8 @@ use super::args::StatusArgs;
 use super::exit::{CtlError, CtlResult, OK, TASK_FAILED};
 use super::folders::{self, Spool};
 use super::output::{age, print, print_json, table};
-use crate::clock;
-use crate::records::{Heartbeat, MAX_HEARTBEAT_BYTES};
+use crate::format::records::{Heartbeat, MAX_HEARTBEAT_BYTES};
+use crate::sys::clock;
 
 /// Heartbeat intervals after which a heartbeat is stale (as orchestrator-listener counts).
 pub const STALE_INTERVALS: f64 = 3.0;

@@ -17,9 +17,9 @@ use super::output::{print, print_json};
 use super::result::{exit_of, render};
 use super::wait::Watcher;
 use crate::config::Config;
-use crate::durable::{self, Publish};
-use crate::records::{ResultHead, MAX_RECORD_BYTES};
-use crate::task::Task;
+use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
+use crate::format::task::Task;
+use crate::sys::durable::{self, Publish};
 
 /// Largest line written to a pipe in one piece (POSIX PIPE_BUF on Linux): longer writes may
 /// interleave with other writers'.
@@ -260,7 +260,7 @@ fn wait(spool: &Spool, worker: &str, id: &str, mut w: Watcher, a: &SubmitArgs) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::is_valid_id;
+    use crate::format::task::is_valid_id;
 
     #[test]
     fn generated_ids_are_valid_and_sortable() {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::watch::{Change, DirWatch};
+use crate::sys::inotify::{Change, DirWatch};
 
 /// What woke the watcher.
 #[derive(Debug, Default)]

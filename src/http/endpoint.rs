@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use mio::Token;
 
 use super::{Limits, Server};
-use crate::listen::{Addr, Listener};
+use crate::sys::socket::{Addr, Listener};
 
 /// Listening sockets: tokens 8 to 15, between a loop's own sources and its children's pipes.
 pub const HTTP_LISTEN: Token = Token(8);

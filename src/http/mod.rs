@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use mio::event::Source as _;
 use mio::{Interest, Registry, Token};
 
-use crate::listen::{Listener, Stream};
+use crate::sys::socket::{Listener, Stream};
 pub use endpoint::Endpoint;
 pub use message::{parse, Parse, Request, Response, JSON, TEXT};
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token};
 
 use super::*;
-use crate::listen::{Addr, Listener};
+use crate::sys::socket::{Addr, Listener};
 
 fn req(bytes: &[u8]) -> Request {
     match parse(bytes, false) {

@@ -16,9 +16,9 @@ use super::health::{self, Change, Reading, Verdict};
 use super::state::FILE;
 use super::taken;
 use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
-use crate::clock;
-use crate::durable::Batch;
 use crate::log::ids;
+use crate::sys::clock;
+use crate::sys::durable::Batch;
 
 impl Listener {
     /// Judges every worker's heartbeat now, and stages what changed.

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::events::fnv1a;
-use crate::records::COMPLETED;
+use crate::format::records::COMPLETED;
 
 pub const MAX_OPEN: usize = 1024;
 pub const MAX_MEMBERS: usize = 65_536;

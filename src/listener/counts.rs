@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::summary::Summary;
+use crate::format::records::COMPLETED;
 use crate::metrics::{DURATION_BUCKETS, REASONS};
-use crate::records::COMPLETED;
 
 /// The `reason` label of a failure whose reason is not one of [`REASONS`].
 pub const OTHER_REASON: &str = "other";

@@ -15,8 +15,8 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::summary::Summary;
-use crate::clock;
-use crate::records::COMPLETED;
+use crate::format::records::COMPLETED;
+use crate::sys::clock;
 
 pub const TASK_COMPLETED: &str = "task_completed";
 pub const TASK_FAILED: &str = "task_failed";

@@ -139,7 +139,7 @@ pub enum Reading {
 
 /// Reads `heartbeats/<worker>.json`.
 pub fn read(path: &Path) -> Reading {
-    let bytes = match crate::spool::read::read(path, crate::records::MAX_HEARTBEAT_BYTES) {
+    let bytes = match crate::spool::read::read(path, crate::format::records::MAX_HEARTBEAT_BYTES) {
         Ok(b) => b,
         Err(e) if e.is_missing() => return Reading::Missing,
         Err(e) => return Reading::Unreadable(e.to_string()),

@@ -136,7 +136,7 @@ impl Listener {
         mtime_ns: i64,
         announce: bool,
     ) -> (Option<serde_json::Value>, Option<Event>) {
-        let at = crate::clock::rfc3339(events::time_of_ns(mtime_ns));
+        let at = crate::sys::clock::rfc3339(events::time_of_ns(mtime_ns));
         let (outcome, forgotten) = self.state.batches.record(batch, size, worker, &s.task_id, s.status, &at);
         for f in forgotten {
             self.forgot(f);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use super::state::{self, Loaded, State};
 use super::{Listener, Phase};
 use crate::config::listener::ListenerConfig;
-use crate::durable;
 use crate::error::Fatal;
+use crate::sys::durable;
 
 /// SYSLOG_IDENTIFIER of the listener's journal entries.
 pub const IDENTIFIER: &str = "orchestrator-listener";

@@ -15,14 +15,14 @@ mod batches;
 mod command;
 mod counts;
 mod cursor;
-mod endpoint;
 mod events;
 mod exposition;
 mod freshness;
 mod health;
+mod http;
 mod intake;
 mod lifecycle;
-mod own;
+mod self_metrics;
 mod state;
 mod summary;
 mod taken;
@@ -43,9 +43,9 @@ use crate::config::listener::ListenerConfig;
 use crate::config::Layers;
 use crate::error::Fatal;
 use crate::log::Logger;
-use crate::notify::Notifier;
 use crate::runner::Pipe;
-use crate::watch::DirWatch;
+use crate::sys::inotify::DirWatch;
+use crate::sys::sd_notify::Notifier;
 use command::Commands;
 use cursor::Key;
 use events::Event;
@@ -145,7 +145,7 @@ pub struct Listener {
     more_work: bool,
     commands: Commands,
     endpoint: Option<crate::http::Endpoint>,
-    own: own::Own,
+    own: self_metrics::Own,
     phase: Phase,
     next_watchdog: Option<Instant>,
     /// The backlog found at start-up was taken (logged once).
@@ -175,9 +175,9 @@ impl Listener {
         poll.registry()
             .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch inotify: {e}")))?;
-        let own =
-            own::Own::new(&state).map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
-        let mut endpoint = endpoint::open(&cfg, &layers.env, &log)?;
+        let own = self_metrics::Own::new(&state)
+            .map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
+        let mut endpoint = http::open(&cfg, &layers.env, &log)?;
         if let Some(ep) = endpoint.as_mut() {
             ep.server
                 .register(poll.registry())
@@ -357,7 +357,7 @@ impl Listener {
 /// them).
 pub fn metric_families() -> Vec<String> {
     let mut names: Vec<String> = exposition::family_names().map(str::to_string).collect();
-    if let Ok(own) = own::Own::new(&State::default()) {
+    if let Ok(own) = self_metrics::Own::new(&State::default()) {
         names.extend(own.gather().iter().map(|f| f.name().to_string()));
     }
     names

@@ -77,7 +77,7 @@ pub enum Loaded {
 /// damaged file or one of a newer format needs an operator (78); an I/O error may pass.
 pub fn load(dir: &Path) -> Result<Loaded, Fatal> {
     let path = dir.join(FILE);
-    let bytes = match crate::spool::read::read(&path, crate::records::MAX_RECORD_BYTES) {
+    let bytes = match crate::spool::read::read(&path, crate::format::records::MAX_RECORD_BYTES) {
         Ok(b) => b,
         Err(e) if e.is_missing() => return Ok(Loaded::Fresh),
         Err(e) => {

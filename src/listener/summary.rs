@@ -13,12 +13,12 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::records::{COMPLETED, FAILED};
-use crate::task::is_valid_id;
+use crate::format::records::{COMPLETED, FAILED};
+use crate::format::task::is_valid_id;
 
 /// Largest result read; a bigger file is unreadable (results are bounded by
 /// MAX_OUTPUT_BYTES, 1 MiB by default, plus their other fields).
-pub const MAX_RESULT_BYTES: u64 = crate::records::MAX_RECORD_BYTES;
+pub const MAX_RESULT_BYTES: u64 = crate::format::records::MAX_RECORD_BYTES;
 /// Results up to this size are read into memory to be parsed.
 const IN_MEMORY_BYTES: u64 = 4 << 20;
 /// Longest batch name taken from `metadata.batch`.

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::events::fnv1a;
-use crate::durable;
+use crate::sys::durable;
 
 /// The folder of the logs, in the listener's state folder.
 pub const DIR: &str = "taken";

@@ -11,12 +11,12 @@ use super::cursor::{self, is_result_name, QUIET};
 use super::freshness::Freshness;
 use super::taken::Taken;
 use super::{health, Folder, Listener, Live, MAX_WORKERS, RETRY_IO};
-use crate::clock::now_f64;
 use crate::config::worker_name::is_allowed;
-use crate::durable;
 use crate::error::Fatal;
 use crate::log::ids;
-use crate::watch::Change;
+use crate::sys::clock::now_f64;
+use crate::sys::durable;
+use crate::sys::inotify::Change;
 
 pub(super) fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use mio::{Registry, Token};
 use serde_json::Value;
 
-use crate::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
-use crate::task::{Invalid, Task};
+use crate::format::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
+use crate::format::task::{Invalid, Task};
 pub use read::Writers;
 
 /// A queued task not yet claimed, known by its name in the queue.

@@ -16,9 +16,9 @@ use std::sync::{Arc, OnceLock};
 use mio::Waker;
 
 use super::Op;
-use crate::durable::{self, Batch};
-use crate::records::to_bytes;
+use crate::format::records::to_bytes;
 use crate::spool::Claim;
+use crate::sys::durable::{self, Batch};
 
 /// The worker's spend ledger, a dot-file in the queue folder (never taken for a task).
 pub(super) const LEDGER: &str = ".spend.json";

@@ -226,12 +226,12 @@ fn literals_in_fn(rel: &str, signature: &str) -> BTreeSet<String> {
 }
 
 /// The `status` words of a worker's heartbeat, read from the code that chooses them
-/// (`state_word` and the pauses' `status` in src/daemon/, and the heartbeat written at the
+/// (`state_word` and the pauses' `status` in src/worker/, and the heartbeat written at the
 /// stop). When the states become one enum, return the names of its variants here instead.
 fn worker_states() -> BTreeSet<String> {
-    let mut states = literals_in_fn("src/daemon/lifecycle.rs", "fn state_word(");
-    states.extend(literals_in_fn("src/daemon/pause.rs", "fn status("));
-    let lifecycle = read("src/daemon/lifecycle.rs");
+    let mut states = literals_in_fn("src/worker/lifecycle.rs", "fn state_word(");
+    states.extend(literals_in_fn("src/worker/pause.rs", "fn status("));
+    let lifecycle = read("src/worker/lifecycle.rs");
     states.extend(
         lifecycle
             .split("stage_heartbeat_as(\"")

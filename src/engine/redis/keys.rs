@@ -7,7 +7,7 @@
 //! primary with replicas and Sentinel, never Cluster (docs/redis.md, "Why not Cluster"), and
 //! every script carries `flags=no-cluster` so a Cluster refuses it at once.
 
-use crate::task::is_valid_id;
+use crate::format::task::is_valid_id;
 
 /// The consumer group of every worker's task stream.
 pub const GROUP: &str = "workers";

@@ -36,7 +36,7 @@ fn full_view_text() -> String {
     let mut counts = Counts { completed: 3, failed: 1, ..Counts::default() };
     counts.failed_by_reason.insert("timeout".into(), 1);
     counts.duration.observe(1.0);
-    let now = crate::clock::now_f64();
+    let now = crate::sys::clock::now_f64();
     let beat = Beat {
         timestamp: now,
         status: "busy".into(),
@@ -76,9 +76,13 @@ fn the_listener_serves_the_workers_families_under_their_names_labels_and_types()
 fn every_worker_has_every_family_once() {
     let mut counts = Counts { completed: 3, ..Counts::default() };
     counts.duration.observe(1.0);
-    let beat =
-        Beat { timestamp: crate::clock::now_f64(), status: "idle".into(), queue_size: 4, ..Beat::default() };
-    let verdict = judge(&Reading::Beat(beat.clone()), true, crate::clock::now_f64(), 0.0, None);
+    let beat = Beat {
+        timestamp: crate::sys::clock::now_f64(),
+        status: "idle".into(),
+        queue_size: 4,
+        ..Beat::default()
+    };
+    let verdict = judge(&Reading::Beat(beat.clone()), true, crate::sys::clock::now_f64(), 0.0, None);
     let none = judge(&Reading::Missing, false, 0.0, 0.0, None);
     let views = [
         WorkerView { name: "marie", counts: &counts, beat: Some(&beat), age: Some(0.5), verdict: &verdict },
@@ -100,7 +104,7 @@ fn every_worker_has_every_family_once() {
 
 #[test]
 fn heartbeat_gauges_tell_pauses_credentials_and_the_oldest_task() {
-    let now = crate::clock::now_f64();
+    let now = crate::sys::clock::now_f64();
     let text = |beat: Beat| {
         let verdict = judge(&Reading::Beat(beat.clone()), true, now, 0.0, None);
         let views = [WorkerView {

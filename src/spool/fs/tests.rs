@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::{Config, Layers};
-use crate::records::{TaskResult, COMPLETED};
+use crate::format::records::{TaskResult, COMPLETED};
 
 fn open(dir: &Path) -> FsSpool {
     let mut layers = Layers::default();

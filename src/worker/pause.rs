@@ -11,9 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::Daemon;
-use crate::clock;
 use crate::log::ids;
 use crate::spool::Op;
+use crate::sys::clock;
 
 /// The longest pause: a reset further away is taken as nonsense (weekly limits exist, so a
 /// week and a day), and RATE_LIMIT_PAUSE is capped to it.

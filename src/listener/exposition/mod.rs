@@ -191,7 +191,7 @@ pub fn family_names() -> impl Iterator<Item = &'static str> {
 /// The families derived from the workers' files, one per name, empty ones left out.
 pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
     let mut out: Vec<Vec<Metric>> = SPECS.iter().map(|_| Vec::new()).collect();
-    let now = crate::clock::now_f64();
+    let now = crate::sys::clock::now_f64();
     for w in workers {
         let mut push = |f: F, m: Metric| out[f as usize].push(m);
         from_results(w.name, w.counts, &mut push);

@@ -4,16 +4,18 @@
 //! A loop turn: wait → dispatch events → reap exited agents → fire due timers → start what
 //! may start → commit the turn's writes in one group → tell systemd.
 
-mod endpoint;
+pub mod breaker;
 mod failure;
+mod http;
 mod lifecycle;
 mod outage;
 mod outcome;
 mod pause;
 mod pipe;
 mod preflight;
+mod queue;
+pub mod retry;
 mod settling;
-mod tasks;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
@@ -24,15 +26,15 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::breaker::Breaker;
 use crate::config::{Config, Layers};
 use crate::error::Fatal;
+use crate::format::task::Task;
 use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
-use crate::notify::Notifier;
 use crate::runner::{Child, Pipe};
 use crate::spool::{Claim, Spool};
-use crate::task::Task;
+use crate::sys::sd_notify::Notifier;
+use crate::worker::breaker::Breaker;
 
 const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
@@ -182,7 +184,7 @@ impl Daemon {
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
         let metrics = WorkerMetrics::new(&cfg.worker)
             .map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
-        let mut endpoint = endpoint::open(&cfg, &layers.env, &log)?;
+        let mut endpoint = http::open(&cfg, &layers.env, &log)?;
         if let Some(ep) = endpoint.as_mut() {
             ep.server
                 .register(poll.registry())

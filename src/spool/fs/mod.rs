@@ -23,10 +23,10 @@ use super::read::{self, Writers};
 use super::writer::{alternative, remove_if_present, Layout, Staged, Writer, LEDGER};
 use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished};
 use crate::config::Paths;
-use crate::durable;
-use crate::records::{ResultHead, MAX_RECORD_BYTES, RETRIED_DIR};
-use crate::task::{is_valid_id, Invalid, Task};
-use crate::watch::{Change, DirWatch};
+use crate::format::records::{ResultHead, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::format::task::{is_valid_id, Invalid, Task};
+use crate::sys::durable;
+use crate::sys::inotify::{Change, DirWatch};
 
 /// Temp files of [`Spool::submit`] in the queue; the worker holding the lock is their only
 /// writer, so it removes those a crash left.

@@ -182,7 +182,7 @@ impl Logger {
 
     fn json_line(&self, level: Level, message: &str, fields: &[Field]) -> String {
         let mut obj = serde_json::Map::new();
-        obj.insert("ts".into(), crate::clock::rfc3339_now().into());
+        obj.insert("ts".into(), crate::sys::clock::rfc3339_now().into());
         obj.insert("level".into(), level.as_str().into());
         if !self.worker.is_empty() {
             obj.insert("worker".into(), self.worker.clone().into());
@@ -199,7 +199,7 @@ impl Logger {
     fn text_line(&self, level: Level, message: &str, fields: &[Field]) -> String {
         format!(
             "{} {:<7} {}: {}{}\n",
-            crate::clock::rfc3339_now(),
+            crate::sys::clock::rfc3339_now(),
             level.as_str(),
             if self.worker.is_empty() { self.identifier } else { &self.worker },
             message,

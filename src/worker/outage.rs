@@ -12,9 +12,9 @@ use std::time::{Instant, SystemTime};
 use super::outcome::Attempt;
 use super::Daemon;
 use crate::agent::classify::{Cause, Verdict};
-use crate::clock;
 use crate::log::{ids, Level};
 use crate::metrics::End;
+use crate::sys::clock;
 
 /// An outage under way.
 #[derive(Clone, Debug)]

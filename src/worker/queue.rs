@@ -11,12 +11,12 @@ use serde_json::Value;
 use super::outcome::{Attempt, Final};
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::classify::{Class, Verdict};
-use crate::clock;
+use crate::format::records::{DeadLetter, Receipt, TaskResult, FAILED};
+use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
-use crate::records::{DeadLetter, Receipt, TaskResult, FAILED};
 use crate::runner::{Child, Exit, Spec};
 use crate::spool::{read, Claim, Op, Rejected};
-use crate::task::{is_valid_id, Invalid, Task};
+use crate::sys::clock;
 
 /// Claims per loop turn at most, so a huge backlog of bad files cannot starve the loop.
 const CLAIMS_PER_TURN: usize = 256;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::agent::AgentReport;
-use crate::task::Failure;
+use crate::format::task::Failure;
 
 pub const COMPLETED: &str = "completed";
 pub const FAILED: &str = "failed";

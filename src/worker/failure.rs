@@ -9,14 +9,14 @@ use super::outcome::Attempt;
 use super::pause::Why;
 use super::Daemon;
 use crate::agent::classify::{Class, Verdict};
-use crate::clock;
+use crate::format::records::FAILED;
+use crate::format::task::Failure;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded};
-use crate::records::FAILED;
-use crate::retry;
 use crate::runner::Exit;
 use crate::spool::Op;
-use crate::task::Failure;
+use crate::sys::clock;
+use crate::worker::retry;
 
 /// Failures kept in a task's history (the oldest are dropped).
 const HISTORY_KEPT: usize = 50;

@@ -245,7 +245,7 @@ fn outage(cause: Cause, what: &str, line: &str) -> Verdict {
 pub fn reset_time(obj: Option<&Value>, text: &str, now: SystemTime) -> Option<SystemTime> {
     let from_epoch = |secs: f64| {
         let secs = if secs > 1e12 { secs / 1000.0 } else { secs };
-        crate::clock::from_epoch_f64(secs)
+        crate::sys::clock::from_epoch_f64(secs)
     };
     if let Some(obj) = obj {
         for key in ["resetsAt", "resets_at", "reset_at", "resetAt"] {

@@ -9,13 +9,13 @@ use serde_json::Value;
 use super::{Daemon, Finishing};
 use crate::agent::classify::{self, classify, Class, EmptyOutput};
 use crate::agent::{self, Output};
-use crate::clock;
+use crate::format::records::{DeadLetter, TaskResult, COMPLETED};
+use crate::format::task::Task;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
-use crate::records::{DeadLetter, TaskResult, COMPLETED};
 use crate::runner::{Captured, Exit};
 use crate::spool::{Claim, Done, Op, OpKind};
-use crate::task::Task;
+use crate::sys::clock;
 
 /// One finished attempt, whatever its outcome.
 pub(super) struct Attempt {

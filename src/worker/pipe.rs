@@ -21,10 +21,10 @@ use mio::{Interest, Registry, Token};
 use serde_json::Value;
 
 use super::{Daemon, PIPE};
-use crate::durable;
 use crate::error::Fatal;
+use crate::format::task::{is_valid_id, Invalid};
 use crate::spool::{Claim, Rejected};
-use crate::task::{is_valid_id, Invalid};
+use crate::sys::durable;
 
 /// Mode of a FIFO the worker creates: the owner reads and writes, the group writes.
 const FIFO_MODE: u32 = 0o620;
@@ -155,7 +155,7 @@ impl PipeIntake {
             Some(id) => format!("{id}.json").into(),
             None => {
                 self.seq += 1;
-                let ms = crate::clock::now_f64() * 1000.0;
+                let ms = crate::sys::clock::now_f64() * 1000.0;
                 format!("pipe-{ms:.0}-{}.json", self.seq).into()
             }
         }

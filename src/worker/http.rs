@@ -10,13 +10,13 @@ use mio::Token;
 
 use super::{Daemon, Phase};
 use crate::agent::classify::Cause;
-use crate::breaker::State;
 use crate::config::Config;
 use crate::error::Fatal;
 use crate::http::{Endpoint, Request, Response, Stats, JSON};
-use crate::listen::{self, Addr};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
+use crate::sys::socket::{self, Addr};
+use crate::worker::breaker::State;
 
 /// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
 /// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
@@ -30,7 +30,7 @@ pub(super) fn open(
     env: &BTreeMap<String, String>,
     log: &Logger,
 ) -> Result<Option<Endpoint>, Fatal> {
-    let passed = listen::from_systemd().map_err(Fatal::Config)?;
+    let passed = socket::from_systemd().map_err(Fatal::Config)?;
     if let (true, Some(pid)) = (passed.is_empty() && env.contains_key("LISTEN_FDS"), env.get("LISTEN_PID")) {
         log.info("LISTEN_FDS ignored: LISTEN_PID names another process", &[("LISTEN_PID", pid)]);
     }

@@ -16,9 +16,9 @@ use super::Daemon;
 use crate::agent::classify::{self, Cause, Class};
 use crate::agent::interpret_captured;
 use crate::error::Fatal;
+use crate::format::task::Task;
 use crate::runner::{Child, Exit, Pipe};
 use crate::spool::Claim;
-use crate::task::Task;
 
 /// What the canary run is asked.
 const CANARY_PROMPT: &str = "This is a health check of the worker. Reply with the single word OK.";

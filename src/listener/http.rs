@@ -15,9 +15,9 @@ use super::Listener;
 use crate::config::listener::ListenerConfig;
 use crate::error::Fatal;
 use crate::http::{Endpoint, Request, Response, Stats, JSON};
-use crate::listen::{self, Addr};
 use crate::log::Logger;
 use crate::metrics::CONTENT_TYPE;
+use crate::sys::socket::{self, Addr};
 
 /// Opens the endpoint, if metrics are on.
 pub(super) fn open(
@@ -25,7 +25,7 @@ pub(super) fn open(
     env: &BTreeMap<String, String>,
     log: &Logger,
 ) -> Result<Option<Endpoint>, Fatal> {
-    let passed = listen::from_systemd().map_err(Fatal::Config)?;
+    let passed = socket::from_systemd().map_err(Fatal::Config)?;
     if !cfg.enable_metrics {
         if !passed.is_empty() {
             log.warn("ENABLE_METRICS=false: the socket systemd passed is not served (stop orchestrator-listener.socket)", &[]);

@@ -4,12 +4,12 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Daemon, Phase};
-use crate::breaker::{State, Transition};
-use crate::clock;
 use crate::error::Fatal;
+use crate::format::records::{Heartbeat, TaskResult, FAILED};
 use crate::log::ids;
-use crate::records::{Heartbeat, TaskResult, FAILED};
 use crate::spool::Op;
+use crate::sys::clock;
+use crate::worker::breaker::{State, Transition};
 
 impl Daemon {
     /// Start-up: every task left in flight by a dead daemon is re-queued with its reclaim
@@ -112,7 +112,7 @@ impl Daemon {
         }
     }
 
-    fn reclaim_result(&self, task: &crate::task::Task, reason: &str, message: &str) -> TaskResult {
+    fn reclaim_result(&self, task: &crate::format::task::Task, reason: &str, message: &str) -> TaskResult {
         TaskResult {
             task_id: task.id.clone(),
             worker: self.cfg.worker.clone(),
