@@ -290,6 +290,7 @@ impl Daemon {
         Spec {
             argv,
             env,
+            unset: self.cfg.tuning.agent_unset.iter().map(Into::into).collect(),
             stdin: task.description.clone().into_bytes(),
             max_output: self.cfg.tuning.max_output_bytes as usize,
         }

@@ -235,6 +235,7 @@ fn spawn(job: &Job, argv: &[String]) -> std::io::Result<Child> {
     Child::spawn(Spec {
         argv: argv.iter().map(OsString::from).collect(),
         env,
+        unset: Vec::new(),
         stdin: job.json.clone(),
         max_output: MAX_OUTPUT,
     })

@@ -32,6 +32,8 @@ pub struct Spec {
     pub argv: Vec<OsString>,
     /// Set in the agent's environment, over the daemon's own (less STRIPPED_ENV).
     pub env: Vec<(OsString, OsString)>,
+    /// Left out of the daemon's own environment as well.
+    pub unset: Vec<OsString>,
     pub stdin: Vec<u8>,
     pub max_output: usize,
 }
@@ -102,11 +104,12 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The agent's environment as `K=V` strings: the daemon's own, less [`STRIPPED_ENV`], with
-/// `set` over it.
-fn environment(set: &[(OsString, OsString)]) -> Vec<OsString> {
+/// The agent's environment as `K=V` strings: the daemon's own, less [`STRIPPED_ENV`] and
+/// `unset`, with `set` over it.
+fn environment(set: &[(OsString, OsString)], unset: &[OsString]) -> Vec<OsString> {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !STRIPPED_ENV.iter().any(|s| k == s) && !set.iter().any(|(sk, _)| sk == k))
+        .filter(|(k, _)| !STRIPPED_ENV.iter().any(|s| k == s) && !unset.contains(k))
+        .filter(|(k, _)| !set.iter().any(|(sk, _)| sk == k))
         .collect();
     vars.extend(set.iter().cloned());
     vars.into_iter()
@@ -137,7 +140,7 @@ fn pipe_file(fd: impl Into<OwnedFd>) -> io::Result<File> {
 impl Child {
     /// Starts the agent. The caller registers the pipes with [`Child::register`].
     pub fn spawn(spec: Spec) -> io::Result<Child> {
-        let env = environment(&spec.env);
+        let env = environment(&spec.env, &spec.unset);
         let path = env_value(&env, "PATH").map(OsString::from);
         let spawned = spawn::spawn(&spec.argv, &env, path.as_deref())?;
         let pid = spawned.pid;

@@ -9,6 +9,7 @@ mod crash;
 mod ctl;
 mod diskfull;
 mod docs;
+mod envfile;
 mod hostile;
 mod inotify;
 mod invalid;
