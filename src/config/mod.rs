@@ -5,7 +5,7 @@
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
-pub(crate) mod envfile;
+pub mod envfile;
 pub mod listener;
 mod policy;
 mod value;

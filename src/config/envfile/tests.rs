@@ -81,3 +81,40 @@ fn any_input_parses_without_panicking() {
         }
     }
 }
+
+/// A value as systemd's `write_env_file()` writes it: bare when nothing in it needs quoting,
+/// else in double quotes with `"`, `\`, `` ` `` and `$` escaped.
+fn systemd_writes(value: &str) -> String {
+    let special = |c: char| c.is_control() || " \t\n\r\"\\`$'*?[()<>|&;".contains(c);
+    if !value.contains(special) {
+        return value.to_string();
+    }
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if "\"\\`$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+
+    /// What systemd writes (localectl, hostnamectl use that writer), we read back unchanged.
+    #[test]
+    fn what_systemd_writes_reads_back(
+        vars in proptest::collection::btree_map("[A-Za-z_][A-Za-z0-9_]{0,8}", "[^\0]{0,40}", 0..6),
+        crlf in proptest::bool::ANY,
+    ) {
+        let end = if crlf { "\r\n" } else { "\n" };
+        let text: String = vars.iter().map(|(k, v)| format!("{k}={}{end}", systemd_writes(v))).collect();
+        let parsed = parse(text.as_bytes());
+        proptest::prop_assert!(parsed.problems.is_empty(), "{text:?}: {:?}", parsed.problems);
+        let back: std::collections::BTreeMap<String, String> = parsed.vars.into_iter().collect();
+        // A bare value loses its trailing whitespace; systemd quotes any value with some.
+        proptest::prop_assert_eq!(back, vars, "{:?}", text);
+    }
+}
