@@ -4,6 +4,7 @@
 //! A loop turn: wait → dispatch events → fire due timers → reap exited agents → start what
 //! may start → commit the turn's writes in one group → tell systemd.
 
+mod contained;
 mod endpoint;
 mod failure;
 mod lifecycle;
@@ -28,7 +29,7 @@ use crate::error::Fatal;
 use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
 use crate::notify::Notifier;
-use crate::runner::{Child, Pipe};
+use crate::runner::{Child, Containment, Pipe};
 use crate::spool::{Claim, Spool};
 use crate::task::Task;
 
@@ -165,6 +166,8 @@ pub struct Daemon {
     ledger: pause::Ledger,
     /// The breaker is open for a credential fault (announced once per outage).
     breaker_credential: bool,
+    /// What keeps the agents' processes from outliving their runs.
+    contain: Containment,
 }
 
 impl Daemon {
@@ -231,6 +234,7 @@ impl Daemon {
             paused: None,
             ledger: pause::Ledger::default(),
             breaker_credential: false,
+            contain: Containment::setup(),
             cfg,
         })
     }
@@ -265,6 +269,7 @@ impl Daemon {
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
+                ("CONTAINMENT", &self.contain.describe()),
             ],
         );
         let mut events = Events::with_capacity(256);
@@ -295,6 +300,7 @@ impl Daemon {
         if std::mem::take(&mut self.reap_due) {
             self.reap();
         }
+        self.sweep_orphans();
         self.more_work = false;
         self.schedule();
         self.flush();
@@ -357,6 +363,7 @@ impl Daemon {
         at(self.next_commit);
         at(self.http_deadline());
         at(self.claims_paused_until);
+        at(self.contain.next_deadline());
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
@@ -365,6 +372,7 @@ impl Daemon {
 
     fn fire_timers(&mut self, now: Instant) {
         self.enforce_deadlines(now);
+        self.contain.tick(now);
         self.expire_http(now);
         if let Some(t) = self.breaker.tick(now) {
             self.breaker_changed(t);
@@ -473,7 +481,10 @@ impl Daemon {
         match self.phase {
             Phase::Running => false,
             Phase::Draining { abandoned, .. } => {
-                self.active == 0 && self.waiting.is_empty() && (!self.spool.has_pending() || abandoned)
+                self.active == 0
+                    && self.waiting.is_empty()
+                    && (!self.spool.has_pending() || abandoned)
+                    && self.contain.settled(Instant::now())
             }
         }
     }

@@ -187,7 +187,7 @@ impl Listener {
             retry_scans: false,
             reap_due: false,
             more_work: false,
-            commands: Commands::new(MAX_COMMANDS),
+            commands: Commands::new(MAX_COMMANDS, crate::runner::Containment::setup()),
             endpoint,
             own,
             phase: Phase::Running,
@@ -258,6 +258,7 @@ impl Listener {
         let now = Instant::now();
         self.expire_http(now);
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
+        self.commands.tick(now);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
             self.rescan_due |= std::mem::take(&mut self.retry_scans);

@@ -10,6 +10,7 @@ mod ctl;
 mod diskfull;
 mod docs;
 mod envfile;
+mod escape;
 mod hostile;
 mod inotify;
 mod invalid;
