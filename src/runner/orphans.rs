@@ -126,17 +126,20 @@ fn subtree(root: i32, all: &HashMap<i32, Stat>) -> Vec<i32> {
     order
 }
 
-/// Whether the daemon has a child that `known` does not claim, from
-/// /proc/self/task/*/children (true where the kernel has no such file: then /proc is scanned).
+/// Whether the daemon has a child that `known` does not claim, from the main thread's
+/// /proc/self/task/PID/children: agents are started from the main thread, and orphans go to
+/// it (the kernel gives them to the reaper's first live thread). True where the kernel has
+/// no such file: then /proc is scanned.
 fn has_orphans(known: &impl Fn(i32) -> bool) -> bool {
-    let Ok(tasks) = fs::read_dir("/proc/self/task") else { return true };
-    for task in tasks.flatten() {
-        let Ok(children) = fs::read_to_string(task.path().join("children")) else { return true };
-        if children.split_whitespace().filter_map(|p| p.parse().ok()).any(|p| !known(p)) {
-            return true;
-        }
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let mut text = String::new();
+    let read = fs::File::open(format!("/proc/self/task/{me}/children"))
+        .and_then(|mut f| f.read_to_string(&mut text));
+    if read.is_err() {
+        return true;
     }
-    false
+    text.split_whitespace().filter_map(|p| p.parse().ok()).any(|p| !known(p))
 }
 
 /// Kills the orphans (the daemon's children that `known` does not claim) that belong to no
