@@ -6,9 +6,9 @@
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
 mod capture;
-pub mod cgroup;
+pub(crate) mod cgroup;
 mod contain;
-pub mod orphans;
+pub(crate) mod orphans;
 mod spawn;
 
 use std::ffi::OsString;
@@ -22,8 +22,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 pub use capture::{Capture, Tail};
-pub use contain::Containment;
-pub use orphans::Mark;
+pub(crate) use contain::Containment;
+pub(crate) use orphans::Mark;
 
 /// Variables of the daemon's own that an agent must never see.
 pub const STRIPPED_ENV: &[&str] =
@@ -153,7 +153,7 @@ impl Child {
 
     /// Starts the agent in `cgroup`: it moves itself there before it execs, so that nothing
     /// it starts is ever outside. The cgroup is removed if the agent cannot start.
-    pub fn spawn_in(spec: Spec, mut cgroup: Option<cgroup::Run>) -> io::Result<Child> {
+    pub(crate) fn spawn_in(spec: Spec, mut cgroup: Option<cgroup::Run>) -> io::Result<Child> {
         let env = environment(&spec.env, &spec.unset);
         let path = env_value(&env, "PATH").map(OsString::from);
         let into = cgroup.as_ref().and_then(cgroup::Run::procs_fd);
@@ -306,7 +306,7 @@ impl Child {
     }
 
     /// Its run's cgroup, for [`Containment::ended`].
-    pub fn take_cgroup(&mut self) -> Option<cgroup::Run> {
+    pub(crate) fn take_cgroup(&mut self) -> Option<cgroup::Run> {
         self.cgroup.take()
     }
 
