@@ -203,7 +203,7 @@ impl Listener {
             lost_roots: Vec::new(),
             reap_due: false,
             more_work: false,
-            commands: Commands::new(MAX_COMMANDS),
+            commands: Commands::new(MAX_COMMANDS, crate::runner::Containment::setup()),
             endpoint,
             own,
             phase: Phase::Running,
@@ -283,6 +283,7 @@ impl Listener {
             }
         }
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
+        self.commands.tick(now);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
             self.rescan_due |= std::mem::take(&mut self.retry_scans);

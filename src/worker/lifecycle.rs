@@ -216,6 +216,8 @@ impl Daemon {
     }
 
     fn stage_heartbeat_as(&mut self, status: &str) {
+        // Orphans a sweep missed (reparented without a signal to us) go at the heartbeat.
+        self.contain.sweep_soon();
         self.heartbeat_status = status.to_string();
         self.next_heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
         let hb = Heartbeat {
@@ -376,6 +378,9 @@ impl Daemon {
 
     /// The last heartbeat, `stopped`, written before the process exits.
     pub(super) fn stopped(&mut self) {
+        // No agent runs any more: nothing it started may stay.
+        self.contain.shutdown(|_| false);
+        self.contain_warnings();
         self.commit_now();
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);

@@ -5,6 +5,7 @@
 //! may start → commit the turn's writes in one group → tell systemd.
 
 pub mod breaker;
+mod contained;
 mod failure;
 mod http;
 mod lifecycle;
@@ -31,7 +32,7 @@ use crate::error::Fatal;
 use crate::format::task::Task;
 use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
-use crate::runner::{Child, Pipe};
+use crate::runner::{Child, Containment, Pipe};
 use crate::spool::{Claim, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
@@ -171,6 +172,8 @@ pub struct Daemon {
     outage: Option<outage::Outage>,
     /// Task files held back because they may still be being written.
     settling: settling::Settling,
+    /// What keeps the agents' processes from outliving their runs.
+    contain: Containment,
 }
 
 impl Daemon {
@@ -238,6 +241,7 @@ impl Daemon {
             ledger: pause::Ledger::default(),
             outage: None,
             settling: settling::Settling::default(),
+            contain: Containment::setup(),
             cfg,
         })
     }
@@ -268,6 +272,7 @@ impl Daemon {
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
+                ("CONTAINMENT", &self.contain.describe()),
             ],
         );
         let mut events = Events::with_capacity(256);
@@ -301,6 +306,7 @@ impl Daemon {
             self.reap();
         }
         self.fire_timers(now);
+        self.sweep_orphans();
         self.more_work = false;
         self.schedule();
         self.flush();
@@ -364,6 +370,7 @@ impl Daemon {
         at(self.next_commit);
         at(self.http_deadline());
         at(self.claims_paused_until);
+        at(self.contain.next_deadline());
         if let Phase::Draining { deadline, abandoned: false } = self.phase {
             at(Some(deadline));
         }
@@ -379,6 +386,7 @@ impl Daemon {
 
     fn fire_timers(&mut self, now: Instant) {
         self.enforce_deadlines(now);
+        self.contain.tick(now);
         self.expire_http(now);
         if let Some(t) = self.breaker.tick(now) {
             self.breaker_changed(t);
@@ -488,7 +496,10 @@ impl Daemon {
         match self.phase {
             Phase::Running => false,
             Phase::Draining { abandoned, .. } => {
-                self.active == 0 && self.waiting.is_empty() && (!self.spool.has_pending() || abandoned)
+                self.active == 0
+                    && self.waiting.is_empty()
+                    && (!self.spool.has_pending() || abandoned)
+                    && self.contain.settled(Instant::now())
             }
         }
     }

@@ -17,7 +17,7 @@ use crate::agent::classify::{self, Cause, Class};
 use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::format::task::Task;
-use crate::runner::{Child, Exit, Pipe};
+use crate::runner::{Child, Containment, Exit, Pipe};
 use crate::spool::Claim;
 
 /// What the canary run is asked.
@@ -59,9 +59,14 @@ impl Daemon {
         let claim = Claim { key: OsString::from("preflight"), source: OsString::from("preflight") };
         let spec = self.spec(&claim, &task, 1);
         let started = Instant::now();
+        let child = self.contain.spawn(spec, "preflight-1");
+        let ran = run_to_end(child, CANARY_TIMEOUT, &mut self.scratch, &mut self.contain);
+        // Nothing else runs yet: whatever the canary left goes now.
+        self.contain.sweep_soon();
+        self.contain.sweep(|_| false, &[]);
+        self.contain_warnings();
         let (exit, timed_out, captured) =
-            run_to_end(Child::spawn(spec), CANARY_TIMEOUT, &mut self.scratch)
-                .map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
+            ran.map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
         let output = interpret_captured(&captured);
         let run = classify::Run {
             exit,
@@ -96,6 +101,7 @@ fn run_to_end(
     child: std::io::Result<Child>,
     timeout: Duration,
     scratch: &mut [u8],
+    contain: &mut Containment,
 ) -> std::io::Result<(Exit, bool, crate::runner::Captured)> {
     let mut child = child?;
     let mut poll = Poll::new()?;
@@ -115,11 +121,12 @@ fn run_to_end(
             }
         }
         if let Some(exit) = child.try_exit()? {
+            contain.ended(&mut child);
             return Ok((exit, timed_out, child.finish(poll.registry(), scratch)));
         }
         if !timed_out && Instant::now() >= deadline {
             timed_out = true;
-            child.signal_group(libc::SIGKILL);
+            child.kill_all();
         }
     }
 }

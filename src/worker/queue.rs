@@ -2,6 +2,7 @@
 //! invalid) → running → reaped; timeouts and the shutdown's stops. What the end means is
 //! [`super::outcome`].
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +15,7 @@ use crate::agent::classify::{Class, Verdict};
 use crate::format::records::{DeadLetter, Receipt, TaskResult, FAILED};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
-use crate::runner::{Child, Exit, Spec};
+use crate::runner::{Exit, Spec};
 use crate::spool::{read, Claim, Op, Rejected};
 use crate::sys::clock;
 
@@ -326,6 +327,7 @@ impl Daemon {
         Spec {
             argv,
             env,
+            unset: self.cfg.tuning.agent_unset.iter().map(Into::into).collect(),
             stdin: task.description.clone().into_bytes(),
             max_output: self.cfg.tuning.max_output_bytes as usize,
         }
@@ -339,17 +341,21 @@ impl Daemon {
         self.breaker.started();
         let spec = self.spec(&claim, &task, number);
         let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let child = Child::spawn(spec).and_then(|child| {
+        let label = format!("{}-{number}", task.id);
+        let child = self.contain.spawn(spec, &label).and_then(|mut child| {
             let slot = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
             match child.register(self.poll.registry(), |p| child_token(slot, p)) {
                 Ok(()) => Ok((slot, child)),
                 Err(e) => {
-                    child.signal_group(libc::SIGKILL);
+                    // Killed, and reaped as an orphan: it is in no slot.
+                    child.kill_all();
+                    self.contain.ended(&mut child);
                     let _ = child.finish(self.poll.registry(), &mut self.scratch);
                     Err(e)
                 }
             }
         });
+        self.contain_warnings();
         let (slot, child) = match child {
             Ok(c) => c,
             Err(e) => {
@@ -410,21 +416,31 @@ impl Daemon {
         self.active += 1;
     }
 
-    /// Reaps every agent that has exited.
+    /// Reaps every agent that has exited, killing what is left of its run, and the orphans
+    /// that exited.
     pub(super) fn reap(&mut self) {
         for slot in 0..self.slots.len() {
             let Some(run) = self.slots[slot].as_mut() else {
                 continue;
             };
-            match run.child.try_exit() {
-                Ok(None) => {}
-                Ok(Some(exit)) => self.finish(slot, exit),
+            let exit = match run.child.try_exit() {
+                Ok(None) => continue,
+                Ok(Some(exit)) => exit,
                 Err(e) => {
                     self.log.error("cannot wait for an agent", &[("TASK_ID", &run.task.id), ("ERROR", &e)]);
-                    self.finish(slot, Exit::Code(-1));
+                    Exit::Code(-1)
                 }
+            };
+            if let Some(cgroup) = run.child.cgroup_path() {
+                let fields: [crate::log::Field; 2] =
+                    [("TASK_ID", &run.task.id), ("CGROUP", &cgroup.display())];
+                self.log.debug("agent exited; killing what is left in its run's cgroup", &fields);
             }
+            self.contain.ended(&mut run.child);
+            self.finish(slot, exit);
         }
+        let agents: HashSet<i32> = self.slots.iter().flatten().map(|r| r.child.pid()).collect();
+        self.contain.reap_orphans(|p| agents.contains(&p));
     }
 
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.
@@ -436,7 +452,7 @@ impl Daemon {
             }
             if let Some(k) = run.kill_at {
                 if now >= k {
-                    run.child.signal_group(libc::SIGKILL);
+                    run.child.kill_all();
                     run.kill_at = None;
                     run.killed = true;
                 }

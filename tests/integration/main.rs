@@ -12,6 +12,8 @@ mod diskfull;
 mod docs;
 mod docs_commands;
 mod docs_markdown;
+mod envfile;
+mod escape;
 mod exits;
 mod first_run;
 mod hostile;
