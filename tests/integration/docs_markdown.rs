@@ -33,6 +33,7 @@ const OTHERS: &[&str] = &[
     "AI_ADDRCONFIG",
     "CLONE_VM",
     "CLONE_VFORK",
+    "CLONE_INTO_CGROUP",
     "RENAME_NOREPLACE",
     "IN_CREATE",
     "IN_MOVED_TO",
