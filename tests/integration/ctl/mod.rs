@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::util::*;
+use crate::support::util::*;
 
 pub const CTL: &str = env!("CARGO_BIN_EXE_watcherctl");
 

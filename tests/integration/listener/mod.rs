@@ -11,8 +11,8 @@ mod restart;
 mod scrape;
 mod settings;
 
-use crate::scrape::Target;
-use crate::util::*;
+use crate::support::scrape::Target;
+use crate::support::util::*;
 
 /// Settings of the workers in these tests: quick heartbeats, no retries, no metrics socket.
 pub const FAST_WORKER: &[(&str, &str)] =

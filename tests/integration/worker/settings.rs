@@ -1,6 +1,6 @@
 //! Bad settings stop the daemon at start-up: one line naming the variable, exit status 78.
 
-use crate::util::*;
+use crate::support::util::*;
 
 fn fails(env: &[(&str, &str)], args: &[&str]) -> String {
     let root = Root::new();

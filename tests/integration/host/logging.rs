@@ -10,7 +10,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use worker_watcher::log::ids;
 
-use crate::util::*;
+use crate::support::util::*;
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 

@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::thread;
 
-use crate::metrics::start;
-use crate::scrape::*;
-use crate::util::*;
+use crate::support::scrape::*;
+use crate::support::util::*;
+use crate::worker::metrics::start;
 
 /// Descriptors the worker has open.
 fn open_fds(pid: i32) -> usize {

@@ -8,8 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::sys::{self, Mount};
-use crate::util::*;
+use crate::support::sys::{self, Mount};
+use crate::support::util::*;
 
 const TASKS: usize = 12;
 /// The unprivileged user the permission test runs the worker as.

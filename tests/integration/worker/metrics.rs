@@ -3,8 +3,8 @@
 
 use serde_json::json;
 
-use crate::scrape::*;
-use crate::util::*;
+use crate::support::scrape::*;
+use crate::support::util::*;
 
 /// A worker serving metrics on a unix socket in its root.
 pub fn start(root: &Root, env: &[(&str, &str)]) -> (Worker, Target) {

@@ -1,7 +1,7 @@
 //! The commands the README and the guides in docs/ show must run: `watcherctl` with real
 //! subcommands and options, `worker-watcher` and `orchestrator-listener` with real options, and
 //! `claude` with commands of the Claude Code CLI (its `--help` of 2.1.197, recorded in
-//! tests/fixtures/claude/: there is no `claude login`). Part of the docs test (docs_markdown.rs).
+//! tests/fixtures/claude/: there is no `claude login`). Part of the docs test (guides.rs).
 
 use std::collections::BTreeSet;
 
@@ -9,8 +9,8 @@ use clap::CommandFactory;
 use worker_watcher::cli::{ListenerArgs, WorkerArgs};
 use worker_watcher::ctl::CtlArgs;
 
-use crate::docs_markdown::{guides, read, report};
-use crate::markdown::commands;
+use crate::docs::guides::{guides, read, report};
+use crate::support::markdown::commands;
 
 /// The long and short options of `cmd`, `--name` and `-n`, and `--help`/`--version`.
 fn options_of(cmd: &clap::Command) -> BTreeSet<String> {

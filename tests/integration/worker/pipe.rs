@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::ctl::{ctl, patience};
-use crate::util::*;
+use crate::support::util::*;
 
 fn pipe_path(root: &Root, worker: &str) -> PathBuf {
     root.path().join("pipes").join(format!("{worker}.pipe"))

@@ -1,6 +1,6 @@
 //! The circuit breaker opens after the threshold, holds new tasks, half-opens, closes.
 
-use crate::util::*;
+use crate::support::util::*;
 
 #[test]
 fn opens_holds_half_opens_and_closes() {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use crate::util::*;
+use crate::support::util::*;
 
 const OUTAGE_STARTED: &str = "7c3e9a51d2b84f06a1e5c2d9b8f04e17";
 const OUTAGE_ENDED: &str = "c09870e5d51b41b4bc973fc3e4714453";

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::util::*;
+use crate::support::util::*;
 
 #[test]
 fn old_guide_integration_test_heredoc_in_place() {

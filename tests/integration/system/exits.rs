@@ -5,7 +5,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use crate::util::*;
+use crate::support::util::*;
 
 /// Runs `cmd` in a user namespace of its own whose inotify `limit` is 0 (the machine's
 /// values are never touched). `None` where user namespaces are not allowed.
@@ -33,7 +33,7 @@ fn with_no_inotify(cmd: Command, limit: &str) -> Option<std::process::Output> {
 /// naming the sysctl to raise.
 #[test]
 fn the_listener_out_of_inotify_exits_70_like_the_worker() {
-    if !crate::sys::have_or_skip("unshare", "the_listener_out_of_inotify") {
+    if !crate::support::sys::have_or_skip("unshare", "the_listener_out_of_inotify") {
         return;
     }
     for (limit, sysctl) in [

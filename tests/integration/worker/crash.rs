@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fs;
 
-use crate::util::*;
+use crate::support::util::*;
 
 #[test]
 fn kill_nine_repeatedly_during_a_few_hundred_tasks() {

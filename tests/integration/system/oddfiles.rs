@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use serde_json::json;
 
 use crate::ctl::{ctl, finish, CTL};
-use crate::util::*;
+use crate::support::util::*;
 
 fn fifo(path: &Path) {
     fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");

@@ -9,8 +9,8 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 
-use crate::scrape::*;
-use crate::util::*;
+use crate::support::scrape::*;
+use crate::support::util::*;
 
 /// Runs the worker as systemd would with one passed socket: `fd` becomes fd 3, LISTEN_FDS=1,
 /// and LISTEN_PID is the worker's own pid (set by a shell that then execs the worker), or

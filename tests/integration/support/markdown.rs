@@ -1,4 +1,4 @@
-//! Just enough Markdown for the docs test (docs_markdown.rs): the code a guide shows (inline
+//! Just enough Markdown for the docs test (docs/guides.rs): the code a guide shows (inline
 //! spans and fenced blocks), the lists of code words its prose gives, the commands its code
 //! runs, its links and its headings' anchors. Not a Markdown parser: it reads the subset our
 //! guides are written in, and says so where it could be fooled.

@@ -2,7 +2,7 @@
 
 use std::fs;
 
-use crate::util::*;
+use crate::support::util::*;
 
 #[test]
 fn sigterm_requeues_what_runs_and_loses_nothing() {

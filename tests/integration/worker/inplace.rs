@@ -9,8 +9,8 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::ctl::{ctl, patience};
-use crate::sys::root_or_skip;
-use crate::util::*;
+use crate::support::sys::root_or_skip;
+use crate::support::util::*;
 
 const NOBODY: u32 = 65534;
 

@@ -5,8 +5,8 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::sys::{self, Mount};
-use crate::util::*;
+use crate::support::sys::{self, Mount};
+use crate::support::util::*;
 
 /// The queue seen through bindfs (FUSE): a task written to the folder behind it makes no
 /// inotify event on the mount, as another NFS client's write makes none. The worker detects

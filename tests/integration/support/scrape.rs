@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::util::*;
+use crate::support::util::*;
 
 /// Where an endpoint listens.
 #[derive(Clone, Debug)]
@@ -68,7 +68,7 @@ impl Target {
     /// Scrapes until `ready` holds. Outcomes are counted when the loop collects them from the
     /// spool's writer, a moment after their files appear.
     pub fn scrape_when(&self, what: &str, ready: impl Fn(&Samples) -> bool) -> Samples {
-        crate::util::wait_for(what, || Some(self.scrape()).filter(|s| ready(s)))
+        crate::support::util::wait_for(what, || Some(self.scrape()).filter(|s| ready(s)))
     }
 }
 

@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use serde_json::Value;
 
-use crate::util::*;
+use crate::support::util::*;
 
 fn by_source(dlq: &[Value], source: &str) -> Value {
     dlq.iter()

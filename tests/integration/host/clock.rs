@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::util::*;
+use crate::support::util::*;
 
 const DAY: f64 = 86_400.0;
 

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::*;
+use crate::support::util::*;
 
 /// A cold release build (LTO, one codegen unit) on a loaded CI machine takes minutes.
 const BUILD_PATIENCE: Duration = Duration::from_secs(30 * 60);

@@ -1,4 +1,4 @@
-//! The README and the guides in docs/ hold to the code, as the man pages do (docs.rs). They link
+//! The README and the guides in docs/ hold to the code, as the man pages do (man.rs). They link
 //! to the man pages for the reference tables rather than copy them; what they still say about
 //! names the code defines must be true:
 //! - an UPPER_CASE name in their code is a setting of src/config/vars.rs, or a name the code or
@@ -7,7 +7,7 @@
 //! - a list of failure reasons or of worker states names real ones, and, of three or more, all
 //!   of them unless it says it gives examples ("e.g.", "such as", "…");
 //! - an exit status a sentence gives is one a program has; a 32-digit hex id is a MESSAGE_ID;
-//! - the commands they show are real (docs_commands.rs);
+//! - the commands they show are real (commands.rs);
 //! - `name(N)` references name pages of man/, and relative links lead to a file and heading.
 //!
 //! Each test lists every problem it finds, so one run shows all the drift.
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use worker_watcher::log::ids;
 use worker_watcher::metrics::{WorkerMetrics, REASONS};
 
-use crate::markdown::{self, anchors, links, lists, List};
+use crate::support::markdown::{self, anchors, links, lists, List};
 
 /// UPPER_CASE names in the guides that are neither settings nor used by our code or scripts:
 /// the agent's own settings, and names of the kernel and of systemd quoted to explain a choice.

@@ -1,6 +1,6 @@
 //! Agents that do not finish are ended by the timeout, with nothing of theirs left.
 
-use crate::util::*;
+use crate::support::util::*;
 
 fn timed_out(description: &str, worker: &str) {
     let root = Root::new();

@@ -5,8 +5,8 @@ use std::fs;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::sys::{self, Mount, Sysctl};
-use crate::util::*;
+use crate::support::sys::{self, Mount, Sysctl};
+use crate::support::util::*;
 
 /// A burst far larger than the kernel's event queue (lowered to 64 for the worker's inotify
 /// instance): IN_Q_OVERFLOW makes the worker rescan, and every task runs exactly once.
