@@ -132,13 +132,3 @@ fn a_removed_spool_comes_back() {
     let log = w.log_text();
     assert!(log.contains("re-created"), "{log}");
 }
-
-/// `rm -rf` of `dirs` under the root, done again while a daemon writing there makes it fail.
-pub fn rm_rf(root: &Root, dirs: &[&str]) {
-    for dir in dirs {
-        wait_for("rm -rf", || match fs::remove_dir_all(root.path().join(dir)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => None,
-            _ => Some(()),
-        });
-    }
-}

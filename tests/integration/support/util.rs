@@ -337,3 +337,13 @@ pub fn agents_of(worker: &str) -> Vec<i32> {
         })
         .unwrap_or_default()
 }
+
+/// `rm -rf` of `dirs` under the root, done again while a daemon writing there makes it fail.
+pub fn rm_rf(root: &Root, dirs: &[&str]) {
+    for dir in dirs {
+        wait_for("rm -rf", || match fs::remove_dir_all(root.path().join(dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => None,
+            _ => Some(()),
+        });
+    }
+}

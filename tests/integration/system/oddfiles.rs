@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::ctl::{ctl, finish, CTL};
+use crate::support::ctl::{ctl, finish, CTL};
 use crate::support::util::*;
 
 fn fifo(path: &Path) {
@@ -56,7 +56,7 @@ fn a_fifo_as_the_system_prompt_does_not_stop_the_loop() {
 fn watcherctl_refuses_a_fifo_by_name_instead_of_waiting_on_it() {
     let root = Root::new();
     fs::create_dir_all(root.queue("marie")).expect("queue");
-    let named = |r: &crate::ctl::Ran, path: &Path| {
+    let named = |r: &crate::support::ctl::Ran, path: &Path| {
         assert!(r.stderr.contains(&path.display().to_string()) && r.stderr.contains("FIFO"), "{r:#?}");
     };
     let heartbeat = root.path().join("heartbeats").join("marie.json");

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::json;
 
-use crate::ctl::{ctl, patience};
+use crate::support::ctl::{ctl, patience};
 use crate::support::sys::root_or_skip;
 use crate::support::util::*;
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::ctl::{ctl, patience};
+use crate::support::ctl::{ctl, patience};
 use crate::support::util::*;
 
 fn pipe_path(root: &Root, worker: &str) -> PathBuf {

@@ -85,7 +85,7 @@ fn intervals_out_of_range_exit_78_in_every_program() {
     assert!(err.contains("ORCHESTRATOR_NOTIFY_TIMEOUT=\"1e-300\" is invalid"), "{err}");
     // watcherctl reads the shared settings (ROOT/.env) as the workers do.
     std::fs::write(root.path().join(".env"), "HEARTBEAT_INTERVAL=1e-300\n").expect("env");
-    let ran = crate::ctl::ctl_with_input(&root, &["status"], "");
+    let ran = crate::support::ctl::ctl_with_input(&root, &["status"], "");
     assert_eq!(ran.code, 78, "{ran:?}");
     assert_eq!(ran.stderr.lines().count(), 1, "one line: {ran:?}");
     assert!(ran.stderr.contains("HEARTBEAT_INTERVAL=\"1e-300\" is invalid"), "{ran:?}");
@@ -100,7 +100,7 @@ fn the_reserved_worker_name_is_refused_everywhere() {
         let root = Root::new();
         let err = fails_as(&root, name, &["--check-config"]);
         assert!(err.contains(&format!("worker name {name:?} is reserved")), "{err}");
-        let ran = crate::ctl::ctl_with_input(&root, &["submit", name, "hello", "--create"], "");
+        let ran = crate::support::ctl::ctl_with_input(&root, &["submit", name, "hello", "--create"], "");
         assert_eq!(ran.code, 2, "{ran:?}");
         assert!(ran.stderr.contains("is reserved"), "{ran:?}");
         assert!(!root.path().join("tasks").join(name).exists(), "no queue made: {ran:?}");
