@@ -321,16 +321,24 @@ pub fn group_alive(pgid: i32) -> bool {
     unsafe { libc::kill(-pgid, 0) == 0 }
 }
 
-/// Processes whose environment has WATCHER_WORKER=`worker`.
-pub fn agents_of(worker: &str) -> Vec<i32> {
-    let needle = format!("WATCHER_WORKER={worker}");
+/// Processes of worker `worker` on `root`: their environment has WATCHER_WORKER=`worker` and
+/// the FAKE_STATE_DIR of `root`, which [`command`] sets and agents and their children inherit.
+/// Tests run in parallel in one process and many name their worker alike, so the worker's
+/// name alone would find another test's agents.
+pub fn agents_of(root: &Root, worker: &str) -> Vec<i32> {
+    let worker_var = format!("WATCHER_WORKER={worker}");
+    let root_var = format!("FAKE_STATE_DIR={}", root.state_dir().display());
+    let wanted = [worker_var.as_bytes(), root_var.as_bytes()];
     fs::read_dir("/proc")
         .map(|rd| {
             rd.filter_map(|e| e.ok())
                 .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
                 .filter(|pid| {
                     fs::read(format!("/proc/{pid}/environ"))
-                        .map(|env| env.split(|b| *b == 0).any(|kv| kv == needle.as_bytes()))
+                        .map(|env| {
+                            let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+                            wanted.iter().all(|w| vars.contains(w))
+                        })
                         .unwrap_or(false)
                 })
                 .collect()

@@ -60,7 +60,7 @@ fn serves_the_socket_systemd_passed_and_no_agent_inherits_it() {
     assert_eq!(hb["metrics"][0], root.path().join("activated.sock").display().to_string());
     // An agent holds neither the socket nor LISTEN_* in its environment.
     root.submit("marie", "h", "hang");
-    let agent = wait_for("the agent", || agents_of("marie").first().copied());
+    let agent = wait_for("the agent", || agents_of(&root, "marie").first().copied());
     let link = socket_link(listener.as_raw_fd());
     let fds = std::fs::read_dir(format!("/proc/{agent}/fd")).expect("agent fds");
     for fd in fds.flatten() {
@@ -125,4 +125,25 @@ fn under_systemd_without_a_socket_nothing_is_bound() {
     let hb = root.wait_heartbeat("marie", "the heartbeat", |_| true);
     assert!(hb.get("metrics").is_none(), "{hb}");
     assert!(w.log_text().contains("metrics are off"), "{}", w.log_text());
+}
+
+/// Tests run in parallel in one process, and many name their worker `marie`: the agents of
+/// this test's worker are told apart from another test's by the root they run under.
+#[test]
+fn agents_of_finds_only_the_agents_of_its_own_root() {
+    let (root, other) = (Root::new(), Root::new());
+    let decoy = |r: &Root| {
+        std::process::Command::new("sleep")
+            .arg("600")
+            .env("WATCHER_WORKER", "marie")
+            .env("FAKE_STATE_DIR", r.state_dir())
+            .spawn()
+            .expect("spawn sleep")
+    };
+    let (mut ours, mut theirs) = (decoy(&root), decoy(&other));
+    let found = agents_of(&root, "marie");
+    let (o, t) = (ours.id() as i32, theirs.id() as i32);
+    let _ = (ours.kill(), theirs.kill(), ours.wait(), theirs.wait());
+    assert!(found.contains(&o), "its own agent: {found:?}");
+    assert!(!found.contains(&t), "another root's agent {t}: {found:?}");
 }

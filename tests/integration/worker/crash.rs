@@ -35,7 +35,7 @@ fn kill_nine_repeatedly_during_a_few_hundred_tasks() {
     });
     assert!(root.dlq("crashw").is_empty(), "{:?}", root.dlq("crashw"));
     assert!(w.stop().success());
-    wait_for("no orphaned agent", || agents_of("crashw").is_empty().then_some(()));
+    wait_for("no orphaned agent", || agents_of(&root, "crashw").is_empty().then_some(()));
     // Nothing half-written anywhere.
     for dir in ["results/crashw", "triggers/crashw", "heartbeats"] {
         let leftovers: Vec<_> = fs::read_dir(root.path().join(dir))

@@ -20,7 +20,7 @@ fn sigterm_requeues_what_runs_and_loses_nothing() {
     assert!(root.results("stopw").is_empty(), "nothing failed or completed");
     assert!(names(&root.inflight("stopw")).is_empty(), "nothing left in flight");
     assert_eq!(names(&root.queue("stopw")).len(), 5, "all five back in the queue");
-    wait_for("no agent left", || agents_of("stopw").is_empty().then_some(()));
+    wait_for("no agent left", || agents_of(&root, "stopw").is_empty().then_some(()));
     // The shutdown did not charge an attempt: after a restart each runs as attempt 1.
     for i in 0..5 {
         let mut t: serde_json::Value =

@@ -13,7 +13,7 @@ fn timed_out(description: &str, worker: &str) {
     let receipt = read_json(&root.path().join("triggers").join(worker).join("slow.json")).expect("receipt");
     let pgid = receipt["agent_pid"].as_i64().expect("agent pid") as i32;
     wait_for("the agent's process group to be gone", || (!group_alive(pgid)).then_some(()));
-    wait_for("no agent process left", || agents_of(worker).is_empty().then_some(()));
+    wait_for("no agent process left", || agents_of(&root, worker).is_empty().then_some(()));
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn exited_agent_leaves_no_background_process() {
     root.submit("bgw", "bg", "fork-exit");
     let r = root.wait_result("bgw", "bg");
     assert_eq!(r["status"], "completed", "{r}");
-    wait_for("no agent process left", || agents_of("bgw").is_empty().then_some(()));
+    wait_for("no agent process left", || agents_of(&root, "bgw").is_empty().then_some(()));
 }
 
 #[test]
