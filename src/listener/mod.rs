@@ -22,6 +22,8 @@ mod health;
 mod http;
 mod intake;
 mod lifecycle;
+#[cfg(test)]
+mod round_trip;
 mod self_metrics;
 mod state;
 mod summary;
