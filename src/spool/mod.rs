@@ -5,7 +5,10 @@
 //! fits without touching them. [`fs::FsSpool`] is the embedded default: the folder protocol
 //! of worker-watcher-tasks(5).
 
+pub mod control;
+pub mod error;
 pub mod fs;
+pub mod layout;
 pub(crate) mod read;
 mod writer;
 
@@ -18,6 +21,8 @@ use serde_json::Value;
 
 use crate::format::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
 use crate::format::task::{Invalid, Task};
+pub use error::{Error, OpenError};
+pub use layout::Layout;
 pub use read::Writers;
 
 /// A queued task not yet claimed, known by its name in the queue.
