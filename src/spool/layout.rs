@@ -294,7 +294,12 @@ impl Layout {
 
     /// `ROOT/listener/taken/W.N`.
     pub fn taken_log(&self, worker: &str, n: u32) -> PathBuf {
-        self.taken().join(format!("{worker}.{n}"))
+        self.taken().join(Layout::taken_name(worker, n))
+    }
+
+    /// `W.N`: the name of a log of the results taken, in [`Layout::taken`].
+    pub fn taken_name(worker: &str, n: u32) -> String {
+        format!("{worker}.{n}")
     }
 
     /// The folders one worker's backend writes.

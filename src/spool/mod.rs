@@ -9,6 +9,7 @@ pub mod control;
 pub mod error;
 pub mod fs;
 pub mod layout;
+pub mod listener;
 pub(crate) mod read;
 mod writer;
 

@@ -6,6 +6,7 @@
 //! host its own lock; the claim by rename keeps them from running a task twice).
 
 pub mod control;
+pub mod listener;
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
