@@ -10,6 +10,7 @@ pub mod error;
 pub mod fs;
 pub mod layout;
 pub mod listener;
+pub mod mem;
 pub(crate) mod read;
 mod writer;
 
@@ -216,3 +217,6 @@ pub trait Spool {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -36,9 +36,9 @@ impl FsEvents {
     fn read(&mut self, names: Vec<String>) -> EventsRead {
         let mut out = EventsRead::default();
         for name in names {
-            if layout::record_stem(&name).is_none() || self.seen.contains(&name) {
+            let Some(id) = layout::record_stem(&name).filter(|_| !self.seen.contains(&name)) else {
                 continue;
-            }
+            };
             let path = self.dir.join(&name);
             let (file, meta) = match read::open(&path) {
                 Ok(f) => f,
@@ -53,11 +53,11 @@ impl FsEvents {
             let bytes = read::read_opened(&file, &meta, MAX_RECORD_BYTES).ok();
             let value = bytes.and_then(|b| serde_json::from_slice(&b).ok());
             if let (Some(value), Ok(written)) = (value, meta.modified()) {
-                out.events.push(StoredEvent { name, written, value });
+                out.events.push(StoredEvent { name: id.to_string(), written, value });
+                self.seen.insert(name);
             }
         }
         out.events.sort_by(|a, b| a.name.cmp(&b.name));
-        self.seen.extend(out.events.iter().map(|e| e.name.clone()));
         out
     }
 }
