@@ -24,6 +24,8 @@ mod intake;
 mod lifecycle;
 mod self_metrics;
 mod state;
+#[cfg(test)]
+mod tests;
 mod watching;
 
 use std::collections::BTreeMap;
