@@ -4,6 +4,10 @@
 //! backend (Redis Streams with consumer groups: a claim is XREADGROUP, recovery XAUTOCLAIM)
 //! fits without touching them. [`fs::FsSpool`] is the embedded default: the folder protocol
 //! of worker-watcher-tasks(5).
+//!
+//! The listener's interface is [`listener::ListenerSpool`], watcherctl's
+//! [`control::ControlSpool`]; each has the folders' implementation ([`fs`]) and one in memory
+//! ([`mem`]). Every path of the folders comes from [`layout::Layout`].
 
 pub mod control;
 pub mod error;
