@@ -265,6 +265,10 @@ impl Listener {
         }
         self.judge_health();
         self.spool.tick(now, self.staged.is_empty());
+        // Results that arrived meanwhile (the spool may look while it seals) are for the next
+        // turn, at once; none is taken while events wait to be written.
+        self.more_work |=
+            self.phase == Phase::Running && self.staged.is_empty() && !self.spool.backlog().is_empty();
         self.commit();
         self.run_commands();
         self.log_notes();

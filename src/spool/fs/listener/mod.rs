@@ -363,7 +363,9 @@ impl ListenerSpool for FsListener {
             .values()
             .filter(|f| settle && f.watched && !f.scan_due && f.pending.is_empty())
             .filter_map(|f| f.seal_at);
-        let now = (self.rescan_due || !self.to_scan.is_empty()).then(Instant::now);
+        // Word read while sealing (inotify is read then too) is for the next drain, at once.
+        let heard = !self.notices.heartbeats.is_empty() || !self.notices.appeared.is_empty();
+        let now = (self.rescan_due || heard).then(Instant::now);
         seals.chain(self.retry_at).chain(now).min()
     }
 
