@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spool::listener::Heartbeat;
+use crate::spool::listener::StoredHeartbeat;
 
 /// A heartbeat's interval when it does not state one (the design's default).
 pub const DEFAULT_INTERVAL: f64 = 10.0;
@@ -139,11 +139,11 @@ pub enum Reading {
 }
 
 /// Reads a worker's heartbeat as the spool gave it.
-pub fn read(heartbeat: Heartbeat) -> Reading {
+pub fn read(heartbeat: StoredHeartbeat) -> Reading {
     let bytes = match heartbeat {
-        Heartbeat::Found(b) => b,
-        Heartbeat::Missing => return Reading::Missing,
-        Heartbeat::Unreadable(why) => return Reading::Unreadable(why),
+        StoredHeartbeat::Found(b) => b,
+        StoredHeartbeat::Missing => return Reading::Missing,
+        StoredHeartbeat::Unreadable(why) => return Reading::Unreadable(why),
     };
     match serde_json::from_slice::<Beat>(&bytes) {
         Ok(b) if b.timestamp.is_finite() => Reading::Beat(b),
@@ -348,7 +348,7 @@ mod tests {
 
     #[test]
     fn heartbeats_are_read_leniently() {
-        let found = |text: &str| read(Heartbeat::Found(text.as_bytes().to_vec()));
+        let found = |text: &str| read(StoredHeartbeat::Found(text.as_bytes().to_vec()));
         let Reading::Beat(b) = found(r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#) else {
             panic!("not read")
         };
@@ -358,7 +358,7 @@ mod tests {
         let Reading::Beat(b) = found(text) else { panic!("not read") };
         assert_eq!((b.credential_fault(), b.paused(), &*b.version), (true, (0.0, 0.0), "9.9"));
         assert!(matches!(found("{}"), Reading::Unreadable(_)));
-        assert_eq!(read(Heartbeat::Missing), Reading::Missing);
-        assert_eq!(read(Heartbeat::Unreadable("a FIFO".into())), Reading::Unreadable("a FIFO".into()));
+        assert_eq!(read(StoredHeartbeat::Missing), Reading::Missing);
+        assert_eq!(read(StoredHeartbeat::Unreadable("a FIFO".into())), Reading::Unreadable("a FIFO".into()));
     }
 }

@@ -43,7 +43,7 @@ pub struct Delivered {
 
 /// A worker's heartbeat as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Heartbeat {
+pub enum StoredHeartbeat {
     Missing,
     Found(Vec<u8>),
     /// It exists but cannot be read (not a regular file, too large, an I/O error): why.
@@ -143,7 +143,7 @@ pub trait ListenerSpool {
     /// worker seen for the first time has its results older than this only counted.
     fn results(&mut self, max: usize, backfill: Duration) -> Vec<Delivered>;
     fn backlog(&self) -> Backlog;
-    fn heartbeat(&mut self, worker: &str) -> Heartbeat;
+    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat;
     /// Writes events durably, in order; the outcome of each.
     fn write_events(&mut self, events: &[Outgoing]) -> Vec<Result<(), Error>>;
     /// Where the event `id` is (for notify commands: WATCHER_EVENT_FILE).

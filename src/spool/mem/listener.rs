@@ -12,7 +12,7 @@ use super::{ns, Change, MemSpool, Position, Shared};
 use crate::format::summary;
 use crate::spool::error::{Error, OpenError};
 use crate::spool::listener::{
-    Backlog, CommitError, Delivered, Heartbeat, ListenerSpool, Note, Notices, Outgoing, Saved,
+    Backlog, CommitError, Delivered, ListenerSpool, Note, Notices, Outgoing, Saved, StoredHeartbeat,
 };
 
 /// Where messages say the listener's state is.
@@ -131,10 +131,10 @@ impl ListenerSpool for MemListener {
         Backlog { results, listings: 0 }
     }
 
-    fn heartbeat(&mut self, worker: &str) -> Heartbeat {
+    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
         match self.shared.lock().heartbeats.get(worker) {
-            Some(b) => Heartbeat::Found(b.clone()),
-            None => Heartbeat::Missing,
+            Some(b) => StoredHeartbeat::Found(b.clone()),
+            None => StoredHeartbeat::Missing,
         }
     }
 

@@ -13,7 +13,7 @@ use super::{deadline, suite};
 use crate::format::summary::Reading;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::layout::{self, Layout};
-use crate::spool::listener::{Delivered, Heartbeat, ListenerSpool, Notices, Outgoing};
+use crate::spool::listener::{Delivered, ListenerSpool, Notices, Outgoing, StoredHeartbeat};
 use crate::spool::mem::MemSpool;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -246,11 +246,11 @@ fn a_new_result_of_a_task_is_a_new_result(f: &mut impl Fixture) {
 fn heartbeats_are_read_and_their_writes_heard(f: &mut impl Fixture) {
     let (mut spool, mut poll) = started(f);
     spool.follow("marie", false);
-    assert_eq!(spool.heartbeat("marie"), Heartbeat::Missing);
+    assert_eq!(spool.heartbeat("marie"), StoredHeartbeat::Missing);
     let beat = r#"{"timestamp": 12.5, "status": "idle"}"#;
     f.heartbeat("marie", beat);
     wait_notices(spool.as_mut(), &mut poll, |n| n.heartbeats.iter().any(|w| w == "marie"));
-    assert_eq!(spool.heartbeat("marie"), Heartbeat::Found(beat.as_bytes().to_vec()));
+    assert_eq!(spool.heartbeat("marie"), StoredHeartbeat::Found(beat.as_bytes().to_vec()));
 }
 
 fn workers_that_show_up_are_heard_and_listed(f: &mut impl Fixture) {

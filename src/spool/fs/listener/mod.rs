@@ -30,7 +30,7 @@ use crate::log::ids;
 use crate::spool::error::{Error, OpenError};
 use crate::spool::layout::Layout;
 use crate::spool::listener::{
-    Backlog, CommitError, Delivered, Heartbeat, ListenerSpool, Loudness, Note, Notices, Outgoing, Saved,
+    Backlog, CommitError, Delivered, ListenerSpool, Loudness, Note, Notices, Outgoing, Saved, StoredHeartbeat,
 };
 use crate::spool::read;
 use crate::sys::durable::{self, Batch};
@@ -296,12 +296,12 @@ impl ListenerSpool for FsListener {
         }
     }
 
-    fn heartbeat(&mut self, worker: &str) -> Heartbeat {
+    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
         let path = self.layout.heartbeat(worker);
         match read::read(&path, crate::format::records::MAX_HEARTBEAT_BYTES) {
-            Ok(b) => Heartbeat::Found(b),
-            Err(e) if e.is_missing() => Heartbeat::Missing,
-            Err(e) => Heartbeat::Unreadable(e.to_string()),
+            Ok(b) => StoredHeartbeat::Found(b),
+            Err(e) if e.is_missing() => StoredHeartbeat::Missing,
+            Err(e) => StoredHeartbeat::Unreadable(e.to_string()),
         }
     }
 
