@@ -85,11 +85,12 @@ impl From<crate::config::ConfigError> for Fatal {
     }
 }
 
-impl From<crate::spool::fs::OpenError> for Fatal {
-    fn from(e: crate::spool::fs::OpenError) -> Fatal {
-        use crate::spool::fs::OpenError;
+/// A backend that cannot be opened, whichever it is.
+impl From<crate::spool::OpenError> for Fatal {
+    fn from(e: crate::spool::OpenError) -> Fatal {
+        use crate::spool::OpenError;
         match e {
-            OpenError::Folder(m) => Fatal::Config(m),
+            OpenError::Config(m) => Fatal::Config(m),
             OpenError::Locked(m) => Fatal::Locked(m),
             OpenError::Io(m) => Fatal::Other(m),
         }

@@ -65,7 +65,7 @@ class Run:
             "LOG_FORMAT": "json",
             "METRICS_LISTEN": self.sock,
             # The heartbeats were written once, when the spool was made.
-            "HEARTBEAT_STALE_AFTER": "864000",
+            "HEARTBEAT_STALE_AFTER": "604800",
         }
         self.started = time.perf_counter()
         self.proc = subprocess.Popen([args.bin], env=env, stdin=subprocess.DEVNULL,

@@ -107,16 +107,6 @@ impl ListenerConfig {
     pub fn report(&self) -> String {
         report("orchestrator-listener", &self.effective)
     }
-
-    /// Where the listener keeps its state (and its lock): ROOT/listener/.
-    pub fn state_dir(&self) -> PathBuf {
-        self.paths.root.join("listener")
-    }
-
-    /// Where events go: TRIGGER_DIR/orchestrator/.
-    pub fn events_dir(&self) -> PathBuf {
-        self.paths.triggers.join("orchestrator")
-    }
 }
 
 #[cfg(test)]
@@ -145,8 +135,8 @@ mod tests {
         assert_eq!(c.tuning.notify_concurrency, 4);
         assert_eq!(c.tuning.notify_timeout, Duration::from_secs(30));
         assert_eq!(c.tuning.backfill, Duration::from_secs(86400));
-        assert_eq!(c.events_dir(), dir.path().join("triggers/orchestrator"));
-        assert_eq!(c.state_dir(), dir.path().join("listener"));
+        assert_eq!(c.paths.events(), dir.path().join("triggers/orchestrator"));
+        assert_eq!(c.paths.listener(), dir.path().join("listener"));
         let report = c.report();
         assert!(report.lines().any(|l| l.starts_with("#WORKERS=") && l.ends_with("# unset")), "{report}");
         assert!(!report.contains("CLAUDE_COMMAND"), "only its own settings: {report}");

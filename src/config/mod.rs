@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::log::{Format, Level, Target};
+use crate::spool::Layout;
 pub use policy::Policy;
 pub use vars::{Reload, Var, VARS};
 
@@ -111,20 +112,9 @@ impl EnvFileArg {
     }
 }
 
-/// The folders of the spool, resolved to absolute paths.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Paths {
-    pub root: PathBuf,
-    pub tasks: PathBuf,
-    pub triggers: PathBuf,
-    pub results: PathBuf,
-    pub heartbeats: PathBuf,
-    pub dlq: PathBuf,
-    pub prompts: PathBuf,
-    pub pipes: PathBuf,
-    /// LOCK_DIR: where the worker's lock file is; `None`: the lock is on the queue folder.
-    pub lock: Option<PathBuf>,
-}
+/// The folders of the spool, resolved to absolute paths: the spool's [`Layout`], which owns
+/// every path below them.
+pub type Paths = Layout;
 
 /// Everything SIGHUP may change.
 #[derive(Clone, Debug, PartialEq)]
@@ -291,7 +281,7 @@ impl<'a> Resolver<'a> {
         }
         let root = r.req("WATCHER_ROOT", absolute)?;
         if layers.env_files.is_empty() {
-            let path = root.join(".env");
+            let path = Layout::env_file(&root);
             if let Some(mut map) = read_env_file(&path, false)? {
                 // A root's own env file cannot move the root.
                 map.remove("WATCHER_ROOT");
@@ -313,21 +303,13 @@ impl<'a> Resolver<'a> {
 
 /// The spool's folders under `root`, each overridable by its variable.
 fn spool_paths(r: &mut Resolver, root: &Path) -> Result<Paths, ConfigError> {
-    let dir = |r: &mut Resolver, name, sub: &str| -> Result<PathBuf, ConfigError> {
-        Ok(r.get(name, absolute)?.unwrap_or_else(|| root.join(sub)))
-    };
-    Ok(Paths {
-        tasks: dir(r, "TASK_DIR", "tasks")?,
-        triggers: dir(r, "TRIGGER_DIR", "triggers")?,
-        results: dir(r, "RESULT_DIR", "results")?,
-        heartbeats: dir(r, "HEARTBEAT_DIR", "heartbeats")?,
-        dlq: dir(r, "DLQ_DIR", "dlq")?,
-        prompts: dir(r, "PROMPT_DIR", "prompts")?,
-        pipes: root.join("pipes"),
-        // The worker's own (LOCK_DIR), set by its loader.
-        lock: None,
-        root: root.to_path_buf(),
-    })
+    let mut layout = Layout::new(root);
+    for &var in crate::spool::layout::FOLDER_VARS {
+        if let Some(dir) = r.get(var, absolute)? {
+            layout.set_folder(var, dir);
+        }
+    }
+    Ok(layout)
 }
 
 fn bad_value(name: &str, value: &str, source: &Source) -> ConfigError {

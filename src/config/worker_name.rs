@@ -11,12 +11,9 @@ use crate::format::task::is_valid_id;
 /// What a name must look like.
 pub const RULE: &str = "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit";
 
-/// Names of the spool's own, with the folder each would collide with. Compared without
-/// regard to case: on a case-insensitive filesystem (CIFS, a macOS share) `Orchestrator`
-/// is the same folder. Names starting with `.` (`.inflight`, `.rejected`, `.retried`, the
-/// temp files) are refused by [`RULE`] already.
-pub const RESERVED: &[(&str, &str)] =
-    &[("orchestrator", "TRIGGER_DIR/orchestrator/ is where orchestrator-listener writes its events")];
+/// Names of the spool's own, with the folder each would collide with: the spool's layout
+/// owns them ([`crate::spool::layout::RESERVED`]).
+pub use crate::spool::layout::RESERVED;
 
 /// `Ok` when `name` may name a worker; else why not, in one line.
 pub fn check(name: &str) -> Result<(), String> {

@@ -3,24 +3,19 @@
 //! dead-lettered before, or `invalid-<file>` for a file with no usable id; commands take that
 //! name or a task id. `retry` is in [`super::retry`].
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use serde_json::{json, Value};
 
 use super::args::DlqPick;
 use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, USAGE};
-use super::folders::{self, Spool};
 use super::output::{block, cell, one_line, print, print_json, table};
-use crate::format::records::MAX_RECORD_BYTES;
-use crate::sys::durable;
+use crate::spool::control::{ControlSpool, Stored};
 
-/// One dead-letter file.
+/// One dead letter.
 pub struct Letter {
-    /// The file's stem.
+    /// Its name, where it is, and its bytes.
+    pub stored: Stored,
+    /// The name (the file's stem).
     pub name: String,
-    pub path: PathBuf,
-    pub bytes: Vec<u8>,
     /// Its content; `Null` when it is not JSON.
     pub value: Value,
 }
@@ -48,19 +43,11 @@ impl Letter {
 }
 
 /// Every dead letter of `worker`, oldest first.
-pub fn letters(spool: &Spool, worker: &str) -> Result<Vec<Letter>, CtlError> {
-    let dir = spool.dlq(worker);
+pub fn letters(spool: &dyn ControlSpool, worker: &str) -> Result<Vec<Letter>, CtlError> {
     let mut out = Vec::new();
-    for file in folders::list(&dir) {
-        let Some(name) = file.strip_suffix(".json") else {
-            continue;
-        };
-        let path = dir.join(&file);
-        let Some(bytes) = folders::read(&path, MAX_RECORD_BYTES)? else {
-            continue;
-        };
-        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        out.push(Letter { name: name.to_string(), path, bytes, value });
+    for stored in spool.dead_letters(worker)? {
+        let value = serde_json::from_slice(&stored.bytes).unwrap_or(Value::Null);
+        out.push(Letter { name: stored.name.clone(), stored, value });
     }
     let when = |l: &Letter| l.get("dead_lettered_at").and_then(Value::as_str).unwrap_or("").to_string();
     out.sort_by(|a, b| when(a).cmp(&when(b)).then_with(|| a.name.cmp(&b.name)));
@@ -68,7 +55,7 @@ pub fn letters(spool: &Spool, worker: &str) -> Result<Vec<Letter>, CtlError> {
 }
 
 /// The dead letter named `id`, or else the only one of task `id`.
-pub fn find(spool: &Spool, worker: &str, id: &str) -> Result<Letter, CtlError> {
+pub fn find(spool: &dyn ControlSpool, worker: &str, id: &str) -> Result<Letter, CtlError> {
     let mut all = letters(spool, worker)?;
     if let Some(i) = all.iter().position(|l| l.name == id) {
         return Ok(all.swap_remove(i));
@@ -91,8 +78,8 @@ pub fn find(spool: &Spool, worker: &str, id: &str) -> Result<Letter, CtlError> {
 }
 
 /// The letters a `DlqPick` names.
-pub fn pick(spool: &Spool, p: &DlqPick) -> Result<Vec<Letter>, CtlError> {
-    spool.require_known(&p.worker)?;
+pub fn pick(spool: &dyn ControlSpool, p: &DlqPick) -> Result<Vec<Letter>, CtlError> {
+    super::require_known(spool, &p.worker)?;
     match (&p.id, p.all) {
         (Some(id), false) => Ok(vec![find(spool, &p.worker, id)?]),
         (None, true) => letters(spool, &p.worker),
@@ -100,8 +87,8 @@ pub fn pick(spool: &Spool, p: &DlqPick) -> Result<Vec<Letter>, CtlError> {
     }
 }
 
-pub fn list(spool: &Spool, worker: &str, json: bool) -> CtlResult {
-    spool.require_known(worker)?;
+pub fn list(spool: &dyn ControlSpool, worker: &str, json: bool) -> CtlResult {
+    super::require_known(spool, worker)?;
     let all = letters(spool, worker)?;
     if json {
         print_json(&Value::Array(all.iter().map(Letter::summary).collect()))?;
@@ -127,18 +114,18 @@ pub fn list(spool: &Spool, worker: &str, json: bool) -> CtlResult {
     Ok(OK)
 }
 
-pub fn show(spool: &Spool, worker: &str, id: &str, json: bool) -> CtlResult {
-    spool.require_known(worker)?;
+pub fn show(spool: &dyn ControlSpool, worker: &str, id: &str, json: bool) -> CtlResult {
+    super::require_known(spool, worker)?;
     let l = find(spool, worker, id)?;
     if json {
-        let mut text = String::from_utf8_lossy(&l.bytes).into_owned();
+        let mut text = String::from_utf8_lossy(&l.stored.bytes).into_owned();
         if !text.ends_with('\n') {
             text.push('\n');
         }
         print(&text)?;
         return Ok(OK);
     }
-    let mut pairs = vec![("name", l.name.clone()), ("file", l.path.display().to_string())];
+    let mut pairs = vec![("name", l.name.clone()), ("file", l.stored.at.clone())];
     for (label, key) in [
         ("task", "task_id"),
         ("reason", "reason"),
@@ -184,35 +171,11 @@ pub fn show(spool: &Spool, worker: &str, id: &str, json: bool) -> CtlResult {
     Ok(OK)
 }
 
-pub fn purge(spool: &Spool, p: &DlqPick) -> CtlResult {
+pub fn purge(spool: &mut dyn ControlSpool, p: &DlqPick) -> CtlResult {
     let letters = pick(spool, p)?;
-    let dir = spool.dlq(&p.worker);
-    let rejected = spool.queue(&p.worker).join(".rejected");
-    let mut out = String::new();
-    for l in &letters {
-        // The original kept beside a dead letter goes with it, if it is where the worker keeps them.
-        if let Some(orig) = l.get("original_file").and_then(Value::as_str).map(Path::new) {
-            if orig.parent() == Some(rejected.as_path()) {
-                remove(orig)?;
-            }
-        }
-        remove(&l.path)?;
-        out.push_str(&format!("purged {}\n", l.name));
-    }
-    for d in [&dir, &rejected] {
-        if d.is_dir() {
-            durable::sync_dir(d).map_err(|e| CtlError::io(format!("cannot sync {}", d.display()), &e))?;
-        }
-    }
+    let stored: Vec<Stored> = letters.into_iter().map(|l| l.stored).collect();
+    spool.purge(&p.worker, &stored)?;
+    let out: String = stored.iter().map(|l| format!("purged {}\n", l.name)).collect();
     print(&out)?;
     Ok(OK)
-}
-
-fn remove(path: &Path) -> Result<(), CtlError> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(CtlError::io(format!("cannot remove {}", path.display()), &e))
-        }
-        _ => Ok(()),
-    }
 }

@@ -63,4 +63,11 @@ impl From<io::Error> for CtlError {
     }
 }
 
+/// A backend's failure: a file or folder (a key) that could not be read or written.
+impl From<crate::spool::Error> for CtlError {
+    fn from(e: crate::spool::Error) -> CtlError {
+        CtlError::new(IO, e.to_string())
+    }
+}
+
 pub type CtlResult = Result<u8, CtlError>;

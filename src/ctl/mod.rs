@@ -1,7 +1,8 @@
 //! `watcherctl`: the operator's and the orchestrator's hand on the spool. It reads and writes
-//! the same files as the daemons, through the same types ([`crate::format::records`],
-//! [`crate::format::task`]) and the same durable writes ([`crate::sys::durable`]); it talks to no daemon
-//! (except by writing to a worker's pipe), so it works whether or not they run.
+//! the spool through its backend interface ([`crate::spool::control::ControlSpool`]), with
+//! the same types as the daemons ([`crate::format::records`], [`crate::format::task`]); it
+//! talks to no daemon (except by writing to a worker's pipe), so it works whether or not they
+//! run.
 //!
 //! One module per subcommand family; [`exit`] lists the exit statuses scripts rely on.
 
@@ -9,21 +10,21 @@ pub mod args;
 mod dlq;
 mod events;
 pub mod exit;
-mod folders;
 mod output;
 mod result;
 mod retry;
 mod status;
 mod submit;
-mod wait;
 
 pub use args::CtlArgs;
 pub use submit::{new_id, PIPE_ATOMIC_BYTES};
 
 use args::{Command, DlqCommand};
-use exit::{CtlError, CtlResult, CONFIG};
+use exit::{CtlError, CtlResult, CONFIG, NO_WORKER, USAGE};
 
-use crate::config::Config;
+use crate::config::{worker_name, Config};
+use crate::spool::control::{ControlSpool, Place};
+use crate::spool::fs::control::FsControl;
 
 /// Runs a command line; returns the exit status, with any message already on stderr.
 pub fn run(args: &CtlArgs) -> u8 {
@@ -41,15 +42,40 @@ pub fn run(args: &CtlArgs) -> u8 {
 fn dispatch(args: &CtlArgs) -> CtlResult {
     let cfg = Config::load_shared(&args.layers(crate::cli::environment()))
         .map_err(|e| CtlError::new(CONFIG, e.to_string()))?;
-    let spool = folders::Spool { paths: cfg.paths.clone() };
+    let mut spool = FsControl::new(cfg.paths.clone());
+    let spool: &mut dyn ControlSpool = &mut spool;
     match &args.command {
-        Command::Submit(a) => submit::submit(&spool, &cfg, a),
-        Command::Status(a) => status::status(&spool, a),
-        Command::Result(a) => result::result(&spool, a),
-        Command::Dlq(DlqCommand::List { worker, json }) => dlq::list(&spool, worker, *json),
-        Command::Dlq(DlqCommand::Show { worker, id, json }) => dlq::show(&spool, worker, id, *json),
-        Command::Dlq(DlqCommand::Retry(p)) => retry::retry(&spool, p, cfg.tuning.max_task_bytes),
-        Command::Dlq(DlqCommand::Purge(p)) => dlq::purge(&spool, p),
-        Command::Events(a) => events::events(&spool, a),
+        Command::Submit(a) => submit::submit(spool, &cfg, a),
+        Command::Status(a) => status::status(spool, a),
+        Command::Result(a) => result::result(spool, a),
+        Command::Dlq(DlqCommand::List { worker, json }) => dlq::list(spool, worker, *json),
+        Command::Dlq(DlqCommand::Show { worker, id, json }) => dlq::show(spool, worker, id, *json),
+        Command::Dlq(DlqCommand::Retry(p)) => retry::retry(spool, p, cfg.tuning.max_task_bytes),
+        Command::Dlq(DlqCommand::Purge(p)) => dlq::purge(spool, p),
+        Command::Events(a) => events::events(spool, a),
     }
+}
+
+/// Refuses a bad worker name (exit 2).
+fn check_name(worker: &str) -> Result<(), CtlError> {
+    worker_name::check(worker).map_err(|e| CtlError::new(USAGE, e))
+}
+
+/// Refuses a worker the spool has nothing of (exit 69).
+fn require_known(spool: &dyn ControlSpool, worker: &str) -> Result<(), CtlError> {
+    check_name(worker)?;
+    match spool.known(worker).any() {
+        true => Ok(()),
+        false => Err(no_such_worker(spool, worker)),
+    }
+}
+
+fn no_such_worker(spool: &dyn ControlSpool, worker: &str) -> CtlError {
+    CtlError::new(
+        NO_WORKER,
+        format!(
+            "no worker {worker:?}: it has no queue ({}) and no heartbeat; check the name, or use `submit --create` to make its queue",
+            spool.locate(Place::Queue(worker))
+        ),
+    )
 }

@@ -6,22 +6,23 @@ use serde_json::Value;
 
 use super::args::ResultArgs;
 use super::exit::{CtlError, CtlResult, NOT_FOUND, OK, TASK_FAILED};
-use super::folders::{self, Spool};
 use super::output::{block, cell, print};
-use crate::format::records::{COMPLETED, MAX_RECORD_BYTES};
+use crate::format::records::COMPLETED;
+use crate::spool::control::{ControlSpool, Place};
 
-pub fn result(spool: &Spool, a: &ResultArgs) -> CtlResult {
-    spool.require_known(&a.worker)?;
-    let path = spool.result_file(&a.worker, &a.id);
-    let Some(bytes) = folders::read(&path, MAX_RECORD_BYTES)? else {
+pub fn result(spool: &dyn ControlSpool, a: &ResultArgs) -> CtlResult {
+    super::require_known(spool, &a.worker)?;
+    let Some(bytes) = spool.result(&a.worker, &a.id)? else {
         let why = match spool.pending(&a.worker, &a.id) {
-            Some(where_) => format!("task {} is {where_}: no result yet", a.id),
+            Some(where_) => format!("task {} is {}: no result yet", a.id, where_.as_str()),
             None => format!("no result for task {} of {}", a.id, a.worker),
         };
         return Err(CtlError::new(NOT_FOUND, why));
     };
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| CtlError::new(super::exit::IO, format!("{} is not JSON: {e}", path.display())))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        let at = spool.locate(Place::Result(&a.worker, &a.id));
+        CtlError::new(super::exit::IO, format!("{at} is not JSON: {e}"))
+    })?;
     if a.json {
         let mut text = String::from_utf8_lossy(&bytes).into_owned();
         if !text.ends_with('\n') {

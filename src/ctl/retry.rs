@@ -16,23 +16,21 @@
 //! A letter of reason `invalid` is retried from what its task is now: the original file kept
 //! in `.rejected/` (a file taken half-written may have been finished by its writer since), or
 //! the object the letter holds, checked as the worker checks it.
-
-use std::fs;
-use std::path::{Path, PathBuf};
+//!
+//! The steps are the backend's ([`ControlSpool`]); the folders' are above.
 
 use serde_json::{Map, Value};
 
 use super::args::DlqPick;
 use super::dlq::{pick, Letter};
 use super::exit::{CtlError, CtlResult, OK, REFUSED};
-use super::folders::{self, Spool};
 use super::output::print;
-use crate::format::records::{DeadLetter, COMPLETED, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::format::records::{DeadLetter, COMPLETED};
 use crate::format::task::{is_valid_id, State, Task, STATE_KEY};
-use crate::spool::read;
-use crate::sys::durable::{self, Publish};
+use crate::spool::control::{ControlSpool, Queued};
+use crate::spool::layout;
 
-pub fn retry(spool: &Spool, p: &DlqPick, max_task_bytes: u64) -> CtlResult {
+pub fn retry(spool: &mut dyn ControlSpool, p: &DlqPick, max_task_bytes: u64) -> CtlResult {
     let letters = pick(spool, p)?;
     let mut refused = Vec::new();
     for l in &letters {
@@ -56,28 +54,32 @@ fn refuse(l: &Letter, why: impl std::fmt::Display) -> CtlError {
 }
 
 /// Retries one dead letter; returns what was done.
-fn retry_one(spool: &Spool, worker: &str, l: &Letter, max_task_bytes: u64) -> Result<String, CtlError> {
+fn retry_one(
+    spool: &mut dyn ControlSpool,
+    worker: &str,
+    l: &Letter,
+    max_task_bytes: u64,
+) -> Result<String, CtlError> {
     let dl: DeadLetter =
-        serde_json::from_slice(&l.bytes).map_err(|e| refuse(l, format!("not a dead letter: {e}")))?;
+        serde_json::from_slice(&l.stored.bytes).map_err(|e| refuse(l, format!("not a dead letter: {e}")))?;
     let Some(id) = dl.task_id.clone().filter(|id| is_valid_id(id)) else {
         return Err(refuse(l, "it has no task id; fix the file and submit it again"));
     };
-    let (mut doc, original) = match (dl.reason.as_str(), dl.task.clone()) {
+    let (mut doc, from_original) = match (dl.reason.as_str(), dl.task.clone()) {
         ("invalid", _) => corrected(spool, worker, l, &dl, &id, max_task_bytes)?,
-        (_, Some(Value::Object(doc))) => (doc, None),
+        (_, Some(Value::Object(doc))) => (doc, false),
         _ => return Err(refuse(l, "it does not hold its task")),
     };
-    let result_path = spool.result_file(worker, &id);
-    let result =
-        folders::read(&result_path, MAX_RECORD_BYTES)?.and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let result = spool.result(worker, &id)?.and_then(|b| serde_json::from_slice::<Value>(&b).ok());
     let finished = result.as_ref().and_then(|r| r.get("finished_at")).and_then(Value::as_str).unwrap_or("");
     // Both are written by the same clock format, so the text order is the time order.
     if result.is_some() && finished > dl.dead_lettered_at.as_str() {
-        archive(&spool.dlq(worker), &l.path, &l.name)?;
+        spool.retire(worker, &l.stored)?;
         return Ok(format!("{}: task {id} already ran again since; dead letter archived", l.name));
     }
     if let Some(where_) = spool.pending(worker, &id) {
-        archive(&spool.dlq(worker), &l.path, &l.name)?;
+        spool.retire(worker, &l.stored)?;
+        let where_ = where_.as_str();
         return Ok(format!("{}: task {id} is already {where_} again; dead letter archived", l.name));
     }
     if result.as_ref().and_then(|r| r.get("status")).and_then(Value::as_str) == Some(COMPLETED) {
@@ -88,71 +90,47 @@ fn retry_one(spool: &Spool, worker: &str, l: &Letter, max_task_bytes: u64) -> Re
     doc.insert(STATE_KEY.into(), state);
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).map_err(|e| refuse(l, e))?;
     bytes.push(b'\n');
-    if folders::exists(&result_path) {
-        archive(&spool.results(worker), &result_path, &id)?;
+    if spool.result_exists(worker, &id) {
+        spool.set_aside_result(worker, &id)?;
     }
-    let queue = spool.queue(worker);
-    folders::create_dir(&queue)
-        .map_err(|e| CtlError::io(format!("cannot create {}", queue.display()), &e))?;
-    let how = Publish { temp_prefix: ".watcherctl-", alternative: None, owner: folders::owner_for(&queue) };
-    match durable::publish(&queue, vec![(format!("{id}.json").into(), bytes)], &how).pop() {
-        Some(Ok(_)) => {}
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(refuse(l, format!("a task {id} was queued meanwhile")));
-        }
-        Some(Err(e)) => return Err(CtlError::io(format!("cannot queue {id} in {}", queue.display()), &e)),
-        None => {}
+    spool.create_queue(worker)?;
+    match spool.enqueue(worker, &id, bytes) {
+        Ok(Queued::At(_)) => {}
+        Ok(Queued::Taken) => return Err(refuse(l, format!("a task {id} was queued meanwhile"))),
+        Err(e) => return Err(CtlError::io(format!("cannot queue {id} in {}", e.at), &e.cause)),
     }
-    archive(&spool.dlq(worker), &l.path, &l.name)?;
-    if let Some(path) = original {
+    spool.retire(worker, &l.stored)?;
+    if from_original {
         // Its content is queued now; the copy kept beside the dead letter is done with.
-        let _ = fs::remove_file(path);
+        spool.drop_original(worker, &l.stored);
     }
     Ok(format!("{}: task {id} queued again (its history of {} failure(s) kept)", l.name, dl.history.len()))
 }
 
 /// The task of a dead letter rejected as invalid, as it is now, checked as the worker checks
-/// it: its original file kept in the worker's `.rejected/` folder (whose writer may have
-/// finished it since it was read half-written), else the object the letter holds. Returns
-/// it, and the original file it came from.
+/// it: the original file the worker kept beside the letter (whose writer may have finished it
+/// since it was read half-written), else the object the letter holds. Returns it, and whether
+/// it came from the original.
 fn corrected(
-    spool: &Spool,
+    spool: &dyn ControlSpool,
     worker: &str,
     l: &Letter,
     dl: &DeadLetter,
     id: &str,
     max: u64,
-) -> Result<(Map<String, Value>, Option<PathBuf>), CtlError> {
-    let rejected = spool.queue(worker).join(".rejected");
-    let original = dl.original_file.as_deref().map(PathBuf::from).filter(|p| p.parent() == Some(&rejected));
-    let bytes = match (&original, &dl.task) {
-        (Some(path), _) => read::read(path, max)
-            .map_err(|e| refuse(l, format!("cannot read its original file {}: {e}", path.display())))?,
+) -> Result<(Map<String, Value>, bool), CtlError> {
+    let original = spool.original(worker, &l.stored, max).map_err(|e| refuse(l, e))?;
+    let from_original = original.is_some();
+    let bytes = match (original, &dl.task) {
+        (Some(bytes), _) => bytes,
         (None, Some(task)) => serde_json::to_vec(task).map_err(|e| refuse(l, e))?,
         (None, None) => return Err(refuse(l, "it does not hold its task")),
     };
-    let stem = dl.source_file.strip_suffix(".json").unwrap_or(&dl.source_file);
-    let task = Task::parse(&bytes, stem, worker).map_err(|why| {
+    let task = Task::parse(&bytes, layout::stem_of(&dl.source_file), worker).map_err(|why| {
         refuse(l, format!("it was rejected as invalid and still is: {why}; fix the task and submit it again"))
     })?;
     if task.id != id {
         return Err(refuse(l, format!("its task_id is {:?} now; submit it as a new task", task.id)));
     }
-    Ok((task.doc, original))
-}
-
-/// Moves `path` into `dir/.retried/` as `<stem>.<epoch ms>.json`, durably.
-pub(super) fn archive(dir: &Path, path: &Path, stem: &str) -> Result<(), CtlError> {
-    let to_dir = dir.join(RETRIED_DIR);
-    folders::create_dir(&to_dir)
-        .map_err(|e| CtlError::io(format!("cannot create {}", to_dir.display()), &e))?;
-    let ms = (crate::sys::clock::now_f64() * 1000.0) as u64;
-    let to = to_dir.join(format!("{stem}.{ms}.json"));
-    let moved = durable::rename_noreplace(path, &to)
-        .and_then(|()| durable::sync_dir(&to_dir))
-        .and_then(|()| durable::sync_dir(dir));
-    match moved {
-        Ok(()) => Ok(()),
-        Err(e) => Err(CtlError::io(format!("cannot move {} to {}", path.display(), to.display()), &e)),
-    }
+    Ok((task.doc, from_original))
 }

@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 
 use super::args::StatusArgs;
 use super::exit::{CtlError, CtlResult, OK, TASK_FAILED};
-use super::folders::{self, Spool};
 use super::output::{age, print, print_json, table};
-use crate::format::records::{Heartbeat, MAX_HEARTBEAT_BYTES};
+use crate::format::records::Heartbeat;
+use crate::spool::control::{ControlSpool, Place};
 use crate::sys::clock;
 
 /// Heartbeat intervals after which a heartbeat is stale (as orchestrator-listener counts).
@@ -99,28 +99,28 @@ impl Row {
     }
 }
 
-fn row(spool: &Spool, worker: &str) -> Row {
-    let path = spool.heartbeat(worker);
-    let heartbeat = match folders::read(&path, MAX_HEARTBEAT_BYTES) {
+fn row(spool: &dyn ControlSpool, worker: &str) -> Row {
+    let at = || spool.locate(Place::Heartbeat(worker));
+    let heartbeat = match spool.heartbeat(worker) {
         Ok(Some(bytes)) => serde_json::from_slice::<Heartbeat>(&bytes)
-            .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", path.display()))),
-        Ok(None) => Err(("never started", format!("no heartbeat {}", path.display()))),
-        Err(e) => Err(("unreadable", e.message)),
+            .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", at()))),
+        Ok(None) => Err(("never started", format!("no heartbeat {}", at()))),
+        Err(e) => Err(("unreadable", e.to_string())),
     };
     if let Err(("unreadable", why)) = &heartbeat {
         // The row says unreadable; this says why, naming the file.
         eprintln!("watcherctl: {why}");
     }
-    let queued_files = folders::list(&spool.queue(worker)).iter().filter(|n| n.ends_with(".json")).count();
+    let queued_files = spool.queued(worker);
     Row { worker: worker.to_string(), heartbeat, queued_files }
 }
 
-pub fn status(spool: &Spool, a: &StatusArgs) -> CtlResult {
+pub fn status(spool: &dyn ControlSpool, a: &StatusArgs) -> CtlResult {
     let workers: Vec<String> = if a.workers.is_empty() {
         spool.workers().into_iter().collect()
     } else {
         for w in &a.workers {
-            spool.require_known(w)?;
+            super::require_known(spool, w)?;
         }
         a.workers.clone()
     };
@@ -129,7 +129,7 @@ pub fn status(spool: &Spool, a: &StatusArgs) -> CtlResult {
     if a.json {
         print_json(&Value::Array(rows.iter().map(|r| r.json(now)).collect()))?;
     } else if rows.is_empty() {
-        return Err(CtlError::new(OK, format!("no workers under {}", spool.paths.root.display())));
+        return Err(CtlError::new(OK, format!("no workers under {}", spool.locate(Place::Root))));
     } else {
         let header = ["WORKER", "STATE", "HEARTBEAT", "ACTIVE", "QUEUED", "BREAKER", "PROCESSED", "FAILED"];
         let cells: Vec<Vec<String>> = rows.iter().map(|r| r.cells(now)).collect();

@@ -12,21 +12,19 @@ use serde_json::{json, Map, Value};
 
 use super::args::SubmitArgs;
 use super::exit::{CtlError, CtlResult, NO_WORKER, OK, REFUSED, TIMED_OUT};
-use super::folders::{self, Spool};
 use super::output::{print, print_json};
 use super::result::{exit_of, render};
-use super::wait::Watcher;
 use crate::config::Config;
-use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
+use crate::format::records::ResultHead;
 use crate::format::task::Task;
-use crate::sys::durable::{self, Publish};
+use crate::spool::control::{ControlSpool, Queued, Waiter};
 
 /// Largest line written to a pipe in one piece (POSIX PIPE_BUF on Linux): longer writes may
 /// interleave with other writers'.
 pub const PIPE_ATOMIC_BYTES: usize = libc::PIPE_BUF;
 
-pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
-    folders::check_name(&a.worker)?;
+pub fn submit(spool: &mut dyn ControlSpool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
+    super::check_name(&a.worker)?;
     if let Some(s) = a.wait_timeout.filter(|s| !(s.is_finite() && *s >= 0.0)) {
         return Err(CtlError::usage(format!("--wait-timeout {s}: expected a number of seconds >= 0")));
     }
@@ -45,45 +43,42 @@ pub fn submit(spool: &Spool, cfg: &Config, a: &SubmitArgs) -> CtlResult {
             bytes.len()
         )));
     }
-    if !a.pipe && !spool.accepts_tasks(&a.worker) {
+    if !a.pipe && !spool.known(&a.worker).accepts_tasks() {
         if !a.create {
-            return Err(folders::no_such_worker(spool, &a.worker));
+            return Err(super::no_such_worker(spool, &a.worker));
         }
-        let queue = spool.queue(&a.worker);
-        folders::create_dir(&queue)
-            .map_err(|e| CtlError::io(format!("cannot create {}", queue.display()), &e))?;
+        spool.create_queue(&a.worker)?;
     }
     if let Some(where_) = spool.pending(&a.worker, &id) {
+        let where_ = where_.as_str();
         return Err(CtlError::new(REFUSED, format!("a task {id:?} is already {where_} for {}", a.worker)));
     }
     // A result refuses the id, unless it is the rejection of an invalid file: this task is its
     // correction, and that result is moved aside for the one to come.
-    let result_path = spool.result_file(&a.worker, &id);
-    if let Some(bytes) = folders::read(&result_path, MAX_RECORD_BYTES)? {
+    if let Some(bytes) = spool.result(&a.worker, &id)? {
         if !serde_json::from_slice::<ResultHead>(&bytes).is_ok_and(|r| r.is_invalid()) {
             return Err(CtlError::new(
                 REFUSED,
                 format!("task {id:?} already has a result: see `watcherctl result {} {id}`", a.worker),
             ));
         }
-        super::retry::archive(&spool.results(&a.worker), &result_path, &id)?;
+        spool.set_aside_result(&a.worker, &id)?;
     }
     // Watch before queueing, so that even an instant result is seen.
-    let results = spool.results(&a.worker);
     let watcher = match a.wait {
-        true => Some(
-            Watcher::new(&results)
-                .map_err(|e| CtlError::io(format!("cannot watch {}", results.display()), &e))?,
-        ),
+        true => Some(spool.watch_results(&a.worker)?),
         false => None,
     };
     let file = if a.pipe {
+        let Some(pipe) = spool.pipe(&a.worker) else {
+            return Err(CtlError::usage("this spool has no pipes; submit without --pipe"));
+        };
         let mut line = bytes;
         line.push(b'\n');
-        write_pipe(&spool.pipe(&a.worker), &a.worker, &line)?;
-        spool.pipe(&a.worker)
+        write_pipe(&pipe, &a.worker, &line)?;
+        pipe.display().to_string()
     } else {
-        queue_file(&spool.queue(&a.worker), &id, bytes)?
+        queue_task(spool, &a.worker, &id, bytes)?
     };
     match watcher {
         None if a.json => print_json(&json!({"task_id": id, "worker": a.worker, "file": file}))?,
@@ -163,17 +158,17 @@ fn parse_meta(kv: &str) -> Result<(String, Value), CtlError> {
     }
 }
 
-/// Queues the task file as `<id>.json`, never replacing one.
-fn queue_file(queue: &Path, id: &str, bytes: Vec<u8>) -> Result<std::path::PathBuf, CtlError> {
-    let how = Publish { temp_prefix: ".watcherctl-", alternative: None, owner: folders::owner_for(queue) };
-    let name = format!("{id}.json");
-    match durable::publish(queue, vec![(name.clone().into(), bytes)], &how).pop() {
-        Some(Ok(_)) => Ok(queue.join(name)),
-        Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
-            Err(CtlError::new(REFUSED, format!("a task {id:?} is already queued")))
-        }
-        Some(Err(e)) => Err(CtlError::io(format!("cannot queue the task in {}", queue.display()), &e)),
-        None => Err(CtlError::new(super::exit::IO, "nothing was queued")),
+/// Queues the task, never replacing one of its id; returns where it is.
+fn queue_task(
+    spool: &mut dyn ControlSpool,
+    worker: &str,
+    id: &str,
+    bytes: Vec<u8>,
+) -> Result<String, CtlError> {
+    match spool.enqueue(worker, id, bytes) {
+        Ok(Queued::At(at)) => Ok(at),
+        Ok(Queued::Taken) => Err(CtlError::new(REFUSED, format!("a task {id:?} is already queued"))),
+        Err(e) => Err(CtlError::io(format!("cannot queue the task in {}", e.at), &e.cause)),
     }
 }
 
@@ -226,16 +221,21 @@ fn write_pipe(path: &Path, worker: &str, line: &[u8]) -> Result<(), CtlError> {
 }
 
 /// `--wait`: prints the result when it exists (exit 0 or 1), or gives up at the timeout (75).
-fn wait(spool: &Spool, worker: &str, id: &str, mut w: Watcher, a: &SubmitArgs) -> CtlResult {
+fn wait(
+    spool: &dyn ControlSpool,
+    worker: &str,
+    id: &str,
+    mut w: Box<dyn Waiter>,
+    a: &SubmitArgs,
+) -> CtlResult {
     if !a.json {
         print(&format!("{id}\n"))?;
     }
     let deadline = a.wait_timeout.map(|s| Instant::now() + Duration::from_secs_f64(s.min(1e9)));
-    let path = spool.result_file(worker, id);
     loop {
         // A result is written whole (temp file and rename); one that does not parse yet was
         // written in place by someone else and is read again when closed.
-        let read = folders::read(&path, MAX_RECORD_BYTES)?;
+        let read = spool.result(worker, id)?;
         if let Some(result) = read.and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
             match a.json {
                 true => print_json(&result)?,
@@ -243,8 +243,8 @@ fn wait(spool: &Spool, worker: &str, id: &str, mut w: Watcher, a: &SubmitArgs) -
             }
             return Ok(exit_of(&result));
         }
-        let woke = w.next(deadline).map_err(|e| CtlError::io("cannot wait for the result", &e))?;
-        if woke.is_none() {
+        let woke = w.wait(deadline).map_err(|e| CtlError::io("cannot wait for the result", &e))?;
+        if !woke {
             if a.json {
                 print_json(&json!({"task_id": id, "worker": worker, "status": "pending"}))?;
             }

@@ -2,5 +2,7 @@
 //! write it (and the state the worker keeps in it), and the records the daemons write
 //! (results, dead letters, receipts, heartbeats). See worker-watcher-tasks(5).
 
+pub mod fnv;
 pub mod records;
+pub mod summary;
 pub mod task;

@@ -18,10 +18,6 @@ pub const MAX_RECORD_BYTES: u64 = 256 << 20;
 /// The largest heartbeat a reader takes.
 pub const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
 
-/// The folder, inside a worker's results and dead letters, of what a later run of the same
-/// task id replaced (`watcherctl dlq retry`, a corrected task replacing an invalid one).
-pub const RETRIED_DIR: &str = ".retried";
-
 /// `results/<worker>/<task_id>.json`: the one final outcome of a task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskResult {

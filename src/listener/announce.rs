@@ -13,12 +13,10 @@ use serde_json::json;
 use super::command::{Ended, Job, Limits, Outcome};
 use super::events::{self, Event};
 use super::health::{self, Change, Reading, Verdict};
-use super::state::FILE;
-use super::taken;
 use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
 use crate::log::ids;
+use crate::spool::listener::{CommitError, Outgoing};
 use crate::sys::clock;
-use crate::sys::durable::Batch;
 
 impl Listener {
     /// Judges every worker's heartbeat now, and stages what changed.
@@ -84,7 +82,8 @@ impl Listener {
             return;
         }
         let wrote_events = !self.staged.is_empty() && self.write_events();
-        if !self.staged.is_empty() || !self.state_dirty || self.retry_io_at.is_some() {
+        let dirty = self.state_dirty || self.spool.dirty();
+        if !self.staged.is_empty() || !dirty || self.retry_io_at.is_some() {
             return;
         }
         let now = Instant::now();
@@ -99,35 +98,28 @@ impl Listener {
 
     /// Returns whether any event was written.
     fn write_events(&mut self) -> bool {
-        let dir = self.cfg.events_dir();
         let staged = std::mem::take(&mut self.staged);
-        // The events folder removed under the listener is made again.
-        let mut batch = Batch::recreating();
-        for (i, e) in staged.iter().enumerate() {
-            batch.add(&dir, &e.file_name(), e.to_bytes(), i);
-        }
-        let mut failed = vec![false; staged.len()];
-        let mut first_error = None;
-        for (i, outcome) in batch.commit() {
-            if let Err(e) = outcome {
-                failed[i] = true;
-                first_error.get_or_insert(e);
-            }
-        }
-        self.recreated(batch.take_recreated());
+        let outgoing: Vec<Outgoing> =
+            staged.iter().map(|e| Outgoing { id: e.id.clone(), json: e.to_bytes() }).collect();
+        let outcomes = self.spool.write_events(&outgoing);
         let mut wrote = false;
-        for (e, failed) in staged.into_iter().zip(failed) {
-            if failed {
-                self.staged.push(e);
-            } else {
-                wrote = true;
-                self.written(e);
+        let mut first_error = None;
+        for (e, outcome) in staged.into_iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => {
+                    wrote = true;
+                    self.written(e);
+                }
+                Err(error) => {
+                    self.staged.push(e);
+                    first_error.get_or_insert(error);
+                }
             }
         }
         if let Some(e) = first_error {
             self.retried_error(
                 "cannot write events; no result is taken until they are written",
-                &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &dir.display()), ("ERROR", &e)],
+                &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &e.at), ("ERROR", &e.cause)],
             );
             self.retry_io_at = Some(Instant::now() + RETRY_IO);
         }
@@ -149,68 +141,37 @@ impl Listener {
         if self.cfg.tuning.notify_argv.is_empty() || self.phase != Phase::Running {
             return;
         }
-        let path = self.cfg.events_dir().join(e.file_name());
+        let path = self.spool.event_at(&e.id);
         self.commands.enqueue(Job {
             json: e.to_bytes(),
             event_id: e.id,
             kind: e.event,
-            path: path.to_string_lossy().into_owned(),
+            path,
             worker: e.worker,
             task_id: e.task_id,
         });
     }
 
+    /// Commits the results taken and the state, together.
     fn write_state(&mut self) {
-        self.state_folder_back();
-        if let Err(e) = self.flush_taken() {
-            self.retried_error(
-                "cannot write the log of results taken; trying again",
-                &[
-                    ("MESSAGE_ID", &ids::EVENTS_BLOCKED),
-                    ("FOLDER", &self.cfg.state_dir().display()),
-                    ("ERROR", &e),
-                ],
-            );
-            self.retry_io_at = Some(Instant::now() + RETRY_IO);
-            return;
-        }
         self.state.written_at = clock::now_f64();
-        let mut batch = Batch::new();
-        batch.add(&self.cfg.state_dir(), FILE, self.state.to_bytes(), ());
-        match batch.commit().pop().map_or(Ok(()), |(_, r)| r) {
+        match self.spool.commit(self.state.to_value()) {
             Ok(()) => {
                 self.state_dirty = false;
-                self.taken.values_mut().for_each(taken::Taken::committed);
                 self.errors_over();
             }
-            Err(e) => {
+            Err(CommitError::Failed(e)) => {
+                let at = self.spool.state_at();
                 self.retried_error(
                     "cannot write the listener's state; trying again (a crash now would announce the last events again)",
-                    &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &self.cfg.state_dir().display()), ("ERROR", &e)],
+                    &[("MESSAGE_ID", &ids::EVENTS_BLOCKED), ("FOLDER", &at), ("ERROR", &e)],
                 );
                 self.retry_io_at = Some(Instant::now() + RETRY_IO);
             }
-        }
-    }
-
-    /// Appends the results taken since the last state to their logs, and puts the logs'
-    /// marks in the state: the state written next commits them.
-    fn flush_taken(&mut self) -> std::io::Result<()> {
-        let dir = self.cfg.state_dir();
-        for (worker, t) in self.taken.iter_mut().filter(|(_, t)| t.is_dirty()) {
-            let mark = t.flush(&dir, worker)?;
-            self.state.workers.entry(worker.clone()).or_default().taken = mark;
-        }
-        Ok(())
-    }
-
-    /// Reports folders found missing and made again.
-    pub(super) fn recreated(&self, dirs: Vec<std::path::PathBuf>) {
-        for dir in dirs {
-            self.log.warn(
-                "a folder of the spool was missing (removed under the listener?); re-created it",
-                &[("MESSAGE_ID", &ids::FOLDER_RECREATED), ("FOLDER", &dir.display())],
-            );
+            Err(CommitError::Superseded(why)) => {
+                self.log.error("another listener serves the spool now; stopping", &[("ERROR", &why)]);
+                self.shutdown();
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use super::events::fnv1a;
+use crate::format::fnv::fnv1a;
 use crate::format::records::COMPLETED;
 
 pub const MAX_OPEN: usize = 1024;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::summary::Summary;
 use crate::format::records::COMPLETED;
+use crate::format::summary::Summary;
 use crate::metrics::{DURATION_BUCKETS, REASONS};
 
 /// The `reason` label of a failure whose reason is not one of [`REASONS`].
@@ -136,7 +136,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::summary::Agent;
+    use crate::format::summary::Agent;
 
     fn summary(status: &'static str, reason: Option<&str>, d: f64) -> Summary {
         Summary {

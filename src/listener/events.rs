@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use super::summary::Summary;
+use crate::format::fnv::fnv1a;
 use crate::format::records::COMPLETED;
+use crate::format::summary::Summary;
 use crate::sys::clock;
 
 pub const TASK_COMPLETED: &str = "task_completed";
@@ -64,10 +65,6 @@ impl Event {
         self
     }
 
-    pub fn file_name(&self) -> String {
-        format!("{}.json", self.id)
-    }
-
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
         out.push(b'\n');
@@ -86,20 +83,6 @@ fn stem(kind: &str, worker: Option<&str>, at: SystemTime, identity: &str) -> Str
         Some(w) => format!("{}-{kind}-{w}-{hash:016x}", compact_time(at)),
         None => format!("{}-{kind}-{hash:016x}", compact_time(at)),
     }
-}
-
-/// FNV-1a, 64 bits, over the parts separated by NUL: stable across builds and releases
-/// (the names must be the same after an upgrade), and enough to tell events apart.
-pub fn fnv1a(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (i, part) in parts.iter().enumerate() {
-        let sep: &[u8] = if i == 0 { b"" } else { b"\0" };
-        for b in sep.iter().chain(part.as_bytes()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    h
 }
 
 /// The time `ns` since the epoch (a file's mtime).
@@ -146,16 +129,8 @@ mod tests {
         assert_eq!(a.id, Event::new(WORKER_UNHEALTHY, Some("marie"), t, "x").id, "same facts, same name");
         assert_ne!(a.id, Event::new(WORKER_UNHEALTHY, Some("marie"), t, "y").id);
         let later = Event::new(BATCH_COMPLETED, None, t + Duration::from_nanos(1), "b");
-        assert!(later.file_name() > a.file_name());
+        assert!(later.id > a.id);
         assert_eq!(a.time, "2026-11-18T11:06:40.123Z");
-    }
-
-    #[test]
-    fn fnv_is_the_reference_function() {
-        // FNV-1a 64 of "a" and of "foobar" (the published test vectors).
-        assert_eq!(fnv1a(&["a"]), 0xaf63dc4c8601ec8c);
-        assert_eq!(fnv1a(&["foobar"]), 0x85944171f73967e8);
-        assert_ne!(fnv1a(&["ab", "c"]), fnv1a(&["a", "bc"]));
     }
 
     #[test]

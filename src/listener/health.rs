@@ -9,10 +9,11 @@
 //! heartbeat's age as [`super::freshness`] measures it (on the monotonic clock), so that a
 //! step of the wall clock raises no false alarm.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::spool::listener::StoredHeartbeat;
 
 /// A heartbeat's interval when it does not state one (the design's default).
 pub const DEFAULT_INTERVAL: f64 = 10.0;
@@ -137,12 +138,12 @@ pub enum Reading {
     Unreadable(String),
 }
 
-/// Reads `heartbeats/<worker>.json`.
-pub fn read(path: &Path) -> Reading {
-    let bytes = match crate::spool::read::read(path, crate::format::records::MAX_HEARTBEAT_BYTES) {
-        Ok(b) => b,
-        Err(e) if e.is_missing() => return Reading::Missing,
-        Err(e) => return Reading::Unreadable(e.to_string()),
+/// Reads a worker's heartbeat as the spool gave it.
+pub fn read(heartbeat: StoredHeartbeat) -> Reading {
+    let bytes = match heartbeat {
+        StoredHeartbeat::Found(b) => b,
+        StoredHeartbeat::Missing => return Reading::Missing,
+        StoredHeartbeat::Unreadable(why) => return Reading::Unreadable(why),
     };
     match serde_json::from_slice::<Beat>(&bytes) {
         Ok(b) if b.timestamp.is_finite() => Reading::Beat(b),
@@ -346,19 +347,18 @@ mod tests {
     }
 
     #[test]
-    fn heartbeat_files_are_read_leniently_and_safely() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("m.json");
-        std::fs::write(&p, r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#).expect("w");
-        let Reading::Beat(b) = read(&p) else { panic!("not read") };
+    fn heartbeats_are_read_leniently() {
+        let found = |text: &str| read(StoredHeartbeat::Found(text.as_bytes().to_vec()));
+        let Reading::Beat(b) = found(r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#) else {
+            panic!("not read")
+        };
         assert_eq!((b.timestamp, b.queue_size, b.breaker_gauge()), (12.5, 4, 0));
         let text = r#"{"timestamp": 1, "circuit_state": "half_open", "circuit_reason": "credential",
                        "paused_reason": "a_reason_of_later", "paused_until": 9, "version": "9.9"}"#;
-        std::fs::write(&p, text).expect("w");
-        let Reading::Beat(b) = read(&p) else { panic!("not read") };
+        let Reading::Beat(b) = found(text) else { panic!("not read") };
         assert_eq!((b.credential_fault(), b.paused(), &*b.version), (true, (0.0, 0.0), "9.9"));
-        std::fs::write(&p, "{}").expect("w");
-        assert!(matches!(read(&p), Reading::Unreadable(_)));
-        assert_eq!(read(&dir.path().join("none.json")), Reading::Missing);
+        assert!(matches!(found("{}"), Reading::Unreadable(_)));
+        assert_eq!(read(StoredHeartbeat::Missing), Reading::Missing);
+        assert_eq!(read(StoredHeartbeat::Unreadable("a FIFO".into())), Reading::Unreadable("a FIFO".into()));
     }
 }

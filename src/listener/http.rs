@@ -99,7 +99,7 @@ impl Listener {
         o.set_dropped(self.commands.dropped);
         o.workers.set(self.workers.len() as i64);
         o.unhealthy.set(self.state.workers.values().filter(|w| w.health.unhealthy).count() as i64);
-        o.backlog.set(self.workers.values().map(|l| l.pending.len()).sum::<usize>() as i64);
+        o.backlog.set(self.spool.backlog().results as i64);
         o.open_batches.set(self.state.batches.open_count() as i64);
         o.commands_queued.set(self.commands.queued() as i64);
         let unjudged =
@@ -136,7 +136,7 @@ impl Listener {
         let mut problems = Vec::new();
         if !self.staged.is_empty() {
             problems.push(format!("{} events cannot be written", self.staged.len()));
-        } else if self.state_dirty && self.retry_io_at.is_some() {
+        } else if (self.state_dirty || self.spool.dirty()) && self.retry_io_at.is_some() {
             problems.push("the state cannot be written".to_string());
         }
         let unhealthy: Vec<&String> =
@@ -145,7 +145,7 @@ impl Listener {
             "healthy": problems.is_empty(),
             "workers": self.workers.len(),
             "unhealthy_workers": unhealthy,
-            "backlog": self.workers.values().map(|l| l.pending.len()).sum::<usize>(),
+            "backlog": self.spool.backlog().results,
             "problems": problems,
         });
         let status = if problems.is_empty() { 200 } else { 503 };

@@ -1,22 +1,20 @@
-//! Taking results: each new result file is read once, counted, announced
-//! (`task_completed` / `task_failed`) and counted in its batch, and its key recorded in the
-//! worker's cursor. A turn takes at most [`CHUNK`] results, a few from each worker in turn,
-//! so a backlog never delays a scrape, a heartbeat's verdict or a live result for long.
+//! Taking results: each new result is counted, announced (`task_completed` /
+//! `task_failed`) and counted in its batch, once; the spool hands out each result once and
+//! says which ones were taken before. A turn takes at most [`CHUNK`] results, a few from each
+//! worker in turn, so a backlog never delays a scrape, a heartbeat's verdict or a live result
+//! for long.
 
 use serde_json::json;
 
 use super::batches::{Forgotten, Open, Outcome, Tally};
-use super::cursor::Key;
 use super::events::{self, Event};
-use super::summary::{self, Reading, Summary};
-use super::taken;
 use super::Listener;
+use crate::format::summary::{Reading, Summary};
 use crate::log::ids;
+use crate::spool::listener::Delivered;
 
 /// Results taken in one loop turn, at most.
 pub const CHUNK: usize = 512;
-/// Results of one worker taken before the next worker's turn.
-const PER_WORKER: usize = 32;
 
 impl Listener {
     /// Takes up to [`CHUNK`] pending results, round robin over the workers; none while
@@ -25,24 +23,10 @@ impl Listener {
         if !self.staged.is_empty() {
             return;
         }
-        let mut budget = CHUNK;
-        while budget > 0 {
-            let names: Vec<String> =
-                self.workers.iter().filter(|(_, l)| !l.pending.is_empty()).map(|(n, _)| n.clone()).collect();
-            if names.is_empty() {
-                break;
-            }
-            for name in names {
-                for _ in 0..PER_WORKER.min(budget) {
-                    let Some(key) = self.workers.get_mut(&name).and_then(|l| l.pending.pop_first()) else {
-                        break;
-                    };
-                    self.take(&name, key);
-                    budget -= 1;
-                }
-            }
+        for result in self.spool.results(CHUNK, self.cfg.tuning.backfill) {
+            self.take(result);
         }
-        self.more_work = !self.to_scan.is_empty() || self.workers.values().any(|l| !l.pending.is_empty());
+        self.more_work = !self.spool.backlog().is_empty();
         if !self.more_work && !self.caught_up {
             self.caught_up = true;
             self.log.info(
@@ -53,18 +37,13 @@ impl Listener {
         }
     }
 
-    fn take(&mut self, worker: &str, key: Key) {
-        let path = self.cfg.paths.results.join(worker).join(&key.1);
-        let stem = key.1.strip_suffix(".json").unwrap_or(&key.1).to_string();
-        let reading = summary::read(&path, &stem);
-        let again = self.taken_before(worker, &key.1, &reading);
+    fn take(&mut self, d: Delivered) {
+        let worker = d.worker.as_str();
         let ws = self.state.workers.entry(worker.to_string()).or_default();
-        let announce = ws.cursor.announces(&key);
-        match reading {
-            Reading::Gone => {}
-            _ if again => self.log.debug(
+        match d.reading {
+            _ if d.again => self.log.debug(
                 "a result already taken changed (touched or edited); not counted or announced again",
-                &[("WORKER", &worker), ("FILE", &path.display())],
+                &[("WORKER", &worker), ("FILE", &d.at)],
             ),
             Reading::Unreadable(why) => {
                 ws.counts.unreadable += 1;
@@ -73,7 +52,7 @@ impl Listener {
                     &[
                         ("MESSAGE_ID", &ids::RESULT_UNREADABLE),
                         ("WORKER", &worker),
-                        ("FILE", &path.display()),
+                        ("FILE", &d.at),
                         ("ERROR", &why),
                     ],
                 );
@@ -81,12 +60,14 @@ impl Listener {
             Reading::Result(s) => {
                 ws.counts.record(&s);
                 let (progress, completed) = match &s.batch {
-                    Some((batch, size)) => self.count_in_batch(worker, &s, batch, *size, key.0, announce),
+                    Some((batch, size)) => {
+                        self.count_in_batch(worker, &s, batch, *size, d.written_ns, d.announce)
+                    }
                     None => (None, None),
                 };
-                // The task's event before its batch's: they are renamed into place in order.
-                if announce {
-                    let event = events::task(worker, &s, key.0, &path.to_string_lossy());
+                // The task's event before its batch's: they are written in order.
+                if d.announce {
+                    let event = events::task(worker, &s, d.written_ns, &d.at);
                     self.stage(match progress {
                         Some(p) => event.with("batch_progress", p),
                         None => event,
@@ -97,32 +78,7 @@ impl Listener {
                 }
             }
         }
-        let live = self.workers.get_mut(worker);
-        let lowest = live.as_ref().and_then(|l| l.pending.first()).map(|k| k.0);
-        let drained = lowest.is_none();
-        if let Some(ws) = self.state.workers.get_mut(worker) {
-            ws.cursor.take(key, lowest);
-            if drained {
-                ws.cursor.quiet_before_ns = None;
-            }
-        }
         self.state_dirty = true;
-    }
-
-    /// Whether the result `name` of `worker`, as read, was taken before (its file was touched,
-    /// edited or copied over since); if not, it is recorded as taken now.
-    fn taken_before(&mut self, worker: &str, name: &str, reading: &Reading) -> bool {
-        let generation = match reading {
-            Reading::Result(s) => taken::generation(s.finished_at.as_deref().unwrap_or("")),
-            Reading::Unreadable(_) => taken::generation(taken::UNREADABLE),
-            Reading::Gone => return false,
-        };
-        let ledger = self.taken.entry(worker.to_string()).or_default();
-        if ledger.has(name, generation) {
-            return true;
-        }
-        ledger.take(name, generation);
-        false
     }
 
     /// Counts `s` in its batch. Returns the batch's progress for the task's event, and

@@ -1,84 +1,14 @@
-//! The listener's life around its work: the state folder and its lock at start-up,
-//! readiness, systemd's STATUS= line and watchdog, SIGHUP reload, the SIGTERM stop.
+//! The listener's life around its work: readiness, systemd's STATUS= line and watchdog,
+//! SIGHUP reload, the SIGTERM stop. (The state and the lock on it are the spool's.)
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use super::state::{self, Loaded, State};
 use super::{Listener, Phase};
-use crate::config::listener::ListenerConfig;
-use crate::error::Fatal;
-use crate::sys::durable;
 
 /// SYSLOG_IDENTIFIER of the listener's journal entries.
 pub const IDENTIFIER: &str = "orchestrator-listener";
 
-/// Creates the state and events folders, takes the lock (one listener per spool) and reads
-/// the state.
-pub(super) fn open_state(cfg: &ListenerConfig) -> Result<(File, State), Fatal> {
-    let dir = cfg.state_dir();
-    for (d, what) in [(&dir, "WATCHER_ROOT (the listener's state)"), (&cfg.events_dir(), "TRIGGER_DIR")] {
-        durable::create_dir(d)
-            .map_err(|e| Fatal::io(format!("{what}: cannot create {}: {e}", d.display()), &e))?;
-    }
-    let lock = lock(&dir)?;
-    // Temp files of a listener that died mid-write: only it writes these folders.
-    let _ = durable::remove_stale_temps(&dir, None);
-    let _ = durable::remove_stale_temps(&cfg.events_dir(), None);
-    let state = match state::load(&dir)? {
-        Loaded::State(s) => *s,
-        Loaded::Fresh => State::default(),
-    };
-    Ok((lock, state))
-}
-
-/// Takes the lock on the state folder `dir`: one listener per spool.
-fn lock(dir: &std::path::Path) -> Result<File, Fatal> {
-    // O_DIRECTORY: something else at that name is refused, never waited on (a FIFO).
-    let lock = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(dir)
-        .map_err(|e| Fatal::io(format!("cannot open {}: {e}", dir.display()), &e))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(Fatal::Locked(format!(
-            "another orchestrator-listener is already running on this spool (it holds the lock on {})",
-            dir.display()
-        )));
-    }
-    Ok(lock)
-}
-
 impl Listener {
-    /// Before the state is written: a state folder removed under the listener is made again,
-    /// the lock taken on the new one, and the logs of results taken, gone with it, written
-    /// again whole.
-    pub(super) fn state_folder_back(&mut self) {
-        let dir = self.cfg.state_dir();
-        if dir.symlink_metadata().is_ok() || durable::recreate_dir(&dir).is_err() {
-            // There, or not to be made: the write that follows says why.
-            return;
-        }
-        self.recreated(vec![dir]);
-        self.relock();
-        self.taken.values_mut().for_each(super::taken::Taken::lost);
-    }
-
-    /// The state folder was made again: the lock goes to the new one. Another listener that
-    /// took it meanwhile serves the spool now; this one stops.
-    fn relock(&mut self) {
-        match lock(&self.cfg.state_dir()) {
-            Ok(file) => self._lock = file,
-            Err(e) => {
-                self.log.error("cannot lock the re-created state folder; stopping", &[("ERROR", &e)]);
-                self.shutdown();
-            }
-        }
-    }
-
     /// The rebuild is done (state read, every folder scanned): READY=1.
     pub(super) fn ready(&mut self) {
         let status = self.status_line();
@@ -90,7 +20,7 @@ impl Listener {
             "ready",
             &[
                 ("WORKERS", &self.workers.len()),
-                ("FOLDERS_TO_LIST", &self.to_scan.len()),
+                ("FOLDERS_TO_LIST", &self.spool.backlog().listings),
                 ("REBUILD_MS", &self.started.elapsed().as_millis()),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
@@ -102,7 +32,7 @@ impl Listener {
     /// `following 3 workers (1 unhealthy), 0 results pending, 12 events written`.
     fn status_line(&self) -> String {
         let unhealthy = self.state.workers.values().filter(|w| w.health.unhealthy).count();
-        let pending: usize = self.workers.values().map(|l| l.pending.len()).sum();
+        let pending = self.spool.backlog().results;
         let written: u64 = self.state.events_written.values().sum();
         let mut line = match self.phase {
             Phase::Running => format!("following {} workers", self.workers.len()),
@@ -202,7 +132,7 @@ impl Listener {
         self.commands.shutdown();
         self.retry_io_at = None;
         self.commit();
-        if !self.staged.is_empty() || self.state_dirty {
+        if !self.staged.is_empty() || self.state_dirty || self.spool.dirty() {
             self.log.error(
                 "stopped with events or state not written; the next start announces the same events again",
                 &[],

@@ -7,14 +7,14 @@
 //! health → seal quiet folders → write the turn's events, then the state → run notify
 //! commands → tell systemd. Nothing here sleeps or blocks on a child.
 //!
-//! Its state (what was taken, counted, announced) is [`state`]; which results are new is
-//! [`cursor`]; the events are [`events`].
+//! Its state (what was counted and announced) is [`state`]; the events are [`events`]. The
+//! spool (which results are new, the heartbeats, where events go, and committing what was
+//! taken with the state) is its backend, [`crate::spool::listener::ListenerSpool`].
 
 mod announce;
 mod batches;
 mod command;
 mod counts;
-mod cursor;
 mod events;
 mod exposition;
 mod freshness;
@@ -26,17 +26,14 @@ mod lifecycle;
 mod round_trip;
 mod self_metrics;
 mod state;
-mod summary;
-mod taken;
+#[cfg(test)]
+mod tests;
 mod watching;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fs::File;
+use std::collections::BTreeMap;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -46,13 +43,13 @@ use crate::config::Layers;
 use crate::error::Fatal;
 use crate::log::Logger;
 use crate::runner::Pipe;
-use crate::sys::inotify::DirWatch;
+use crate::spool::fs::listener::FsListener;
+use crate::spool::listener::ListenerSpool;
 use crate::sys::sd_notify::Notifier;
 use command::Commands;
-use cursor::Key;
 use events::Event;
 use health::{Reading, Verdict};
-use state::State;
+use state::{Loaded, State};
 
 const SIGNALS: Token = Token(0);
 const WATCH: Token = Token(1);
@@ -60,10 +57,8 @@ const WATCH: Token = Token(1);
 const CHILD_BASE: usize = 16;
 /// Notify commands at once, at most, whatever ORCHESTRATOR_NOTIFY_CONCURRENCY says later.
 const MAX_COMMANDS: usize = 64;
-/// How long to wait before trying again a write or a scan that failed.
+/// How long to wait before trying again a write that failed.
 const RETRY_IO: Duration = Duration::from_secs(1);
-/// Time spent listing result folders in one turn, at most (a folder is never cut short).
-const SCAN_BUDGET: Duration = Duration::from_millis(50);
 /// The state is written at most this often when no event asks for it at once.
 const STATE_EVERY: Duration = Duration::from_secs(1);
 /// Workers followed at most when they are discovered (WORKERS unset).
@@ -76,36 +71,17 @@ fn child_token(slot: usize, pipe: Pipe) -> Token {
     Token(CHILD_BASE + slot * 3 + pipe as usize)
 }
 
-/// A watched folder.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Folder {
-    /// `results/<worker>/`.
-    Results(String),
-    /// `results/`: new worker folders.
-    ResultsRoot,
-    /// `tasks/`: new worker queues (when discovering).
-    Tasks,
-    Heartbeats,
-}
-
 /// What the listener knows of a worker besides its saved state.
 #[derive(Debug, Default)]
 struct Live {
     /// Named in WORKERS: a missing heartbeat is a problem from the start.
     named: bool,
-    watched: bool,
-    /// Results not taken yet, in key order.
-    pending: BTreeSet<Key>,
     reading: Reading,
     /// How old its heartbeat is (on the monotonic clock).
     fresh: Option<freshness::Freshness>,
     verdict: Option<Verdict>,
     /// When a healthy worker's heartbeat turns stale.
     stale_at: Option<Instant>,
-    /// When to try to seal its result folder.
-    seal_at: Option<Instant>,
-    /// Its result folder is queued for a scan.
-    scan_due: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,7 +101,7 @@ pub struct Listener {
     poll: Poll,
     signals: Signals,
     notifier: Notifier,
-    watch: DirWatch<Folder>,
+    spool: Box<dyn ListenerSpool>,
     state: State,
     workers: BTreeMap<String, Live>,
     /// Events made and not yet durable (a failed write keeps them here; intake waits).
@@ -135,13 +111,6 @@ pub struct Listener {
     state_dirty: bool,
     /// When to write a dirty state that no event is waiting for.
     state_due: Option<Instant>,
-    rescan_due: bool,
-    /// Result folders to scan, a few each turn.
-    to_scan: VecDeque<String>,
-    /// A scan or a watch failed: rescan when `retry_io_at` comes.
-    retry_scans: bool,
-    /// Top folders whose watch was lost and could not be set again yet (tried at each rescan).
-    lost_roots: Vec<Folder>,
     reap_due: bool,
     /// Results are left for the next turn: poll without waiting.
     more_work: bool,
@@ -155,28 +124,36 @@ pub struct Listener {
     started: Instant,
     /// When each error of a retried operation was last logged (see `retried_error`).
     logged_errors: BTreeMap<String, Instant>,
-    /// The results taken, by worker (see [`taken`]).
-    taken: BTreeMap<String, taken::Taken>,
-    /// The flock on the state folder: one listener per spool.
-    _lock: File,
 }
 
 impl Listener {
-    /// Opens the state, the folders and the endpoint; nothing is scanned yet.
+    /// Opens the spool's folders, the state and the endpoint; nothing is scanned yet.
     pub fn new(cfg: ListenerConfig, layers: Layers, log: Logger) -> Result<Listener, Fatal> {
+        let spool = FsListener::open(&cfg.paths)?;
+        Listener::with_spool(cfg, layers, log, Box::new(spool))
+    }
+
+    /// The listener on `spool`: its state read, the loop and the endpoint set up.
+    pub fn with_spool(
+        cfg: ListenerConfig,
+        layers: Layers,
+        log: Logger,
+        mut spool: Box<dyn ListenerSpool>,
+    ) -> Result<Listener, Fatal> {
         let started = Instant::now();
-        let (lock, state) = lifecycle::open_state(&cfg)?;
+        let state = match state::load(spool.load()?)? {
+            Loaded::State(s) => *s,
+            Loaded::Fresh => State::default(),
+        };
         let poll = Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
-        let watch = DirWatch::new().map_err(|e| Fatal::io(format!("inotify: {e}"), &e))?;
-        let fd = watch.as_raw_fd();
-        poll.registry()
-            .register(&mut SourceFd(&fd), WATCH, Interest::READABLE)
-            .map_err(|e| Fatal::Other(format!("cannot watch inotify: {e}")))?;
+        spool
+            .register(poll.registry(), WATCH)
+            .map_err(|e| Fatal::Other(format!("cannot watch the spool: {e}")))?;
         let own = self_metrics::Own::new(&state)
             .map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
         let mut endpoint = http::open(&cfg, &layers.env, &log)?;
@@ -192,17 +169,13 @@ impl Listener {
             poll,
             signals,
             notifier: Notifier::from_env(),
-            watch,
+            spool,
             state,
             workers: BTreeMap::new(),
             staged: Vec::new(),
             retry_io_at: None,
             state_dirty: false,
             state_due: None,
-            rescan_due: false,
-            to_scan: VecDeque::new(),
-            retry_scans: false,
-            lost_roots: Vec::new(),
             reap_due: false,
             more_work: false,
             commands: Commands::new(MAX_COMMANDS, crate::runner::Containment::setup()),
@@ -212,16 +185,14 @@ impl Listener {
             next_watchdog: None,
             caught_up: false,
             started,
-            taken: BTreeMap::new(),
             logged_errors: BTreeMap::new(),
-            _lock: lock,
         })
     }
 
     /// Runs until stopped. `Ok` is a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
         self.start_watching()?;
-        self.skip_sealed();
+        self.spool.prepare();
         self.ready();
         // The backlog found and the health of every worker do not wait for a first event.
         self.turn();
@@ -288,20 +259,22 @@ impl Listener {
         self.commands.tick(now);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
-            self.rescan_due |= std::mem::take(&mut self.retry_scans);
         }
-        if std::mem::take(&mut self.rescan_due) {
-            self.rescan();
-        }
+        // What the spool has to say (a rescan that came due, say) even with no event of it.
+        self.read_watch();
         self.more_work = false;
         if self.phase == Phase::Running {
-            self.scan_some(SCAN_BUDGET);
             self.take_results();
         }
         self.judge_health();
-        self.seal_quiet(now);
+        self.spool.tick(now, self.staged.is_empty());
+        // Results that arrived meanwhile (the spool may look while it seals) are for the next
+        // turn, at once; none is taken while events wait to be written.
+        self.more_work |=
+            self.phase == Phase::Running && self.staged.is_empty() && !self.spool.backlog().is_empty();
         self.commit();
         self.run_commands();
+        self.log_notes();
         self.report(now);
     }
 
@@ -329,23 +302,19 @@ impl Listener {
 
     /// The earliest time something must happen; `None`: only an event can wake us.
     fn next_deadline(&self) -> Option<Instant> {
-        if self.more_work || self.rescan_due {
+        if self.more_work {
             return Some(Instant::now());
         }
         // A millisecond past the limit, so that the heartbeat is stale when judged.
         let stale = self.workers.values().filter_map(|l| l.stale_at).map(|at| at + Duration::from_millis(1));
-        // A seal waits for the folder's backlog and for blocked events (retry_io_at).
-        let seals = self
-            .workers
-            .values()
-            .filter(|l| l.watched && !l.scan_due && l.pending.is_empty() && self.staged.is_empty())
-            .filter_map(|l| l.seal_at);
+        // A seal waits for blocked events.
+        let spool = self.spool.next_deadline(self.staged.is_empty());
         let stopping = match self.phase {
             Phase::Stopping { deadline, killed: false } => Some(deadline),
             _ => None,
         };
         stale
-            .chain(seals)
+            .chain(spool)
             .chain(self.retry_io_at)
             .chain(self.state_due.filter(|_| self.staged.is_empty() && self.retry_io_at.is_none()))
             .chain(self.commands.next_deadline())

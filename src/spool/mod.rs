@@ -4,8 +4,17 @@
 //! backend (Redis Streams with consumer groups: a claim is XREADGROUP, recovery XAUTOCLAIM)
 //! fits without touching them. [`fs::FsSpool`] is the embedded default: the folder protocol
 //! of worker-watcher-tasks(5).
+//!
+//! The listener's interface is [`listener::ListenerSpool`], watcherctl's
+//! [`control::ControlSpool`]; each has the folders' implementation ([`fs`]) and one in memory
+//! ([`mem`]). Every path of the folders comes from [`layout::Layout`].
 
+pub mod control;
+pub mod error;
 pub mod fs;
+pub mod layout;
+pub mod listener;
+pub mod mem;
 pub(crate) mod read;
 mod writer;
 
@@ -18,6 +27,8 @@ use serde_json::Value;
 
 use crate::format::records::{DeadLetter, Heartbeat, Receipt, TaskResult};
 use crate::format::task::{Invalid, Task};
+pub use error::{Error, OpenError};
+pub use layout::Layout;
 pub use read::Writers;
 
 /// A queued task not yet claimed, known by its name in the queue.
@@ -210,3 +221,6 @@ pub trait Spool {
         Vec::new()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,11 +17,9 @@ use mio::Waker;
 
 use super::Op;
 use crate::format::records::to_bytes;
+use crate::spool::layout::{record_name, WorkerFolders};
 use crate::spool::Claim;
 use crate::sys::durable::{self, Batch};
-
-/// The worker's spend ledger, a dot-file in the queue folder (never taken for a task).
-pub(super) const LEDGER: &str = ".spend.json";
 
 /// An op and the dead-letter file name chosen for it at staging.
 pub(super) type Staged = (Op, Option<String>);
@@ -31,19 +29,6 @@ pub(super) type Staged = (Op, Option<String>);
 pub(super) struct Written {
     pub(super) ops: Vec<(Staged, Option<io::Error>)>,
     pub(super) recreated: Vec<PathBuf>,
-}
-
-/// Where the ops of one worker go.
-#[derive(Clone, Debug)]
-pub(super) struct Layout {
-    pub(super) worker: String,
-    pub(super) queue: PathBuf,
-    pub(super) inflight: PathBuf,
-    pub(super) rejected: PathBuf,
-    pub(super) results: PathBuf,
-    pub(super) triggers: PathBuf,
-    pub(super) dlq: PathBuf,
-    pub(super) heartbeats: PathBuf,
 }
 
 /// `<stem>~<n>.json`: a free name when the plain one is taken.
@@ -67,7 +52,7 @@ pub(super) fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-impl Layout {
+impl WorkerFolders {
     /// Puts a claimed task back in the queue under its own name, or a free one; returns
     /// the name. A queue folder removed meanwhile is made again.
     pub(super) fn requeue(&self, claim: &Claim) -> io::Result<std::ffi::OsString> {
@@ -87,7 +72,7 @@ impl Layout {
 
     /// Adds the files of one op to `batch`, tagged `i`.
     fn add(&self, batch: &mut Batch<usize>, i: usize, op: &Op, dlq_name: Option<&str>) {
-        let json = |id: &str| format!("{id}.json");
+        let json = |id: &str| record_name(id);
         match op {
             Op::Complete { result, .. } => {
                 batch.add(&self.results, &json(&result.task_id), to_bytes(result), i)
@@ -110,7 +95,7 @@ impl Layout {
             // is simply claimed again.
             Op::Receipt(r) => batch.add_unsynced(&self.triggers, &json(&r.task_id), to_bytes(r), i),
             Op::Heartbeat(h) => batch.add(&self.heartbeats, &json(&self.worker), to_bytes(h), i),
-            Op::Ledger(bytes) => batch.add(&self.queue, LEDGER, bytes.clone(), i),
+            Op::Ledger(bytes) => batch.add(&self.queue, WorkerFolders::ledger_name(), bytes.clone(), i),
         }
     }
 
@@ -120,10 +105,7 @@ impl Layout {
             Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
             Op::DeadLetter { claim, keep_original: true, .. } => {
                 let name = dlq_name.unwrap_or("unnamed.json");
-                let (from, to) = (
-                    self.inflight.join(&claim.key),
-                    self.rejected.join(format!("{}.orig", name.trim_end_matches(".json"))),
-                );
+                let (from, to) = (self.inflight.join(&claim.key), self.original(name));
                 match fs::rename(&from, &to) {
                     // Removed with its folder (`rm -rf` of the spool): nothing is left to keep.
                     Err(e) if e.kind() == io::ErrorKind::NotFound && gone(&from) => Ok(()),
@@ -177,7 +159,7 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn spawn(layout: Layout) -> io::Result<Writer> {
+    pub(super) fn spawn(layout: WorkerFolders) -> io::Result<Writer> {
         let (jobs, jobs_rx) = mpsc::channel::<Vec<Staged>>();
         let (done_tx, done) = mpsc::channel::<Written>();
         let waker = Arc::new(OnceLock::<Waker>::new());

@@ -5,6 +5,9 @@
 //! `LOCK_DIR/<worker>.lock` when workers of one name on several hosts share the spool (each
 //! host its own lock; the claim by rename keeps them from running a task twice).
 
+pub mod control;
+pub mod listener;
+
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
@@ -19,11 +22,11 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token, Waker};
 use serde_json::Value;
 
+use super::layout::{self, Layout, WorkerFolders};
 use super::read::{self, Writers};
-use super::writer::{alternative, remove_if_present, Layout, Staged, Writer, LEDGER};
+use super::writer::{alternative, remove_if_present, Staged, Writer};
 use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished};
-use crate::config::Paths;
-use crate::format::records::{ResultHead, MAX_RECORD_BYTES, RETRIED_DIR};
+use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::sys::durable;
 use crate::sys::inotify::{Change, DirWatch};
@@ -41,27 +44,7 @@ const PREVIEW_BYTES: usize = 4096;
 /// The largest spend ledger read (a day of minutes is about 40 KiB).
 const MAX_LEDGER_BYTES: u64 = 16 << 20;
 
-/// How a name in the queue folder is treated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NameKind {
-    /// `<name>.json`: a task.
-    Task,
-    /// A dot-file, or `*.tmp` / `*.part`: a producer's file in the making; never touched.
-    Temp,
-    /// Anything else: not a task; left alone and reported.
-    Other,
-}
-
-pub fn classify(name: &OsStr) -> NameKind {
-    let b = name.as_bytes();
-    if b.starts_with(b".") || b.ends_with(b".tmp") || b.ends_with(b".part") {
-        NameKind::Temp
-    } else if b.ends_with(b".json") && b.len() > 5 {
-        NameKind::Task
-    } else {
-        NameKind::Other
-    }
-}
+pub use super::layout::{classify, NameKind};
 
 /// The folders the spool watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,25 +54,7 @@ enum Watched {
     Parent,
 }
 
-/// Why the spool could not be opened.
-#[derive(Debug)]
-pub enum OpenError {
-    /// A folder cannot be created or used as configured: a configuration problem.
-    Folder(String),
-    /// Another process serves this worker.
-    Locked(String),
-    Io(String),
-}
-
-/// A folder that cannot be set up: a configuration problem when an operator must change the
-/// path or its permissions, else one that may pass (see [`crate::error::needs_operator`]).
-fn folder_error(message: String, e: &io::Error) -> OpenError {
-    if crate::error::needs_operator(e) {
-        OpenError::Folder(message)
-    } else {
-        OpenError::Io(message)
-    }
-}
+pub use crate::spool::error::OpenError;
 
 pub struct FsSpool {
     lock: File,
@@ -98,7 +63,7 @@ pub struct FsSpool {
     lock_file: Option<PathBuf>,
     watch: DirWatch<Watched>,
     watching: bool,
-    layout: Layout,
+    layout: WorkerFolders,
     writer: Writer,
     /// Ops staged since the last batch was handed to the writer.
     staged: Vec<Staged>,
@@ -155,21 +120,11 @@ fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
 impl FsSpool {
     /// Creates the worker's folders (mode 0750), takes the worker's lock, and removes temp
     /// files a dead process left.
-    pub fn open(worker: &str, paths: &Paths) -> Result<FsSpool, OpenError> {
-        let queue = paths.tasks.join(worker);
-        let layout = Layout {
-            worker: worker.to_string(),
-            queue: queue.clone(),
-            inflight: queue.join(".inflight"),
-            rejected: queue.join(".rejected"),
-            results: paths.results.join(worker),
-            triggers: paths.triggers.join(worker),
-            dlq: paths.dlq.join(worker),
-            heartbeats: paths.heartbeats.clone(),
-        };
+    pub fn open(worker: &str, paths: &Layout) -> Result<FsSpool, OpenError> {
+        let layout = paths.worker_folders(worker);
         let spool = FsSpool {
             lock: File::open("/").map_err(|e| OpenError::Io(e.to_string()))?,
-            lock_file: paths.lock.as_ref().map(|d| d.join(format!("{worker}.lock"))),
+            lock_file: paths.lock_file(worker),
             watch: DirWatch::new().map_err(|e| OpenError::Io(e.to_string()))?,
             watching: false,
             writer: Writer::spawn(layout.clone())
@@ -193,11 +148,12 @@ impl FsSpool {
             ("HEARTBEAT_DIR", &spool.layout.heartbeats),
         ] {
             durable::create_dir(dir)
-                .map_err(|e| folder_error(format!("{var}: cannot create {}: {e}", dir.display()), &e))?;
+                .map_err(|e| OpenError::of_io(format!("{var}: cannot create {}: {e}", dir.display()), &e))?;
         }
         if let Some(dir) = &paths.lock {
-            durable::create_dir(dir)
-                .map_err(|e| folder_error(format!("LOCK_DIR: cannot create {}: {e}", dir.display()), &e))?;
+            durable::create_dir(dir).map_err(|e| {
+                OpenError::of_io(format!("LOCK_DIR: cannot create {}: {e}", dir.display()), &e)
+            })?;
         }
         let (var, path) = match &spool.lock_file {
             Some(file) => ("LOCK_DIR", file.clone()),
@@ -208,10 +164,10 @@ impl FsSpool {
                 "another worker-watcher is already running for worker {worker:?} (it holds the lock on {})",
                 path.display()
             )),
-            _ => folder_error(format!("{var}: cannot lock {}: {e}", path.display()), &e),
+            _ => OpenError::of_io(format!("{var}: cannot lock {}: {e}", path.display()), &e),
         })?;
         let spool = FsSpool { lock, ..spool };
-        let own_heartbeat = format!("{worker}.json");
+        let own_heartbeat = layout::record_name(worker);
         for (dir, owner) in [
             (&spool.layout.results, None),
             (&spool.layout.triggers, None),
@@ -219,10 +175,10 @@ impl FsSpool {
             (&spool.layout.inflight, None),
             (&spool.layout.queue, Some("submit.")),
             (&spool.layout.heartbeats, Some(own_heartbeat.as_str())),
-            (&spool.layout.queue, Some(LEDGER)),
+            (&spool.layout.queue, Some(WorkerFolders::ledger_name())),
         ] {
             durable::remove_stale_temps(dir, owner)
-                .map_err(|e| folder_error(format!("cannot clean {}: {e}", dir.display()), &e))?;
+                .map_err(|e| OpenError::of_io(format!("cannot clean {}: {e}", dir.display()), &e))?;
         }
         Ok(spool)
     }
@@ -321,13 +277,16 @@ impl FsSpool {
     fn dlq_name(&self, base: &str) -> String {
         let taken =
             |n: &str| self.layout.dlq.join(n).symlink_metadata().is_ok() || self.dlq_names.contains(n);
-        let plain = format!("{base}.json");
+        let plain = layout::record_name(base);
         if !taken(&plain) {
             return plain;
         }
         let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         (0..)
-            .map(|n| if n == 0 { format!("{base}.{ms}.json") } else { format!("{base}.{ms}.{n}.json") })
+            .map(|n| match n {
+                0 => layout::record_name(&format!("{base}.{ms}")),
+                n => layout::record_name(&format!("{base}.{ms}.{n}")),
+            })
             .find(|n| !taken(n))
             .unwrap_or(plain)
     }
@@ -525,7 +484,7 @@ impl Spool for FsSpool {
         let path = self.layout.inflight.join(&claim.key);
         let (file, meta) = read::open(&path).map_err(unreadable)?;
         let mut bytes = read::read_opened(&file, &meta, max_bytes).map_err(unreadable)?;
-        let stem = name.strip_suffix(".json").unwrap_or(name);
+        let stem = layout::stem_of(name);
         let queued_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut parsed = Task::parse(&bytes, stem, worker);
         let mut unfinished_file = None;
@@ -546,25 +505,25 @@ impl Spool for FsSpool {
     }
 
     fn result_exists(&self, task_id: &str) -> bool {
-        is_valid_id(task_id) && self.layout.results.join(format!("{task_id}.json")).symlink_metadata().is_ok()
+        is_valid_id(task_id) && self.layout.result(task_id).symlink_metadata().is_ok()
     }
 
     fn result_is_invalid(&self, task_id: &str) -> bool {
         if !is_valid_id(task_id) {
             return false;
         }
-        let path = self.layout.results.join(format!("{task_id}.json"));
+        let path = self.layout.result(task_id);
         let Ok((file, _)) = read::open(&path) else { return false };
         let reader = io::BufReader::new(io::Read::take(file, MAX_RECORD_BYTES));
         serde_json::from_reader::<_, ResultHead>(reader).is_ok_and(|r| r.is_invalid())
     }
 
     fn set_aside_result(&mut self, task_id: &str) -> io::Result<()> {
-        let dir = self.layout.results.join(RETRIED_DIR);
+        let dir = layout::aside_dir(&self.layout.results);
         durable::create_dir(&dir)?;
         let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        let from = self.layout.results.join(format!("{task_id}.json"));
-        durable::rename_noreplace(&from, &dir.join(format!("{task_id}.{ms}.json")))
+        let from = self.layout.result(task_id);
+        durable::rename_noreplace(&from, &dir.join(layout::aside_name(task_id, ms)))
     }
 
     fn requeue(&mut self, claim: &Claim) -> io::Result<()> {
@@ -599,13 +558,7 @@ impl Spool for FsSpool {
             };
             let name = self.dlq_name(&base);
             if *keep_original {
-                record.original_file = Some(
-                    self.layout
-                        .rejected
-                        .join(format!("{}.orig", name.trim_end_matches(".json")))
-                        .display()
-                        .to_string(),
-                );
+                record.original_file = Some(self.layout.original(&name).display().to_string());
             }
             self.dlq_names.insert(name.clone());
             dlq_name = Some(name);
@@ -646,7 +599,7 @@ impl Spool for FsSpool {
     }
 
     fn ledger(&self) -> io::Result<Option<Vec<u8>>> {
-        let path = self.layout.queue.join(LEDGER);
+        let path = self.layout.ledger();
         match read::read(&path, MAX_LEDGER_BYTES) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.is_missing() => Ok(None),
@@ -688,8 +641,7 @@ pub fn remote_kind(magic: u64) -> Option<&'static str> {
 
 /// A lossy, safe file-name stem of at most 64 characters.
 fn sanitize(name: &str) -> String {
-    let s: String = name
-        .trim_end_matches(".json")
+    let s: String = layout::stem_of(name)
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
         .take(64)

@@ -121,6 +121,13 @@ impl Watcher {
     }
 }
 
+/// `submit --wait`: a result may have arrived.
+impl crate::spool::control::Waiter for Watcher {
+    fn wait(&mut self, deadline: Option<Instant>) -> io::Result<bool> {
+        self.next(deadline).map(|w| w.is_some())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

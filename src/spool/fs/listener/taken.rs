@@ -21,15 +21,14 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::events::fnv1a;
+use crate::format::fnv::fnv1a;
+use crate::spool::layout::Layout;
 use crate::sys::durable;
 
-/// The folder of the logs, in the listener's state folder.
-pub const DIR: &str = "taken";
 /// A record's generation when the result was removed.
 const REMOVED: u64 = 0;
 /// The generation of a file that is not a result the listener can read.
@@ -71,15 +70,11 @@ pub fn generation(finished_at: &str) -> u64 {
     fnv1a(&["generation", finished_at]).max(1)
 }
 
-fn path(dir: &Path, worker: &str, file: u32) -> PathBuf {
-    dir.join(DIR).join(format!("{worker}.{file}"))
-}
-
 impl Taken {
-    /// Reads `worker`'s log as `mark` commits it (in the state folder `dir`), drops what lies
-    /// beyond, and removes the other logs of this worker.
-    pub fn open(dir: &Path, worker: &str, mark: Mark) -> io::Result<Taken> {
-        let file = path(dir, worker, mark.file);
+    /// Reads `worker`'s log as `mark` commits it, drops what lies beyond, and removes the
+    /// other logs of this worker.
+    pub fn open(layout: &Layout, worker: &str, mark: Mark) -> io::Result<Taken> {
+        let file = layout.taken_log(worker, mark.file);
         let mut t = Taken { mark, ..Taken::default() };
         match File::open(&file) {
             Ok(f) => {
@@ -97,7 +92,7 @@ impl Taken {
             Err(e) => return Err(e),
         }
         let own = format!("{worker}.");
-        for entry in fs::read_dir(dir.join(DIR)).into_iter().flatten().flatten() {
+        for entry in fs::read_dir(layout.taken()).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let other =
                 name.strip_prefix(&own).is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n != mark.file));
@@ -148,6 +143,11 @@ impl Taken {
         }
     }
 
+    /// What the state commits of this log.
+    pub fn mark(&self) -> Mark {
+        self.mark
+    }
+
     /// Results held.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -165,19 +165,19 @@ impl Taken {
 
     /// Appends what is pending to the log and syncs it (or writes the log again whole when it
     /// has grown too much). Returns the mark for the state.
-    pub fn flush(&mut self, dir: &Path, worker: &str) -> io::Result<Mark> {
+    pub fn flush(&mut self, layout: &Layout, worker: &str) -> io::Result<Mark> {
         if self.lost {
-            return self.rewrite(dir, worker);
+            return self.rewrite(layout, worker);
         }
         if self.pending.is_empty() {
             return Ok(self.mark);
         }
         let grown = self.mark.records + self.pending.len() as u64;
         if grown > 2 * self.by_name.len() as u64 + SLACK_RECORDS {
-            return self.rewrite(dir, worker);
+            return self.rewrite(layout, worker);
         }
-        let folder = dir.join(DIR);
-        let file = path(dir, worker, self.mark.file);
+        let folder = layout.taken();
+        let file = layout.taken_log(worker, self.mark.file);
         let new = self.mark.records == 0;
         let mut bytes = Vec::with_capacity(self.pending.len() * 16);
         for (h, g) in &self.pending {
@@ -192,7 +192,7 @@ impl Taken {
                 durable::recreate_dir(&folder).and_then(|()| open())?
             }
             // Removed under the listener (with its folder, or alone): written again whole.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.rewrite(dir, worker),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return self.rewrite(layout, worker),
             other => other?,
         };
         // Whatever lies past the committed records (a failed append) is cut first.
@@ -208,8 +208,8 @@ impl Taken {
     }
 
     /// Writes the log again whole, as the next file.
-    fn rewrite(&mut self, dir: &Path, worker: &str) -> io::Result<Mark> {
-        let folder = dir.join(DIR);
+    fn rewrite(&mut self, layout: &Layout, worker: &str) -> io::Result<Mark> {
+        let folder = layout.taken();
         let next = self.mark.file.wrapping_add(1);
         let mut bytes = Vec::with_capacity(self.by_name.len() * 16);
         for (h, g) in &self.by_name {
@@ -217,8 +217,8 @@ impl Taken {
             bytes.extend_from_slice(&g.to_le_bytes());
         }
         durable::recreate_dir(&folder)?;
-        durable::write_now(&folder, &format!("{worker}.{next}"), bytes)?;
-        self.obsolete = Some(path(dir, worker, self.mark.file));
+        durable::write_now(&folder, &Layout::taken_name(worker, next), bytes)?;
+        self.obsolete = Some(layout.taken_log(worker, self.mark.file));
         self.mark = Mark { file: next, records: self.by_name.len() as u64 };
         self.pending.clear();
         self.lost = false;
@@ -240,39 +240,41 @@ mod tests {
     #[test]
     fn taken_results_survive_a_restart_and_uncommitted_records_are_dropped() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Taken::open(dir.path(), "marie", Mark::default()).expect("open");
+        let layout = Layout::new(dir.path());
+        let mut t = Taken::open(&layout, "marie", Mark::default()).expect("open");
         let (g1, g2) = (generation("2026-01-01T00:00:00.000Z"), generation("2026-01-02T00:00:00.000Z"));
         t.take("t1.json", g1);
         t.take("t2.json", g1);
-        let mark = t.flush(dir.path(), "marie").expect("flush");
+        let mark = t.flush(&layout, "marie").expect("flush");
         assert_eq!(mark, Mark { file: 0, records: 2 });
         // A turn whose state was never written.
         t.take("t3.json", g1);
         t.forget("t1.json");
-        t.flush(dir.path(), "marie").expect("flush");
-        let t = Taken::open(dir.path(), "marie", mark).expect("reopen");
+        t.flush(&layout, "marie").expect("flush");
+        let t = Taken::open(&layout, "marie", mark).expect("reopen");
         assert!(t.has("t1.json", g1) && t.has("t2.json", g1), "committed");
         assert!(!t.has("t3.json", g1), "not committed");
         assert!(!t.has("t1.json", g2), "another generation is another result");
-        let len = fs::metadata(path(dir.path(), "marie", 0)).expect("log").len();
+        let len = fs::metadata(layout.taken_log("marie", 0)).expect("log").len();
         assert_eq!(len, 32, "cut back to what is committed");
     }
 
     #[test]
     fn a_grown_log_is_written_again_and_the_old_one_removed() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut t = Taken::open(dir.path(), "anga", Mark::default()).expect("open");
+        let layout = Layout::new(dir.path());
+        let mut t = Taken::open(&layout, "anga", Mark::default()).expect("open");
         let g = generation("x");
         for i in 0..3000 {
             t.take(&format!("t{i}.json"), g);
             t.forget(&format!("t{i}.json"));
         }
         t.take("kept.json", g);
-        let mark = t.flush(dir.path(), "anga").expect("flush");
+        let mark = t.flush(&layout, "anga").expect("flush");
         assert_eq!(mark, Mark { file: 1, records: 1 });
         t.committed();
-        assert!(!path(dir.path(), "anga", 0).exists());
-        let mut t = Taken::open(dir.path(), "anga", mark).expect("reopen");
+        assert!(!layout.taken_log("anga", 0).exists());
+        let mut t = Taken::open(&layout, "anga", mark).expect("reopen");
         assert_eq!(t.len(), 1);
         assert!(t.has("kept.json", g));
         t.keep_only(&mut []);

@@ -57,11 +57,6 @@ pub fn mtime_ns(m: &fs::Metadata) -> i64 {
     m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec())
 }
 
-/// Whether `name` can be a result: `*.json`, not a dot-file (temp files, `.retried/`).
-pub fn is_result_name(name: &str) -> bool {
-    name.ends_with(".json") && !name.starts_with('.') && name.len() > ".json".len()
-}
-
 impl Cursor {
     /// Whether the result `key` has not been taken.
     pub fn is_new(&self, key: &Key) -> bool {
@@ -142,7 +137,8 @@ pub fn scan(dir: &Path, cursor: &Cursor) -> io::Result<Scan> {
         let Ok(name) = entry.file_name().into_string() else {
             continue;
         };
-        if !is_result_name(&name) {
+        // A result is a record: not a dot-file (temp files, `.retried/`).
+        if crate::spool::layout::record_stem(&name).is_none() {
             continue;
         }
         // fstatat(2) relative to the folder's fd, without following a symlink.

@@ -1,14 +1,12 @@
-//! Reading a result file for what the listener needs of it: outcome, timings, metadata and
-//! the agent's figures. The agent's output (up to MAX_OUTPUT_BYTES) is skipped by the parser,
+//! Reading a result for what the listener needs of it: outcome, timings, metadata and the
+//! agent's figures. The agent's output (up to MAX_OUTPUT_BYTES) is skipped by the parser,
 //! never held.
 //!
-//! Results are the workers' files; anything found in a result folder is read as untrusted:
-//! never followed through a symlink, never opened if it is not a regular file, bounded in
-//! size, and a parse error is a value, not a crash.
+//! Results are the workers'; whatever a backend finds where results go is read as untrusted:
+//! bounded in size, and a parse error is a value, not a crash. (How a backend opens one
+//! safely, never through a symlink nor a FIFO, is its own business.)
 
-use std::fs::File;
-use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::io::{BufReader, Read};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -86,29 +84,25 @@ pub struct Summary {
 #[derive(Debug)]
 pub enum Reading {
     Result(Box<Summary>),
-    /// It was removed or moved away before it could be read (`watcherctl dlq retry`).
-    Gone,
     Unreadable(String),
 }
 
-/// Reads `path`; `stem` is the file name without `.json` (the task id when the result has
-/// none).
-pub fn read(path: &Path, stem: &str) -> Reading {
-    let (mut file, len) = match open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Reading::Gone,
-        Err(e) => return Reading::Unreadable(e.to_string()),
-    };
+/// Reads a result of `len` bytes from `reader`; `stem` is its name without the suffix (the
+/// task id when the result has none).
+pub fn read(mut reader: impl Read, len: u64, stem: &str) -> Reading {
+    if len > MAX_RESULT_BYTES {
+        return Reading::Unreadable("larger than 256 MiB".into());
+    }
     // A usual result is read whole and parsed from memory (several times faster than from a
     // reader); a very large one is streamed, its output skipped without being held.
     let parsed = if len <= IN_MEMORY_BYTES {
         let mut bytes = Vec::with_capacity(len as usize + 1);
-        match file.read_to_end(&mut bytes) {
+        match reader.read_to_end(&mut bytes) {
             Ok(_) => serde_json::from_slice::<Raw>(&bytes),
             Err(e) => return Reading::Unreadable(e.to_string()),
         }
     } else {
-        serde_json::from_reader(BufReader::new(file.take(MAX_RESULT_BYTES)))
+        serde_json::from_reader(BufReader::new(reader.take(MAX_RESULT_BYTES)))
     };
     let raw = match parsed {
         Ok(r) => r,
@@ -118,16 +112,6 @@ pub fn read(path: &Path, stem: &str) -> Reading {
         Ok(s) => Reading::Result(Box::new(s)),
         Err(why) => Reading::Unreadable(why),
     }
-}
-
-/// Opens a regular file without following a symlink and without blocking on a FIFO;
-/// returns it with its size.
-fn open(path: &Path) -> io::Result<(File, u64)> {
-    let (file, meta) = crate::spool::read::open(path)?;
-    if meta.len() > MAX_RESULT_BYTES {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "larger than 256 MiB"));
-    }
-    Ok((file, meta.len()))
 }
 
 fn summarise(raw: Raw, stem: &str) -> Result<Summary, String> {
@@ -171,26 +155,18 @@ fn batch_of(metadata: &Value) -> Option<(String, Option<u64>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
-    fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
-        let p = dir.join(name);
-        fs::write(&p, text).expect("write");
-        p
+    fn of(text: &str, stem: &str) -> Reading {
+        read(text.as_bytes(), text.len() as u64, stem)
     }
 
     #[test]
     fn a_result_is_summarised_without_its_output() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = write(
-            dir.path(),
-            "t1.json",
-            r#"{"task_id":"t1","worker":"marie","status":"failed","reason":"timeout","exit_code":null,
+        let text = r#"{"task_id":"t1","worker":"marie","status":"failed","reason":"timeout","exit_code":null,
                "output":{"huge":[1,2,3]},"attempts":3,"finished_at":"2026-01-01T00:00:00Z",
                "duration_seconds":12.5,"metadata":{"batch":"b1","batch_size":"3"},
-               "agent":{"total_cost_usd":0.5,"input_tokens":10}}"#,
-        );
-        let Reading::Result(s) = read(&p, "t1") else { panic!("not read") };
+               "agent":{"total_cost_usd":0.5,"input_tokens":10}}"#;
+        let Reading::Result(s) = of(text, "t1") else { panic!("not read") };
         assert_eq!((s.task_id.as_str(), s.status, s.reason.as_deref()), ("t1", "failed", Some("timeout")));
         assert_eq!(s.duration_seconds, Some(12.5));
         assert_eq!(s.batch, Some(("b1".to_string(), Some(3))));
@@ -198,34 +174,33 @@ mod tests {
     }
 
     #[test]
-    fn what_is_not_a_result_is_unreadable_and_a_missing_file_gone() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (name, text) in [
-            ("a.json", "not json"),
-            ("b.json", r#"{"status":"maybe"}"#),
-            ("c.json", r#"[1,2]"#),
-            ("d.json", r#"{"task_id":"d"}"#),
-        ] {
-            let p = write(dir.path(), name, text);
-            assert!(matches!(read(&p, "x"), Reading::Unreadable(_)), "{name}");
+    fn what_is_not_a_result_is_unreadable() {
+        for text in ["not json", r#"{"status":"maybe"}"#, r#"[1,2]"#, r#"{"task_id":"d"}"#] {
+            assert!(matches!(of(text, "x"), Reading::Unreadable(_)), "{text}");
         }
-        std::os::unix::fs::symlink(dir.path().join("a.json"), dir.path().join("l.json")).expect("symlink");
-        assert!(matches!(read(&dir.path().join("l.json"), "l"), Reading::Unreadable(_)));
-        nix::unistd::mkfifo(&dir.path().join("f.json"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
-        assert!(matches!(read(&dir.path().join("f.json"), "f"), Reading::Unreadable(_)));
-        assert!(matches!(read(&dir.path().join("none.json"), "none"), Reading::Gone));
+        assert!(matches!(read(&b"{}"[..], MAX_RESULT_BYTES + 1, "x"), Reading::Unreadable(_)));
+    }
+
+    #[test]
+    fn a_large_result_is_streamed() {
+        let pad = "x".repeat(IN_MEMORY_BYTES as usize);
+        let text = format!(r#"{{"status":"completed","output":"{pad}"}}"#);
+        let Reading::Result(s) = of(&text, "big") else { panic!("not read") };
+        assert_eq!((s.task_id.as_str(), s.status), ("big", "completed"));
     }
 
     #[test]
     fn the_stem_stands_in_for_a_bad_id_and_odd_batches_are_ignored() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p =
-            write(dir.path(), "x.json", r#"{"task_id":"../x","status":"completed","metadata":{"batch":{}}}"#);
-        let Reading::Result(s) = read(&p, "x") else { panic!("not read") };
+        let Reading::Result(s) =
+            of(r#"{"task_id":"../x","status":"completed","metadata":{"batch":{}}}"#, "x")
+        else {
+            panic!("not read")
+        };
         assert_eq!((s.task_id.as_str(), s.batch.clone(), s.reason.clone()), ("x", None, None));
-        let p =
-            write(dir.path(), "y.json", r#"{"status":"completed","metadata":{"batch":7,"batch_size":0}}"#);
-        let Reading::Result(s) = read(&p, "y") else { panic!("not read") };
+        let Reading::Result(s) = of(r#"{"status":"completed","metadata":{"batch":7,"batch_size":0}}"#, "y")
+        else {
+            panic!("not read")
+        };
         assert_eq!(s.batch, Some(("7".to_string(), None)));
     }
 }
