@@ -6,3 +6,6 @@ pub mod fnv;
 pub mod records;
 pub mod summary;
 pub mod task;
+
+#[cfg(test)]
+mod round_trip;

@@ -22,8 +22,6 @@ mod health;
 mod http;
 mod intake;
 mod lifecycle;
-#[cfg(test)]
-mod round_trip;
 mod self_metrics;
 mod state;
 #[cfg(test)]

@@ -1,13 +1,13 @@
 //! Tests of the contract between the two daemons: every shape of result the worker writes,
 //! built from its own `TaskResult` and serialized by its own `to_bytes`, read back by the
-//! listener's reader (`summary::read`) with the same facts. A field renamed or retyped on one
+//! listener's reader (`format::summary::read`) with the same facts. A field renamed or retyped on one
 //! side only fails here, not in a fleet whose events quietly lose a reason or a cost.
 
 use serde_json::{json, Value};
 
-use super::summary::{self, Agent, Reading, Summary};
 use crate::agent::AgentReport;
 use crate::format::records::{to_bytes, TaskResult, COMPLETED, FAILED};
+use crate::format::summary::{self, Agent, Reading, Summary};
 
 /// Every reason a failed result carries (worker-watcher-tasks(5), RESULT, `reason`).
 const REASONS: &[&str] = &[
@@ -110,7 +110,9 @@ fn read_back(r: &TaskResult) -> Summary {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(format!("{}.json", r.task_id));
     std::fs::write(&path, to_bytes(r)).expect("write");
-    match summary::read(&path, &r.task_id) {
+    let file = std::fs::File::open(&path).expect("open");
+    let len = file.metadata().expect("metadata").len();
+    match summary::read(file, len, &r.task_id) {
         Reading::Result(s) => *s,
         other => panic!("{}: {other:?}", r.task_id),
     }
