@@ -104,15 +104,11 @@ fn facts(r: &TaskResult, batch: Option<(&str, Option<u64>)>) -> Summary {
     }
 }
 
-/// Writes `r` as the worker's writer does (`results/<worker>/<task_id>.json`, `to_bytes`) and
-/// reads it back as the listener's intake does.
+/// Serializes `r` as the worker's writer does (`to_bytes`) and reads it back as the listener's
+/// backends do (`summary::read` over the stored bytes).
 fn read_back(r: &TaskResult) -> Summary {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join(format!("{}.json", r.task_id));
-    std::fs::write(&path, to_bytes(r)).expect("write");
-    let file = std::fs::File::open(&path).expect("open");
-    let len = file.metadata().expect("metadata").len();
-    match summary::read(file, len, &r.task_id) {
+    let bytes = to_bytes(r);
+    match summary::read(bytes.as_slice(), bytes.len() as u64, &r.task_id) {
         Reading::Result(s) => *s,
         other => panic!("{}: {other:?}", r.task_id),
     }
