@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agent::reason::Reason;
 use crate::agent::AgentReport;
 use crate::format::task::Failure;
 
@@ -29,8 +30,7 @@ pub struct TaskResult {
     pub worker: String,
     /// `completed` or `failed`.
     pub status: String,
-    /// On failure: `timeout`, `exit_code`, `signal`, `spawn_error`, `agent_error`, `invalid`,
-    /// `reclaim_limit`.
+    /// On failure: one of [`crate::agent::reason::FINAL`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -63,6 +63,43 @@ pub struct TaskResult {
     pub agent: Option<AgentReport>,
 }
 
+impl TaskResult {
+    /// A completed result of `task_id` with nothing else known yet: the caller sets what it
+    /// knows (the agent's run, the task's metadata).
+    pub fn new(task_id: String, worker: String, hostname: String, finished_at: String) -> TaskResult {
+        TaskResult {
+            task_id,
+            worker,
+            status: COMPLETED.into(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            signal: None,
+            output: Value::Null,
+            output_truncated: false,
+            output_bytes: 0,
+            stderr_tail: String::new(),
+            attempts: 0,
+            started_at: None,
+            finished_at,
+            duration_seconds: 0.0,
+            hostname,
+            metadata: Value::Null,
+            agent: None,
+        }
+    }
+
+    /// The same result, failed for `reason`.
+    pub fn failed(self, reason: Reason, message: String) -> TaskResult {
+        TaskResult {
+            status: FAILED.into(),
+            reason: Some(reason.as_str().into()),
+            message: Some(message),
+            ..self
+        }
+    }
+}
+
 /// The head of a result: enough to tell what kind it is.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct ResultHead {
@@ -76,7 +113,7 @@ impl ResultHead {
     /// The failed result of a file rejected as invalid: a corrected task of the same id
     /// replaces it (the worker, `watcherctl submit` and `dlq retry` all take it).
     pub fn is_invalid(&self) -> bool {
-        self.status == FAILED && self.reason.as_deref() == Some("invalid")
+        self.status == FAILED && self.reason.as_deref() == Some(Reason::Invalid.as_str())
     }
 }
 

@@ -9,7 +9,7 @@ use super::outcome::Attempt;
 use super::pause::Why;
 use super::Daemon;
 use crate::agent::classify::{Class, Verdict};
-use crate::format::records::FAILED;
+use crate::agent::reason::Reason;
 use crate::format::task::Failure;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded};
@@ -48,7 +48,7 @@ fn same_failure(a: &Failure, b: &Failure) -> bool {
 
 impl Daemon {
     /// Adds this run to the task's history.
-    pub(super) fn remember(a: &mut Attempt, verdict: &Verdict) {
+    pub(super) fn remember(a: &mut Attempt, reason: Reason, verdict: &Verdict) {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
@@ -56,7 +56,7 @@ impl Daemon {
         };
         a.task.state.history.push(Failure {
             attempt: a.number,
-            reason: verdict.reason.clone(),
+            reason: reason.as_str().into(),
             message: verdict.message.clone(),
             exit_code,
             signal,
@@ -71,22 +71,22 @@ impl Daemon {
 
     /// The runaway guards: a failure that repeats itself, too many runs, too long since the
     /// first start. `Some((reason, message))` when one stops the task.
-    fn runaway(&self, a: &Attempt, verdict: &Verdict) -> Option<(&'static str, String)> {
+    fn runaway(&self, a: &Attempt, verdict: &Verdict) -> Option<(Reason, String)> {
         let p = &self.cfg.tuning.policy;
         let state = &a.task.state;
         let n = p.repeated_failure_limit as usize;
-        if verdict.class == Class::Failed && n >= 2 && state.history.len() >= n {
+        if matches!(verdict.class, Class::Failed(_)) && n >= 2 && state.history.len() >= n {
             let last = &state.history[state.history.len() - n..];
             if last.windows(2).all(|w| same_failure(&w[0], &w[1])) {
                 return Some((
-                    "repeated_failure",
+                    Reason::RepeatedFailure,
                     format!("the same failure {n} times in a row: {}", verdict.message),
                 ));
             }
         }
         if p.max_task_runs > 0 && state.runs() >= p.max_task_runs {
             return Some((
-                "attempt_limit",
+                Reason::AttemptLimit,
                 format!(
                     "{} runs ({} attempts, {} reclaims, {} uncharged) reached MAX_TASK_RUNS={}; last: {}",
                     state.runs(),
@@ -104,7 +104,7 @@ impl Daemon {
             let age = a.task.charged();
             if age >= limit {
                 return Some((
-                    "time_limit",
+                    Reason::TimeLimit,
                     format!(
                         "still failing after {} s held by a worker since its first start (MAX_TASK_WALL_TIME={} s); last: {}",
                         age.as_secs(),
@@ -118,19 +118,19 @@ impl Daemon {
     }
 
     /// A failed attempt (transient or not): retried after its backoff, or given up on.
-    pub(super) fn failed(&mut self, mut a: Attempt, verdict: Verdict) {
+    pub(super) fn failed(&mut self, mut a: Attempt, reason: Reason, verdict: Verdict) {
         let t = &self.cfg.tuning;
         if let Some(tr) = self.breaker.failed(Instant::now(), t.breaker_threshold) {
             self.breaker_changed(tr);
         }
         a.task.end_hold(a.started());
         a.task.state.attempts = a.number;
-        Self::remember(&mut a, &verdict);
+        Self::remember(&mut a, reason, &verdict);
         let t = &self.cfg.tuning;
         let max_retries = a.task.max_retries.unwrap_or(t.max_retries);
         if a.number > max_retries {
             let summary = format!("gave up after {} attempt(s): {}", a.number, verdict.message);
-            return self.give_up(a, &verdict.reason, summary, verdict.message);
+            return self.give_up(a, reason, summary, verdict.message);
         }
         if let Some((reason, message)) = self.runaway(&a, &verdict) {
             return self.give_up(a, reason, message, verdict.message);
@@ -144,26 +144,26 @@ impl Daemon {
         );
         a.task.state.retry_at = Some(clock::now_f64() + delay.as_secs_f64());
         let mut fields = vec![("MESSAGE_ID", ids::RETRY_SCHEDULED.to_string())];
-        fields.extend(Self::fields(&a, Some(&verdict.reason)));
+        fields.extend(Self::fields(&a, Some(reason)));
         fields.push(("RETRY_IN_MS", delay.as_millis().to_string()));
         fields.push(("ERROR", verdict.message.clone()));
         self.log_fields(Level::Warning, "attempt failed; retrying", &fields);
-        let end = End::Retried { reason: verdict.reason };
+        let end = End::Retried { reason };
         self.save_and_wait(a, end, Instant::now() + delay);
     }
 
     /// No retry can help (max turns, max budget, structured output, a denied tool): a dead
     /// letter now. The agent itself worked, so the breaker counts it as a success.
-    pub(super) fn permanent(&mut self, mut a: Attempt, verdict: Verdict) {
+    pub(super) fn permanent(&mut self, mut a: Attempt, reason: Reason, verdict: Verdict) {
         if let Some(t) = self.breaker.succeeded() {
             self.breaker_changed(t);
         }
         self.outage_over();
         a.task.end_hold(a.started());
         a.task.state.attempts = a.number;
-        Self::remember(&mut a, &verdict);
+        Self::remember(&mut a, reason, &verdict);
         let summary = format!("not retried: {}", verdict.message);
-        self.give_up(a, &verdict.reason, summary, verdict.message);
+        self.give_up(a, reason, summary, verdict.message);
     }
 
     /// A usage or rate limit: the API answered, so an outage is over, and the worker pauses
@@ -173,7 +173,7 @@ impl Daemon {
         let wall = self.rate_limit_until(reset_at, SystemTime::now());
         self.pause(Why::RateLimit, wall, &verdict.message);
         let until = self.paused.map_or_else(Instant::now, |p| p.until);
-        self.hold(a, verdict, until);
+        self.hold(a, Reason::RateLimited, verdict, until);
     }
 
     /// Saves the task's new state durably and keeps it waiting until `until`.
@@ -189,8 +189,8 @@ impl Daemon {
     }
 
     /// The task's end: a failed result and a dead letter with `reason`.
-    fn give_up(&mut self, a: Attempt, reason: &str, summary: String, error: String) {
-        let result = self.result(&a, FAILED, Some(reason), Some(&summary));
+    fn give_up(&mut self, a: Attempt, reason: Reason, summary: String, error: String) {
+        let result = self.result(&a, Some((reason, &summary)));
         let mut fields = Self::fields(&a, Some(reason));
         fields.push(("ERROR", error));
         let run = Self::run_of(&a);

@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Daemon, Phase};
+use crate::agent::reason::Reason;
 use crate::error::Fatal;
-use crate::format::records::{Heartbeat, TaskResult, FAILED};
+use crate::format::records::{Heartbeat, TaskResult};
 use crate::log::ids;
 use crate::spool::Op;
 use crate::sys::clock;
@@ -52,7 +53,7 @@ impl Daemon {
             let max_runs = self.cfg.tuning.policy.max_task_runs;
             let stop = if task.state.reclaims > max {
                 Some((
-                    "reclaim_limit",
+                    Reason::ReclaimLimit,
                     format!(
                         "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
                         task.state.reclaims
@@ -60,7 +61,7 @@ impl Daemon {
                 ))
             } else if max_runs > 0 && task.state.runs() >= max_runs {
                 Some((
-                    "attempt_limit",
+                    Reason::AttemptLimit,
                     format!(
                         "{} runs, reclaims included, reached MAX_TASK_RUNS={max_runs}; not run again",
                         task.state.runs()
@@ -74,7 +75,7 @@ impl Daemon {
                 let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![
                     ("TASK_ID", loaded.task.id.clone()),
-                    ("REASON", reason.into()),
+                    ("REASON", reason.as_str().into()),
                     ("ERROR", message.clone()),
                 ];
                 self.dead_letter(claim, loaded.task, reason, message, Some(result), fields, None);
@@ -112,26 +113,12 @@ impl Daemon {
         }
     }
 
-    fn reclaim_result(&self, task: &crate::format::task::Task, reason: &str, message: &str) -> TaskResult {
+    fn reclaim_result(&self, task: &crate::format::task::Task, reason: Reason, message: &str) -> TaskResult {
         TaskResult {
-            task_id: task.id.clone(),
-            worker: self.cfg.worker.clone(),
-            status: FAILED.into(),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            exit_code: None,
-            signal: None,
-            output: serde_json::Value::Null,
-            output_truncated: false,
-            output_bytes: 0,
-            stderr_tail: String::new(),
             attempts: task.state.attempts,
             started_at: task.state.first_started_at.clone(),
-            finished_at: clock::rfc3339_now(),
-            duration_seconds: 0.0,
-            hostname: self.hostname.clone(),
             metadata: task.metadata(),
-            agent: None,
+            ..self.result_of(&task.id).failed(reason, message.into())
         }
     }
 

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime};
 use super::outcome::Attempt;
 use super::Daemon;
 use crate::agent::classify::{Cause, Verdict};
+use crate::agent::reason::Reason;
 use crate::log::{ids, Level};
 use crate::metrics::End;
 use crate::sys::clock;
@@ -37,7 +38,7 @@ impl Daemon {
             self.breaker_changed(t);
         }
         let until = self.breaker.deadline().unwrap_or_else(Instant::now);
-        self.hold(a, verdict, until);
+        self.hold(a, cause.reason(), verdict, until);
     }
 
     /// The one entry at the start of an outage (or when its cause changes).
@@ -91,18 +92,18 @@ impl Daemon {
 
     /// The task waits until `until`, its run not charged: no attempt, no run, and the time
     /// held is not counted against MAX_TASK_WALL_TIME.
-    pub(super) fn hold(&mut self, mut a: Attempt, verdict: Verdict, until: Instant) {
+    pub(super) fn hold(&mut self, mut a: Attempt, reason: Reason, verdict: Verdict, until: Instant) {
         self.breaker.abandoned();
         a.task.state.uncharged = a.task.state.uncharged.saturating_add(1);
         a.task.hold(a.started());
-        Self::remember(&mut a, &verdict);
+        Self::remember(&mut a, reason, &verdict);
         let wait = until.saturating_duration_since(Instant::now());
         a.task.state.retry_at = Some(clock::now_f64() + wait.as_secs_f64());
         // One line per outage or pause is enough: the runs of held tasks are not news.
         self.log.debug(
             "run not charged: the task waits for the worker to be let go",
-            &[("TASK_ID", &a.task.id), ("REASON", &verdict.reason), ("WAIT_MS", &wait.as_millis())],
+            &[("TASK_ID", &a.task.id), ("REASON", &reason), ("WAIT_MS", &wait.as_millis())],
         );
-        self.save_and_wait(a, End::Uncharged { reason: verdict.reason }, until);
+        self.save_and_wait(a, End::Uncharged { reason }, until);
     }
 }

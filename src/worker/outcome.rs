@@ -8,8 +8,9 @@ use serde_json::Value;
 
 use super::{Daemon, Finishing};
 use crate::agent::classify::{self, classify, Class, EmptyOutput};
+use crate::agent::reason::Reason;
 use crate::agent::{self, Output};
-use crate::format::records::{DeadLetter, TaskResult, COMPLETED};
+use crate::format::records::{DeadLetter, TaskResult};
 use crate::format::task::Task;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
@@ -72,7 +73,7 @@ impl Daemon {
             },
             policy.empty_output,
         );
-        if verdict.reason == "timeout" {
+        if verdict.class == Class::Failed(Reason::Timeout) {
             let limit = run.task.timeout.unwrap_or(self.cfg.tuning.task_timeout).as_secs_f64();
             verdict.message = format!("no outcome within the time limit of {limit} s; the agent was killed");
         }
@@ -102,32 +103,27 @@ impl Daemon {
         };
         match verdict.class {
             Class::Success => self.completed(attempt),
-            Class::Failed => self.failed(attempt, verdict),
-            Class::Permanent => self.permanent(attempt, verdict),
+            Class::Failed(reason) => self.failed(attempt, reason, verdict),
+            Class::Permanent(reason) => self.permanent(attempt, reason, verdict),
             Class::RateLimited { reset_at } => self.rate_limited(attempt, verdict, reset_at),
             Class::Outage(cause) => self.outage(attempt, verdict, cause),
         }
     }
 
-    pub(super) fn result(
-        &self,
-        a: &Attempt,
-        status: &str,
-        reason: Option<&str>,
-        message: Option<&str>,
-    ) -> TaskResult {
+    /// A result of this worker for `task_id`, finished now.
+    pub(super) fn result_of(&self, task_id: &str) -> TaskResult {
+        TaskResult::new(task_id.into(), self.cfg.worker.clone(), self.hostname.clone(), clock::rfc3339_now())
+    }
+
+    /// The result of an attempt: completed, or failed for `failed`'s reason and message.
+    pub(super) fn result(&self, a: &Attempt, failed: Option<(Reason, &str)>) -> TaskResult {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
             None => (None, None),
         };
         let cap = a.captured.as_ref();
-        TaskResult {
-            task_id: a.task.id.clone(),
-            worker: self.cfg.worker.clone(),
-            status: status.into(),
-            reason: reason.map(Into::into),
-            message: message.map(Into::into),
+        let result = TaskResult {
             exit_code,
             signal,
             output: a.output.as_ref().map_or(Value::Null, |o| o.value.clone()),
@@ -136,15 +132,18 @@ impl Daemon {
             stderr_tail: cap.map_or_else(String::new, |c| c.stderr_tail.clone()),
             attempts: a.number,
             started_at: a.task.state.first_started_at.clone(),
-            finished_at: clock::rfc3339_now(),
             duration_seconds: a.duration.as_secs_f64(),
-            hostname: self.hostname.clone(),
             metadata: a.task.metadata(),
             agent: a.output.as_ref().and_then(|o| o.report.clone()),
+            ..self.result_of(&a.task.id)
+        };
+        match failed {
+            Some((reason, message)) => result.failed(reason, message.into()),
+            None => result,
         }
     }
 
-    pub(super) fn fields(a: &Attempt, reason: Option<&str>) -> Vec<(&'static str, String)> {
+    pub(super) fn fields(a: &Attempt, reason: Option<Reason>) -> Vec<(&'static str, String)> {
         let mut f = vec![
             ("TASK_ID", a.task.id.clone()),
             ("ATTEMPT", a.number.to_string()),
@@ -166,7 +165,7 @@ impl Daemon {
             self.breaker_changed(t);
         }
         self.outage_over();
-        let result = self.result(&a, COMPLETED, None, None);
+        let result = self.result(&a, None);
         self.finishing.insert(
             a.claim.key.clone(),
             Finishing {
@@ -187,7 +186,7 @@ impl Daemon {
         &mut self,
         claim: Claim,
         task: Task,
-        reason: &str,
+        reason: Reason,
         message: String,
         result: Option<TaskResult>,
         fields: Vec<(&'static str, String)>,
@@ -196,7 +195,7 @@ impl Daemon {
         let record = DeadLetter {
             task_id: Some(task.id.clone()),
             worker: self.cfg.worker.clone(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message,
             dead_lettered_at: clock::rfc3339_now(),
             attempts: task.state.attempts,
@@ -214,7 +213,7 @@ impl Daemon {
                 status: Final::Failed,
                 message: "task failed and was dead-lettered".into(),
                 fields,
-                recorded: Recorded { end: End::Failed { reason: reason.into() }, run },
+                recorded: Recorded { end: End::Failed { reason }, run },
             },
         );
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: false });

@@ -72,8 +72,8 @@ impl Daemon {
             duration: started.elapsed(),
         };
         let verdict = classify::classify(&run, self.cfg.tuning.policy.empty_output);
-        let message =
-            format!("AGENT_PREFLIGHT: the canary run failed ({}): {}", verdict.reason, verdict.message);
+        let reason = verdict.reason().map_or("", |r| r.as_str());
+        let message = format!("AGENT_PREFLIGHT: the canary run failed ({reason}): {}", verdict.message);
         match verdict.class {
             Class::Success => {}
             // The agent's service is down, overloaded or rate-limited, or did not answer: not a
@@ -82,7 +82,7 @@ impl Daemon {
                 return Err(Fatal::Unavailable(message))
             }
             _ if timed_out => return Err(Fatal::Unavailable(message)),
-            Class::Outage(Cause::Credential) | Class::Failed | Class::Permanent => {
+            Class::Outage(Cause::Credential) | Class::Failed(_) | Class::Permanent(_) => {
                 return Err(Fatal::Config(message))
             }
         }

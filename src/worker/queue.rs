@@ -11,7 +11,8 @@ use serde_json::Value;
 use super::outcome::{Attempt, Final};
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::classify::{Class, Verdict};
-use crate::format::records::{DeadLetter, Receipt, TaskResult, FAILED};
+use crate::agent::reason::Reason;
+use crate::format::records::{DeadLetter, Receipt, TaskResult};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
 use crate::runner::{Child, Exit, Spec};
@@ -233,31 +234,17 @@ impl Daemon {
             .filter(|id| !duplicate && !self.ids.contains(id) && !self.spool.result_exists(id))
             .map(|task_id| {
                 self.ids.insert(task_id.clone());
+                let (worker, host) = (self.cfg.worker.clone(), self.hostname.clone());
                 TaskResult {
-                    task_id,
-                    worker: self.cfg.worker.clone(),
-                    status: FAILED.into(),
-                    reason: Some("invalid".into()),
-                    message: Some(message.clone()),
-                    exit_code: None,
-                    signal: None,
-                    output: Value::Null,
-                    output_truncated: false,
-                    output_bytes: 0,
-                    stderr_tail: String::new(),
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: clock::rfc3339(now),
-                    duration_seconds: 0.0,
-                    hostname: self.hostname.clone(),
                     metadata: r.doc.as_ref().and_then(|d| d.get("metadata")).cloned().unwrap_or(Value::Null),
-                    agent: None,
+                    ..TaskResult::new(task_id, worker, host, clock::rfc3339(now))
+                        .failed(Reason::Invalid, message.clone())
                 }
             });
         let record = DeadLetter {
             task_id: id.clone(),
             worker: self.cfg.worker.clone(),
-            reason: "invalid".into(),
+            reason: Reason::Invalid.as_str().into(),
             message: message.clone(),
             dead_lettered_at: clock::rfc3339(now),
             attempts: 0,
@@ -275,11 +262,11 @@ impl Daemon {
                 release,
                 status: Final::Invalid,
                 message: "task rejected as invalid".into(),
-                recorded: Recorded { end: End::Failed { reason: "invalid".into() }, run: None },
+                recorded: Recorded { end: End::Failed { reason: Reason::Invalid }, run: None },
                 fields: vec![
                     ("TASK_ID", id.unwrap_or_default()),
                     ("FILE", claim.source_lossy()),
-                    ("REASON", "invalid".into()),
+                    ("REASON", Reason::Invalid.as_str().into()),
                     ("ERROR", message),
                 ],
             },
@@ -365,11 +352,10 @@ impl Daemon {
                     output: None,
                 };
                 let verdict = Verdict {
-                    class: Class::Failed,
-                    reason: "spawn_error".into(),
+                    class: Class::Failed(Reason::SpawnError),
                     message: format!("cannot start the agent {program:?}: {e}"),
                 };
-                return self.failed(attempt, verdict);
+                return self.failed(attempt, Reason::SpawnError, verdict);
             }
         };
         let now = Instant::now();

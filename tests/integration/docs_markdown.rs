@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use worker_watcher::agent::reason;
 use worker_watcher::log::ids;
-use worker_watcher::metrics::{WorkerMetrics, REASONS};
+use worker_watcher::metrics::WorkerMetrics;
 
 use crate::markdown::{self, anchors, links, lists, List};
 
@@ -283,7 +284,7 @@ fn check_list(
 
 #[test]
 fn guides_list_reasons_and_states_as_the_code_has_them() {
-    let reasons: BTreeSet<String> = REASONS.iter().map(|r| r.to_string()).collect();
+    let reasons: BTreeSet<String> = reason::FINAL.iter().map(|r| r.to_string()).collect();
     let states = worker_states();
     let mut problems = Vec::new();
     for (file, doc) in guides() {
