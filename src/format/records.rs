@@ -164,7 +164,7 @@ pub struct Heartbeat {
     pub hostname: String,
     /// Seconds since the epoch.
     pub timestamp: f64,
-    /// `idle`, `busy`, `circuit_open`, `half_open`, `stopping`, `stopped`.
+    /// The worker's state: [`crate::worker::state::WorkerState::as_str`].
     pub status: String,
     pub active_tasks: usize,
     pub queue_size: usize,

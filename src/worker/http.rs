@@ -17,6 +17,7 @@ use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
 use crate::sys::socket::{self, Addr};
 use crate::worker::breaker::State;
+use crate::worker::state::WorkerState;
 
 /// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
 /// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
@@ -122,7 +123,7 @@ impl Daemon {
         let body = serde_json::json!({
             "healthy": problems.is_empty(),
             "worker": self.cfg.worker,
-            "status": self.heartbeat_status,
+            "status": self.heartbeat_status.map_or("", WorkerState::as_str),
             "circuit_state": self.breaker.state().name(),
             "heartbeat_age_seconds": self.heartbeat_written.elapsed().as_secs_f64(),
             "problems": problems,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::state::{Figures, WorkerState};
 use super::{Daemon, Phase};
 use crate::agent::reason::Reason;
 use crate::error::Fatal;
@@ -127,7 +128,7 @@ impl Daemon {
     pub(super) fn flush(&mut self) {
         self.commit();
         // After the outcomes were collected, so the heartbeat's counters include them.
-        if self.state_word() != self.heartbeat_status {
+        if Some(self.state()) != self.heartbeat_status {
             self.stage_heartbeat();
         }
         // Hands over what collecting staged (the heartbeat), if the writer is free now.
@@ -136,61 +137,39 @@ impl Daemon {
         if matches!(self.phase, Phase::Draining { .. }) && !self.spool.busy() {
             self.requeue_waiting();
         }
-        let line = self.status_line();
-        let r = self.notifier.status(&line, Instant::now()).map(|_| ());
+        let state = self.state();
+        let line = state.status_line(&self.figures());
+        let r = self.notifier.status_as(state.as_str(), &line, Instant::now()).map(|_| ());
         self.report_notify(r);
     }
 
-    /// `idle`, `busy`, `circuit_open`, `half_open`, `rate_limited`, `budget_exhausted` or
-    /// `stopping`.
-    fn state_word(&self) -> &'static str {
-        match (self.phase, self.breaker.state()) {
-            (Phase::Draining { .. }, _) => "stopping",
-            (_, State::Open { .. }) => "circuit_open",
-            _ if self.paused.is_some() => self.paused.map_or("idle", |p| p.why.status()),
-            (_, State::HalfOpen) => "half_open",
-            _ if self.active > 0 => "busy",
-            _ => "idle",
-        }
+    /// The worker's state now.
+    pub(super) fn state(&self) -> WorkerState {
+        let stopping = matches!(self.phase, Phase::Draining { .. });
+        WorkerState::of(stopping, self.breaker.state(), self.paused.map(|p| p.why.state()), self.active)
     }
 
-    /// systemd's STATUS= line: the state and the numbers an operator looks at first.
+    /// systemd's STATUS= line of the state now.
     pub(super) fn status_line(&self) -> String {
-        let queued = self.queued();
-        let mut line = match (self.phase, self.breaker.state()) {
-            (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
-            (_, State::Open { .. }) => {
-                let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
-                let why = self
-                    .outage
-                    .as_ref()
-                    .map_or(String::new(), |o| format!(" (agent unavailable: {})", o.cause.as_str()));
-                format!("breaker open{why} until {until}, {} running, {queued} queued", self.active)
-            }
-            _ if self.paused.is_some() => {
-                let p = self.paused.map(|p| (p.why, clock::rfc3339(p.until_wall)));
-                let (why, until) = p.unwrap_or((super::pause::Why::RateLimit, String::new()));
-                let what = match why {
-                    super::pause::Why::RateLimit => "rate limited",
-                    super::pause::Why::Budget => "spend cap reached",
-                };
-                format!("{what} until {until}, {} running, {queued} queued", self.active)
-            }
-            (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
-            _ if self.active > 0 => {
-                format!("{}/{} running, {queued} queued", self.active, self.cfg.tuning.max_concurrent)
-            }
-            _ => format!("idle, {queued} queued, breaker closed"),
+        self.state().status_line(&self.figures())
+    }
+
+    fn figures(&self) -> Figures {
+        let stalled = if self.writes_failing {
+            Some("outcomes cannot be written")
+        } else {
+            self.claims_paused_until.map(|_| "tasks cannot be claimed")
         };
-        if !self.waiting.is_empty() {
-            line.push_str(&format!(", {} waiting to retry", self.waiting.len()));
+        Figures {
+            active: self.active,
+            max_concurrent: self.cfg.tuning.max_concurrent,
+            queued: self.queued(),
+            waiting: self.waiting.len(),
+            breaker_until: self.breaker_open_until(),
+            outage: self.outage.as_ref().map(|o| o.cause),
+            paused_until: self.paused.map(|p| p.until_wall),
+            stalled,
         }
-        if self.writes_failing || self.claims_paused_until.is_some() {
-            let what =
-                if self.writes_failing { "outcomes cannot be written" } else { "tasks cannot be claimed" };
-            line.push_str(&format!("; stalled, {what}: see the log"));
-        }
-        line
     }
 
     fn breaker_open_until(&self) -> Option<SystemTime> {
@@ -199,18 +178,18 @@ impl Daemon {
     }
 
     pub(super) fn stage_heartbeat(&mut self) {
-        self.stage_heartbeat_as(self.state_word());
+        self.stage_heartbeat_as(self.state());
     }
 
-    fn stage_heartbeat_as(&mut self, status: &str) {
-        self.heartbeat_status = status.to_string();
+    fn stage_heartbeat_as(&mut self, status: WorkerState) {
+        self.heartbeat_status = Some(status);
         self.next_heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
         let hb = Heartbeat {
             worker: self.cfg.worker.clone(),
             pid: std::process::id(),
             hostname: self.hostname.clone(),
             timestamp: clock::now_f64(),
-            status: status.into(),
+            status: status.as_str().into(),
             active_tasks: self.active,
             queue_size: self.queued(),
             retry_waiting: self.waiting.len(),
@@ -223,7 +202,7 @@ impl Daemon {
             circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
                 .then(|| self.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
             paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
-            paused_reason: self.paused.map(|p| p.why.status().into()),
+            paused_reason: self.paused.map(|p| p.why.state().as_str().into()),
             oldest_queued_at: self.queue.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
             started_at: clock::epoch_f64(self.started_at),
@@ -315,7 +294,7 @@ impl Daemon {
             Err(e) => self.log.error("reload failed; the running configuration is kept", &[("ERROR", &e)]),
         }
         let status = self.status_line();
-        let r = self.notifier.ready(&status);
+        let r = self.notifier.ready_as(self.state().as_str(), &status);
         self.report_notify(r);
         self.stage_heartbeat();
     }
@@ -336,7 +315,7 @@ impl Daemon {
                     ],
                 );
                 let status = self.status_line();
-                let r = self.notifier.stopping(&status);
+                let r = self.notifier.stopping_as(self.state().as_str(), &status);
                 self.report_notify(r);
                 self.stage_heartbeat();
             }
@@ -367,10 +346,12 @@ impl Daemon {
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);
         }
-        self.stage_heartbeat_as("stopped");
+        self.stage_heartbeat_as(WorkerState::Stopped);
         self.commit_now();
         self.close_endpoint();
-        let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
+        let (stopped, later) = (WorkerState::Stopped, Instant::now() + Duration::from_secs(1));
+        let line = stopped.status_line(&Figures::default());
+        let r = self.notifier.status_as(stopped.as_str(), &line, later).map(|_| ());
         self.report_notify(r);
         self.log.info("stopped", &[("COMPLETED", &self.stats.completed), ("FAILED", &self.stats.failed)]);
     }

@@ -16,6 +16,7 @@ mod preflight;
 mod queue;
 pub mod retry;
 mod settling;
+pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ffi::OsString;
@@ -35,6 +36,7 @@ use crate::runner::{Child, Pipe};
 use crate::spool::{Claim, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
+use crate::worker::state::WorkerState;
 
 const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
@@ -141,7 +143,8 @@ pub struct Daemon {
     next_watchdog: Option<Instant>,
     next_rescan: Option<Instant>,
     next_commit: Option<Instant>,
-    heartbeat_status: String,
+    /// The state the last heartbeat staged told.
+    heartbeat_status: Option<WorkerState>,
     reap_due: bool,
     /// The turn stopped claiming early: poll without waiting.
     more_work: bool,
@@ -219,7 +222,7 @@ impl Daemon {
             next_watchdog: None,
             next_rescan: rescan_every(&cfg, remote).map(|d| now + d),
             next_commit: None,
-            heartbeat_status: String::new(),
+            heartbeat_status: None,
             reap_due: false,
             more_work: false,
             warned: HashSet::new(),
@@ -258,7 +261,7 @@ impl Daemon {
         self.schedule();
         self.flush();
         let status = self.status_line();
-        let r = self.notifier.ready(&status);
+        let r = self.notifier.ready_as(self.state().as_str(), &status);
         self.report_notify(r);
         self.next_watchdog = self.notifier.watchdog_interval().map(|d| Instant::now() + d);
         self.log.info(

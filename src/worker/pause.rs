@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::state::WorkerState;
 use super::Daemon;
 use crate::log::ids;
 use crate::spool::Op;
@@ -37,11 +38,11 @@ pub(super) enum Why {
 }
 
 impl Why {
-    /// The heartbeat's `status` while paused.
-    pub(super) fn status(self) -> &'static str {
+    /// The worker's state while paused.
+    pub(super) fn state(self) -> WorkerState {
         match self {
-            Why::RateLimit => "rate_limited",
-            Why::Budget => "budget_exhausted",
+            Why::RateLimit => WorkerState::RateLimited,
+            Why::Budget => WorkerState::BudgetExhausted,
         }
     }
 }
@@ -119,7 +120,7 @@ impl Daemon {
         let fields: [crate::log::Field; 4] = [
             ("MESSAGE_ID", &ids::WORKER_PAUSED),
             ("PAUSED_UNTIL", &until_text),
-            ("REASON", &why.status()),
+            ("REASON", &why.state()),
             ("ERROR", &detail),
         ];
         if first {
@@ -140,7 +141,7 @@ impl Daemon {
         self.metrics.set_paused(true, 0.0);
         self.log.info(
             "pause over: tasks start again",
-            &[("MESSAGE_ID", &ids::WORKER_RESUMED), ("REASON", &p.why.status())],
+            &[("MESSAGE_ID", &ids::WORKER_RESUMED), ("REASON", &p.why.state())],
         );
         self.check_budget();
         self.stage_heartbeat();
