@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use crate::runner::supervise::{Stop, Why};
 use crate::runner::{Child, Exit, Pipe, Spec};
 
 /// Events waiting for a free slot, at most.
@@ -36,9 +37,7 @@ struct Running {
     job: Job,
     child: Child,
     started: Instant,
-    deadline: Instant,
-    kill_at: Option<Instant>,
-    timed_out: bool,
+    stop: Stop,
 }
 
 /// How a command ended.
@@ -142,9 +141,8 @@ impl Commands {
                         // killed by SIGKILL.
                         child.signal_group(libc::SIGKILL);
                     }
-                    let deadline = now + limits.timeout;
-                    self.slots[slot] =
-                        Some(Running { job, child, started: now, deadline, kill_at: None, timed_out: false });
+                    let stop = Stop::new(now, limits.timeout);
+                    self.slots[slot] = Some(Running { job, child, started: now, stop });
                 }
                 Err(e) => failed.push(ended(job, Outcome::SpawnError(e.to_string()), now)),
             }
@@ -170,7 +168,8 @@ impl Commands {
             };
             let Some(run) = self.slots[slot].take() else { continue };
             let captured = run.child.finish(registry, &mut self.scratch);
-            let outcome = match (run.timed_out, exit) {
+            // Stopped by us: its time was up, or the listener stopped it.
+            let outcome = match (run.stop.why().is_some(), exit) {
                 (true, _) => Outcome::TimedOut,
                 (false, Exit::Code(0)) => Outcome::Ok,
                 (false, e) => Outcome::Failed(e),
@@ -188,17 +187,8 @@ impl Commands {
     /// Time-outs: SIGTERM to the group at the deadline, SIGKILL after `kill_grace`.
     pub fn enforce(&mut self, now: Instant, kill_grace: Duration) {
         for run in self.slots.iter_mut().flatten() {
-            match run.kill_at {
-                Some(at) if now >= at => {
-                    run.child.signal_group(libc::SIGKILL);
-                    run.kill_at = Some(now + Duration::from_secs(3600));
-                }
-                None if now >= run.deadline => {
-                    run.timed_out = true;
-                    run.child.signal_group(libc::SIGTERM);
-                    run.kill_at = Some(now + kill_grace);
-                }
-                _ => {}
+            if let Some(signal) = run.stop.tick(now, kill_grace) {
+                run.child.signal_group(signal.number());
             }
         }
     }
@@ -206,13 +196,14 @@ impl Commands {
     /// Kills every running command now (a second stop signal).
     pub fn kill_all(&mut self) {
         for run in self.slots.iter_mut().flatten() {
-            run.timed_out = true;
-            run.child.signal_group(libc::SIGKILL);
+            if let Some(signal) = run.stop.kill(Why::Shutdown) {
+                run.child.signal_group(signal.number());
+            }
         }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots.iter().flatten().map(|r| r.kill_at.unwrap_or(r.deadline)).min()
+        self.slots.iter().flatten().filter_map(|r| r.stop.next()).min()
     }
 }
 

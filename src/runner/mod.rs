@@ -7,6 +7,7 @@
 mod capture;
 mod last_object;
 mod spawn;
+pub mod supervise;
 
 use std::ffi::OsString;
 use std::fs::File;

@@ -32,6 +32,7 @@ use crate::error::Fatal;
 use crate::format::task::Task;
 use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
+use crate::runner::supervise::Stop;
 use crate::runner::{Child, Pipe};
 use crate::spool::{Claim, Spool};
 use crate::sys::sd_notify::Notifier;
@@ -76,14 +77,8 @@ struct Running {
     attempt: u32,
     started: Instant,
     started_wall: SystemTime,
-    deadline: Instant,
-    /// SIGTERM was sent; SIGKILL follows at this time.
-    kill_at: Option<Instant>,
-    /// SIGKILL was sent; only its exit is awaited.
-    killed: bool,
-    timed_out: bool,
-    /// Killed by the shutdown: re-queued, not charged.
-    abandoned: bool,
+    /// Its stop sequence: at its time limit, or by the shutdown (then re-queued, not charged).
+    stop: Stop,
 }
 
 /// A claimed task waiting for its retry time.
@@ -352,8 +347,8 @@ impl Daemon {
         if self.more_work {
             return Some(Instant::now());
         }
-        for run in self.slots.iter().flatten().filter(|r| !r.killed) {
-            at(Some(run.kill_at.unwrap_or(run.deadline)));
+        for run in self.slots.iter().flatten() {
+            at(run.stop.next());
         }
         if self.can_start() {
             at(self.waiting.keys().next().map(|k| k.0));
@@ -377,7 +372,7 @@ impl Daemon {
     /// shutdown's grace, has come.
     fn deadline_due(&self, now: Instant) -> bool {
         let drained = matches!(self.phase, Phase::Draining { deadline, abandoned: false } if now >= deadline);
-        drained || self.slots.iter().flatten().any(|r| !r.killed && now >= r.kill_at.unwrap_or(r.deadline))
+        drained || self.slots.iter().flatten().any(|r| r.stop.due(now))
     }
 
     fn fire_timers(&mut self, now: Instant) {

@@ -14,6 +14,7 @@ use crate::format::records::{DeadLetter, TaskResult};
 use crate::format::task::Task;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
+use crate::runner::supervise::Why;
 use crate::runner::{Captured, Exit};
 use crate::spool::{Claim, Done, Op, OpKind};
 use crate::sys::clock;
@@ -45,7 +46,7 @@ impl Daemon {
         };
         self.active -= 1;
         let captured = run.child.finish(self.poll.registry(), &mut self.scratch);
-        if run.abandoned {
+        if run.stop.why() == Some(Why::Shutdown) {
             self.breaker.abandoned();
             self.ids.remove(&run.task.id);
             match self.spool.requeue(&run.claim) {
@@ -65,7 +66,7 @@ impl Daemon {
         let mut verdict = classify(
             &classify::Run {
                 exit,
-                timed_out: run.timed_out,
+                timed_out: run.stop.why() == Some(Why::Timeout),
                 output: &output,
                 stdout_bytes: captured.stdout_bytes,
                 stderr_tail: &captured.stderr_tail,

@@ -15,6 +15,7 @@ use crate::agent::reason::Reason;
 use crate::format::records::{DeadLetter, Receipt, TaskResult};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
+use crate::runner::supervise::{Signal, Stop, Why};
 use crate::runner::{Child, Exit, Spec};
 use crate::spool::{read, Claim, Op, Rejected};
 use crate::sys::clock;
@@ -382,11 +383,7 @@ impl Daemon {
             attempt: number,
             started: now,
             started_wall,
-            deadline: now + timeout,
-            kill_at: None,
-            killed: false,
-            timed_out: false,
-            abandoned: false,
+            stop: Stop::new(now, timeout),
         };
         if slot == self.slots.len() {
             self.slots.push(Some(run));
@@ -417,19 +414,8 @@ impl Daemon {
     pub(super) fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
         for run in self.slots.iter_mut().flatten() {
-            if run.killed {
-                continue;
-            }
-            if let Some(k) = run.kill_at {
-                if now >= k {
-                    run.child.signal_group(libc::SIGKILL);
-                    run.kill_at = None;
-                    run.killed = true;
-                }
-                continue;
-            }
-            if now >= run.deadline {
-                run.timed_out = true;
+            let Some(signal) = run.stop.tick(now, grace) else { continue };
+            if signal == Signal::Term {
                 self.log.warn(
                     "task timed out; sending SIGTERM to its process group",
                     &[
@@ -438,9 +424,8 @@ impl Daemon {
                         ("KILL_GRACE_MS", &grace.as_millis()),
                     ],
                 );
-                run.child.signal_group(libc::SIGTERM);
-                run.kill_at = Some(now + grace);
             }
+            run.child.signal_group(signal.number());
         }
     }
 
@@ -448,12 +433,10 @@ impl Daemon {
     pub(super) fn abandon_running(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
         for run in self.slots.iter_mut().flatten() {
-            if run.timed_out || run.abandoned {
-                continue;
+            // A run already stopped for its timeout ends as one.
+            if let Some(signal) = run.stop.terminate(Why::Shutdown, now, grace) {
+                run.child.signal_group(signal.number());
             }
-            run.abandoned = true;
-            run.child.signal_group(libc::SIGTERM);
-            run.kill_at = Some(now + grace);
         }
         if let Phase::Draining { deadline, .. } = self.phase {
             self.phase = Phase::Draining { deadline, abandoned: true };
