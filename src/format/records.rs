@@ -209,9 +209,48 @@ pub struct Heartbeat {
     pub metrics: Vec<String>,
 }
 
+/// Heartbeat intervals without a new heartbeat after which a worker's heartbeat is stale: its
+/// loop stalled, or it cannot write, or it is gone without saying so. The worker's own health,
+/// `watcherctl status` and the listener all judge by this one rule.
+pub const STALE_INTERVALS: f64 = 3.0;
+
+impl Heartbeat {
+    /// The age, in seconds, past which a heartbeat written every `interval` seconds is stale.
+    pub fn stale_limit(interval: f64) -> f64 {
+        STALE_INTERVALS * interval
+    }
+
+    /// Whether this heartbeat is stale at `now` (seconds since the epoch), aged by its own
+    /// timestamp. (The listener ages heartbeats on its monotonic clock instead, and the worker
+    /// its own; both use [`Heartbeat::stale_limit`].)
+    pub fn is_stale(&self, now: f64) -> bool {
+        now - self.timestamp > Heartbeat::stale_limit(self.heartbeat_interval)
+    }
+}
+
 /// Serialises a record as pretty JSON with a final newline.
 pub fn to_bytes<T: Serialize>(record: &T) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(record).unwrap_or_default();
     out.push(b'\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_stale_past_three_of_its_intervals() {
+        let hb: Heartbeat = serde_json::from_value(serde_json::json!({
+            "worker": "marie", "pid": 1, "hostname": "h", "timestamp": 1000.0, "status": "idle",
+            "active_tasks": 0, "queue_size": 0, "max_concurrent": 1, "processed": 0, "failed": 0,
+            "retried": 0, "dead_lettered": 0, "circuit_state": "closed", "started_at": 900.0,
+            "heartbeat_interval": 10.0, "version": "0"
+        }))
+        .expect("a heartbeat");
+        assert_eq!(Heartbeat::stale_limit(10.0), 30.0);
+        assert!(!hb.is_stale(1030.0), "at the limit");
+        assert!(hb.is_stale(1030.5));
+        assert!(!hb.is_stale(900.0), "a clock behind its writer's");
+    }
 }

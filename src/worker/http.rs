@@ -12,16 +12,13 @@ use super::{Daemon, Phase};
 use crate::agent::classify::Cause;
 use crate::config::Config;
 use crate::error::Fatal;
+use crate::format::records::Heartbeat;
 use crate::http::{Endpoint, Request, Response, Stats, JSON};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
 use crate::sys::socket::{self, Addr};
 use crate::worker::breaker::State;
 use crate::worker::state::WorkerState;
-
-/// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
-/// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
-const STALE_HEARTBEATS: f64 = 3.0;
 
 /// Opens the endpoint. Under systemd (INVOCATION_ID set) without a passed socket, nothing
 /// is bound unless METRICS_LISTEN says where: METRICS_PORT is the host's scrape target's
@@ -138,8 +135,9 @@ impl Daemon {
         if let State::Open { .. } = self.breaker.state() {
             problems.push("circuit breaker open: no task starts".to_string());
         }
+        // Its own last heartbeat, aged on the monotonic clock from when it was durable.
         let age = self.heartbeat_written.elapsed().as_secs_f64();
-        let limit = STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64();
+        let limit = self.stale_limit();
         if age > limit {
             problems.push(format!(
                 "no heartbeat written for {age:.1} s (limit {limit:.1} s): the loop stalled or the spool cannot be written"
@@ -149,6 +147,11 @@ impl Daemon {
             problems.push("stopping".to_string());
         }
         problems
+    }
+
+    /// The age past which the worker's own heartbeat is stale.
+    fn stale_limit(&self) -> f64 {
+        Heartbeat::stale_limit(self.cfg.tuning.heartbeat_interval.as_secs_f64())
     }
 
     fn metric_state(&self) -> metrics::State {
@@ -166,8 +169,7 @@ impl Daemon {
             heartbeat_age: self.heartbeat_written.elapsed().as_secs_f64(),
             healthy: self.health_problems().is_empty(),
             up: !matches!(self.phase, Phase::Draining { .. })
-                && self.heartbeat_written.elapsed().as_secs_f64()
-                    <= STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64(),
+                && self.heartbeat_written.elapsed().as_secs_f64() <= self.stale_limit(),
             credential_fault: self.outage.as_ref().is_some_and(|o| o.cause == Cause::Credential)
                 && matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen),
         }
