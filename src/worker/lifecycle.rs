@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::policy::{self, Reclaimed};
 use super::state::{Figures, WorkerState};
 use super::{Daemon, Phase};
 use crate::agent::reason::Reason;
@@ -47,31 +48,11 @@ impl Daemon {
                 continue;
             }
             // A task waiting for its retry time was not running when the daemon died.
-            if !task.state.retry_at.is_some_and(|t| t > now) {
+            if policy::was_running(&task.state, now) {
                 task.state.reclaims += 1;
             }
-            let max = self.cfg.tuning.max_reclaims;
-            let max_runs = self.cfg.tuning.policy.max_task_runs;
-            let stop = if task.state.reclaims > max {
-                Some((
-                    Reason::ReclaimLimit,
-                    format!(
-                        "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
-                        task.state.reclaims
-                    ),
-                ))
-            } else if max_runs > 0 && task.state.runs() >= max_runs {
-                Some((
-                    Reason::AttemptLimit,
-                    format!(
-                        "{} runs, reclaims included, reached MAX_TASK_RUNS={max_runs}; not run again",
-                        task.state.runs()
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some((reason, message)) = stop {
+            let limits = policy::Limits::of(&self.cfg.tuning, task.max_retries);
+            if let Reclaimed::GiveUp { reason, message } = policy::after_reclaim(&task.state, &limits) {
                 self.ids.insert(task.id.clone());
                 let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![

@@ -12,6 +12,7 @@ mod outage;
 mod outcome;
 mod pause;
 mod pipe;
+mod policy;
 mod preflight;
 mod queue;
 pub mod retry;

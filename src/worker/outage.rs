@@ -10,6 +10,7 @@
 use std::time::{Instant, SystemTime};
 
 use super::outcome::Attempt;
+use super::policy;
 use super::Daemon;
 use crate::agent::classify::{Cause, Verdict};
 use crate::agent::reason::Reason;
@@ -94,8 +95,8 @@ impl Daemon {
     /// held is not counted against MAX_TASK_WALL_TIME.
     pub(super) fn hold(&mut self, mut a: Attempt, reason: Reason, verdict: Verdict, until: Instant) {
         self.breaker.abandoned();
-        a.task.state.uncharged = a.task.state.uncharged.saturating_add(1);
-        a.task.hold(a.started());
+        let started = a.started();
+        policy::charge(&mut a.task, &verdict.class, a.number, started);
         Self::remember(&mut a, reason, &verdict);
         let wait = until.saturating_duration_since(Instant::now());
         a.task.state.retry_at = Some(clock::now_f64() + wait.as_secs_f64());

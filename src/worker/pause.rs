@@ -10,26 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::policy;
 use super::state::WorkerState;
 use super::Daemon;
 use crate::log::ids;
 use crate::spool::Op;
 use crate::sys::clock;
-
-/// The longest pause: a reset further away is taken as nonsense (weekly limits exist, so a
-/// week and a day), and RATE_LIMIT_PAUSE is capped to it.
-const MAX_PAUSE: Duration = Duration::from_secs(8 * 24 * 3600);
-
-/// When a usage or rate limit whose reset the agent gave as `reset` ends. A reset that is not
-/// ahead (a host clock ahead of the API's, a stale header), none at all, or one further than
-/// MAX_PAUSE gets the default pause `default` (RATE_LIMIT_PAUSE), itself at most MAX_PAUSE:
-/// a reset in the past must not let the queue burn through its runs.
-pub(super) fn rate_limit_until(reset: Option<SystemTime>, now: SystemTime, default: Duration) -> SystemTime {
-    match reset {
-        Some(at) if at > now && at <= now + MAX_PAUSE => at,
-        _ => now + default.min(MAX_PAUSE),
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Why {
@@ -96,15 +82,15 @@ impl Ledger {
 }
 
 impl Daemon {
-    /// [`rate_limit_until`] with this worker's RATE_LIMIT_PAUSE.
+    /// [`policy::rate_limit_until`] with this worker's RATE_LIMIT_PAUSE.
     pub(super) fn rate_limit_until(&self, reset: Option<SystemTime>, now: SystemTime) -> SystemTime {
-        rate_limit_until(reset, now, self.cfg.tuning.policy.rate_limit_pause)
+        policy::rate_limit_until(reset, now, self.cfg.tuning.policy.rate_limit_pause)
     }
 
     /// Pauses the worker until `until_wall` (extending a pause that ends sooner).
     pub(super) fn pause(&mut self, why: Why, until_wall: SystemTime, detail: &str) {
         let now_wall = SystemTime::now();
-        let wait = until_wall.duration_since(now_wall).unwrap_or(Duration::ZERO).min(MAX_PAUSE);
+        let wait = until_wall.duration_since(now_wall).unwrap_or(Duration::ZERO).min(policy::MAX_PAUSE);
         let until = Instant::now() + wait;
         if self.paused.is_some_and(|p| p.until >= until) {
             return;
@@ -162,7 +148,7 @@ impl Daemon {
         let Some(cap) = self.cfg.tuning.policy.worker_budget_usd else { return };
         let window = self.cfg.tuning.policy.worker_budget_window;
         let spent = self.ledger.within(clock::now_f64(), window);
-        if spent >= cap {
+        if policy::spend_cap_reached(spent, Some(cap)) {
             let at = self.ledger.under_cap_at(cap, window);
             let until = clock::from_epoch_f64(at).unwrap_or_else(SystemTime::now);
             self.pause(
@@ -177,25 +163,6 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reset_not_ahead_or_absurd_gets_the_default_pause() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let default = Duration::from_secs(300);
-        let ahead = now + Duration::from_secs(3600);
-        assert_eq!(rate_limit_until(Some(ahead), now, default), ahead);
-        for reset in [
-            None,
-            Some(now),
-            Some(now - Duration::from_secs(3600)),
-            Some(SystemTime::UNIX_EPOCH),
-            Some(now + Duration::from_secs(400 * 24 * 3600)),
-        ] {
-            assert_eq!(rate_limit_until(reset, now, default), now + default, "{reset:?}");
-        }
-        let huge = Duration::from_secs(10 * 365 * 24 * 3600);
-        assert_eq!(rate_limit_until(None, now, huge), now + MAX_PAUSE, "the default is bounded too");
-    }
 
     #[test]
     fn ledger_window_and_release_time() {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 use super::outcome::{Attempt, Final};
+use super::policy;
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::classify::{Class, Verdict};
 use crate::agent::reason::Reason;
@@ -194,13 +195,9 @@ impl Daemon {
         true
     }
 
-    /// How long a task read back from disk still waits for its retry: until its `retry_at`,
-    /// but never more than MAX_RETRY_DELAY from now. `retry_at` is wall-clock time, written
-    /// before a restart; if the clock stepped back since, it lies too far ahead.
+    /// How long a task read back still waits for its retry ([`policy::retry_wait`]).
     fn retry_wait(&self, task: &Task) -> Option<Duration> {
-        let secs = task.state.retry_at? - clock::now_f64();
-        let cap = self.cfg.tuning.max_retry_delay;
-        (secs > 0.0).then(|| Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap)))
+        policy::retry_wait(task.state.retry_at, clock::now_f64(), self.cfg.tuning.max_retry_delay)
     }
 
     pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
