@@ -20,7 +20,6 @@ mod settling;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::ffi::OsString;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,7 +34,7 @@ use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
 use crate::runner::supervise::Stop;
 use crate::runner::{Child, Pipe};
-use crate::spool::{Claim, Spool};
+use crate::spool::{Claim, EntryId, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
 use crate::worker::state::WorkerState;
@@ -121,14 +120,14 @@ pub struct Daemon {
     hostname: String,
     started_at: SystemTime,
     /// Known queued names, in arrival order, and the same as a set.
-    queue: VecDeque<(OsString, SystemTime)>,
-    queued: HashSet<OsString>,
+    queue: VecDeque<(EntryId, SystemTime)>,
+    queued: HashSet<EntryId>,
     slots: Vec<Option<Running>>,
     active: usize,
     waiting: BTreeMap<(Instant, u64), Waiting>,
     /// Ids claimed and not yet durably finished: running, waiting, or being written.
     ids: HashSet<String>,
-    finishing: HashMap<OsString, Finishing>,
+    finishing: HashMap<EntryId, Finishing>,
     breaker: Breaker,
     stats: Stats,
     phase: Phase,
@@ -145,7 +144,7 @@ pub struct Daemon {
     /// The turn stopped claiming early: poll without waiting.
     more_work: bool,
     /// Non-task names already reported.
-    warned: HashSet<OsString>,
+    warned: HashSet<EntryId>,
     last_error: Option<String>,
     /// When each failing I/O operation's error was last logged (for ERROR_REPEAT).
     logged_errors: HashMap<String, Instant>,
@@ -159,7 +158,7 @@ pub struct Daemon {
     metrics: WorkerMetrics,
     endpoint: Option<crate::http::Endpoint>,
     /// Failed attempts whose saved state is not durable yet, by claim key, oldest first.
-    retrying: HashMap<OsString, VecDeque<Recorded>>,
+    retrying: HashMap<EntryId, VecDeque<Recorded>>,
     /// When a heartbeat was last written durably.
     heartbeat_written: Instant,
     pipe: Option<pipe::PipeIntake>,

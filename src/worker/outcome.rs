@@ -270,7 +270,7 @@ impl Daemon {
     fn on_done(&mut self, done: Done) -> Option<(&'static str, std::io::Error)> {
         match (done.kind, done.error) {
             (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let f = done.claim.and_then(|c| self.finishing.remove(&c.key))?;
+                let f = done.key.and_then(|k| self.finishing.remove(&k))?;
                 if let Some(id) = &f.release {
                     self.ids.remove(id);
                 }
@@ -296,7 +296,7 @@ impl Daemon {
                 None
             }
             (OpKind::SaveState, None) => {
-                let key = done.claim.map(|c| c.key)?;
+                let key = done.key?;
                 let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
                 if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
                     self.retrying.remove(&key);

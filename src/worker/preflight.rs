@@ -5,7 +5,6 @@
 //! or out of reach; no answer in time) is not a configuration error: exit 75, and systemd
 //! tries again.
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,7 +17,6 @@ use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::format::task::Task;
 use crate::runner::{Child, Exit, Pipe};
-use crate::spool::Claim;
 
 /// What the canary run is asked.
 const CANARY_PROMPT: &str = "This is a health check of the worker. Reply with the single word OK.";
@@ -56,8 +54,7 @@ impl Daemon {
         let doc = serde_json::json!({"task_id": "preflight", "description": CANARY_PROMPT});
         let task = Task::parse(doc.to_string().as_bytes(), "preflight", &self.cfg.worker)
             .map_err(|e| Fatal::Other(format!("preflight task: {e}")))?;
-        let claim = Claim { key: OsString::from("preflight"), source: OsString::from("preflight") };
-        let spec = self.spec(&claim, &task, 1);
+        let spec = self.spec(&task, 1, None);
         let started = Instant::now();
         let (exit, timed_out, captured) =
             run_to_end(Child::spawn(spec), CANARY_TIMEOUT, &mut self.scratch)

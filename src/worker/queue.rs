@@ -2,7 +2,7 @@
 //! invalid) → running → reaped; timeouts and the shutdown's stops. What the end means is
 //! [`super::outcome`].
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +18,7 @@ use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
 use crate::runner::supervise::{Signal, Stop, Why};
 use crate::runner::{Child, Exit, Spec};
-use crate::spool::{read, Claim, Op, Rejected};
+use crate::spool::{read, Claim, EntryId, Ignored, Op, Rejected};
 use crate::sys::clock;
 
 /// Claims per loop turn at most, so a huge backlog of bad files cannot starve the loop.
@@ -37,8 +37,8 @@ impl Daemon {
                     self.settling.arrived(&name);
                     self.enqueue(name, now);
                 }
-                for name in intake.ignored {
-                    self.ignored(&name);
+                for ignored in intake.ignored {
+                    self.ignored(ignored);
                 }
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
@@ -55,31 +55,37 @@ impl Daemon {
         }
     }
 
-    pub(super) fn enqueue(&mut self, name: OsString, at: SystemTime) {
+    pub(super) fn enqueue(&mut self, name: EntryId, at: SystemTime) {
         if self.queued.insert(name.clone()) {
             self.queue.push_back((name, at));
         }
     }
 
-    fn ignored(&mut self, name: &OsStr) {
-        if self.warned.insert(name.to_os_string()) {
-            self.log.warn(
-                "ignoring a file in the queue that is not a task (task files end in .json)",
-                &[("FILE", &name.to_string_lossy())],
-            );
+    /// Forgets `name` as queued: a backend that hands out its own next entry gave it out.
+    fn dequeue(&mut self, name: &EntryId) {
+        if self.queued.remove(name) {
+            self.queue.retain(|(n, _)| n != name);
+        }
+    }
+
+    fn ignored(&mut self, ignored: Ignored) {
+        if !self.warned.contains(&ignored.id) {
+            let message = format!("ignoring a file in the queue that is not a task ({})", ignored.why);
+            self.log.warn(&message, &[("FILE", &ignored.id)]);
+            self.warned.insert(ignored.id);
         }
     }
 
     /// Lists the queue and adds what is not known yet.
     pub(super) fn rescan(&mut self) -> io::Result<()> {
         let scan = self.spool.scan()?;
-        for name in scan.ignored {
-            self.ignored(&name);
+        for ignored in scan.ignored {
+            self.ignored(ignored);
         }
         for e in scan.entries {
             // A file held back as not whole yet waits for its timer, unless it changed.
-            if !self.settling.unchanged(&e.name, e.arrived) {
-                self.enqueue(e.name, e.arrived);
+            if !self.settling.unchanged(&e.id, e.arrived) {
+                self.enqueue(e.id, e.arrived);
             }
         }
         if let Some(every) = self.rescan_every() {
@@ -127,14 +133,19 @@ impl Daemon {
 
     /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
     /// of the queue (read-only, full, no permission, I/O error), and claims pause for a while.
-    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) -> bool {
+    fn claim_and_start(&mut self, name: &EntryId, arrived: SystemTime) -> bool {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => {
+                if c.source != *name {
+                    // Handed out in the backend's own order: `name` went elsewhere.
+                    self.settling.forget(name);
+                    self.dequeue(&c.source);
+                }
                 self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
                 c
             }
             Ok(None) => {
-                self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
+                self.log.debug("task gone before it could be claimed", &[("FILE", name)]);
                 self.settling.forget(name);
                 return true;
             }
@@ -166,8 +177,15 @@ impl Daemon {
         if let Some(of) = duplicate_of {
             let doc = Some(Value::Object(loaded.task.doc));
             let why = Invalid::Duplicate { id, of };
-            return self
-                .reject(claim, Rejected { why, doc, preview: None, keep_original: false, unfinished: None });
+            let r = Rejected {
+                why,
+                fallback_id: None,
+                doc,
+                preview: None,
+                keep_original: false,
+                unfinished: None,
+            };
+            return self.reject(claim, r);
         }
         self.ids.insert(id);
         let mut task = loaded.task;
@@ -205,16 +223,15 @@ impl Daemon {
         self.waiting.insert((at, self.seq), Waiting { claim, task, queued_at });
     }
 
-    /// The id a rejected file's result is written under, if any: its valid `task_id`, or its
-    /// file name when it has none.
-    fn rejected_id(claim: &Claim, r: &Rejected) -> Option<String> {
+    /// The id a rejected task's result is written under, if any: its valid `task_id`, or the
+    /// id the backend gives a task without one.
+    fn rejected_id(r: &Rejected) -> Option<String> {
         if let Invalid::Duplicate { id, .. } = &r.why {
             return Some(id.clone());
         }
-        let stem = claim.source.to_str().map(|s| s.strip_suffix(".json").unwrap_or(s).to_string());
         match r.doc.as_ref().and_then(|d| d.get("task_id")) {
             Some(Value::String(id)) => Some(id.clone()),
-            Some(Value::Null) | None => stem,
+            Some(Value::Null) | None => r.fallback_id.clone(),
             Some(_) => None,
         }
         .filter(|id| is_valid_id(id))
@@ -223,7 +240,7 @@ impl Daemon {
     /// Dead-letters a claimed file that is not a valid task, with a failed result when its id
     /// is usable and no other task of that id exists.
     pub(super) fn reject(&mut self, claim: Claim, r: Rejected) {
-        let id = Self::rejected_id(&claim, &r);
+        let id = Self::rejected_id(&r);
         let duplicate = matches!(r.why, Invalid::Duplicate { .. });
         let message = r.why.to_string();
         let now = SystemTime::now();
@@ -272,7 +289,9 @@ impl Daemon {
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: r.keep_original });
     }
 
-    pub(super) fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
+    /// What to run for attempt `attempt` of `task`; `file`: where the agent may read the task
+    /// (WATCHER_TASK_FILE), if the spool gives a file.
+    pub(super) fn spec(&mut self, task: &Task, attempt: u32, file: Option<&std::path::Path>) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
         let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
         let prompt = read::read(&prompt_file, MAX_PROMPT_BYTES).and_then(|b| {
@@ -305,8 +324,8 @@ impl Daemon {
         env.push(("WATCHER_TASK_ID".into(), task.id.clone().into()));
         env.push(("WATCHER_WORKER".into(), self.cfg.worker.clone().into()));
         env.push(("WATCHER_ATTEMPT".into(), attempt.to_string().into()));
-        if let Some(path) = self.spool.task_path(claim) {
-            env.push(("WATCHER_TASK_FILE".into(), path.into_os_string()));
+        if let Some(path) = file {
+            env.push(("WATCHER_TASK_FILE".into(), path.into()));
         }
         Spec {
             argv,
@@ -322,7 +341,7 @@ impl Daemon {
         let started_wall = SystemTime::now();
         task.state.first_started_at.get_or_insert_with(|| clock::rfc3339(started_wall));
         self.breaker.started();
-        let spec = self.spec(&claim, &task, number);
+        let spec = self.spec(&task, number, claim.file.as_deref());
         let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         let child = Child::spawn(spec).and_then(|child| {
             let slot = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
@@ -365,7 +384,7 @@ impl Daemon {
             pid: std::process::id(),
             agent_pid: child.pid() as u32,
             hostname: self.hostname.clone(),
-            task_file: self.spool.task_path(&claim).map(|p| p.display().to_string()).unwrap_or_default(),
+            task_file: claim.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         }));
         self.log.debug(
             "task started",
