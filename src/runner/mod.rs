@@ -4,6 +4,7 @@
 //!
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
+pub mod agents;
 mod capture;
 mod last_object;
 mod spawn;
@@ -72,7 +73,7 @@ impl Pipe {
 }
 
 /// What the child printed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Captured {
     pub stdout: Vec<u8>,
     pub stdout_truncated: bool,

@@ -8,6 +8,7 @@
 //! of the loop. Ids are [`EntryId`]s, bytes that mean something only to their backend.
 
 pub mod fs;
+pub mod mem;
 pub(crate) mod read;
 mod writer;
 

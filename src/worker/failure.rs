@@ -48,7 +48,7 @@ impl Daemon {
     /// A failed attempt (transient or not): the breaker counts it.
     pub(super) fn failed(&mut self, a: Attempt, reason: Reason, verdict: Verdict) {
         let threshold = self.cfg.tuning.breaker_threshold;
-        if let Some(tr) = self.breaker.failed(Instant::now(), threshold) {
+        if let Some(tr) = self.holds.breaker.failed(Instant::now(), threshold) {
             self.breaker_changed(tr);
         }
         self.charged_failure(a, reason, verdict, false);
@@ -57,7 +57,7 @@ impl Daemon {
     /// No retry can help (max turns, max budget, structured output, a denied tool): a dead
     /// letter now. The agent itself worked, so the breaker counts it as a success.
     pub(super) fn permanent(&mut self, a: Attempt, reason: Reason, verdict: Verdict) {
-        if let Some(t) = self.breaker.succeeded() {
+        if let Some(t) = self.holds.breaker.succeeded() {
             self.breaker_changed(t);
         }
         self.outage_over();
@@ -100,14 +100,14 @@ impl Daemon {
         self.outage_over();
         let wall = self.rate_limit_until(reset_at, SystemTime::now());
         self.pause(Why::RateLimit, wall, &verdict.message);
-        let until = self.paused.map_or_else(Instant::now, |p| p.until);
+        let until = self.holds.paused.map_or_else(Instant::now, |p| p.until);
         self.hold(a, Reason::RateLimited, verdict, until);
     }
 
     /// Saves the task's new state durably and keeps it waiting until `until`.
     pub(super) fn save_and_wait(&mut self, a: Attempt, end: End, until: Instant) {
         let recorded = Recorded { end, run: Self::run_of(&a) };
-        self.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
+        self.flight.retrying.entry(a.claim.key.clone()).or_default().push_back(recorded);
         self.spool.stage(Op::SaveState {
             claim: a.claim.clone(),
             task: a.task.clone(),

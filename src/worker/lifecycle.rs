@@ -53,7 +53,7 @@ impl Daemon {
             }
             let limits = policy::Limits::of(&self.cfg.tuning, task.max_retries);
             if let Reclaimed::GiveUp { reason, message } = policy::after_reclaim(&task.state, &limits) {
-                self.ids.insert(task.id.clone());
+                self.flight.ids.insert(task.id.clone());
                 let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![
                     ("TASK_ID", loaded.task.id.clone()),
@@ -85,7 +85,7 @@ impl Daemon {
         }
         match self.spool.ledger() {
             Ok(Some(bytes)) => {
-                self.ledger = super::pause::Ledger::from_bytes(&bytes);
+                self.holds.ledger = super::pause::Ledger::from_bytes(&bytes);
                 self.check_budget();
             }
             Ok(None) => {}
@@ -109,7 +109,7 @@ impl Daemon {
     pub(super) fn flush(&mut self) {
         self.commit();
         // After the outcomes were collected, so the heartbeat's counters include them.
-        if Some(self.state()) != self.heartbeat_status {
+        if Some(self.state()) != self.report.heartbeat_status {
             self.stage_heartbeat();
         }
         // Hands over what collecting staged (the heartbeat), if the writer is free now.
@@ -127,7 +127,12 @@ impl Daemon {
     /// The worker's state now.
     pub(super) fn state(&self) -> WorkerState {
         let stopping = matches!(self.phase, Phase::Draining { .. });
-        WorkerState::of(stopping, self.breaker.state(), self.paused.map(|p| p.why.state()), self.active)
+        WorkerState::of(
+            stopping,
+            self.holds.breaker.state(),
+            self.holds.paused.map(|p| p.why.state()),
+            self.flight.active,
+        )
     }
 
     /// systemd's STATUS= line of the state now.
@@ -136,25 +141,25 @@ impl Daemon {
     }
 
     fn figures(&self) -> Figures {
-        let stalled = if self.writes_failing {
+        let stalled = if self.health.writes_failing {
             Some("outcomes cannot be written")
         } else {
-            self.claims_paused_until.map(|_| "tasks cannot be claimed")
+            self.health.claims_paused_until.map(|_| "tasks cannot be claimed")
         };
         Figures {
-            active: self.active,
+            active: self.flight.active,
             max_concurrent: self.cfg.tuning.max_concurrent,
             queued: self.queued(),
-            waiting: self.waiting.len(),
+            waiting: self.flight.waiting.len(),
             breaker_until: self.breaker_open_until(),
-            outage: self.outage.as_ref().map(|o| o.cause),
-            paused_until: self.paused.map(|p| p.until_wall),
+            outage: self.holds.outage.as_ref().map(|o| o.cause),
+            paused_until: self.holds.paused.map(|p| p.until_wall),
             stalled,
         }
     }
 
     fn breaker_open_until(&self) -> Option<SystemTime> {
-        let until = self.breaker.deadline()?;
+        let until = self.holds.breaker.deadline()?;
         Some(SystemTime::now() + until.saturating_duration_since(Instant::now()))
     }
 
@@ -163,44 +168,45 @@ impl Daemon {
     }
 
     fn stage_heartbeat_as(&mut self, status: WorkerState) {
-        self.heartbeat_status = Some(status);
-        self.next_heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
+        self.report.heartbeat_status = Some(status);
+        self.timers.heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
         let hb = Heartbeat {
             worker: self.cfg.worker.clone(),
             pid: std::process::id(),
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
             timestamp: clock::now_f64(),
             status: status.as_str().into(),
-            active_tasks: self.active,
+            active_tasks: self.flight.active,
             queue_size: self.queued(),
-            retry_waiting: self.waiting.len(),
+            retry_waiting: self.flight.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
-            processed: self.stats.completed + self.stats.failed,
-            failed: self.stats.failed,
-            retried: self.stats.retried,
-            dead_lettered: self.stats.dead_lettered,
-            circuit_state: self.breaker.state().name().into(),
-            circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
-                .then(|| self.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
-            paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
-            paused_reason: self.paused.map(|p| p.why.state().as_str().into()),
-            oldest_queued_at: self.queue.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
+            processed: self.report.stats.completed + self.report.stats.failed,
+            failed: self.report.stats.failed,
+            retried: self.report.stats.retried,
+            dead_lettered: self.report.stats.dead_lettered,
+            circuit_state: self.holds.breaker.state().name().into(),
+            circuit_reason: matches!(self.holds.breaker.state(), State::Open { .. } | State::HalfOpen)
+                .then(|| self.holds.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
+            paused_until: self.holds.paused.map(|p| clock::epoch_f64(p.until_wall)),
+            paused_reason: self.holds.paused.map(|p| p.why.state().as_str().into()),
+            oldest_queued_at: self.queue.order.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
-            started_at: clock::epoch_f64(self.started_at),
+            started_at: clock::epoch_f64(self.report.started_at),
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
             version: env!("CARGO_PKG_VERSION").into(),
-            last_error: self.last_error.clone(),
+            last_error: self.health.last_error.clone(),
             metrics: self.metrics_addresses(),
         };
         self.spool.stage(Op::Heartbeat(hb));
     }
 
     pub(super) fn breaker_changed(&mut self, t: Transition) {
-        let failures = self.breaker.consecutive_failures();
-        let timeout = self.breaker.open_time().as_secs_f64();
-        if self.outage.is_some() {
+        let failures = self.holds.breaker.consecutive_failures();
+        let timeout = self.holds.breaker.open_time().as_secs_f64();
+        if self.holds.outage.is_some() {
             // The outage's own entries tell its start and end; its trials are not news.
-            self.log.debug("circuit breaker held by an outage", &[("STATE", &self.breaker.state().name())]);
+            self.log
+                .debug("circuit breaker held by an outage", &[("STATE", &self.holds.breaker.state().name())]);
             self.stage_heartbeat();
             return;
         }
@@ -250,17 +256,17 @@ impl Daemon {
                 let rescan_was = self.rescan_every();
                 let had_cap = self.cfg.tuning.policy.worker_budget_usd.is_some();
                 self.log.level = new.tuning.log_level;
-                self.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
-                if self.outage.is_some() {
+                self.holds.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
+                if self.holds.outage.is_some() {
                     // The operator may have just fixed the cause (a new key in the env file).
-                    self.breaker.try_now(Instant::now());
+                    self.holds.breaker.try_now(Instant::now());
                 }
                 self.cfg.tuning = new.tuning;
                 if !had_cap {
                     self.load_ledger();
                 }
                 if self.rescan_every() != rescan_was {
-                    self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
+                    self.timers.rescan = self.rescan_every().map(|d| Instant::now() + d);
                 }
                 self.cfg.paths.prompts = new.paths.prompts;
                 self.log.info(
@@ -291,7 +297,7 @@ impl Daemon {
                 self.log.info(
                     "stopping: no new task starts; running tasks may finish within the grace",
                     &[
-                        ("ACTIVE", &self.active),
+                        ("ACTIVE", &self.flight.active),
                         ("SHUTDOWN_GRACE_S", &self.cfg.tuning.shutdown_grace.as_secs_f64()),
                     ],
                 );
@@ -301,7 +307,10 @@ impl Daemon {
                 self.stage_heartbeat();
             }
             Phase::Draining { abandoned: false, .. } => {
-                self.log.info("second stop signal: stopping running tasks now", &[("ACTIVE", &self.active)]);
+                self.log.info(
+                    "second stop signal: stopping running tasks now",
+                    &[("ACTIVE", &self.flight.active)],
+                );
                 self.abandon_running(now);
             }
             Phase::Draining { .. } => {}
@@ -310,8 +319,8 @@ impl Daemon {
 
     /// While stopping: tasks waiting for a retry go back to the queue with their state.
     fn requeue_waiting(&mut self) {
-        for (_, w) in std::mem::take(&mut self.waiting) {
-            self.ids.remove(&w.task.id);
+        for (_, w) in std::mem::take(&mut self.flight.waiting) {
+            self.flight.ids.remove(&w.task.id);
             if let Err(e) = self.spool.requeue(&w.claim) {
                 self.log.error(
                     "cannot re-queue a task waiting for a retry; it is recovered at the next start",
@@ -334,6 +343,9 @@ impl Daemon {
         let line = stopped.status_line(&Figures::default());
         let r = self.notifier.status_as(stopped.as_str(), &line, later).map(|_| ());
         self.report_notify(r);
-        self.log.info("stopped", &[("COMPLETED", &self.stats.completed), ("FAILED", &self.stats.failed)]);
+        self.log.info(
+            "stopped",
+            &[("COMPLETED", &self.report.stats.completed), ("FAILED", &self.report.stats.failed)],
+        );
     }
 }

@@ -41,14 +41,14 @@ impl Attempt {
 
 impl Daemon {
     pub(super) fn finish(&mut self, slot: usize, exit: Exit) {
-        let Some(run) = self.slots.get_mut(slot).and_then(Option::take) else {
+        let Some(run) = self.flight.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        self.active -= 1;
-        let captured = run.child.finish(self.poll.registry(), &mut self.scratch);
+        self.flight.active -= 1;
+        let captured = self.agents.finish(slot, self.poll.registry(), &mut self.scratch);
         if run.stop.why() == Some(Why::Shutdown) {
-            self.breaker.abandoned();
-            self.ids.remove(&run.task.id);
+            self.holds.breaker.abandoned();
+            self.flight.ids.remove(&run.task.id);
             match self.spool.requeue(&run.claim) {
                 Ok(()) => {
                     self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)])
@@ -113,7 +113,12 @@ impl Daemon {
 
     /// A result of this worker for `task_id`, finished now.
     pub(super) fn result_of(&self, task_id: &str) -> TaskResult {
-        TaskResult::new(task_id.into(), self.cfg.worker.clone(), self.hostname.clone(), clock::rfc3339_now())
+        TaskResult::new(
+            task_id.into(),
+            self.cfg.worker.clone(),
+            self.report.hostname.clone(),
+            clock::rfc3339_now(),
+        )
     }
 
     /// The result of an attempt: completed, or failed for `failed`'s reason and message.
@@ -162,12 +167,12 @@ impl Daemon {
     }
 
     fn completed(&mut self, a: Attempt) {
-        if let Some(t) = self.breaker.succeeded() {
+        if let Some(t) = self.holds.breaker.succeeded() {
             self.breaker_changed(t);
         }
         self.outage_over();
         let result = self.result(&a, None);
-        self.finishing.insert(
+        self.flight.finishing.insert(
             a.claim.key.clone(),
             Finishing {
                 release: Some(a.task.id.clone()),
@@ -205,9 +210,9 @@ impl Daemon {
             task: Some(Value::Object(task.doc.clone())),
             raw_preview: None,
             original_file: None,
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
         };
-        self.finishing.insert(
+        self.flight.finishing.insert(
             claim.key.clone(),
             Finishing {
                 release: Some(task.id.clone()),
@@ -255,10 +260,10 @@ impl Daemon {
             self.io_error_with(what, e, &[("FILES", n)]);
         }
         // Only outcomes block new starts: a heartbeat or receipt that cannot be written does not.
-        self.writes_failing = self.spool.has_pending();
-        if self.writes_failing {
-            if self.next_commit.is_none() {
-                self.next_commit = Some(Instant::now() + super::RETRY_IO);
+        self.health.writes_failing = self.spool.has_pending();
+        if self.health.writes_failing {
+            if self.timers.commit.is_none() {
+                self.timers.commit = Some(Instant::now() + super::RETRY_IO);
             }
         } else if wrote && failures.is_empty() {
             self.io_recovered();
@@ -270,19 +275,19 @@ impl Daemon {
     fn on_done(&mut self, done: Done) -> Option<(&'static str, std::io::Error)> {
         match (done.kind, done.error) {
             (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let f = done.key.and_then(|k| self.finishing.remove(&k))?;
+                let f = done.key.and_then(|k| self.flight.finishing.remove(&k))?;
                 if let Some(id) = &f.release {
-                    self.ids.remove(id);
+                    self.flight.ids.remove(id);
                 }
-                self.metrics.record(&f.recorded);
+                self.report.metrics.record(&f.recorded);
                 let (level, id) = match f.status {
                     Final::Completed => {
-                        self.stats.completed += 1;
+                        self.report.stats.completed += 1;
                         (Level::Info, ids::TASK_COMPLETED)
                     }
                     Final::Failed | Final::Invalid => {
-                        self.stats.failed += 1;
-                        self.stats.dead_lettered += 1;
+                        self.report.stats.failed += 1;
+                        self.report.stats.dead_lettered += 1;
                         if f.status == Final::Invalid {
                             (Level::Warning, ids::TASK_INVALID)
                         } else {
@@ -297,20 +302,20 @@ impl Daemon {
             }
             (OpKind::SaveState, None) => {
                 let key = done.key?;
-                let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
-                if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
-                    self.retrying.remove(&key);
+                let recorded = self.flight.retrying.get_mut(&key).and_then(VecDeque::pop_front);
+                if self.flight.retrying.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.flight.retrying.remove(&key);
                 }
                 if let Some(r) = recorded {
                     if matches!(r.end, End::Retried { .. }) {
-                        self.stats.retried += 1;
+                        self.report.stats.retried += 1;
                     }
-                    self.metrics.record(&r);
+                    self.report.metrics.record(&r);
                 }
                 None
             }
             (OpKind::Heartbeat, None) => {
-                self.heartbeat_written = Instant::now();
+                self.report.heartbeat_written = Instant::now();
                 None
             }
             (kind, Some(e)) => {

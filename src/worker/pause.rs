@@ -92,12 +92,12 @@ impl Daemon {
         let now_wall = SystemTime::now();
         let wait = until_wall.duration_since(now_wall).unwrap_or(Duration::ZERO).min(policy::MAX_PAUSE);
         let until = Instant::now() + wait;
-        if self.paused.is_some_and(|p| p.until >= until) {
+        if self.holds.paused.is_some_and(|p| p.until >= until) {
             return;
         }
-        let first = self.paused.is_none();
-        self.paused = Some(Pause { until, until_wall: now_wall + wait, why });
-        self.metrics.set_paused(why == Why::RateLimit, clock::epoch_f64(now_wall + wait));
+        let first = self.holds.paused.is_none();
+        self.holds.paused = Some(Pause { until, until_wall: now_wall + wait, why });
+        self.report.metrics.set_paused(why == Why::RateLimit, clock::epoch_f64(now_wall + wait));
         let until_text = clock::rfc3339(now_wall + wait);
         let message = match why {
             Why::RateLimit => "usage or rate limit: no task starts until the reset",
@@ -119,12 +119,12 @@ impl Daemon {
 
     /// The pause's timer: resume when it is over (a spend cap still reached pauses again).
     pub(super) fn end_pause(&mut self, now: Instant) {
-        let Some(p) = self.paused else { return };
+        let Some(p) = self.holds.paused else { return };
         if now < p.until {
             return;
         }
-        self.paused = None;
-        self.metrics.set_paused(true, 0.0);
+        self.holds.paused = None;
+        self.report.metrics.set_paused(true, 0.0);
         self.log.info(
             "pause over: tasks start again",
             &[("MESSAGE_ID", &ids::WORKER_RESUMED), ("REASON", &p.why.state())],
@@ -138,8 +138,8 @@ impl Daemon {
         if self.cfg.tuning.policy.worker_budget_usd.is_none() || !(usd.is_finite() && usd > 0.0) {
             return;
         }
-        self.ledger.add(clock::now_f64(), usd);
-        self.spool.stage(Op::Ledger(serde_json::to_vec(&self.ledger).unwrap_or_default()));
+        self.holds.ledger.add(clock::now_f64(), usd);
+        self.spool.stage(Op::Ledger(serde_json::to_vec(&self.holds.ledger).unwrap_or_default()));
         self.check_budget();
     }
 
@@ -147,9 +147,9 @@ impl Daemon {
     pub(super) fn check_budget(&mut self) {
         let Some(cap) = self.cfg.tuning.policy.worker_budget_usd else { return };
         let window = self.cfg.tuning.policy.worker_budget_window;
-        let spent = self.ledger.within(clock::now_f64(), window);
+        let spent = self.holds.ledger.within(clock::now_f64(), window);
         if policy::spend_cap_reached(spent, Some(cap)) {
-            let at = self.ledger.under_cap_at(cap, window);
+            let at = self.holds.ledger.under_cap_at(cap, window);
             let until = clock::from_epoch_f64(at).unwrap_or_else(SystemTime::now);
             self.pause(
                 Why::Budget,

@@ -170,13 +170,13 @@ impl Daemon {
         let intake = PipeIntake { file, path: path.clone(), lines: Lines::default(), seq: 0 };
         intake.register(self.poll.registry(), PIPE, false).map_err(fail)?;
         self.log.info("taking tasks from the pipe too", &[("PIPE", &path.display())]);
-        self.pipe = Some(intake);
+        self.sources.pipe = Some(intake);
         Ok(())
     }
 
     /// The pipe is readable: queue its whole lines, dead-letter the over-long ones.
     pub(super) fn on_pipe(&mut self) {
-        let Some(pipe) = self.pipe.as_mut() else {
+        let Some(pipe) = self.sources.pipe.as_mut() else {
             return;
         };
         let max = usize::try_from(self.cfg.tuning.max_task_bytes).unwrap_or(usize::MAX);
@@ -185,7 +185,7 @@ impl Daemon {
             Err(e) => {
                 let path = pipe.path.display().to_string();
                 self.io_error(&format!("cannot read {path}; the pipe intake stops until a restart"), &e);
-                self.pipe = None;
+                self.sources.pipe = None;
                 return;
             }
         };
@@ -213,9 +213,9 @@ impl Daemon {
             }
         }
         for preview in too_long {
-            self.seq += 1;
+            self.flight.seq += 1;
             // A line was never queued: its claim holds nothing.
-            let claim = Claim::unqueued(self.seq, &source);
+            let claim = Claim::unqueued(self.flight.seq, &source);
             let why = Invalid::LineTooLong { max: max as u64 };
             let preview = Some(String::from_utf8_lossy(&preview).into_owned());
             let r = Rejected {

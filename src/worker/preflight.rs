@@ -16,7 +16,9 @@ use crate::agent::classify::{self, Cause, Class};
 use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::format::task::Task;
-use crate::runner::{Child, Exit, Pipe};
+use crate::runner::agents::Agents;
+use crate::runner::supervise::Signal;
+use crate::runner::{Exit, Pipe, Spec};
 
 /// What the canary run is asked.
 const CANARY_PROMPT: &str = "This is a health check of the worker. Reply with the single word OK.";
@@ -57,7 +59,7 @@ impl Daemon {
         let spec = self.spec(&task, 1, None);
         let started = Instant::now();
         let (exit, timed_out, captured) =
-            run_to_end(Child::spawn(spec), CANARY_TIMEOUT, &mut self.scratch)
+            run_to_end(self.agents.as_mut(), spec, CANARY_TIMEOUT, &mut self.scratch)
                 .map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
         let output = interpret_captured(&captured);
         let run = classify::Run {
@@ -88,15 +90,17 @@ impl Daemon {
     }
 }
 
-/// Runs a child to its end on a poll of its own, killing its group after `timeout`.
+/// Runs `spec` to its end in the first slot of `agents` (the loop runs nothing yet), on a poll
+/// of its own, killing its group after `timeout`.
 fn run_to_end(
-    child: std::io::Result<Child>,
+    agents: &mut dyn Agents,
+    spec: Spec,
     timeout: Duration,
     scratch: &mut [u8],
 ) -> std::io::Result<(Exit, bool, crate::runner::Captured)> {
-    let mut child = child?;
+    const SLOT: usize = 0;
     let mut poll = Poll::new()?;
-    child.register(poll.registry(), |p| Token(p as usize))?;
+    agents.start(SLOT, spec, poll.registry(), &|p| Token(p as usize))?;
     let mut events = Events::with_capacity(8);
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
@@ -108,15 +112,15 @@ fn run_to_end(
         }
         for e in events.iter() {
             if let Some(pipe) = Pipe::from_index(e.token().0) {
-                child.on_ready(pipe, poll.registry(), scratch);
+                agents.ready(SLOT, pipe, poll.registry(), scratch);
             }
         }
-        if let Some(exit) = child.try_exit()? {
-            return Ok((exit, timed_out, child.finish(poll.registry(), scratch)));
+        if let Some(exit) = agents.try_exit(SLOT)? {
+            return Ok((exit, timed_out, agents.finish(SLOT, poll.registry(), scratch)));
         }
         if !timed_out && Instant::now() >= deadline {
             timed_out = true;
-            child.signal_group(libc::SIGKILL);
+            agents.signal(SLOT, Signal::Kill);
         }
     }
 }

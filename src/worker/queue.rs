@@ -17,7 +17,7 @@ use crate::format::records::{DeadLetter, Receipt, TaskResult};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
 use crate::runner::supervise::{Signal, Stop, Why};
-use crate::runner::{Child, Exit, Spec};
+use crate::runner::{Exit, Spec};
 use crate::spool::{read, Claim, EntryId, Ignored, Op, Rejected};
 use crate::sys::clock;
 
@@ -34,7 +34,7 @@ impl Daemon {
             Ok(intake) => {
                 let now = SystemTime::now();
                 for name in intake.arrivals {
-                    self.settling.arrived(&name);
+                    self.queue.settling.arrived(&name);
                     self.enqueue(name, now);
                 }
                 for ignored in intake.ignored {
@@ -44,35 +44,35 @@ impl Daemon {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
                     if let Err(e) = self.rescan() {
                         self.io_error("cannot list the queue", &e);
-                        self.next_rescan = Some(Instant::now() + super::RETRY_IO);
+                        self.timers.rescan = Some(Instant::now() + super::RETRY_IO);
                     }
                 }
             }
             Err(e) => {
                 self.io_error("cannot read change notifications", &e);
-                self.next_rescan = Some(Instant::now() + super::RETRY_IO);
+                self.timers.rescan = Some(Instant::now() + super::RETRY_IO);
             }
         }
     }
 
     pub(super) fn enqueue(&mut self, name: EntryId, at: SystemTime) {
-        if self.queued.insert(name.clone()) {
-            self.queue.push_back((name, at));
+        if self.queue.known.insert(name.clone()) {
+            self.queue.order.push_back((name, at));
         }
     }
 
     /// Forgets `name` as queued: a backend that hands out its own next entry gave it out.
     fn dequeue(&mut self, name: &EntryId) {
-        if self.queued.remove(name) {
-            self.queue.retain(|(n, _)| n != name);
+        if self.queue.known.remove(name) {
+            self.queue.order.retain(|(n, _)| n != name);
         }
     }
 
     fn ignored(&mut self, ignored: Ignored) {
-        if !self.warned.contains(&ignored.id) {
+        if !self.queue.warned.contains(&ignored.id) {
             let message = format!("ignoring a file in the queue that is not a task ({})", ignored.why);
             self.log.warn(&message, &[("FILE", &ignored.id)]);
-            self.warned.insert(ignored.id);
+            self.queue.warned.insert(ignored.id);
         }
     }
 
@@ -84,12 +84,12 @@ impl Daemon {
         }
         for e in scan.entries {
             // A file held back as not whole yet waits for its timer, unless it changed.
-            if !self.settling.unchanged(&e.id, e.arrived) {
+            if !self.queue.settling.unchanged(&e.id, e.arrived) {
                 self.enqueue(e.id, e.arrived);
             }
         }
         if let Some(every) = self.rescan_every() {
-            self.next_rescan = Some(Instant::now() + every);
+            self.timers.rescan = Some(Instant::now() + every);
         }
         Ok(())
     }
@@ -99,27 +99,27 @@ impl Daemon {
         let now = Instant::now();
         let mut claims = 0;
         while self.can_start() {
-            let due = self.waiting.first_key_value().is_some_and(|(k, _)| k.0 <= now);
-            let take_retry = match (due, !self.queue.is_empty()) {
+            let due = self.flight.waiting.first_key_value().is_some_and(|(k, _)| k.0 <= now);
+            let take_retry = match (due, !self.queue.order.is_empty()) {
                 (false, false) => break,
                 (true, false) => true,
                 (false, true) => false,
                 (true, true) => {
-                    self.prefer_retry = !self.prefer_retry;
-                    self.prefer_retry
+                    self.flight.prefer_retry = !self.flight.prefer_retry;
+                    self.flight.prefer_retry
                 }
             };
             if take_retry {
-                if let Some((_, w)) = self.waiting.pop_first() {
+                if let Some((_, w)) = self.flight.waiting.pop_first() {
                     self.start(w.claim, w.task, w.queued_at);
                 }
-            } else if let Some((name, at)) = self.queue.pop_front() {
-                self.queued.remove(&name);
+            } else if let Some((name, at)) = self.queue.order.pop_front() {
+                self.queue.known.remove(&name);
                 if !self.claim_and_start(&name, at) {
                     // Tried again after the pause, at the back: a failure of this one file
                     // (a mount point, say) must not hold up the others.
-                    self.queued.insert(name.clone());
-                    self.queue.push_back((name, at));
+                    self.queue.known.insert(name.clone());
+                    self.queue.order.push_back((name, at));
                     break;
                 }
                 claims += 1;
@@ -138,20 +138,20 @@ impl Daemon {
             Ok(Some(c)) => {
                 if c.source != *name {
                     // Handed out in the backend's own order: `name` went elsewhere.
-                    self.settling.forget(name);
+                    self.queue.settling.forget(name);
                     self.dequeue(&c.source);
                 }
-                self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
+                self.report.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
                 c
             }
             Ok(None) => {
                 self.log.debug("task gone before it could be claimed", &[("FILE", name)]);
-                self.settling.forget(name);
+                self.queue.settling.forget(name);
                 return true;
             }
             Err(e) => {
                 self.io_error("cannot claim tasks (will retry)", &e);
-                self.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
+                self.health.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
                 return false;
             }
         };
@@ -165,9 +165,9 @@ impl Daemon {
             Ok(l) => l,
             Err(r) => return self.unfinished_or_reject(claim, r),
         };
-        self.settling.forget(&claim.source);
+        self.queue.settling.forget(&claim.source);
         let id = loaded.task.id.clone();
-        let duplicate_of = if self.ids.contains(&id) {
+        let duplicate_of = if self.flight.ids.contains(&id) {
             Some("that is queued or in flight")
         } else if self.spool.result_exists(&id) && !self.replaces_invalid(&id) {
             Some("that already has a result")
@@ -187,7 +187,7 @@ impl Daemon {
             };
             return self.reject(claim, r);
         }
-        self.ids.insert(id);
+        self.flight.ids.insert(id);
         let mut task = loaded.task;
         task.start_charging(Instant::now());
         match self.retry_wait(&task) {
@@ -219,8 +219,8 @@ impl Daemon {
     }
 
     pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
-        self.seq += 1;
-        self.waiting.insert((at, self.seq), Waiting { claim, task, queued_at });
+        self.flight.seq += 1;
+        self.flight.waiting.insert((at, self.flight.seq), Waiting { claim, task, queued_at });
     }
 
     /// The id a rejected task's result is written under, if any: its valid `task_id`, or the
@@ -246,10 +246,10 @@ impl Daemon {
         let now = SystemTime::now();
         let result = id
             .clone()
-            .filter(|id| !duplicate && !self.ids.contains(id) && !self.spool.result_exists(id))
+            .filter(|id| !duplicate && !self.flight.ids.contains(id) && !self.spool.result_exists(id))
             .map(|task_id| {
-                self.ids.insert(task_id.clone());
-                let (worker, host) = (self.cfg.worker.clone(), self.hostname.clone());
+                self.flight.ids.insert(task_id.clone());
+                let (worker, host) = (self.cfg.worker.clone(), self.report.hostname.clone());
                 TaskResult {
                     metadata: r.doc.as_ref().and_then(|d| d.get("metadata")).cloned().unwrap_or(Value::Null),
                     ..TaskResult::new(task_id, worker, host, clock::rfc3339(now))
@@ -268,10 +268,10 @@ impl Daemon {
             task: r.doc,
             raw_preview: r.preview,
             original_file: None,
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
         };
         let release = result.as_ref().map(|r| r.task_id.clone());
-        self.finishing.insert(
+        self.flight.finishing.insert(
             claim.key.clone(),
             Finishing {
                 release,
@@ -340,22 +340,12 @@ impl Daemon {
         let number = task.state.attempts + 1;
         let started_wall = SystemTime::now();
         task.state.first_started_at.get_or_insert_with(|| clock::rfc3339(started_wall));
-        self.breaker.started();
+        self.holds.breaker.started();
         let spec = self.spec(&task, number, claim.file.as_deref());
         let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let child = Child::spawn(spec).and_then(|child| {
-            let slot = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
-            match child.register(self.poll.registry(), |p| child_token(slot, p)) {
-                Ok(()) => Ok((slot, child)),
-                Err(e) => {
-                    child.signal_group(libc::SIGKILL);
-                    let _ = child.finish(self.poll.registry(), &mut self.scratch);
-                    Err(e)
-                }
-            }
-        });
-        let (slot, child) = match child {
-            Ok(c) => c,
+        let slot = self.flight.slots.iter().position(Option::is_none).unwrap_or(self.flight.slots.len());
+        let pid = match self.agents.start(slot, spec, self.poll.registry(), &|p| child_token(slot, p)) {
+            Ok(pid) => pid,
             Err(e) => {
                 let attempt = Attempt {
                     claim,
@@ -382,40 +372,36 @@ impl Daemon {
             claimed_at: clock::rfc3339(started_wall),
             attempt: number,
             pid: std::process::id(),
-            agent_pid: child.pid() as u32,
-            hostname: self.hostname.clone(),
+            agent_pid: pid as u32,
+            hostname: self.report.hostname.clone(),
             task_file: claim.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         }));
-        self.log.debug(
-            "task started",
-            &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &child.pid())],
-        );
+        self.log.debug("task started", &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &pid)]);
         let timeout = task.timeout.unwrap_or(self.cfg.tuning.task_timeout);
         let run = Running {
             claim,
             task,
             queued_at,
-            child,
             attempt: number,
             started: now,
             started_wall,
             stop: Stop::new(now, timeout),
         };
-        if slot == self.slots.len() {
-            self.slots.push(Some(run));
+        if slot == self.flight.slots.len() {
+            self.flight.slots.push(Some(run));
         } else {
-            self.slots[slot] = Some(run);
+            self.flight.slots[slot] = Some(run);
         }
-        self.active += 1;
+        self.flight.active += 1;
     }
 
     /// Reaps every agent that has exited.
     pub(super) fn reap(&mut self) {
-        for slot in 0..self.slots.len() {
-            let Some(run) = self.slots[slot].as_mut() else {
+        for slot in 0..self.flight.slots.len() {
+            let Some(run) = self.flight.slots[slot].as_ref() else {
                 continue;
             };
-            match run.child.try_exit() {
+            match self.agents.try_exit(slot) {
                 Ok(None) => {}
                 Ok(Some(exit)) => self.finish(slot, exit),
                 Err(e) => {
@@ -429,7 +415,8 @@ impl Daemon {
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.
     pub(super) fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
-        for run in self.slots.iter_mut().flatten() {
+        for (slot, run) in self.flight.slots.iter_mut().enumerate() {
+            let Some(run) = run else { continue };
             let Some(signal) = run.stop.tick(now, grace) else { continue };
             if signal == Signal::Term {
                 self.log.warn(
@@ -441,17 +428,17 @@ impl Daemon {
                     ],
                 );
             }
-            run.child.signal_group(signal.number());
+            self.agents.signal(slot, signal);
         }
     }
 
     /// The end of the shutdown grace: stop what still runs; it is re-queued, not charged.
     pub(super) fn abandon_running(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
-        for run in self.slots.iter_mut().flatten() {
+        for (slot, run) in self.flight.slots.iter_mut().enumerate() {
             // A run already stopped for its timeout ends as one.
-            if let Some(signal) = run.stop.terminate(Why::Shutdown, now, grace) {
-                run.child.signal_group(signal.number());
+            if let Some(signal) = run.as_mut().and_then(|r| r.stop.terminate(Why::Shutdown, now, grace)) {
+                self.agents.signal(slot, signal);
             }
         }
         if let Phase::Draining { deadline, .. } = self.phase {

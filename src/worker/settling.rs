@@ -129,10 +129,11 @@ impl Daemon {
     pub(super) fn unfinished_or_reject(&mut self, claim: Claim, r: Rejected) {
         let now = Instant::now();
         let quiet = self.cfg.tuning.quiet_period;
-        let held =
-            r.unfinished.and_then(|u| self.settling.judge(&claim.source, &u, quiet, now).map(|t| (u, t)));
+        let held = r
+            .unfinished
+            .and_then(|u| self.queue.settling.judge(&claim.source, &u, quiet, now).map(|t| (u, t)));
         let Some((u, (since, at))) = held else {
-            self.settling.forget(&claim.source);
+            self.queue.settling.forget(&claim.source);
             return self.reject(claim, r);
         };
         match self.spool.put_back(&claim) {
@@ -147,13 +148,13 @@ impl Daemon {
                     ],
                 );
                 if name != claim.source {
-                    self.settling.forget(&claim.source);
+                    self.queue.settling.forget(&claim.source);
                 }
-                self.settling.hold(name, u.modified, since, at);
+                self.queue.settling.hold(name, u.modified, since, at);
             }
             Err(e) => {
                 self.io_error("cannot put a task file that is not whole yet back in the queue", &e);
-                self.settling.forget(&claim.source);
+                self.queue.settling.forget(&claim.source);
                 self.reject(claim, r);
             }
         }
@@ -161,12 +162,12 @@ impl Daemon {
 
     /// Tasks in the queue not yet claimed, those held back as not whole yet included.
     pub(super) fn queued(&self) -> usize {
-        self.queue.len() + self.settling.len()
+        self.queue.order.len() + self.queue.settling.len()
     }
 
     /// The held-back files whose time has come go back to the end of the queue.
     pub(super) fn recheck_unfinished(&mut self, now: Instant) {
-        for name in self.settling.due(now) {
+        for name in self.queue.settling.due(now) {
             self.enqueue(name, SystemTime::now());
         }
     }
