@@ -187,7 +187,7 @@ mod tests {
         let quiet = Duration::from_secs(10);
         let t0 = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = &EntryId::from("a.json");
+        let name = &EntryId::from("a");
         let (since, at) = s.judge(name, &unfinished(m, Writers::Unknown), quiet, t0).expect("held");
         assert_eq!((since, at), (t0, t0 + quiet));
         s.hold(name.clone(), m, since, at);
@@ -209,7 +209,7 @@ mod tests {
         let quiet = Duration::from_secs(1);
         let now = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = &EntryId::from("a.json");
+        let name = &EntryId::from("a");
         assert_eq!(s.judge(name, &unfinished(m, Writers::Open), quiet, now), Some((now, now + quiet)));
         assert_eq!(s.judge(name, &unfinished(m, Writers::Closed), quiet, now), None);
         assert_eq!(s.judge(name, &unfinished(m, Writers::Open), Duration::ZERO, now), None, "0: off");
@@ -220,7 +220,7 @@ mod tests {
         let mut s = Settling::default();
         let now = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = &EntryId::from("a.json");
+        let name = &EntryId::from("a");
         s.hold(name.clone(), m, now, now + Duration::from_secs(5));
         assert!(!s.unchanged(name, m + Duration::from_secs(1)));
         assert_eq!(s.next(), None);
