@@ -5,10 +5,11 @@
 //! A loop turn: wait → dispatch events → reap exited agents → fire due timers → start what
 //! may start → commit the turn's writes in one group → tell systemd.
 //!
-//! The loop's state is grouped by what it is: the [`Queue`] it knows, the tasks [`InFlight`],
-//! the [`Holds`] that keep tasks from starting, the spool's [`IoHealth`], its [`Timers`] and
-//! what it [`Reports`]. Its decisions are [`policy`]; the spool ([`Spool`]) and the agents
-//! ([`Agents`]) are behind traits, so the loop runs against memory and fake agents in tests.
+//! The loop's state is grouped by what it is: the `Queue` it knows, the tasks `InFlight`, the
+//! `Holds` that keep tasks from starting, the spool's `IoHealth`, its `Timers` (one table, in
+//! `timers`) and what it `Reports`. Its decisions are pure functions (`policy`); the spool
+//! ([`Spool`]) and the agents ([`Agents`]) are behind traits, so the loop runs against memory
+//! and fake agents in tests.
 
 pub mod breaker;
 mod failure;
