@@ -7,6 +7,8 @@
 //! the consumer's own pending list). [`mem::MemSpool`] keeps everything in memory, for tests
 //! of the loop. Ids are [`EntryId`]s, bytes that mean something only to their backend.
 
+#[cfg(test)]
+mod contract;
 pub mod fs;
 pub mod mem;
 pub(crate) mod read;
