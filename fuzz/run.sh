@@ -17,7 +17,7 @@ seed=${FUZZ_SEED:-0}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(task_parse agent_interpret)
+    targets=(task_parse agent_interpret env_file)
     [ -f ../src/http/mod.rs ] && targets+=(http_request)
 fi
 

@@ -22,8 +22,8 @@ pub struct WorkerArgs {
     /// Agent runs at once [env: MAX_CONCURRENT_TASKS] [default: 3].
     #[arg(long, value_name = "N")]
     pub max_concurrent: Option<String>,
-    /// Env file to read instead of ROOT/.env; repeatable, later files win; its values rank
-    /// above the environment and are read again on SIGHUP. `-FILE`: skip it if missing.
+    /// Env file to read instead of ROOT/.env, as systemd's EnvironmentFile= reads it;
+    /// repeatable, later files win; read again on SIGHUP. `-FILE`: skip it if missing.
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     pub env_file: Vec<String>,
     /// Print the effective configuration, with where each value came from, and exit.
@@ -42,7 +42,7 @@ impl WorkerArgs {
             flags.insert("MAX_CONCURRENT_TASKS", (n.clone(), "--max-concurrent"));
         }
         let env_files = self.env_file.iter().map(|a| EnvFileArg::parse(a)).collect();
-        Layers { flags, env, env_files }
+        Layers::new(flags, env, env_files)
     }
 }
 
@@ -62,8 +62,8 @@ pub struct ListenerArgs {
     /// Workers to follow, separated by commas [env: WORKERS] [default: every worker found].
     #[arg(long, value_name = "LIST")]
     pub workers: Option<String>,
-    /// Env file to read instead of ROOT/.env; repeatable, later files win; its values rank
-    /// above the environment and are read again on SIGHUP. `-FILE`: skip it if missing.
+    /// Env file to read instead of ROOT/.env, as systemd's EnvironmentFile= reads it;
+    /// repeatable, later files win; read again on SIGHUP. `-FILE`: skip it if missing.
     #[arg(long, value_name = "FILE", allow_hyphen_values = true)]
     pub env_file: Vec<String>,
     /// Print the effective configuration, with where each value came from, and exit.
@@ -82,6 +82,6 @@ impl ListenerArgs {
             flags.insert("WORKERS", (w.clone(), "--workers"));
         }
         let env_files = self.env_file.iter().map(|a| EnvFileArg::parse(a)).collect();
-        Layers { flags, env, env_files }
+        Layers::new(flags, env, env_files)
     }
 }

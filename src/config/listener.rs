@@ -129,6 +129,7 @@ mod tests {
             flags: BTreeMap::new(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             env_files: Vec::new(),
+            ..Layers::default()
         };
         ListenerConfig::load(&layers)
     }

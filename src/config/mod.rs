@@ -1,17 +1,19 @@
-//! Configuration: command-line flag (and files named by `--env-file`) > environment >
-//! `ROOT/.env` > default, validated into strong types once. A bad value is a [`ConfigError`] naming the variable, the value and what is
-//! expected; the binaries turn it into exit status 78 (EX_CONFIG).
+//! Configuration: command-line flag > environment > env file (the files named by
+//! `--env-file`, else `ROOT/.env`) > default, validated into strong types once. A bad value is
+//! a [`ConfigError`] naming the variable, the value and what is expected; the binaries turn it
+//! into exit status 78 (EX_CONFIG). Env files are read as systemd reads them ([`envfile`]).
 //!
 //! The process environment is passed in as a snapshot, never read here, so tests are hermetic.
 
 pub(crate) mod bounds;
+pub mod envfile;
 pub mod listener;
 mod policy;
 pub(crate) mod value;
 pub mod vars;
 pub mod worker_name;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -61,10 +63,38 @@ pub struct Layers {
     pub env: BTreeMap<String, String>,
     /// Env files named by `--env-file`, in order; none: `ROOT/.env` if it exists.
     pub env_files: Vec<EnvFileArg>,
+    /// Variables of `env` that hold exactly what the named env files gave them at start-up:
+    /// systemd put them there from the same files (EnvironmentFile=), so they are the files'
+    /// own, and follow the files when SIGHUP reads them again.
+    pub from_files: BTreeSet<String>,
 }
 
-/// An env file named on the command line. Its values rank with flags, above the environment:
-/// under systemd the unit names its env files so, and SIGHUP applies what they say now.
+impl Layers {
+    /// The layers at start-up, with [`Layers::from_files`] worked out. A file that cannot be
+    /// read is left for [`Config::load`] to report.
+    pub fn new(
+        flags: BTreeMap<&'static str, (String, &'static str)>,
+        env: BTreeMap<String, String>,
+        env_files: Vec<EnvFileArg>,
+    ) -> Layers {
+        let mut files = BTreeMap::new();
+        for arg in &env_files {
+            if let Ok(Some(map)) = read_env_file(&arg.path, false) {
+                files.extend(map);
+            }
+        }
+        let from_files = files.into_iter().filter(|(k, v)| env.get(k) == Some(v)).map(|(k, _)| k).collect();
+        Layers { flags, env, env_files, from_files }
+    }
+
+    /// The environment's own value of `name`: not one it got from the named env files.
+    fn own_env(&self, name: &str) -> Option<&String> {
+        self.env.get(name).filter(|_| !self.from_files.contains(name))
+    }
+}
+
+/// An env file named on the command line (under systemd, the same files as the unit's
+/// EnvironmentFile=, so that SIGHUP applies what they say now).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvFileArg {
     pub path: PathBuf,
@@ -126,6 +156,8 @@ pub struct Tuning {
     pub log_level: Level,
     /// Variables from the env files, set in the agent's environment (read again on SIGHUP).
     pub agent_env: BTreeMap<String, String>,
+    /// Variables removed from the agent's environment: see [`agent_unset`].
+    pub agent_unset: Vec<String>,
     pub policy: Policy,
 }
 
@@ -156,10 +188,12 @@ pub struct Config {
     pub effective: Vec<Effective>,
 }
 
-/// The largest env file read.
-const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
+/// The largest env file read; systemd's own limit is larger, but no settings file is this big.
+const MAX_ENV_FILE_BYTES: u64 = 4 << 20;
 
-/// Reads `path` as a .env file. A missing file is `Ok(None)` unless `required`.
+/// Reads `path` as systemd's EnvironmentFile= does. A missing file is `Ok(None)` unless
+/// `required`; a line systemd would ignore, or read differently in another version, is an
+/// error naming the line (never showing it: it may hold a secret).
 pub fn read_env_file(path: &Path, required: bool) -> Result<Option<BTreeMap<String, String>>, ConfigError> {
     // ROOT/.env is in the spool: a FIFO there (or at any env file) is an error, never waited
     // on. A symlink is followed: operators link configuration files.
@@ -173,24 +207,11 @@ pub fn read_env_file(path: &Path, required: bool) -> Result<Option<BTreeMap<Stri
         }
         Err(e) => return Err(ConfigError(format!("env file {}: {e}", path.display()))),
     };
-    let iter = dotenvy::from_read_iter(bytes.as_slice());
-    let mut map = BTreeMap::new();
-    for item in iter {
-        let (k, v) =
-            item.map_err(|e| ConfigError(format!("env file {}: {}", path.display(), env_error(&e))))?;
-        map.insert(k, v);
+    let parsed = envfile::parse(&bytes);
+    if let Some(p) = parsed.problems.first() {
+        return Err(ConfigError(format!("env file {}: {p}", path.display())));
     }
-    Ok(Some(map))
-}
-
-fn env_error(e: &dotenvy::Error) -> String {
-    match e {
-        dotenvy::Error::Io(io) => io.to_string(),
-        dotenvy::Error::LineParse(line, pos) => {
-            format!("cannot parse line {line:?} at character {pos}")
-        }
-        other => other.to_string(),
-    }
+    Ok(Some(parsed.vars.into_iter().collect()))
 }
 
 type EnvMap = BTreeMap<String, String>;
@@ -210,15 +231,11 @@ impl Resolver<'_> {
         if let Some((v, flag)) = self.layers.flags.get(name) {
             return Some((v.clone(), Source::Flag(flag)));
         }
-        for (path, map) in &self.named {
-            if let Some(v) = map.get(name) {
-                return Some((v.clone(), Source::EnvFile(path.clone())));
-            }
-        }
-        if let Some(v) = self.layers.env.get(name) {
+        if let Some(v) = self.layers.own_env(name) {
             return Some((v.clone(), Source::Environment));
         }
-        if let Some((path, map)) = &self.fallback {
+        let files = self.named.iter().chain(self.fallback.as_ref());
+        for (path, map) in files {
             if let Some(v) = map.get(name) {
                 return Some((v.clone(), Source::EnvFile(path.clone())));
             }
@@ -416,19 +433,23 @@ fn absolute_or_same(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// What the env files give the agent: every variable of the named files, and of ROOT/.env
-/// those the environment does not set (as python-dotenv did for the old design).
+/// What the env files give the agent: every variable of the files (the named ones, else
+/// ROOT/.env) that the environment does not set itself.
 fn agent_env(r: &Resolver) -> BTreeMap<String, String> {
     let mut env = BTreeMap::new();
-    if let Some((_, map)) = &r.fallback {
+    // `named` is later files first: extended earliest first, the later ones win.
+    for (_, map) in r.named.iter().rev().chain(r.fallback.as_ref()) {
         env.extend(
-            map.iter().filter(|(k, _)| !r.layers.env.contains_key(*k)).map(|(k, v)| (k.clone(), v.clone())),
+            map.iter().filter(|(k, _)| r.layers.own_env(k).is_none()).map(|(k, v)| (k.clone(), v.clone())),
         );
     }
-    for (_, map) in r.named.iter().rev() {
-        env.extend(map.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
     env
+}
+
+/// Variables systemd set from the env files at start that the files no longer hold: the
+/// agent must not inherit them from the daemon's environment.
+fn agent_unset(r: &Resolver, set: &BTreeMap<String, String>) -> Vec<String> {
+    r.layers.from_files.iter().filter(|k| !set.contains_key(*k)).cloned().collect()
 }
 
 fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
@@ -438,6 +459,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
     }
     agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
     let rescan = r.secs("RESCAN_INTERVAL")?;
+    let agent_env = agent_env(r);
     Ok(Tuning {
         max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
         task_timeout: r.req_secs("TASK_TIMEOUT")?,
@@ -459,7 +481,8 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         rescan_auto: rescan.is_none(),
         quiet_period: r.req_secs("TASK_QUIET_PERIOD")?,
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
-        agent_env: agent_env(r),
+        agent_unset: agent_unset(r, &agent_env),
+        agent_env,
         policy: policy::policy(r)?,
     })
 }

@@ -5,6 +5,7 @@ fn layers(env: &[(&str, &str)]) -> Layers {
         flags: BTreeMap::new(),
         env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         env_files: Vec::new(),
+        from_files: BTreeSet::new(),
     }
 }
 
@@ -100,7 +101,8 @@ fn explicit_env_file_must_exist_and_parse() {
     std::fs::write(&bad, "MAX_RETRIES=3\nthis is not a line\n").expect("w");
     l.env_files = vec![EnvFileArg { path: bad, optional: false }];
     let err = Config::load("marie", &l).expect_err("bad");
-    assert!(err.0.contains("bad.env"), "{err}");
+    assert!(err.0.contains("bad.env: line 2: not a NAME=value"), "{err}");
+    assert!(!err.0.contains("this is not"), "the line is not shown: {err}");
 }
 
 #[test]
@@ -141,12 +143,12 @@ fn reload_reports_restart_only_changes() {
 }
 
 #[test]
-fn named_env_files_rank_above_the_environment_and_reach_the_agent() {
+fn named_env_files_rank_below_the_environment_and_reach_the_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (common, own) = (dir.path().join("watcher.env"), dir.path().join("marie.env"));
     std::fs::write(&common, "MAX_RETRIES=1\nTASK_TIMEOUT=20\nANTHROPIC_API_KEY=k1\n").expect("w");
     std::fs::write(&own, "MAX_RETRIES=2\n").expect("w");
-    let mut l = layers(&[("MAX_RETRIES", "9"), ("TASK_TIMEOUT", "30"), ("HEARTBEAT_INTERVAL", "5")]);
+    let mut l = layers(&[("TASK_TIMEOUT", "30"), ("HEARTBEAT_INTERVAL", "5")]);
     l.env.insert("WATCHER_ROOT".into(), dir.path().display().to_string());
     l.env_files = vec![
         EnvFileArg::parse(&common.display().to_string()),
@@ -155,14 +157,43 @@ fn named_env_files_rank_above_the_environment_and_reach_the_agent() {
     ];
     let c = Config::load("marie", &l).expect("config");
     assert_eq!(c.tuning.max_retries, 2, "the later file wins");
-    assert_eq!(c.tuning.task_timeout, Duration::from_secs(20), "a named file beats the environment");
+    assert_eq!(c.tuning.task_timeout, Duration::from_secs(30), "the environment beats a named file");
     assert_eq!(c.tuning.heartbeat_interval, Duration::from_secs(5));
     assert_eq!(c.tuning.agent_env.get("ANTHROPIC_API_KEY").map(String::as_str), Some("k1"));
     assert_eq!(c.env_files, vec![common.clone(), own.clone()]);
-    std::fs::write(&common, "ANTHROPIC_API_KEY=k2\n").expect("w");
+    std::fs::write(&common, "ANTHROPIC_API_KEY=k2\nTASK_TIMEOUT=25\n").expect("w");
     let (c, _) = c.reload(&l).expect("reload");
     assert_eq!(c.tuning.agent_env.get("ANTHROPIC_API_KEY").map(String::as_str), Some("k2"));
-    assert_eq!(c.tuning.task_timeout, Duration::from_secs(30), "back to the environment's value");
+    assert_eq!(c.tuning.task_timeout, Duration::from_secs(30), "still the environment's value");
+}
+
+/// Under systemd the environment holds what EnvironmentFile= read from the same files: those
+/// variables are the files' own, and a reload follows the files (and drops what they drop).
+#[test]
+fn what_the_environment_got_from_the_files_follows_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("marie.env");
+    std::fs::write(&file, "MAX_RETRIES=4\nMY_KEY=\"a$b\"\nGONE=x\n").expect("w");
+    let env: BTreeMap<String, String> = [
+        ("WATCHER_ROOT", dir.path().display().to_string()),
+        ("MAX_RETRIES", "4".into()),
+        ("MY_KEY", "a$b".into()),
+        ("GONE", "x".into()),
+        ("OWN", "o".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let l = Layers::new(BTreeMap::new(), env, vec![EnvFileArg::parse(&file.display().to_string())]);
+    assert_eq!(l.from_files, ["GONE", "MAX_RETRIES", "MY_KEY"].map(String::from).into());
+    let c = Config::load("marie", &l).expect("config");
+    assert_eq!(c.tuning.max_retries, 4);
+    std::fs::write(&file, "MAX_RETRIES=6\nMY_KEY='a$c'\n").expect("w");
+    let (c, _) = c.reload(&l).expect("reload");
+    assert_eq!(c.tuning.max_retries, 6);
+    assert_eq!(c.tuning.agent_env.get("MY_KEY").map(String::as_str), Some("a$c"));
+    assert_eq!(c.tuning.agent_unset, vec!["GONE".to_string()]);
+    assert!(!c.tuning.agent_env.contains_key("OWN"), "the environment's own is inherited, not set");
 }
 
 #[test]

@@ -152,6 +152,6 @@ impl CtlArgs {
             flags.insert("WATCHER_ROOT", (root.to_string_lossy().into_owned(), "--root"));
         }
         let env_files = self.env_file.iter().map(|a| EnvFileArg::parse(a)).collect();
-        Layers { flags, env, env_files }
+        Layers::new(flags, env, env_files)
     }
 }

@@ -230,6 +230,10 @@ impl Listener {
             };
             ended.extend(self.commands.start(&limits, self.poll.registry(), child_token));
         }
+        self.commands.sweep();
+        for w in self.commands.warnings() {
+            self.log.warn(&w, &[]);
+        }
         for e in ended {
             self.command_ended(e);
         }

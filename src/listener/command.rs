@@ -6,7 +6,9 @@
 //! durable record; a command queued when the listener stops is not run.
 //!
 //! Processes are [`crate::runner::Child`]: no shell, own process group, parent-death
-//! signal, pipes read from the loop, NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* removed.
+//! signal, pipes read from the loop, NOTIFY_SOCKET/WATCHDOG_*/LISTEN_* removed; and, as the
+//! worker's agents, contained ([`Containment`]): what a command leaves behind (a setsid'd
+//! double fork) is killed when it ends, is killed, or the listener stops.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use crate::runner::supervise::{Stop, Why};
-use crate::runner::{Child, Exit, Pipe, Spec};
+use crate::runner::{Child, Containment, Exit, Mark, Pipe, Spec};
 
 /// Events waiting for a free slot, at most.
 pub const MAX_QUEUED: usize = 10_000;
@@ -84,17 +86,60 @@ pub struct Commands {
     scratch: Vec<u8>,
     /// Jobs dropped because the queue was full.
     pub dropped: u64,
+    contain: Containment,
 }
 
 impl Commands {
-    /// At most `max_slots` commands at once, whatever the setting says later.
-    pub fn new(max_slots: usize) -> Commands {
+    /// At most `max_slots` commands at once, whatever the setting says later; contained as
+    /// `contain` decided at start-up.
+    pub fn new(max_slots: usize, contain: Containment) -> Commands {
         Commands {
             queue: VecDeque::new(),
             slots: (0..max_slots).map(|_| None).collect(),
             scratch: vec![0; 16 * 1024],
             dropped: 0,
+            contain,
         }
+    }
+
+    /// How commands are contained, for the start-up log.
+    pub fn containment(&self) -> String {
+        self.contain.describe()
+    }
+
+    /// Warnings of the containment since the last call.
+    pub fn warnings(&mut self) -> Vec<String> {
+        self.contain.take_warnings()
+    }
+
+    /// The running commands' pids, and the marks their orphans carry.
+    fn marks(&self) -> Vec<Mark> {
+        let mark = |r: &Running| Mark {
+            pid: r.child.pid(),
+            env: vec![("WATCHER_EVENT_ID".into(), r.job.event_id.clone())],
+        };
+        self.slots.iter().flatten().map(mark).collect()
+    }
+
+    /// Kills the orphans of ended commands (all of them when none runs), when due.
+    pub fn sweep(&mut self) {
+        let marks = self.marks();
+        self.contain.sweep(|p| marks.iter().any(|m| m.pid == p), &marks);
+    }
+
+    /// Timers of the containment (removing killed cgroups).
+    pub fn tick(&mut self, now: Instant) {
+        self.contain.tick(now);
+    }
+
+    /// No killed cgroup left to wait for (see [`Containment::settled`]).
+    pub fn settled(&self) -> bool {
+        self.contain.settled(Instant::now())
+    }
+
+    /// At exit: whatever a command left is killed.
+    pub fn shutdown(&mut self) {
+        self.contain.shutdown(|_| false);
     }
 
     pub fn enqueue(&mut self, job: Job) {
@@ -134,12 +179,12 @@ impl Commands {
             let Some(slot) = self.slots.iter().position(Option::is_none) else { break };
             let Some(job) = self.queue.pop_front() else { break };
             let now = Instant::now();
-            match spawn(&job, &limits.argv) {
+            match spawn(&job, &limits.argv, &mut self.contain) {
                 Ok(child) => {
                     if child.register(registry, |p| token(slot, p)).is_err() {
                         // Unwatchable pipes: it dies now, and is reaped (and reported) as
                         // killed by SIGKILL.
-                        child.signal_group(libc::SIGKILL);
+                        child.kill_all();
                     }
                     let stop = Stop::new(now, limits.timeout);
                     self.slots[slot] = Some(Running { job, child, started: now, stop });
@@ -166,7 +211,8 @@ impl Commands {
                 // ECHILD: reaped elsewhere; nothing more to learn.
                 Some(Err(_)) => Exit::Code(-1),
             };
-            let Some(run) = self.slots[slot].take() else { continue };
+            let Some(mut run) = self.slots[slot].take() else { continue };
+            self.contain.ended(&mut run.child);
             let captured = run.child.finish(registry, &mut self.scratch);
             // Stopped by us: its time was up, or the listener stopped it.
             let outcome = match (run.stop.why().is_some(), exit) {
@@ -181,6 +227,8 @@ impl Commands {
                 stderr_tail: captured.stderr_tail,
             });
         }
+        let marks = self.marks();
+        self.contain.reap_orphans(|p| marks.iter().any(|m| m.pid == p));
         out
     }
 
@@ -188,7 +236,7 @@ impl Commands {
     pub fn enforce(&mut self, now: Instant, kill_grace: Duration) {
         for run in self.slots.iter_mut().flatten() {
             if let Some(signal) = run.stop.tick(now, kill_grace) {
-                run.child.signal_group(signal.number());
+                run.child.send(signal);
             }
         }
     }
@@ -197,13 +245,14 @@ impl Commands {
     pub fn kill_all(&mut self) {
         for run in self.slots.iter_mut().flatten() {
             if let Some(signal) = run.stop.kill(Why::Shutdown) {
-                run.child.signal_group(signal.number());
+                run.child.send(signal);
             }
         }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.slots.iter().flatten().filter_map(|r| r.stop.next()).min()
+        let stops = self.slots.iter().flatten().filter_map(|r| r.stop.next());
+        stops.chain(self.contain.next_deadline()).min()
     }
 }
 
@@ -211,7 +260,7 @@ fn ended(job: Job, outcome: Outcome, started: Instant) -> Ended {
     Ended { job, outcome, duration: started.elapsed(), stderr_tail: String::new() }
 }
 
-fn spawn(job: &Job, argv: &[String]) -> std::io::Result<Child> {
+fn spawn(job: &Job, argv: &[String], contain: &mut Containment) -> std::io::Result<Child> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("WATCHER_EVENT".into(), job.kind.into()),
         ("WATCHER_EVENT_ID".into(), job.event_id.clone().into()),
@@ -223,10 +272,12 @@ fn spawn(job: &Job, argv: &[String]) -> std::io::Result<Child> {
     if let Some(t) = &job.task_id {
         env.push(("WATCHER_TASK_ID".into(), t.clone().into()));
     }
-    Child::spawn(Spec {
+    let spec = Spec {
         argv: argv.iter().map(OsString::from).collect(),
         env,
+        unset: Vec::new(),
         stdin: job.json.clone(),
         max_output: MAX_OUTPUT,
-    })
+    };
+    contain.spawn(spec, &format!("notify-{}", job.event_id))
 }

@@ -94,6 +94,7 @@ impl Listener {
                 ("REBUILD_MS", &self.started.elapsed().as_millis()),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
+                ("CONTAINMENT", &self.commands.containment()),
             ],
         );
     }
@@ -193,11 +194,12 @@ impl Listener {
         if !killed && Instant::now() >= deadline {
             self.kill_commands(Instant::now());
         }
-        self.commands.running() == 0
+        self.commands.running() == 0 && self.commands.settled()
     }
 
     /// Before the process exits: the last state, the unix socket file it bound.
     pub(super) fn stopped(&mut self) {
+        self.commands.shutdown();
         self.retry_io_at = None;
         self.commit();
         if !self.staged.is_empty() || self.state_dirty {

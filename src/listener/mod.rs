@@ -22,6 +22,8 @@ mod health;
 mod http;
 mod intake;
 mod lifecycle;
+#[cfg(test)]
+mod round_trip;
 mod self_metrics;
 mod state;
 mod summary;
@@ -203,7 +205,7 @@ impl Listener {
             lost_roots: Vec::new(),
             reap_due: false,
             more_work: false,
-            commands: Commands::new(MAX_COMMANDS),
+            commands: Commands::new(MAX_COMMANDS, crate::runner::Containment::setup()),
             endpoint,
             own,
             phase: Phase::Running,
@@ -283,6 +285,7 @@ impl Listener {
             }
         }
         self.commands.enforce(now, self.cfg.tuning.kill_grace);
+        self.commands.tick(now);
         if self.retry_io_at.is_some_and(|t| now >= t) {
             self.retry_io_at = None;
             self.rescan_due |= std::mem::take(&mut self.retry_scans);

@@ -1,12 +1,16 @@
 //! Running one agent process: spawned without a shell in its own process group with a
-//! parent-death signal, fed its description on stdin, its stdout and stderr read without ever
-//! blocking, and reaped so that nothing of its group outlives it.
+//! parent-death signal (and, with [`Containment`], in a cgroup of its own or under the
+//! daemon as subreaper), fed its description on stdin, its stdout and stderr read without
+//! ever blocking, and reaped so that nothing it started outlives it.
 //!
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
 pub mod agents;
 mod capture;
+pub(crate) mod cgroup;
+mod contain;
 mod last_object;
+pub(crate) mod orphans;
 mod spawn;
 pub mod supervise;
 
@@ -21,6 +25,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 pub use capture::{Capture, Tail};
+pub(crate) use contain::Containment;
+pub(crate) use orphans::Mark;
 
 /// Variables of the daemon's own that an agent must never see.
 pub const STRIPPED_ENV: &[&str] =
@@ -35,6 +41,8 @@ pub struct Spec {
     pub argv: Vec<OsString>,
     /// Set in the agent's environment, over the daemon's own (less STRIPPED_ENV).
     pub env: Vec<(OsString, OsString)>,
+    /// Left out of the daemon's own environment as well.
+    pub unset: Vec<OsString>,
     pub stdin: Vec<u8>,
     pub max_output: usize,
 }
@@ -94,6 +102,8 @@ pub struct Child {
     stderr: Option<File>,
     out: Capture,
     err: Tail,
+    /// Its run's cgroup, when it has one.
+    cgroup: Option<cgroup::Run>,
 }
 
 fn set_nonblocking(fd: RawFd) -> io::Result<()> {
@@ -107,11 +117,12 @@ fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The agent's environment as `K=V` strings: the daemon's own, less [`STRIPPED_ENV`], with
-/// `set` over it.
-fn environment(set: &[(OsString, OsString)]) -> Vec<OsString> {
+/// The agent's environment as `K=V` strings: the daemon's own, less [`STRIPPED_ENV`] and
+/// `unset`, with `set` over it.
+fn environment(set: &[(OsString, OsString)], unset: &[OsString]) -> Vec<OsString> {
     let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
-        .filter(|(k, _)| !STRIPPED_ENV.iter().any(|s| k == s) && !set.iter().any(|(sk, _)| sk == k))
+        .filter(|(k, _)| !STRIPPED_ENV.iter().any(|s| k == s) && !unset.contains(k))
+        .filter(|(k, _)| !set.iter().any(|(sk, _)| sk == k))
         .collect();
     vars.extend(set.iter().cloned());
     vars.into_iter()
@@ -142,9 +153,27 @@ fn pipe_file(fd: impl Into<OwnedFd>) -> io::Result<File> {
 impl Child {
     /// Starts the agent. The caller registers the pipes with [`Child::register`].
     pub fn spawn(spec: Spec) -> io::Result<Child> {
-        let env = environment(&spec.env);
+        Child::spawn_in(spec, None)
+    }
+
+    /// Starts the agent in `cgroup`: it moves itself there before it execs, so that nothing
+    /// it starts is ever outside. The cgroup is removed if the agent cannot start.
+    pub(crate) fn spawn_in(spec: Spec, mut cgroup: Option<cgroup::Run>) -> io::Result<Child> {
+        let env = environment(&spec.env, &spec.unset);
         let path = env_value(&env, "PATH").map(OsString::from);
-        let spawned = spawn::spawn(&spec.argv, &env, path.as_deref())?;
+        let into = cgroup.as_ref().and_then(cgroup::Run::procs_fd);
+        let spawned = match spawn::spawn(&spec.argv, &env, path.as_deref(), into) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(run) = cgroup {
+                    let _ = run.remove();
+                }
+                return Err(e);
+            }
+        };
+        if let Some(run) = cgroup.as_mut() {
+            run.placed();
+        }
         let pid = spawned.pid;
         let stdin = Some(pipe_file(spawned.stdin)?);
         let stdout = Some(pipe_file(spawned.stdout)?);
@@ -158,6 +187,7 @@ impl Child {
             stderr,
             out: Capture::new(spec.max_output),
             err: Tail::new(STDERR_TAIL_BYTES),
+            cgroup,
         };
         if c.write_stdin() {
             // All written (or the agent closed its end): EOF now, no loop turn needed.
@@ -265,6 +295,33 @@ impl Child {
         unsafe {
             libc::kill(-self.pid, signal);
         }
+    }
+
+    /// A stop sequence's signal: SIGTERM to the process group; SIGKILL to the group and, when
+    /// it has one, its whole cgroup ([`Child::kill_all`]).
+    pub fn send(&self, signal: supervise::Signal) {
+        match signal {
+            supervise::Signal::Term => self.signal_group(libc::SIGTERM),
+            supervise::Signal::Kill => self.kill_all(),
+        }
+    }
+
+    /// SIGKILL to the agent's process group and, when it has one, its whole cgroup.
+    pub fn kill_all(&self) {
+        self.signal_group(libc::SIGKILL);
+        if let Some(run) = &self.cgroup {
+            let _ = run.kill();
+        }
+    }
+
+    /// Where its run's cgroup is, when it has one.
+    pub fn cgroup_path(&self) -> Option<&std::path::Path> {
+        self.cgroup.as_ref().map(cgroup::Run::path)
+    }
+
+    /// Its run's cgroup, for [`Containment::ended`].
+    pub(crate) fn take_cgroup(&mut self) -> Option<cgroup::Run> {
+        self.cgroup.take()
     }
 
     /// If the agent has exited: kills whatever is left of its process group (before reaping,

@@ -43,8 +43,12 @@ struct ChildArgs {
     /// The child's ends: stdin read, stdout write, stderr write.
     fds: [RawFd; 3],
     parent: libc::pid_t,
+    /// `cgroup.procs` of the cgroup to move into before execve, or -1.
+    cgroup_procs: RawFd,
     /// Set by the child when it fails before or at execve; read after it has gone.
     errno: libc::c_int,
+    /// Set by the child when what failed is the move into its cgroup.
+    in_cgroup: bool,
 }
 
 fn cstring(s: &OsStr) -> io::Result<CString> {
@@ -123,6 +127,12 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     };
     // SAFETY: every call below is an async-signal-safe system call on valid arguments.
     unsafe {
+        // Into its run's cgroup first ("0" is the writer itself), so that nothing it ever
+        // starts is outside it.
+        if a.cgroup_procs >= 0 && libc::write(a.cgroup_procs, b"0".as_ptr().cast(), 1) != 1 {
+            a.in_cgroup = true;
+            return fail(a);
+        }
         // Handlers installed by the daemon must not run in this copy of it: reset them (the
         // parent blocked every signal around the clone), and SIGPIPE, which Rust ignores.
         for sig in 1..=libc::SIGRTMAX() {
@@ -167,8 +177,14 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
 }
 
 /// Starts `argv` with exactly the environment `env` (`K=V` strings), stdin/stdout/stderr on
-/// pipes, in its own process group, with SIGKILL as its parent-death signal.
-pub fn spawn(argv: &[OsString], env: &[OsString], path: Option<&OsStr>) -> io::Result<Spawned> {
+/// pipes, in its own process group, with SIGKILL as its parent-death signal; with
+/// `cgroup_procs` (an open `cgroup.procs`), in that cgroup.
+pub fn spawn(
+    argv: &[OsString],
+    env: &[OsString],
+    path: Option<&OsStr>,
+    cgroup_procs: Option<RawFd>,
+) -> io::Result<Spawned> {
     let Some(program) = argv.first() else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty agent command"));
     };
@@ -190,7 +206,9 @@ pub fn spawn(argv: &[OsString], env: &[OsString], path: Option<&OsStr>) -> io::R
         fds: [stdin_r.as_raw_fd(), stdout_w.as_raw_fd(), stderr_w.as_raw_fd()],
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
+        cgroup_procs: cgroup_procs.unwrap_or(-1),
         errno: 0,
+        in_cgroup: false,
     };
     let (pid, errno) = STACK.with_borrow_mut(|stack| clone_child(stack, &mut args))?;
     drop((stdin_r, stdout_w, stderr_w));
@@ -198,7 +216,12 @@ pub fn spawn(argv: &[OsString], env: &[OsString], path: Option<&OsStr>) -> io::R
         let mut status = 0;
         // SAFETY: the child has exited (_exit after a failure); this reaps it.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        return Err(io::Error::from_raw_os_error(errno));
+        let e = io::Error::from_raw_os_error(errno);
+        // SAFETY: a volatile read of a field the child may have written.
+        if unsafe { std::ptr::read_volatile(&args.in_cgroup) } {
+            return Err(io::Error::new(e.kind(), format!("cannot move into its cgroup: {e}")));
+        }
+        return Err(e);
     }
     Ok(Spawned { pid, stdin: stdin_w, stdout: stdout_r, stderr: stderr_r })
 }

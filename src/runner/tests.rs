@@ -8,6 +8,7 @@ fn sh(script: &str, stdin: &[u8]) -> Spec {
     Spec {
         argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
         env: vec![("WATCHER_TASK_ID".into(), "t1".into())],
+        unset: vec![],
         stdin: stdin.to_vec(),
         max_output: 1 << 20,
     }
@@ -91,7 +92,13 @@ fn killed_by_signal() {
 
 #[test]
 fn spawn_error_for_missing_program() {
-    let spec = Spec { argv: vec!["/nonexistent/agent".into()], env: vec![], stdin: vec![], max_output: 10 };
+    let spec = Spec {
+        argv: vec!["/nonexistent/agent".into()],
+        env: vec![],
+        unset: vec![],
+        stdin: vec![],
+        max_output: 10,
+    };
     let err = Child::spawn(spec).expect_err("missing");
     assert_eq!(err.kind(), io::ErrorKind::NotFound);
 }
@@ -133,6 +140,7 @@ fn program_is_looked_up_in_the_agents_path() {
         Spec {
             argv: vec!["my-agent".into()],
             env: vec![("PATH".into(), format!("/nonexistent:{}", dir.path().display()).into())],
+            unset: vec![],
             stdin: vec![],
             max_output: 100,
         }

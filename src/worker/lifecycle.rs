@@ -168,6 +168,8 @@ impl Daemon {
     }
 
     fn stage_heartbeat_as(&mut self, status: WorkerState) {
+        // Orphans a sweep missed (reparented without a signal to us) go at the heartbeat.
+        self.agents.sweep_soon();
         self.report.heartbeat_status = Some(status);
         self.timers.heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
         let hb = Heartbeat {
@@ -332,6 +334,9 @@ impl Daemon {
 
     /// The last heartbeat, `stopped`, written before the process exits.
     pub(super) fn stopped(&mut self) {
+        // No agent runs any more: nothing it started may stay.
+        self.agents.shutdown();
+        self.contain_warnings();
         self.commit_now();
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);

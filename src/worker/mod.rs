@@ -12,6 +12,7 @@
 //! and fake agents in tests.
 
 pub mod breaker;
+mod contained;
 mod failure;
 mod http;
 mod lifecycle;
@@ -44,7 +45,7 @@ use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
 use crate::runner::agents::{Agents, Processes};
 use crate::runner::supervise::Stop;
-use crate::runner::Pipe;
+use crate::runner::{Containment, Pipe};
 use crate::spool::{Claim, EntryId, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
@@ -225,7 +226,7 @@ impl Daemon {
     pub fn new(cfg: Config, layers: Layers, log: Logger, spool: Box<dyn Spool>) -> Result<Daemon, Fatal> {
         let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
-        Daemon::with(cfg, layers, log, spool, Box::new(Processes::default()), signals)
+        Daemon::with(cfg, layers, log, spool, Box::new(Processes::new(Containment::setup())), signals)
     }
 
     fn with(
@@ -329,6 +330,7 @@ impl Daemon {
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
+                ("CONTAINMENT", &self.agents.describe()),
             ],
         );
         Ok(())
@@ -365,6 +367,7 @@ impl Daemon {
             self.reap();
         }
         self.fire_timers(now);
+        self.sweep_orphans();
         self.more_work = false;
         self.schedule();
         self.flush();
@@ -453,6 +456,7 @@ impl Daemon {
                 self.flight.active == 0
                     && self.flight.waiting.is_empty()
                     && (!self.spool.has_pending() || abandoned)
+                    && self.agents.settled(Instant::now())
             }
         }
     }

@@ -58,9 +58,13 @@ impl Daemon {
             .map_err(|e| Fatal::Other(format!("preflight task: {e}")))?;
         let spec = self.spec(&task, 1, None);
         let started = Instant::now();
+        let ran = run_to_end(self.agents.as_mut(), spec, CANARY_TIMEOUT, &mut self.scratch);
+        // Nothing else runs yet: whatever the canary left goes now.
+        self.agents.sweep_soon();
+        self.agents.sweep();
+        self.contain_warnings();
         let (exit, timed_out, captured) =
-            run_to_end(self.agents.as_mut(), spec, CANARY_TIMEOUT, &mut self.scratch)
-                .map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
+            ran.map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
         let output = interpret_captured(&captured);
         let run = classify::Run {
             exit,

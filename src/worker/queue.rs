@@ -330,6 +330,7 @@ impl Daemon {
         Spec {
             argv,
             env,
+            unset: self.cfg.tuning.agent_unset.iter().map(Into::into).collect(),
             stdin: task.description.clone().into_bytes(),
             max_output: self.cfg.tuning.max_output_bytes as usize,
         }
@@ -395,21 +396,30 @@ impl Daemon {
         self.flight.active += 1;
     }
 
-    /// Reaps every agent that has exited.
+    /// Reaps every agent that has exited, killing what is left of its run, and the orphans
+    /// that exited.
     pub(super) fn reap(&mut self) {
         for slot in 0..self.flight.slots.len() {
             let Some(run) = self.flight.slots[slot].as_ref() else {
                 continue;
             };
-            match self.agents.try_exit(slot) {
-                Ok(None) => {}
-                Ok(Some(exit)) => self.finish(slot, exit),
+            let exit = match self.agents.try_exit(slot) {
+                Ok(None) => continue,
+                Ok(Some(exit)) => exit,
                 Err(e) => {
                     self.log.error("cannot wait for an agent", &[("TASK_ID", &run.task.id), ("ERROR", &e)]);
-                    self.finish(slot, Exit::Code(-1));
+                    Exit::Code(-1)
                 }
+            };
+            if let Some(cgroup) = self.agents.cgroup(slot) {
+                let fields: [crate::log::Field; 2] =
+                    [("TASK_ID", &run.task.id), ("CGROUP", &cgroup.display())];
+                self.log.debug("agent exited; killing what is left in its run's cgroup", &fields);
             }
+            // Its cgroup is killed (or its orphans swept) as it is finished.
+            self.finish(slot, exit);
         }
+        self.agents.reap_orphans();
     }
 
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.

@@ -2,8 +2,8 @@
 //! poll timeout is the earliest of them, and a turn fires those that are due, in the table's
 //! order; nothing is listed twice.
 //!
-//! Most timers are read from what they time (an agent's stop sequence, the breaker, a pause,
-//! files held back, HTTP connections, the drain); [`Timers`] keeps the few that are only times.
+//! Most timers are read from what they time (an agent's stop sequence, the agents'
+//! containment, the breaker, a pause, files held back, HTTP connections, the drain); [`Timers`] keeps the few that are only times.
 
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,11 @@ const fn timer(next: fn(&Daemon) -> Option<Instant>, fire: fn(&mut Daemon, Insta
 }
 
 /// Every timer, in the order a turn fires them.
-const TIMERS: [Timer; 12] = [
+const TIMERS: [Timer; 13] = [
     // SIGTERM at a task's time limit, SIGKILL after KILL_GRACE.
     Timer { next: Daemon::agents_next, fire: Daemon::enforce_deadlines, reap_first: true },
+    // Killed run cgroups removed once empty.
+    timer(|d| d.agents.next_deadline(), Daemon::tick_containment),
     timer(Daemon::http_deadline, Daemon::expire_http),
     timer(|d| d.holds.breaker.deadline(), Daemon::half_open),
     timer(|d| d.holds.paused.map(|p| p.until), Daemon::end_pause),

@@ -28,6 +28,8 @@ DROPIN_DIR=/run/systemd/system/$UNIT.d
 TASK_ID=sys-$$-1
 MAX_WORKER_EXPOSURE=2.0
 MAX_LISTENER_EXPOSURE=1.5
+# shellcheck source=SCRIPTDIR/isolation.sh
+source "$HERE/isolation.sh"
 
 # --- static checks of the unit sources, on the host -----------------------------------
 
@@ -658,6 +660,9 @@ main() {
     step "systemctl reload applies a changed env file" step_reload
     step "systemctl stop drains; heartbeat 'stopped'" step_stop
     step "escaped worker name (my\\x2dworker)" step_escaped_name
+    step "env files: systemd's EnvironmentFile= reads the table of tests/fixtures/env-file as our parser does" step_env_table
+    step "env files: a secret with \$, backticks, backslashes reaches the agent byte for byte" step_secret_to_agent
+    step "Delegate=yes: each run in a cgroup of its own, escaped processes killed with it (end, time-out, stop)" step_cgroup_escape
     step "bad env value: failed, exit 78, no restart loop" step_bad_config
     step "package: upgrade over itself while a worker runs: env file kept, worker restarted" step_upgrade_while_running
     step "package: dpkg -r stops the workers, --purge keeps the spool" step_remove_purge

@@ -4,7 +4,8 @@ use std::fs;
 
 use serde_json::json;
 
-use super::*;
+use crate::support::ctl::*;
+use crate::support::util::*;
 
 fn failed_then_listed(root: &Root, id: &str, description: &str) {
     let p = patience();

@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::*;
+use crate::support::ctl::*;
+use crate::support::util::*;
 
 fn row<'a>(rows: &'a Value, worker: &str) -> &'a Value {
     rows.as_array()

@@ -1,8 +1,10 @@
 //! `watcherctl submit`: atomic queueing, --wait, ids, stdin, refusals.
 
 use std::fs;
+use std::process::Stdio;
 
-use super::*;
+use crate::support::ctl::*;
+use crate::support::util::*;
 
 #[test]
 fn submit_wait_returns_the_result_of_a_running_worker() {

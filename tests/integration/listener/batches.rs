@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::ctl::ctl;
+use crate::support::ctl::ctl;
 
 fn submit_in(root: &Root, worker: &str, id: &str, what: &str, batch: &str, size: Option<u64>) {
     let mut meta = json!({"batch": batch});

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::*;
-use crate::ctl::ctl;
+use crate::support::ctl::ctl;
 
 #[test]
 fn every_completed_and_failed_task_of_two_workers_is_announced_once() {

@@ -2,17 +2,17 @@
 //! announcements after a kill -9 and a restart, the aggregated scrape target, restarts of
 //! the listener itself, the notify command, and its exit statuses.
 
-mod batches;
-mod blocked;
-mod events;
-mod health;
-mod notify;
-mod restart;
-mod scrape;
-mod settings;
+mod batches; // one batch_completed when all are in; never twice
+mod blocked; // events that cannot be written hold results back, never lose them
+mod events; // every result of every worker becomes exactly one event, written whole
+mod health; // a killed worker announced unhealthy once, recovered once; stopped, breaker open
+mod notify; // ORCHESTRATOR_NOTIFY_COMMAND: once per event; one that fails or hangs holds nothing up
+mod restart; // the listener restarted or killed: same counts, no event twice, nothing missed
+mod scrape; // the host's one scrape target: every worker's families plus the listener's own
+mod settings; // exit statuses: a bad setting, a second listener, a damaged state file
 
-use crate::scrape::Target;
-use crate::util::*;
+use crate::support::scrape::Target;
+use crate::support::util::*;
 
 /// Settings of the workers in these tests: quick heartbeats, no retries, no metrics socket.
 pub const FAST_WORKER: &[(&str, &str)] =

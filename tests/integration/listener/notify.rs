@@ -117,3 +117,44 @@ fn a_stall_of_the_listener_is_not_a_command_time_out() {
     });
     assert_eq!(outcomes, (1.0, 0.0), "{}", l.log_text());
 }
+
+/// Whether `pid` is a live process started for a notify command.
+fn a_command_process(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv.starts_with(b"WATCHER_EVENT_ID=")))
+}
+
+#[test]
+fn what_a_command_leaves_behind_is_killed() {
+    let root = Root::new();
+    let left = root.path().join("left");
+    std::fs::create_dir(&left).expect("mkdir");
+    // A daemon as a double fork with setsid makes it: out of the command's group and session.
+    let cmd = script(
+        &root,
+        "escape",
+        r#"setsid -f sh -c 'sleep 100000 & echo $! > "$1/$WATCHER_EVENT_ID"' sh "$1" </dev/null >/dev/null 2>&1; cat >/dev/null"#,
+    );
+    let pids = || -> Vec<i32> {
+        names(&left)
+            .iter()
+            .filter_map(|n| std::fs::read_to_string(left.join(n)).ok()?.trim().parse().ok())
+            .collect()
+    };
+    struct Kill<F: Fn() -> Vec<i32>>(F);
+    impl<F: Fn() -> Vec<i32>> Drop for Kill<F> {
+        fn drop(&mut self) {
+            for pid in (self.0)().into_iter().filter(|p| a_command_process(*p)) {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    let _guard = Kill(pids);
+    let command = format!("{} {}", quoted(&cmd), quoted(&left));
+    let (_l, _t) = start(&root, &[("ORCHESTRATOR_NOTIFY_COMMAND", &command)]);
+    let _m = worker(&root, "marie");
+    root.submit("marie", "t1", "hello");
+    let first = wait_for("the pid of a process a command left", || pids().first().copied());
+    wait_for("it is killed", || (!a_command_process(first)).then_some(()));
+}

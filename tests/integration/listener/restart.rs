@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::scrape::Samples;
+use crate::support::scrape::Samples;
 
 fn processed(s: &Samples, worker: &str, status: &str) -> f64 {
     s.get(&format!("watcher_tasks_processed_total{{worker=\"{worker}\",status=\"{status}\"}}"))
@@ -114,7 +114,7 @@ fn a_removed_spool_comes_back_for_the_listener() {
     let _m = worker(&root, "marie");
     root.submit("marie", "t1", "hello");
     root.wait_events("t1 announced", |e| e.iter().any(|e| e["task_id"] == "t1"));
-    crate::inotify::rm_rf(&root, &["tasks", "results", "triggers", "heartbeats", "dlq", "listener"]);
+    rm_rf(&root, &["tasks", "results", "triggers", "heartbeats", "dlq", "listener"]);
     root.submit("marie", "t2", "hello");
     root.wait_events("t2 announced", |e| e.iter().any(|e| e["task_id"] == "t2"));
     let state = root.path().join("listener/state.json");
@@ -175,7 +175,7 @@ fn a_result_touched_or_edited_is_announced_once() {
     root.wait_events("t3 failed", |_| task_events(&root, "t3") == ["task_failed"]);
     assert!(l.stop().success());
     sed_i(&root, "marie", "t1");
-    let out = crate::ctl::ctl_with_input(&root, &["dlq", "retry", "marie", "t3"], "");
+    let out = crate::support::ctl::ctl_with_input(&root, &["dlq", "retry", "marie", "t3"], "");
     assert_eq!(out.code, 0, "{out:?}");
     wait_for("t3 ran again", || (root.result("marie", "t3")?["status"] == "completed").then_some(()));
     let (_l, target) = start(&root, &[]);

@@ -2,7 +2,7 @@
 //! and heartbeats, plus the listener's own; one HELP/TYPE per family (promtool).
 
 use super::*;
-use crate::scrape::promtool_check;
+use crate::support::scrape::promtool_check;
 
 #[test]
 fn the_endpoint_carries_both_workers_and_passes_promtool() {
@@ -97,7 +97,9 @@ fn the_listener_serves_the_age_of_a_queue_that_waits_and_its_worker_serves_the_s
     root.submit("marie", "waits", "hello");
     let hb = root.wait_heartbeat("marie", "the queued task dated", |h| h["oldest_queued_at"].is_f64());
     assert!(hb["oldest_queued_at"].as_f64() <= hb["timestamp"].as_f64(), "{hb}");
-    let age = |s: &crate::scrape::Samples| s.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}");
+    let age = |s: &crate::support::scrape::Samples| {
+        s.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}")
+    };
     let first = age(&target.scrape_when("an age on the listener", |s| {
         s.map.get("watcher_oldest_queued_task_age_seconds{worker=\"marie\"}").is_some_and(|a| *a > 0.0)
     }));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::*;
+use crate::support::util::*;
 
 pub struct Prometheus {
     child: Child,
@@ -76,7 +76,7 @@ impl Prometheus {
         s.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes()).ok()?;
         let mut bytes = Vec::new();
         s.read_to_end(&mut bytes).ok()?;
-        let a = crate::scrape::parse_answer(&bytes);
+        let a = crate::support::scrape::parse_answer(&bytes);
         Some((a.status, a.body))
     }
 

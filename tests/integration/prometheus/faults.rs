@@ -3,8 +3,8 @@
 //! endpoint and on the listener's, under the same series.
 
 use crate::listener::{start, FAST_WORKER};
-use crate::scrape::{Samples, Target};
-use crate::util::*;
+use crate::support::scrape::{Samples, Target};
+use crate::support::util::*;
 
 /// Starts `name` with metrics on a unix socket in the root; its target.
 fn worker(root: &Root, name: &str, env: &[(&str, &str)]) -> (Worker, Target) {

@@ -6,11 +6,11 @@
 //! Without promtool or prometheus these tests print a SKIP line, except under CI (CI set),
 //! where .ci/run installs them and their absence fails.
 
-mod api;
-mod dashboard;
-mod faults;
-mod rules;
-mod server;
+mod api; // a real Prometheus on a free port, asked through its HTTP API
+mod dashboard; // the Grafana dashboard held to Grafana's dashboard model
+mod faults; // what the fault alerts read, the same series on both endpoints
+mod rules; // the shipped alert rules: promtool check rules and test rules
+mod server; // Prometheus scrapes the daemons; every expression returns data
 
 use std::fs;
 use std::path::PathBuf;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::api::Prometheus;
 use super::rules::alert_names;
 use super::*;
-use crate::util::*;
+use crate::support::util::*;
 
 /// Metrics on a TCP port the kernel chooses, heartbeats twice a second.
 const WORKER: &[(&str, &str)] = &[
