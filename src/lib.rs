@@ -1,7 +1,7 @@
 //! worker-watcher: systemd-native daemons that run AI-agent workers from a file spool.
 //!
 //! The binaries are thin; everything they do is here so tests reach it. The worker daemon is
-//! [`run_worker`]; its loop is [`daemon`], the folder protocol [`spool`], the agent process
+//! [`run_worker`]; its loop is [`worker`], the folder protocol [`spool`], the agent process
 //! [`runner`]. `watcherctl` is [`ctl`]. `orchestrator-listener` is [`listener`].
 
 pub mod agent;

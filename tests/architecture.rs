@@ -39,17 +39,7 @@ const OWNERS: &[&str] = &["src/spool", "src/engine"];
 
 /// `(file, literal, why)`: the exceptions, each with its reason. An entry that no longer
 /// matches anything fails the test too: remove it with the code it excused.
-const ALLOWED: &[(&str, &str, &str)] = &[
-    // The worker's side of issue 15 (branch worker-core: backend-neutral task ids, the worker
-    // speaking only to its Spool) replaces these with `Layout::prompt`, `Layout::pipe`,
-    // `Layout::pipe_name` and names chosen by the backend; they were left for it.
-    ("src/worker/queue.rs", ".json", "worker-core: task names are the backend's"),
-    ("src/worker/queue.rs", "{}.md", "worker-core: Layout::prompt"),
-    ("src/worker/pipe.rs", "{id}.json", "worker-core: the pipe queues through the backend"),
-    ("src/worker/pipe.rs", "pipe-{ms:.0}-{}.json", "worker-core: the pipe queues through the backend"),
-    ("src/worker/pipe.rs", "{}.pipe", "worker-core: Layout::pipe"),
-    ("src/worker/pipe.rs", "pipes/{}.pipe", "worker-core: Layout::pipe_name"),
-];
+const ALLOWED: &[(&str, &str, &str)] = &[];
 
 /// The string literals of Rust source `src` (with their line), comments skipped. Enough of
 /// the lexer for this crate: plain, byte and raw strings, char literals and lifetimes.

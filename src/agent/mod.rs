@@ -3,6 +3,7 @@
 //! run means ([`classify`]).
 
 pub mod classify;
+pub mod reason;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -11,9 +11,6 @@ use crate::format::records::Heartbeat;
 use crate::spool::control::{ControlSpool, Place};
 use crate::sys::clock;
 
-/// Heartbeat intervals after which a heartbeat is stale (as orchestrator-listener counts).
-pub const STALE_INTERVALS: f64 = 3.0;
-
 /// What is known of one worker.
 struct Row {
     worker: String,
@@ -30,7 +27,7 @@ impl Row {
 
     fn stale(&self, now: f64) -> bool {
         match &self.heartbeat {
-            Ok(h) => h.status != "stopped" && now - h.timestamp > STALE_INTERVALS * h.heartbeat_interval,
+            Ok(h) => h.status != "stopped" && h.is_stale(now),
             Err(_) => false,
         }
     }

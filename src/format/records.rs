@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::agent::reason::Reason;
 use crate::agent::AgentReport;
 use crate::format::task::Failure;
 
@@ -25,8 +26,7 @@ pub struct TaskResult {
     pub worker: String,
     /// `completed` or `failed`.
     pub status: String,
-    /// On failure: `timeout`, `exit_code`, `signal`, `spawn_error`, `agent_error`, `invalid`,
-    /// `reclaim_limit`.
+    /// On failure: one of [`crate::agent::reason::FINAL`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +59,43 @@ pub struct TaskResult {
     pub agent: Option<AgentReport>,
 }
 
+impl TaskResult {
+    /// A completed result of `task_id` with nothing else known yet: the caller sets what it
+    /// knows (the agent's run, the task's metadata).
+    pub fn new(task_id: String, worker: String, hostname: String, finished_at: String) -> TaskResult {
+        TaskResult {
+            task_id,
+            worker,
+            status: COMPLETED.into(),
+            reason: None,
+            message: None,
+            exit_code: None,
+            signal: None,
+            output: Value::Null,
+            output_truncated: false,
+            output_bytes: 0,
+            stderr_tail: String::new(),
+            attempts: 0,
+            started_at: None,
+            finished_at,
+            duration_seconds: 0.0,
+            hostname,
+            metadata: Value::Null,
+            agent: None,
+        }
+    }
+
+    /// The same result, failed for `reason`.
+    pub fn failed(self, reason: Reason, message: String) -> TaskResult {
+        TaskResult {
+            status: FAILED.into(),
+            reason: Some(reason.as_str().into()),
+            message: Some(message),
+            ..self
+        }
+    }
+}
+
 /// The head of a result: enough to tell what kind it is.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct ResultHead {
@@ -72,7 +109,7 @@ impl ResultHead {
     /// The failed result of a file rejected as invalid: a corrected task of the same id
     /// replaces it (the worker, `watcherctl submit` and `dlq retry` all take it).
     pub fn is_invalid(&self) -> bool {
-        self.status == FAILED && self.reason.as_deref() == Some("invalid")
+        self.status == FAILED && self.reason.as_deref() == Some(Reason::Invalid.as_str())
     }
 }
 
@@ -123,7 +160,7 @@ pub struct Heartbeat {
     pub hostname: String,
     /// Seconds since the epoch.
     pub timestamp: f64,
-    /// `idle`, `busy`, `circuit_open`, `half_open`, `stopping`, `stopped`.
+    /// The worker's state: [`crate::worker::state::WorkerState::as_str`].
     pub status: String,
     pub active_tasks: usize,
     pub queue_size: usize,
@@ -168,9 +205,48 @@ pub struct Heartbeat {
     pub metrics: Vec<String>,
 }
 
+/// Heartbeat intervals without a new heartbeat after which a worker's heartbeat is stale: its
+/// loop stalled, or it cannot write, or it is gone without saying so. The worker's own health,
+/// `watcherctl status` and the listener all judge by this one rule.
+pub const STALE_INTERVALS: f64 = 3.0;
+
+impl Heartbeat {
+    /// The age, in seconds, past which a heartbeat written every `interval` seconds is stale.
+    pub fn stale_limit(interval: f64) -> f64 {
+        STALE_INTERVALS * interval
+    }
+
+    /// Whether this heartbeat is stale at `now` (seconds since the epoch), aged by its own
+    /// timestamp. (The listener ages heartbeats on its monotonic clock instead, and the worker
+    /// its own; both use [`Heartbeat::stale_limit`].)
+    pub fn is_stale(&self, now: f64) -> bool {
+        now - self.timestamp > Heartbeat::stale_limit(self.heartbeat_interval)
+    }
+}
+
 /// Serialises a record as pretty JSON with a final newline.
 pub fn to_bytes<T: Serialize>(record: &T) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(record).unwrap_or_default();
     out.push(b'\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_heartbeat_is_stale_past_three_of_its_intervals() {
+        let hb: Heartbeat = serde_json::from_value(serde_json::json!({
+            "worker": "marie", "pid": 1, "hostname": "h", "timestamp": 1000.0, "status": "idle",
+            "active_tasks": 0, "queue_size": 0, "max_concurrent": 1, "processed": 0, "failed": 0,
+            "retried": 0, "dead_lettered": 0, "circuit_state": "closed", "started_at": 900.0,
+            "heartbeat_interval": 10.0, "version": "0"
+        }))
+        .expect("a heartbeat");
+        assert_eq!(Heartbeat::stale_limit(10.0), 30.0);
+        assert!(!hb.is_stale(1030.0), "at the limit");
+        assert!(hb.is_stale(1030.5));
+        assert!(!hb.is_stale(900.0), "a clock behind its writer's");
+    }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use crate::runner::supervise::{Stop, Why};
 use crate::runner::{Child, Containment, Exit, Mark, Pipe, Spec};
 
 /// Events waiting for a free slot, at most.
@@ -38,9 +39,7 @@ struct Running {
     job: Job,
     child: Child,
     started: Instant,
-    deadline: Instant,
-    kill_at: Option<Instant>,
-    timed_out: bool,
+    stop: Stop,
 }
 
 /// How a command ended.
@@ -187,9 +186,8 @@ impl Commands {
                         // killed by SIGKILL.
                         child.kill_all();
                     }
-                    let deadline = now + limits.timeout;
-                    self.slots[slot] =
-                        Some(Running { job, child, started: now, deadline, kill_at: None, timed_out: false });
+                    let stop = Stop::new(now, limits.timeout);
+                    self.slots[slot] = Some(Running { job, child, started: now, stop });
                 }
                 Err(e) => failed.push(ended(job, Outcome::SpawnError(e.to_string()), now)),
             }
@@ -216,7 +214,8 @@ impl Commands {
             let Some(mut run) = self.slots[slot].take() else { continue };
             self.contain.ended(&mut run.child);
             let captured = run.child.finish(registry, &mut self.scratch);
-            let outcome = match (run.timed_out, exit) {
+            // Stopped by us: its time was up, or the listener stopped it.
+            let outcome = match (run.stop.why().is_some(), exit) {
                 (true, _) => Outcome::TimedOut,
                 (false, Exit::Code(0)) => Outcome::Ok,
                 (false, e) => Outcome::Failed(e),
@@ -236,17 +235,8 @@ impl Commands {
     /// Time-outs: SIGTERM to the group at the deadline, SIGKILL after `kill_grace`.
     pub fn enforce(&mut self, now: Instant, kill_grace: Duration) {
         for run in self.slots.iter_mut().flatten() {
-            match run.kill_at {
-                Some(at) if now >= at => {
-                    run.child.kill_all();
-                    run.kill_at = Some(now + Duration::from_secs(3600));
-                }
-                None if now >= run.deadline => {
-                    run.timed_out = true;
-                    run.child.signal_group(libc::SIGTERM);
-                    run.kill_at = Some(now + kill_grace);
-                }
-                _ => {}
+            if let Some(signal) = run.stop.tick(now, kill_grace) {
+                run.child.send(signal);
             }
         }
     }
@@ -254,14 +244,15 @@ impl Commands {
     /// Kills every running command now (a second stop signal).
     pub fn kill_all(&mut self) {
         for run in self.slots.iter_mut().flatten() {
-            run.timed_out = true;
-            run.child.kill_all();
+            if let Some(signal) = run.stop.kill(Why::Shutdown) {
+                run.child.send(signal);
+            }
         }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let kills = self.slots.iter().flatten().map(|r| r.kill_at.unwrap_or(r.deadline));
-        kills.chain(self.contain.next_deadline()).min()
+        let stops = self.slots.iter().flatten().filter_map(|r| r.stop.next());
+        stops.chain(self.contain.next_deadline()).min()
     }
 }
 

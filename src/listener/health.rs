@@ -17,8 +17,6 @@ use crate::spool::listener::StoredHeartbeat;
 
 /// A heartbeat's interval when it does not state one (the design's default).
 pub const DEFAULT_INTERVAL: f64 = 10.0;
-/// Intervals without a heartbeat after which it is stale.
-pub const STALE_INTERVALS: f64 = 3.0;
 
 pub const STALE: &str = "stale";
 pub const STOPPED: &str = "stopped";
@@ -123,7 +121,9 @@ impl Beat {
                 let span = crate::config::bounds::of("HEARTBEAT_INTERVAL");
                 let interval = self.heartbeat_interval.filter(|i| i.is_finite() && *i > 0.0);
                 let interval = interval.unwrap_or(DEFAULT_INTERVAL);
-                STALE_INTERVALS * span.map_or(interval, |s| interval.clamp(s.min, s.max))
+                crate::format::records::Heartbeat::stale_limit(
+                    span.map_or(interval, |s| interval.clamp(s.min, s.max)),
+                )
             }
         }
     }

@@ -9,11 +9,11 @@ use serde_json::json;
 
 use super::*;
 use crate::log::Sink;
-use crate::spool::mem::MemSpool;
+use crate::spool::mem::Memory;
 
 /// A listener on `spool`, its settings from an empty root (no metrics endpoint, errors only
 /// in the log).
-fn listener(spool: &MemSpool, root: &Path) -> Listener {
+fn listener(spool: &Memory, root: &Path) -> Listener {
     let mut layers = Layers::default();
     let root = root.display().to_string();
     for (k, v) in [("WATCHER_ROOT", root.as_str()), ("ENABLE_METRICS", "false"), ("LOG_LEVEL", "ERROR")] {
@@ -28,14 +28,14 @@ fn listener(spool: &MemSpool, root: &Path) -> Listener {
     l
 }
 
-fn result(spool: &MemSpool, id: &str, status: &str) {
+fn result(spool: &Memory, id: &str, status: &str) {
     let r =
         json!({"task_id": id, "worker": "marie", "status": status, "finished_at": "2026-01-01T00:00:00Z"});
     spool.write_result("marie", id, r.to_string().as_bytes(), SystemTime::now());
 }
 
 /// The task ids of the task events written, in order.
-fn announced(spool: &MemSpool) -> Vec<String> {
+fn announced(spool: &Memory) -> Vec<String> {
     let events = spool.events();
     let values = events.values().map(|b| serde_json::from_slice::<serde_json::Value>(b).expect("json"));
     values.filter_map(|v| v["task_id"].as_str().map(str::to_string)).collect()
@@ -44,7 +44,7 @@ fn announced(spool: &MemSpool) -> Vec<String> {
 #[test]
 fn each_result_is_announced_and_counted_once_across_a_restart() {
     let root = tempfile::tempdir().expect("tempdir");
-    let spool = MemSpool::new();
+    let spool = Memory::new();
     result(&spool, "t1", "completed");
     result(&spool, "t2", "failed");
     let mut l = listener(&spool, root.path());
@@ -66,7 +66,7 @@ fn each_result_is_announced_and_counted_once_across_a_restart() {
 #[test]
 fn a_worker_that_shows_up_is_followed_and_its_stopped_heartbeat_announced() {
     let root = tempfile::tempdir().expect("tempdir");
-    let spool = MemSpool::new();
+    let spool = Memory::new();
     let mut l = listener(&spool, root.path());
     l.turn();
     assert!(l.workers.is_empty());

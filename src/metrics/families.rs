@@ -1,35 +1,19 @@
 //! The metric families of a worker, labelled `worker`: their names, help texts and buckets
 //! in one place. The listener registers the same families to serve workers it aggregates.
 
+use crate::agent::reason;
 use prometheus::{
     CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 /// Why a task fails: the `reason` of results and dead letters.
-pub const REASONS: &[&str] = &[
-    "timeout",
-    "exit_code",
-    "signal",
-    "spawn_error",
-    "agent_error",
-    "empty_output",
-    "invalid",
-    "reclaim_limit",
-    "repeated_failure",
-    "attempt_limit",
-    "time_limit",
-    "error_max_turns",
-    "error_max_budget_usd",
-    "error_max_structured_output_retries",
-    "permission_denied",
-];
+pub const REASONS: &[&str] = &reason::FINAL;
 
 /// Reasons an attempt can be retried for (a file that is not a task never is).
-const RETRY_REASONS: &[&str] =
-    &["timeout", "exit_code", "signal", "spawn_error", "agent_error", "empty_output"];
+const RETRY_REASONS: &[&str] = &reason::RETRIED;
 
 /// Why a run is not charged as an attempt.
-pub const UNCHARGED_REASONS: &[&str] = &["rate_limited", "credential", "network", "service"];
+pub const UNCHARGED_REASONS: &[&str] = &reason::UNCHARGED;
 
 /// What the metrics endpoint counts of its connections.
 pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted", "timed_out"];

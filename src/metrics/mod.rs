@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use prometheus::{Counter, Encoder, Histogram, IntCounter, Registry, TextEncoder};
 
+use crate::agent::reason::Reason;
 use crate::agent::AgentReport;
 pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS, WORKER_ONLY};
 pub use process::ProcessMetrics;
@@ -28,15 +29,15 @@ pub enum End {
     /// Given up: a failed result and a dead letter (or a dead letter only for a file
     /// without a usable id).
     Failed {
-        reason: String,
+        reason: Reason,
     },
     /// A failed attempt that will be retried.
     Retried {
-        reason: String,
+        reason: Reason,
     },
     /// A run not charged to its task (a rate limit, an outage of the agent's service).
     Uncharged {
-        reason: String,
+        reason: Reason,
     },
 }
 
@@ -119,11 +120,11 @@ impl WorkerMetrics {
             End::Completed => self.completed.inc(),
             End::Failed { reason } => {
                 f.processed.with_label_values(&[w, "failed"]).inc();
-                f.failed.with_label_values(&[w, reason]).inc();
-                f.dead_letters.with_label_values(&[w, reason]).inc();
+                f.failed.with_label_values(&[w, reason.as_str()]).inc();
+                f.dead_letters.with_label_values(&[w, reason.as_str()]).inc();
             }
-            End::Retried { reason } => f.retries.with_label_values(&[w, reason]).inc(),
-            End::Uncharged { reason } => f.uncharged.with_label_values(&[w, reason]).inc(),
+            End::Retried { reason } => f.retries.with_label_values(&[w, reason.as_str()]).inc(),
+            End::Uncharged { reason } => f.uncharged.with_label_values(&[w, reason.as_str()]).inc(),
         }
         let Some(run) = &r.run else {
             return;

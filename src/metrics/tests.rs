@@ -8,7 +8,7 @@ fn text(m: &WorkerMetrics) -> String {
 }
 
 fn failed(reason: &str) -> End {
-    End::Failed { reason: reason.into() }
+    End::Failed { reason: Reason::parse(reason).expect("a reason") }
 }
 
 #[test]
@@ -49,7 +49,7 @@ fn outcomes_move_the_counters() {
     };
     m.record(&Recorded { end: End::Completed, run: run(2, Some(0.25)) });
     m.record(&Recorded { end: End::Completed, run: run(2000, Some(0.5)) });
-    m.record(&Recorded { end: End::Retried { reason: "exit_code".into() }, run: run(1, None) });
+    m.record(&Recorded { end: End::Retried { reason: Reason::ExitCode }, run: run(1, None) });
     m.record(&Recorded { end: failed("exit_code"), run: run(1, None) });
     m.record(&Recorded { end: failed("invalid"), run: None });
     m.claimed(Duration::from_millis(3));

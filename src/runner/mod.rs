@@ -5,12 +5,14 @@
 //!
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
+pub mod agents;
 mod capture;
 pub(crate) mod cgroup;
 mod contain;
 mod last_object;
 pub(crate) mod orphans;
 mod spawn;
+pub mod supervise;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -79,7 +81,7 @@ impl Pipe {
 }
 
 /// What the child printed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Captured {
     pub stdout: Vec<u8>,
     pub stdout_truncated: bool,
@@ -292,6 +294,15 @@ impl Child {
         // SAFETY: kill has no memory-safety preconditions.
         unsafe {
             libc::kill(-self.pid, signal);
+        }
+    }
+
+    /// A stop sequence's signal: SIGTERM to the process group; SIGKILL to the group and, when
+    /// it has one, its whole cgroup ([`Child::kill_all`]).
+    pub fn send(&self, signal: supervise::Signal) {
+        match signal {
+            supervise::Signal::Term => self.signal_group(libc::SIGTERM),
+            supervise::Signal::Kill => self.kill_all(),
         }
     }
 

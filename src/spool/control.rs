@@ -2,7 +2,7 @@
 //! for one, the workers' heartbeats, the dead letters, the listener's events.
 //!
 //! [`ControlSpool`] is that interface. [`super::fs::control::FsControl`] is the folders of
-//! worker-watcher-tasks(5); [`super::mem::MemSpool`] keeps everything in memory, for tests;
+//! worker-watcher-tasks(5); [`super::mem::Memory`] keeps everything in memory, for tests;
 //! an engine (Redis: `XADD` to a worker's stream, its results in keys, `P:events` read with
 //! `XREAD`) fits the same calls. watcherctl keeps the commands, their output and their exit
 //! statuses; a backend only says what is where, and names it ([`Place`]) in messages.

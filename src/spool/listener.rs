@@ -6,7 +6,7 @@
 //! registered once ([`ListenerSpool::register`]), then per turn a drain of what changed and
 //! a batch of results ([`ListenerSpool::results`]), and a commit. [`super::fs::listener`] is
 //! the folders (a cursor over the result files' modification times, and a log of what was
-//! taken); [`super::mem::MemSpool`] keeps everything in memory, for tests. A stream engine fits
+//! taken); [`super::mem::Memory`] keeps everything in memory, for tests. A stream engine fits
 //! the same calls: results read from its `results` stream by a consumer group (taken = read,
 //! committed = acknowledged, with the listener's state in the same transaction), heartbeats
 //! from keys, events added to its `events` stream.

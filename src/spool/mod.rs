@@ -1,14 +1,18 @@
 //! The spool: where tasks wait, how one is claimed, and where outcomes are made durable.
 //!
-//! The daemon's loop, runner and breaker speak only to the [`Spool`] trait, so a second
-//! backend (Redis Streams with consumer groups: a claim is XREADGROUP, recovery XAUTOCLAIM)
-//! fits without touching them. [`fs::FsSpool`] is the embedded default: the folder protocol
-//! of worker-watcher-tasks(5).
+//! The worker's loop speaks only to the [`Spool`] trait. Two kinds of backend fit it: one
+//! that lists names (the folders of [`fs::FsSpool`], the embedded default: the protocol of
+//! worker-watcher-tasks(5)), and one that hands out the next entry itself (a Redis stream with
+//! a consumer group, [`crate::engine::redis`]: its delivery is the claim, and recovery reads
+//! the consumer's own pending list). [`mem::MemSpool`] keeps everything in memory, for tests
+//! of the loop. Ids are [`EntryId`]s, bytes that mean something only to their backend.
 //!
 //! The listener's interface is [`listener::ListenerSpool`], watcherctl's
 //! [`control::ControlSpool`]; each has the folders' implementation ([`fs`]) and one in memory
 //! ([`mem`]). Every path of the folders comes from [`layout::Layout`].
 
+#[cfg(test)]
+mod contract;
 pub mod control;
 pub mod error;
 pub mod fs;
@@ -18,8 +22,10 @@ pub mod mem;
 pub(crate) mod read;
 mod writer;
 
-use std::ffi::{OsStr, OsString};
+use std::borrow::Cow;
+use std::fmt;
 use std::io;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use mio::{Registry, Token};
@@ -31,25 +37,95 @@ pub use error::{Error, OpenError};
 pub use layout::Layout;
 pub use read::Writers;
 
-/// A queued task not yet claimed, known by its name in the queue.
+/// A backend's id of a queued or claimed task: a file name in a folder, an entry of a stream.
+/// Bytes, so that a file name that is not UTF-8 is kept exactly. Ids starting with `.` are
+/// never handed out by a backend (see [`Claim::unqueued`]).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EntryId(Vec<u8>);
+
+impl EntryId {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> EntryId {
+        EntryId(bytes.into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The id as text, for logs and records (invalid UTF-8 replaced).
+    pub fn lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+}
+
+impl From<&str> for EntryId {
+    fn from(s: &str) -> EntryId {
+        EntryId(s.as_bytes().to_vec())
+    }
+}
+
+impl From<String> for EntryId {
+    fn from(s: String) -> EntryId {
+        EntryId(s.into_bytes())
+    }
+}
+
+impl fmt::Debug for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.lossy())
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.lossy())
+    }
+}
+
+/// A queued task not yet claimed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
-    pub name: OsString,
+    pub id: EntryId,
     pub arrived: SystemTime,
+}
+
+/// Something in the queue that cannot be a task, to be reported once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ignored {
+    pub id: EntryId,
+    /// Why it is not a task (for the folders: "task files end in .json").
+    pub why: &'static str,
 }
 
 /// A claimed task: only the claimant holds it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Claim {
-    /// The backend's key of the claimed task (for the folders: its name in `.inflight/`).
-    pub key: OsString,
-    /// The name the producer gave it.
-    pub source: OsString,
+    /// The backend's key of the claimed task (folders: its name in `.inflight/`; a stream: the
+    /// entry delivered).
+    pub key: EntryId,
+    /// The id it was queued under (folders: the name the producer gave it).
+    pub source: EntryId,
+    /// A file holding the task as claimed, for the agent (WATCHER_TASK_FILE) and the claim
+    /// receipt: the folder backend's claimed file itself. A backend that keeps tasks elsewhere
+    /// may write one (under its runtime folder) or give none; the agent reads the task on its
+    /// stdin either way.
+    pub file: Option<PathBuf>,
 }
 
 impl Claim {
     pub fn source_lossy(&self) -> String {
-        self.source.to_string_lossy().into_owned()
+        self.source.lossy().into_owned()
+    }
+
+    /// The claim of something that was never queued (a pipe line too long to keep), for its
+    /// dead letter: it holds nothing, and its key starts with `.`, which no backend hands
+    /// out, so releasing it releases nothing.
+    pub fn unqueued(n: u64, source: &str) -> Claim {
+        Claim { key: EntryId::from(format!(".unqueued-{n}")), source: EntryId::from(source), file: None }
     }
 }
 
@@ -65,6 +141,9 @@ pub struct Loaded {
 #[derive(Debug)]
 pub struct Rejected {
     pub why: Invalid,
+    /// The id a task that names none takes (for the folders: the file's name without
+    /// `.json`), if it is a valid one; its result is written under it.
+    pub fallback_id: Option<String>,
     /// The content, when it was a JSON object.
     pub doc: Option<Value>,
     /// The start of the content as text, when it was not JSON.
@@ -134,19 +213,20 @@ pub enum OpKind {
 #[derive(Debug)]
 pub struct Done {
     pub kind: OpKind,
-    pub claim: Option<Claim>,
+    /// The key of the op's claim, if it has one.
+    pub key: Option<EntryId>,
     /// `None`: durable. A failed `Complete`, `DeadLetter`, `SaveState` or `Requeue` stays
     /// staged and is tried again at the next commit.
     pub error: Option<io::Error>,
 }
 
-/// What the change notifications said.
+/// What the arrival notifications said.
 #[derive(Debug, Default)]
 pub struct Intake {
-    /// Queue names that arrived, in order.
-    pub arrivals: Vec<OsString>,
-    /// Names that arrived but cannot be tasks, to be reported.
-    pub ignored: Vec<OsString>,
+    /// Ids that arrived in the queue, in order.
+    pub arrivals: Vec<EntryId>,
+    /// What arrived but cannot be a task, to be reported.
+    pub ignored: Vec<Ignored>,
     /// Notifications were lost: list the queue again.
     pub rescan: bool,
 }
@@ -156,11 +236,39 @@ pub struct Intake {
 pub struct Scan {
     /// Queued tasks, oldest first.
     pub entries: Vec<Entry>,
-    /// Names that cannot be tasks, to be reported.
-    pub ignored: Vec<OsString>,
+    /// What cannot be a task, to be reported.
+    pub ignored: Vec<Ignored>,
 }
 
 /// The spool interface of the worker loop.
+///
+/// The loop keeps the ids it knows as queued in arrival order, claims them one by one while it
+/// has free slots, and stages every outcome as an [`Op`] that the backend makes durable in
+/// groups. How each method maps to the two kinds of backend (folders: [`fs::FsSpool`]; the
+/// Redis engine of [`crate::engine::redis`], through its I/O thread `RedisIo` and the scripts
+/// of `ops::Queue`, docs/redis.md):
+///
+/// | method | folders | Redis stream, consumer group |
+/// |---|---|---|
+/// | `register` | inotify on the queue; the writer thread's waker | the `XREAD BLOCK` reader's waker (`token`) and `RedisIo`'s (`writes`) |
+/// | `intake` | inotify events → names | entries the blocked `XREAD` saw (from the group's last-delivered-id) |
+/// | `scan` | list the folder, oldest first | `XRANGE` after the group's last-delivered-id: entries not delivered yet |
+/// | `leftovers` | `.inflight/` | own pending list: `Queue::recover("0", n, bump=true)` (each counts a reclaim) |
+/// | `claim` | `rename(2)` into `.inflight/` | the `claim` script, `>`, count 1: the group's next entry, which may not be `wanted` |
+/// | `load` | read and validate the file | the task's `doc` and `state` as delivered |
+/// | `requeue`, `put_back` | rename back into the queue | `requeue` script |
+/// | `discard` | remove the claimed file | nothing: `claim` drops entries whose result exists (`done`) |
+/// | `result_exists`, `result_is_invalid`, `set_aside_result` | `results/` | `GET` of the result key |
+/// | `submit` | write files atomically | `enqueue` script |
+/// | `stage`/`commit` | the writer thread, group commit | one pipelined `RedisIo::Batch` per turn: `complete`, `dead_letter`, a state save while held, `requeue`, `heartbeat`, `spend` |
+/// | `ledger` | `.spend.json` | the `spend` hash |
+///
+/// Gaps the Redis backend has to fill, all in its own code: a claim is synchronous here (one
+/// round trip through `RedisIo`, bounded by SPOOL_TIMEOUT; a claim whose reply is lost is
+/// found by `recover` without a bump); [`Op::SaveState`] keeps the entry held (a small `save`
+/// script next to `retry_later`, which gives the entry up); leases are renewed at each
+/// heartbeat (`renew`) and other hosts' idle entries reclaimed (`reclaim`, `ReclaimGate`) from
+/// the backend's own timers.
 pub trait Spool {
     /// Registers the source of arrival notifications with the loop (`token`), and what tells
     /// the loop that written ops have outcomes to collect (`writes`).
@@ -171,13 +279,14 @@ pub trait Spool {
     fn scan(&mut self) -> io::Result<Scan>;
     /// Tasks found claimed at start-up: left by a daemon that died.
     fn leftovers(&mut self) -> io::Result<Vec<Claim>>;
-    /// Claims a queued task; `Ok(None)` when it is gone (taken or removed).
-    fn claim(&mut self, name: &OsStr) -> io::Result<Option<Claim>>;
+    /// Claims a queued task; `Ok(None)` when nothing is left to claim (`wanted` was taken or
+    /// removed). A backend that lists names claims `wanted`. One that hands out entries in its
+    /// own order (a stream) claims its next entry: another one when `wanted` went to another
+    /// consumer, and the loop then forgets `wanted` and the claim's `source` as queued.
+    fn claim(&mut self, wanted: &EntryId) -> io::Result<Option<Claim>>;
     /// Reads and validates a claimed task. (Rejections are rare; their size does not matter.)
     #[allow(clippy::result_large_err)]
     fn load(&mut self, claim: &Claim, max_bytes: u64, worker: &str) -> Result<Loaded, Rejected>;
-    /// A path the agent may read the claimed task from (WATCHER_TASK_FILE), if any.
-    fn task_path(&self, claim: &Claim) -> Option<std::path::PathBuf>;
     /// Whether a final result for `task_id` exists.
     fn result_exists(&self, task_id: &str) -> bool;
     /// Whether the result of `task_id` is the failed result of a file rejected as invalid,
@@ -187,15 +296,16 @@ pub trait Spool {
     fn set_aside_result(&mut self, task_id: &str) -> io::Result<()>;
     /// Puts a claimed task back in the queue as it is.
     fn requeue(&mut self, claim: &Claim) -> io::Result<()>;
-    /// Puts a claimed file that may still be being written back in the queue, where its
-    /// writer expects it; returns its name there. The arrival this move itself causes is not
-    /// reported by [`Spool::intake`]; its writer closing it later is.
-    fn put_back(&mut self, claim: &Claim) -> io::Result<OsString>;
+    /// Puts a claimed task that may still be being written back in the queue, where its writer
+    /// expects it; returns its id there. The arrival this move itself causes is not reported
+    /// by [`Spool::intake`]; its writer finishing it later is. (Only a backend whose producers
+    /// write in place has such tasks: [`Rejected::unfinished`].)
+    fn put_back(&mut self, claim: &Claim) -> io::Result<EntryId>;
     /// Drops a claimed task whose result already exists.
     fn discard(&mut self, claim: &Claim) -> io::Result<()>;
-    /// Queues tasks as a producer would (the pipe intake): each under its name, or a free
-    /// variant of it, durably. Returns per task the name it was queued under.
-    fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>>;
+    /// Queues tasks as a producer would (the pipe intake), durably: each `(task id, content)`
+    /// under that id, or a free variant of it. Returns per task the id it was queued under.
+    fn submit(&mut self, tasks: Vec<(String, Vec<u8>)>) -> Vec<io::Result<EntryId>>;
     fn stage(&mut self, op: Op);
     /// Returns the outcomes of ops written since the last call, and hands what is staged to
     /// be made durable (group commit). Never waits for the disk: outcomes of what it hands
@@ -217,7 +327,7 @@ pub trait Spool {
     }
     /// The folders of the spool that were found missing (removed under the daemon) and made
     /// again since the last call, to be reported.
-    fn recreated(&mut self) -> Vec<std::path::PathBuf> {
+    fn recreated(&mut self) -> Vec<PathBuf> {
         Vec::new()
     }
 }

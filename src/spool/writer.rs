@@ -18,7 +18,7 @@ use mio::Waker;
 use super::Op;
 use crate::format::records::to_bytes;
 use crate::spool::layout::{record_name, WorkerFolders};
-use crate::spool::Claim;
+use crate::spool::{Claim, EntryId};
 use crate::sys::durable::{self, Batch};
 
 /// An op and the dead-letter file name chosen for it at staging.
@@ -29,6 +29,18 @@ pub(super) type Staged = (Op, Option<String>);
 pub(super) struct Written {
     pub(super) ops: Vec<(Staged, Option<io::Error>)>,
     pub(super) recreated: Vec<PathBuf>,
+}
+
+/// An id of the folder spool as the file name it is.
+pub(super) fn os(id: &EntryId) -> &std::ffi::OsStr {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::OsStr::from_bytes(id.as_bytes())
+}
+
+/// A file name as an id of the folder spool.
+pub(super) fn entry(name: std::ffi::OsString) -> EntryId {
+    use std::os::unix::ffi::OsStringExt;
+    EntryId::new(name.into_vec())
 }
 
 /// `<stem>~<n>.json`: a free name when the plain one is taken.
@@ -56,11 +68,13 @@ impl WorkerFolders {
     /// Puts a claimed task back in the queue under its own name, or a free one; returns
     /// the name. A queue folder removed meanwhile is made again.
     pub(super) fn requeue(&self, claim: &Claim) -> io::Result<std::ffi::OsString> {
-        let from = self.inflight.join(&claim.key);
-        let mut name = claim.source.clone();
+        let from = self.inflight.join(os(&claim.key));
+        let mut name = os(&claim.source).to_os_string();
         for n in 1..=1000u64 {
             match durable::rename_noreplace(&from, &self.queue.join(&name)) {
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => name = alternative(&claim.source, n),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    name = alternative(os(&claim.source), n)
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound && gone(&self.queue) && !gone(&from) => {
                     durable::recreate_dir(&self.queue)?
                 }
@@ -83,14 +97,9 @@ impl WorkerFolders {
                     batch.add(&self.results, &json(&r.task_id), to_bytes(r), i);
                 }
             }
-            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => batch
-                .add_with_mtime(
-                    &self.inflight,
-                    &claim.key.to_string_lossy(),
-                    task.to_bytes(),
-                    Some(*queued_at),
-                    i,
-                ),
+            Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => {
+                batch.add_with_mtime(&self.inflight, &claim.key.lossy(), task.to_bytes(), Some(*queued_at), i)
+            }
             // The claim a receipt records is not synced either: after a power failure the task
             // is simply claimed again.
             Op::Receipt(r) => batch.add_unsynced(&self.triggers, &json(&r.task_id), to_bytes(r), i),
@@ -102,10 +111,10 @@ impl WorkerFolders {
     /// What follows a durable op: releasing or moving the claimed file.
     fn after(&self, op: &Op, dlq_name: Option<&str>) -> io::Result<()> {
         match op {
-            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::Complete { claim, .. } => remove_if_present(&self.inflight.join(os(&claim.key))),
             Op::DeadLetter { claim, keep_original: true, .. } => {
                 let name = dlq_name.unwrap_or("unnamed.json");
-                let (from, to) = (self.inflight.join(&claim.key), self.original(name));
+                let (from, to) = (self.inflight.join(os(&claim.key)), self.original(name));
                 match fs::rename(&from, &to) {
                     // Removed with its folder (`rm -rf` of the spool): nothing is left to keep.
                     Err(e) if e.kind() == io::ErrorKind::NotFound && gone(&from) => Ok(()),
@@ -115,7 +124,7 @@ impl WorkerFolders {
                     other => other,
                 }
             }
-            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(&claim.key)),
+            Op::DeadLetter { claim, .. } => remove_if_present(&self.inflight.join(os(&claim.key))),
             Op::Requeue { claim, .. } => self.requeue(claim).map(drop),
             Op::SaveState { .. } | Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => Ok(()),
         }

@@ -1,6 +1,10 @@
 //! sd_notify(3) through the `sd-notify` crate: readiness, status, stopping, reloading and the
 //! watchdog. Outside systemd (no NOTIFY_SOCKET) nothing is sent. A failed notify is returned
 //! for the caller to log; it is never fatal.
+//!
+//! Each STATUS= line goes with the daemon's state (a word): a change of state is sent at once,
+//! a change of figures only at most every 250 ms. The worker passes its state; a daemon
+//! whose line starts with its state (the listener) may pass the line alone.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -46,8 +50,13 @@ impl Notifier {
     }
 
     pub fn ready(&mut self, status: &str) -> io::Result<()> {
-        self.remember(status);
-        self.send(&[NotifyState::Ready, NotifyState::Status(status)])
+        self.ready_as(first_word(status), status)
+    }
+
+    /// READY=1 with the status `line` of a daemon in `state`.
+    pub fn ready_as(&mut self, state: &str, line: &str) -> io::Result<()> {
+        self.remember(state, line);
+        self.send(&[NotifyState::Ready, NotifyState::Status(line)])
     }
 
     pub fn reloading(&mut self) -> io::Result<()> {
@@ -56,32 +65,45 @@ impl Notifier {
     }
 
     pub fn stopping(&mut self, status: &str) -> io::Result<()> {
-        self.remember(status);
-        self.send(&[NotifyState::Stopping, NotifyState::Status(status)])
+        self.stopping_as(first_word(status), status)
+    }
+
+    pub fn stopping_as(&mut self, state: &str, line: &str) -> io::Result<()> {
+        self.remember(state, line);
+        self.send(&[NotifyState::Stopping, NotifyState::Status(line)])
     }
 
     pub fn watchdog(&mut self) -> io::Result<()> {
         self.send(&[NotifyState::Watchdog])
     }
 
-    /// Sends `line` if it changed: at once when its first word (the state) changed, else at
-    /// most every 250 ms. Returns whether it was sent.
+    /// [`Notifier::status_as`] for a line that starts with its state.
     pub fn status(&mut self, line: &str, now: Instant) -> io::Result<bool> {
+        self.status_as(first_word(line), line, now)
+    }
+
+    /// Sends `line` if it changed: at once when the `state` changed, else at most every
+    /// 250 ms. Returns whether it was sent.
+    pub fn status_as(&mut self, state: &str, line: &str, now: Instant) -> io::Result<bool> {
         if line == self.last_status {
             return Ok(false);
         }
-        let word = line.split([',', ' ']).next().unwrap_or("");
         let recent = self.last_sent.is_some_and(|t| now.duration_since(t) < STATUS_MIN_GAP);
-        if word == self.last_word && recent {
+        if state == self.last_word && recent {
             return Ok(false);
         }
-        self.remember(line);
+        self.remember(state, line);
         self.last_sent = Some(now);
         self.send(&[NotifyState::Status(line)]).map(|()| true)
     }
 
-    fn remember(&mut self, status: &str) {
-        self.last_status = status.to_string();
-        self.last_word = status.split([',', ' ']).next().unwrap_or("").to_string();
+    fn remember(&mut self, state: &str, line: &str) {
+        line.clone_into(&mut self.last_status);
+        state.clone_into(&mut self.last_word);
     }
+}
+
+/// The state of a line that starts with it.
+fn first_word(line: &str) -> &str {
+    line.split([',', ' ']).next().unwrap_or("")
 }

@@ -12,15 +12,13 @@ use super::{Daemon, Phase};
 use crate::agent::classify::Cause;
 use crate::config::Config;
 use crate::error::Fatal;
+use crate::format::records::Heartbeat;
 use crate::http::{Endpoint, Request, Response, Stats, JSON};
 use crate::log::Logger;
 use crate::metrics::{self, CONTENT_TYPE};
 use crate::sys::socket::{self, Addr};
 use crate::worker::breaker::State;
-
-/// Heartbeat intervals without a durable heartbeat after which the worker is unhealthy
-/// (the loop stalled, or the spool cannot be written); the listener's stale limit too.
-const STALE_HEARTBEATS: f64 = 3.0;
+use crate::worker::state::WorkerState;
 
 /// Opens the endpoint. Under systemd (INVOCATION_ID set) without a passed socket, nothing
 /// is bound unless METRICS_LISTEN says where: METRICS_PORT is the host's scrape target's
@@ -66,36 +64,36 @@ pub(super) fn open(
 
 impl Daemon {
     pub(super) fn owns_http(&self, token: Token) -> bool {
-        self.endpoint.as_ref().is_some_and(|e| e.server.owns(token))
+        self.sources.endpoint.as_ref().is_some_and(|e| e.server.owns(token))
     }
 
     pub(super) fn on_http(&mut self, token: Token) {
-        let Some(mut ep) = self.endpoint.take() else {
+        let Some(mut ep) = self.sources.endpoint.take() else {
             return;
         };
         let stats = ep.server.stats();
         ep.server.ready(self.poll.registry(), token, &mut |req: &Request| self.respond(req, &stats));
-        self.endpoint = Some(ep);
+        self.sources.endpoint = Some(ep);
     }
 
     pub(super) fn http_deadline(&self) -> Option<Instant> {
-        self.endpoint.as_ref().and_then(|e| e.server.next_deadline())
+        self.sources.endpoint.as_ref().and_then(|e| e.server.next_deadline())
     }
 
     pub(super) fn expire_http(&mut self, now: Instant) {
-        if let Some(ep) = self.endpoint.as_mut() {
+        if let Some(ep) = self.sources.endpoint.as_mut() {
             ep.server.expire(self.poll.registry(), now);
         }
     }
 
     /// Where metrics are served, for the log and the heartbeat.
     pub(super) fn metrics_addresses(&self) -> Vec<String> {
-        self.endpoint.as_ref().map(|e| e.server.addresses()).unwrap_or_default()
+        self.sources.endpoint.as_ref().map(|e| e.server.addresses()).unwrap_or_default()
     }
 
     /// At exit: the unix socket file this process bound goes with it.
     pub(super) fn close_endpoint(&mut self) {
-        if let Some(ep) = self.endpoint.take() {
+        if let Some(ep) = self.sources.endpoint.take() {
             ep.close();
         }
     }
@@ -109,9 +107,9 @@ impl Daemon {
     }
 
     fn metrics_page(&self, http: &Stats) -> Response {
-        self.metrics.set_state(&self.metric_state());
-        self.metrics.set_http(http);
-        match self.metrics.encode() {
+        self.report.metrics.set_state(&self.metric_state());
+        self.report.metrics.set_http(http);
+        match self.report.metrics.encode() {
             Ok(body) => Response::new(200, CONTENT_TYPE, body),
             Err(e) => Response::text(500, &format!("cannot encode the metrics: {e}")),
         }
@@ -122,9 +120,9 @@ impl Daemon {
         let body = serde_json::json!({
             "healthy": problems.is_empty(),
             "worker": self.cfg.worker,
-            "status": self.heartbeat_status,
-            "circuit_state": self.breaker.state().name(),
-            "heartbeat_age_seconds": self.heartbeat_written.elapsed().as_secs_f64(),
+            "status": self.report.heartbeat_status.map_or("", WorkerState::as_str),
+            "circuit_state": self.holds.breaker.state().name(),
+            "heartbeat_age_seconds": self.report.heartbeat_written.elapsed().as_secs_f64(),
             "problems": problems,
         });
         let status = if problems.is_empty() { 200 } else { 503 };
@@ -134,11 +132,12 @@ impl Daemon {
     /// Why the worker is not healthy; empty when it is.
     fn health_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let State::Open { .. } = self.breaker.state() {
+        if let State::Open { .. } = self.holds.breaker.state() {
             problems.push("circuit breaker open: no task starts".to_string());
         }
-        let age = self.heartbeat_written.elapsed().as_secs_f64();
-        let limit = STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64();
+        // Its own last heartbeat, aged on the monotonic clock from when it was durable.
+        let age = self.report.heartbeat_written.elapsed().as_secs_f64();
+        let limit = self.stale_limit();
         if age > limit {
             problems.push(format!(
                 "no heartbeat written for {age:.1} s (limit {limit:.1} s): the loop stalled or the spool cannot be written"
@@ -150,25 +149,29 @@ impl Daemon {
         problems
     }
 
+    /// The age past which the worker's own heartbeat is stale.
+    fn stale_limit(&self) -> f64 {
+        Heartbeat::stale_limit(self.cfg.tuning.heartbeat_interval.as_secs_f64())
+    }
+
     fn metric_state(&self) -> metrics::State {
         let now = SystemTime::now();
-        let oldest = self.queue.iter().map(|(_, at)| *at).min();
+        let oldest = self.queue.order.iter().map(|(_, at)| *at).min();
         metrics::State {
             queue_size: self.queued(),
-            active: self.active,
-            waiting_retry: self.waiting.len(),
+            active: self.flight.active,
+            waiting_retry: self.flight.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
-            breaker: self.breaker.state().gauge(),
+            breaker: self.holds.breaker.state().gauge(),
             oldest_queued_age: oldest
                 .and_then(|t| now.duration_since(t).ok())
                 .map_or(0.0, |d| d.as_secs_f64()),
-            heartbeat_age: self.heartbeat_written.elapsed().as_secs_f64(),
+            heartbeat_age: self.report.heartbeat_written.elapsed().as_secs_f64(),
             healthy: self.health_problems().is_empty(),
             up: !matches!(self.phase, Phase::Draining { .. })
-                && self.heartbeat_written.elapsed().as_secs_f64()
-                    <= STALE_HEARTBEATS * self.cfg.tuning.heartbeat_interval.as_secs_f64(),
-            credential_fault: self.outage.as_ref().is_some_and(|o| o.cause == Cause::Credential)
-                && matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen),
+                && self.report.heartbeat_written.elapsed().as_secs_f64() <= self.stale_limit(),
+            credential_fault: self.holds.outage.as_ref().is_some_and(|o| o.cause == Cause::Credential)
+                && matches!(self.holds.breaker.state(), State::Open { .. } | State::HalfOpen),
         }
     }
 }

@@ -3,9 +3,12 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use super::policy::{self, Reclaimed};
+use super::state::{Figures, WorkerState};
 use super::{Daemon, Phase};
+use crate::agent::reason::Reason;
 use crate::error::Fatal;
-use crate::format::records::{Heartbeat, TaskResult, FAILED};
+use crate::format::records::{Heartbeat, TaskResult};
 use crate::log::ids;
 use crate::spool::Op;
 use crate::sys::clock;
@@ -45,36 +48,16 @@ impl Daemon {
                 continue;
             }
             // A task waiting for its retry time was not running when the daemon died.
-            if !task.state.retry_at.is_some_and(|t| t > now) {
+            if policy::was_running(&task.state, now) {
                 task.state.reclaims += 1;
             }
-            let max = self.cfg.tuning.max_reclaims;
-            let max_runs = self.cfg.tuning.policy.max_task_runs;
-            let stop = if task.state.reclaims > max {
-                Some((
-                    "reclaim_limit",
-                    format!(
-                        "found in flight after the daemon died {} times (MAX_RECLAIMS={max}); not run again",
-                        task.state.reclaims
-                    ),
-                ))
-            } else if max_runs > 0 && task.state.runs() >= max_runs {
-                Some((
-                    "attempt_limit",
-                    format!(
-                        "{} runs, reclaims included, reached MAX_TASK_RUNS={max_runs}; not run again",
-                        task.state.runs()
-                    ),
-                ))
-            } else {
-                None
-            };
-            if let Some((reason, message)) = stop {
-                self.ids.insert(task.id.clone());
+            let limits = policy::Limits::of(&self.cfg.tuning, task.max_retries);
+            if let Reclaimed::GiveUp { reason, message } = policy::after_reclaim(&task.state, &limits) {
+                self.flight.ids.insert(task.id.clone());
                 let result = self.reclaim_result(&loaded.task, reason, &message);
                 let fields = vec![
                     ("TASK_ID", loaded.task.id.clone()),
-                    ("REASON", reason.into()),
+                    ("REASON", reason.as_str().into()),
                     ("ERROR", message.clone()),
                 ];
                 self.dead_letter(claim, loaded.task, reason, message, Some(result), fields, None);
@@ -102,7 +85,7 @@ impl Daemon {
         }
         match self.spool.ledger() {
             Ok(Some(bytes)) => {
-                self.ledger = super::pause::Ledger::from_bytes(&bytes);
+                self.holds.ledger = super::pause::Ledger::from_bytes(&bytes);
                 self.check_budget();
             }
             Ok(None) => {}
@@ -112,26 +95,12 @@ impl Daemon {
         }
     }
 
-    fn reclaim_result(&self, task: &crate::format::task::Task, reason: &str, message: &str) -> TaskResult {
+    fn reclaim_result(&self, task: &crate::format::task::Task, reason: Reason, message: &str) -> TaskResult {
         TaskResult {
-            task_id: task.id.clone(),
-            worker: self.cfg.worker.clone(),
-            status: FAILED.into(),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            exit_code: None,
-            signal: None,
-            output: serde_json::Value::Null,
-            output_truncated: false,
-            output_bytes: 0,
-            stderr_tail: String::new(),
             attempts: task.state.attempts,
             started_at: task.state.first_started_at.clone(),
-            finished_at: clock::rfc3339_now(),
-            duration_seconds: 0.0,
-            hostname: self.hostname.clone(),
             metadata: task.metadata(),
-            agent: None,
+            ..self.result_of(&task.id).failed(reason, message.into())
         }
     }
 
@@ -140,7 +109,7 @@ impl Daemon {
     pub(super) fn flush(&mut self) {
         self.commit();
         // After the outcomes were collected, so the heartbeat's counters include them.
-        if self.state_word() != self.heartbeat_status {
+        if Some(self.state()) != self.report.heartbeat_status {
             self.stage_heartbeat();
         }
         // Hands over what collecting staged (the heartbeat), if the writer is free now.
@@ -149,113 +118,97 @@ impl Daemon {
         if matches!(self.phase, Phase::Draining { .. }) && !self.spool.busy() {
             self.requeue_waiting();
         }
-        let line = self.status_line();
-        let r = self.notifier.status(&line, Instant::now()).map(|_| ());
+        let state = self.state();
+        let line = state.status_line(&self.figures());
+        let r = self.notifier.status_as(state.as_str(), &line, Instant::now()).map(|_| ());
         self.report_notify(r);
     }
 
-    /// `idle`, `busy`, `circuit_open`, `half_open`, `rate_limited`, `budget_exhausted` or
-    /// `stopping`.
-    fn state_word(&self) -> &'static str {
-        match (self.phase, self.breaker.state()) {
-            (Phase::Draining { .. }, _) => "stopping",
-            (_, State::Open { .. }) => "circuit_open",
-            _ if self.paused.is_some() => self.paused.map_or("idle", |p| p.why.status()),
-            (_, State::HalfOpen) => "half_open",
-            _ if self.active > 0 => "busy",
-            _ => "idle",
-        }
+    /// The worker's state now.
+    pub(super) fn state(&self) -> WorkerState {
+        let stopping = matches!(self.phase, Phase::Draining { .. });
+        WorkerState::of(
+            stopping,
+            self.holds.breaker.state(),
+            self.holds.paused.map(|p| p.why.state()),
+            self.flight.active,
+        )
     }
 
-    /// systemd's STATUS= line: the state and the numbers an operator looks at first.
+    /// systemd's STATUS= line of the state now.
     pub(super) fn status_line(&self) -> String {
-        let queued = self.queued();
-        let mut line = match (self.phase, self.breaker.state()) {
-            (Phase::Draining { .. }, _) => format!("stopping, {} running", self.active),
-            (_, State::Open { .. }) => {
-                let until = self.breaker_open_until().map(clock::rfc3339).unwrap_or_default();
-                let why = self
-                    .outage
-                    .as_ref()
-                    .map_or(String::new(), |o| format!(" (agent unavailable: {})", o.cause.as_str()));
-                format!("breaker open{why} until {until}, {} running, {queued} queued", self.active)
-            }
-            _ if self.paused.is_some() => {
-                let p = self.paused.map(|p| (p.why, clock::rfc3339(p.until_wall)));
-                let (why, until) = p.unwrap_or((super::pause::Why::RateLimit, String::new()));
-                let what = match why {
-                    super::pause::Why::RateLimit => "rate limited",
-                    super::pause::Why::Budget => "spend cap reached",
-                };
-                format!("{what} until {until}, {} running, {queued} queued", self.active)
-            }
-            (_, State::HalfOpen) => format!("breaker half-open, trying one task, {queued} queued"),
-            _ if self.active > 0 => {
-                format!("{}/{} running, {queued} queued", self.active, self.cfg.tuning.max_concurrent)
-            }
-            _ => format!("idle, {queued} queued, breaker closed"),
+        self.state().status_line(&self.figures())
+    }
+
+    fn figures(&self) -> Figures {
+        let stalled = if self.health.writes_failing {
+            Some("outcomes cannot be written")
+        } else {
+            self.health.claims_paused_until.map(|_| "tasks cannot be claimed")
         };
-        if !self.waiting.is_empty() {
-            line.push_str(&format!(", {} waiting to retry", self.waiting.len()));
+        Figures {
+            active: self.flight.active,
+            max_concurrent: self.cfg.tuning.max_concurrent,
+            queued: self.queued(),
+            waiting: self.flight.waiting.len(),
+            breaker_until: self.breaker_open_until(),
+            outage: self.holds.outage.as_ref().map(|o| o.cause),
+            paused_until: self.holds.paused.map(|p| p.until_wall),
+            stalled,
         }
-        if self.writes_failing || self.claims_paused_until.is_some() {
-            let what =
-                if self.writes_failing { "outcomes cannot be written" } else { "tasks cannot be claimed" };
-            line.push_str(&format!("; stalled, {what}: see the log"));
-        }
-        line
     }
 
     fn breaker_open_until(&self) -> Option<SystemTime> {
-        let until = self.breaker.deadline()?;
+        let until = self.holds.breaker.deadline()?;
         Some(SystemTime::now() + until.saturating_duration_since(Instant::now()))
     }
 
     pub(super) fn stage_heartbeat(&mut self) {
-        self.stage_heartbeat_as(self.state_word());
+        self.stage_heartbeat_as(self.state());
     }
 
-    fn stage_heartbeat_as(&mut self, status: &str) {
+    fn stage_heartbeat_as(&mut self, status: WorkerState) {
         // Orphans a sweep missed (reparented without a signal to us) go at the heartbeat.
-        self.contain.sweep_soon();
-        self.heartbeat_status = status.to_string();
-        self.next_heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
+        self.agents.sweep_soon();
+        self.report.heartbeat_status = Some(status);
+        self.timers.heartbeat = Instant::now() + self.cfg.tuning.heartbeat_interval;
         let hb = Heartbeat {
             worker: self.cfg.worker.clone(),
             pid: std::process::id(),
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
             timestamp: clock::now_f64(),
-            status: status.into(),
-            active_tasks: self.active,
+            status: status.as_str().into(),
+            active_tasks: self.flight.active,
             queue_size: self.queued(),
-            retry_waiting: self.waiting.len(),
+            retry_waiting: self.flight.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
-            processed: self.stats.completed + self.stats.failed,
-            failed: self.stats.failed,
-            retried: self.stats.retried,
-            dead_lettered: self.stats.dead_lettered,
-            circuit_state: self.breaker.state().name().into(),
-            circuit_reason: matches!(self.breaker.state(), State::Open { .. } | State::HalfOpen)
-                .then(|| self.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
-            paused_until: self.paused.map(|p| clock::epoch_f64(p.until_wall)),
-            paused_reason: self.paused.map(|p| p.why.status().into()),
-            oldest_queued_at: self.queue.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
+            processed: self.report.stats.completed + self.report.stats.failed,
+            failed: self.report.stats.failed,
+            retried: self.report.stats.retried,
+            dead_lettered: self.report.stats.dead_lettered,
+            circuit_state: self.holds.breaker.state().name().into(),
+            circuit_reason: matches!(self.holds.breaker.state(), State::Open { .. } | State::HalfOpen)
+                .then(|| self.holds.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),
+            paused_until: self.holds.paused.map(|p| clock::epoch_f64(p.until_wall)),
+            paused_reason: self.holds.paused.map(|p| p.why.state().as_str().into()),
+            oldest_queued_at: self.queue.order.iter().map(|(_, at)| *at).min().map(clock::epoch_f64),
             circuit_open_until: self.breaker_open_until().map(clock::epoch_f64),
-            started_at: clock::epoch_f64(self.started_at),
+            started_at: clock::epoch_f64(self.report.started_at),
             heartbeat_interval: self.cfg.tuning.heartbeat_interval.as_secs_f64(),
             version: env!("CARGO_PKG_VERSION").into(),
-            last_error: self.last_error.clone(),
+            last_error: self.health.last_error.clone(),
             metrics: self.metrics_addresses(),
         };
         self.spool.stage(Op::Heartbeat(hb));
     }
 
     pub(super) fn breaker_changed(&mut self, t: Transition) {
-        let failures = self.breaker.consecutive_failures();
-        let timeout = self.breaker.open_time().as_secs_f64();
-        if self.outage.is_some() {
+        let failures = self.holds.breaker.consecutive_failures();
+        let timeout = self.holds.breaker.open_time().as_secs_f64();
+        if self.holds.outage.is_some() {
             // The outage's own entries tell its start and end; its trials are not news.
-            self.log.debug("circuit breaker held by an outage", &[("STATE", &self.breaker.state().name())]);
+            self.log
+                .debug("circuit breaker held by an outage", &[("STATE", &self.holds.breaker.state().name())]);
             self.stage_heartbeat();
             return;
         }
@@ -305,17 +258,17 @@ impl Daemon {
                 let rescan_was = self.rescan_every();
                 let had_cap = self.cfg.tuning.policy.worker_budget_usd.is_some();
                 self.log.level = new.tuning.log_level;
-                self.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
-                if self.outage.is_some() {
+                self.holds.breaker.configure(new.tuning.breaker_timeout, new.tuning.breaker_max_timeout);
+                if self.holds.outage.is_some() {
                     // The operator may have just fixed the cause (a new key in the env file).
-                    self.breaker.try_now(Instant::now());
+                    self.holds.breaker.try_now(Instant::now());
                 }
                 self.cfg.tuning = new.tuning;
                 if !had_cap {
                     self.load_ledger();
                 }
                 if self.rescan_every() != rescan_was {
-                    self.next_rescan = self.rescan_every().map(|d| Instant::now() + d);
+                    self.timers.rescan = self.rescan_every().map(|d| Instant::now() + d);
                 }
                 self.cfg.paths.prompts = new.paths.prompts;
                 self.log.info(
@@ -330,7 +283,7 @@ impl Daemon {
             Err(e) => self.log.error("reload failed; the running configuration is kept", &[("ERROR", &e)]),
         }
         let status = self.status_line();
-        let r = self.notifier.ready(&status);
+        let r = self.notifier.ready_as(self.state().as_str(), &status);
         self.report_notify(r);
         self.stage_heartbeat();
     }
@@ -346,17 +299,20 @@ impl Daemon {
                 self.log.info(
                     "stopping: no new task starts; running tasks may finish within the grace",
                     &[
-                        ("ACTIVE", &self.active),
+                        ("ACTIVE", &self.flight.active),
                         ("SHUTDOWN_GRACE_S", &self.cfg.tuning.shutdown_grace.as_secs_f64()),
                     ],
                 );
                 let status = self.status_line();
-                let r = self.notifier.stopping(&status);
+                let r = self.notifier.stopping_as(self.state().as_str(), &status);
                 self.report_notify(r);
                 self.stage_heartbeat();
             }
             Phase::Draining { abandoned: false, .. } => {
-                self.log.info("second stop signal: stopping running tasks now", &[("ACTIVE", &self.active)]);
+                self.log.info(
+                    "second stop signal: stopping running tasks now",
+                    &[("ACTIVE", &self.flight.active)],
+                );
                 self.abandon_running(now);
             }
             Phase::Draining { .. } => {}
@@ -365,8 +321,8 @@ impl Daemon {
 
     /// While stopping: tasks waiting for a retry go back to the queue with their state.
     fn requeue_waiting(&mut self) {
-        for (_, w) in std::mem::take(&mut self.waiting) {
-            self.ids.remove(&w.task.id);
+        for (_, w) in std::mem::take(&mut self.flight.waiting) {
+            self.flight.ids.remove(&w.task.id);
             if let Err(e) = self.spool.requeue(&w.claim) {
                 self.log.error(
                     "cannot re-queue a task waiting for a retry; it is recovered at the next start",
@@ -379,17 +335,22 @@ impl Daemon {
     /// The last heartbeat, `stopped`, written before the process exits.
     pub(super) fn stopped(&mut self) {
         // No agent runs any more: nothing it started may stay.
-        self.contain.shutdown(|_| false);
+        self.agents.shutdown();
         self.contain_warnings();
         self.commit_now();
         if self.spool.has_pending() {
             self.log.error("some outcomes could not be written; their tasks stay in flight and are recovered at the next start", &[]);
         }
-        self.stage_heartbeat_as("stopped");
+        self.stage_heartbeat_as(WorkerState::Stopped);
         self.commit_now();
         self.close_endpoint();
-        let r = self.notifier.status("stopped", Instant::now() + Duration::from_secs(1)).map(|_| ());
+        let (stopped, later) = (WorkerState::Stopped, Instant::now() + Duration::from_secs(1));
+        let line = stopped.status_line(&Figures::default());
+        let r = self.notifier.status_as(stopped.as_str(), &line, later).map(|_| ());
         self.report_notify(r);
-        self.log.info("stopped", &[("COMPLETED", &self.stats.completed), ("FAILED", &self.stats.failed)]);
+        self.log.info(
+            "stopped",
+            &[("COMPLETED", &self.report.stats.completed), ("FAILED", &self.report.stats.failed)],
+        );
     }
 }

@@ -1,8 +1,15 @@
-//! The worker's event loop: one thread, one `mio::Poll` over the queue's inotify fd, the
-//! signal pipe, and the agents' pipes; every timer is the poll timeout. Nothing here sleeps.
+//! The worker's event loop: one thread, one `mio::Poll` over the queue's arrival
+//! notifications, the signal pipe, and the agents' pipes; every timer is the poll timeout.
+//! Nothing here sleeps.
 //!
 //! A loop turn: wait → dispatch events → reap exited agents → fire due timers → start what
 //! may start → commit the turn's writes in one group → tell systemd.
+//!
+//! The loop's state is grouped by what it is: the `Queue` it knows, the tasks `InFlight`, the
+//! `Holds` that keep tasks from starting, the spool's `IoHealth`, its `Timers` (one table, in
+//! `timers`) and what it `Reports`. Its decisions are pure functions (`policy`); the spool
+//! ([`Spool`]) and the agents ([`Agents`]) are behind traits, so the loop runs against memory
+//! and fake agents in tests.
 
 pub mod breaker;
 mod contained;
@@ -13,13 +20,17 @@ mod outage;
 mod outcome;
 mod pause;
 mod pipe;
+mod policy;
 mod preflight;
 mod queue;
 pub mod retry;
 mod settling;
+pub mod state;
+#[cfg(test)]
+mod tests;
+mod timers;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::ffi::OsString;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -32,10 +43,14 @@ use crate::error::Fatal;
 use crate::format::task::Task;
 use crate::log::Logger;
 use crate::metrics::{Recorded, WorkerMetrics};
-use crate::runner::{Child, Containment, Pipe};
-use crate::spool::{Claim, Spool};
+use crate::runner::agents::{Agents, Processes};
+use crate::runner::supervise::Stop;
+use crate::runner::{Containment, Pipe};
+use crate::spool::{Claim, EntryId, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
+use crate::worker::state::WorkerState;
+use timers::Timers;
 
 const SIGNALS: Token = Token(0);
 const SPOOL: Token = Token(1);
@@ -43,6 +58,8 @@ const SPOOL: Token = Token(1);
 const PIPE: Token = Token(2);
 /// The spool's writer finished a batch.
 const WRITES: Token = Token(3);
+/// An agent may have exited (agents that are not processes; processes tell by SIGCHLD).
+const EXITS: Token = Token(4);
 /// Agents' pipes: `CHILD_BASE + slot * 3 + pipe`.
 const CHILD_BASE: usize = 16;
 
@@ -66,23 +83,16 @@ pub struct Stats {
     pub dead_lettered: u64,
 }
 
-/// A task whose agent is running.
+/// A task whose agent is running (in the slot of the same index).
 struct Running {
     claim: Claim,
     task: Task,
     queued_at: SystemTime,
-    child: Child,
     attempt: u32,
     started: Instant,
     started_wall: SystemTime,
-    deadline: Instant,
-    /// SIGTERM was sent; SIGKILL follows at this time.
-    kill_at: Option<Instant>,
-    /// SIGKILL was sent; only its exit is awaited.
-    killed: bool,
-    timed_out: bool,
-    /// Killed by the shutdown: re-queued, not charged.
-    abandoned: bool,
+    /// Its stop sequence: at its time limit, or by the shutdown (then re-queued, not charged).
+    stop: Stop,
 }
 
 /// A claimed task waiting for its retry time.
@@ -113,41 +123,49 @@ enum Phase {
     },
 }
 
-pub struct Daemon {
-    cfg: Config,
-    layers: Layers,
-    log: Logger,
-    spool: Box<dyn Spool>,
-    poll: Poll,
-    signals: Signals,
-    notifier: Notifier,
-    hostname: String,
-    started_at: SystemTime,
-    /// Known queued names, in arrival order, and the same as a set.
-    queue: VecDeque<(OsString, SystemTime)>,
-    queued: HashSet<OsString>,
+/// What the loop knows to be queued and not claimed yet.
+#[derive(Default)]
+struct Queue {
+    /// Ids in arrival order, and the same as a set.
+    order: VecDeque<(EntryId, SystemTime)>,
+    known: HashSet<EntryId>,
+    /// What is not a task, reported once.
+    warned: HashSet<EntryId>,
+    /// Task files held back because they may still be being written.
+    settling: settling::Settling,
+}
+
+/// The tasks the worker holds claimed: running, waiting for a retry, or being finished.
+#[derive(Default)]
+struct InFlight {
     slots: Vec<Option<Running>>,
     active: usize,
+    /// By retry time (and a sequence number, to keep ties apart).
     waiting: BTreeMap<(Instant, u64), Waiting>,
+    seq: u64,
     /// Ids claimed and not yet durably finished: running, waiting, or being written.
     ids: HashSet<String>,
-    finishing: HashMap<OsString, Finishing>,
-    breaker: Breaker,
-    stats: Stats,
-    phase: Phase,
-    seq: u64,
+    /// Ended tasks whose outcome is being made durable, by claim key.
+    finishing: HashMap<EntryId, Finishing>,
+    /// Failed attempts whose saved state is not durable yet, by claim key, oldest first.
+    retrying: HashMap<EntryId, VecDeque<Recorded>>,
     /// Alternates between due retries and new tasks, so neither starves.
     prefer_retry: bool,
-    next_heartbeat: Instant,
-    next_watchdog: Option<Instant>,
-    next_rescan: Option<Instant>,
-    next_commit: Option<Instant>,
-    heartbeat_status: String,
-    reap_due: bool,
-    /// The turn stopped claiming early: poll without waiting.
-    more_work: bool,
-    /// Non-task names already reported.
-    warned: HashSet<OsString>,
+}
+
+/// What holds every start.
+struct Holds {
+    breaker: Breaker,
+    /// A usage/rate limit or the spend cap.
+    paused: Option<pause::Pause>,
+    ledger: pause::Ledger,
+    /// An outage of the agent's service holds the queue (announced once, at its start).
+    outage: Option<outage::Outage>,
+}
+
+/// How the spool's I/O fares.
+#[derive(Default)]
+struct IoHealth {
     last_error: Option<String>,
     /// When each failing I/O operation's error was last logged (for ERROR_REPEAT).
     logged_errors: HashMap<String, Instant>,
@@ -155,36 +173,77 @@ pub struct Daemon {
     writes_failing: bool,
     /// A claim failed for a reason of the queue, not of the task: none is tried before then.
     claims_paused_until: Option<Instant>,
-    /// The filesystem of the queue, when inotify misses writes to it (see AUTO_RESCAN).
-    remote: Option<&'static str>,
-    scratch: Vec<u8>,
-    metrics: WorkerMetrics,
-    endpoint: Option<crate::http::Endpoint>,
-    /// Failed attempts whose saved state is not durable yet, by claim key, oldest first.
-    retrying: HashMap<OsString, VecDeque<Recorded>>,
+}
+
+/// What the worker tells of itself: heartbeat, metrics, counters.
+struct Reports {
+    hostname: String,
+    started_at: SystemTime,
+    stats: Stats,
+    /// The state the last heartbeat staged told.
+    heartbeat_status: Option<WorkerState>,
     /// When a heartbeat was last written durably.
     heartbeat_written: Instant,
+    metrics: WorkerMetrics,
+}
+
+/// The event sources besides the spool and the agents.
+struct Sources {
+    signals: Signals,
+    endpoint: Option<crate::http::Endpoint>,
     pipe: Option<pipe::PipeIntake>,
-    /// A usage/rate limit or the spend cap holds every start.
-    paused: Option<pause::Pause>,
-    ledger: pause::Ledger,
-    /// An outage of the agent's service holds the queue (announced once, at its start).
-    outage: Option<outage::Outage>,
-    /// Task files held back because they may still be being written.
-    settling: settling::Settling,
-    /// What keeps the agents' processes from outliving their runs.
-    contain: Containment,
+}
+
+pub struct Daemon {
+    cfg: Config,
+    layers: Layers,
+    log: Logger,
+    spool: Box<dyn Spool>,
+    agents: Box<dyn Agents>,
+    poll: Poll,
+    notifier: Notifier,
+    sources: Sources,
+    /// A read buffer for the pipes.
+    scratch: Vec<u8>,
+    phase: Phase,
+    queue: Queue,
+    flight: InFlight,
+    holds: Holds,
+    health: IoHealth,
+    timers: Timers,
+    report: Reports,
+    /// An agent may have exited: reap this turn.
+    reap_due: bool,
+    /// The turn stopped claiming early: poll without waiting.
+    more_work: bool,
+    /// The filesystem of the queue, when inotify misses writes to it (see AUTO_RESCAN).
+    remote: Option<&'static str>,
 }
 
 impl Daemon {
-    /// Sets up the loop around an opened spool; nothing is read or run yet.
+    /// Sets up the loop around an opened spool, with agents as child processes and the
+    /// daemon's signals; nothing is read or run yet.
     pub fn new(cfg: Config, layers: Layers, log: Logger, spool: Box<dyn Spool>) -> Result<Daemon, Fatal> {
-        let poll = Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
+        let signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])
             .map_err(|e| Fatal::Other(format!("cannot install signal handlers: {e}")))?;
+        Daemon::with(cfg, layers, log, spool, Box::new(Processes::new(Containment::setup())), signals)
+    }
+
+    fn with(
+        cfg: Config,
+        layers: Layers,
+        log: Logger,
+        spool: Box<dyn Spool>,
+        mut agents: Box<dyn Agents>,
+        mut signals: Signals,
+    ) -> Result<Daemon, Fatal> {
+        let poll = Poll::new().map_err(|e| Fatal::Other(format!("cannot create the event loop: {e}")))?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(|e| Fatal::Other(format!("cannot watch signals: {e}")))?;
+        agents
+            .register(poll.registry(), EXITS)
+            .map_err(|e| Fatal::Other(format!("cannot watch the agents: {e}")))?;
         let metrics = WorkerMetrics::new(&cfg.worker)
             .map_err(|e| Fatal::Other(format!("cannot set up the metrics: {e}")))?;
         let mut endpoint = http::open(&cfg, &layers.env, &log)?;
@@ -197,57 +256,56 @@ impl Daemon {
             nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
         let now = Instant::now();
         let remote = spool.notifications_unreliable();
+        let t = &cfg.tuning;
         Ok(Daemon {
             layers,
             log,
             spool,
+            agents,
             poll,
-            signals,
             notifier: Notifier::from_env(),
-            hostname,
-            started_at: SystemTime::now(),
-            queue: VecDeque::new(),
-            queued: HashSet::new(),
-            slots: Vec::new(),
-            active: 0,
-            waiting: BTreeMap::new(),
-            ids: HashSet::new(),
-            finishing: HashMap::new(),
-            breaker: Breaker::new(cfg.tuning.breaker_timeout, cfg.tuning.breaker_max_timeout),
-            stats: Stats::default(),
+            sources: Sources { signals, endpoint, pipe: None },
+            scratch: vec![0; 64 * 1024],
             phase: Phase::Running,
-            seq: 0,
-            prefer_retry: false,
-            next_heartbeat: now,
-            next_watchdog: None,
-            next_rescan: rescan_every(&cfg, remote).map(|d| now + d),
-            next_commit: None,
-            heartbeat_status: String::new(),
+            queue: Queue::default(),
+            flight: InFlight::default(),
+            holds: Holds {
+                breaker: Breaker::new(t.breaker_timeout, t.breaker_max_timeout),
+                paused: None,
+                ledger: pause::Ledger::default(),
+                outage: None,
+            },
+            health: IoHealth::default(),
+            timers: Timers::new(now, rescan_every(&cfg, remote).map(|d| now + d)),
+            report: Reports {
+                hostname,
+                started_at: SystemTime::now(),
+                stats: Stats::default(),
+                heartbeat_status: None,
+                heartbeat_written: now,
+                metrics,
+            },
             reap_due: false,
             more_work: false,
-            warned: HashSet::new(),
-            last_error: None,
-            logged_errors: HashMap::new(),
-            writes_failing: false,
-            claims_paused_until: None,
             remote,
-            scratch: vec![0; 64 * 1024],
-            metrics,
-            endpoint,
-            retrying: HashMap::new(),
-            heartbeat_written: now,
-            pipe: None,
-            paused: None,
-            ledger: pause::Ledger::default(),
-            outage: None,
-            settling: settling::Settling::default(),
-            contain: Containment::setup(),
             cfg,
         })
     }
 
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
+        self.start_up()?;
+        let mut events = Events::with_capacity(256);
+        while !self.drained() {
+            self.step(&mut events, None)?;
+        }
+        self.stopped();
+        Ok(())
+    }
+
+    /// Everything before the loop: the agent checked, the ledger read, crash recovery, the
+    /// queue watched and listed, READY=1.
+    fn start_up(&mut self) -> Result<(), Fatal> {
         self.preflight()?;
         self.load_ledger();
         self.recover()?;
@@ -262,9 +320,9 @@ impl Daemon {
         self.schedule();
         self.flush();
         let status = self.status_line();
-        let r = self.notifier.ready(&status);
+        let r = self.notifier.ready_as(self.state().as_str(), &status);
         self.report_notify(r);
-        self.next_watchdog = self.notifier.watchdog_interval().map(|d| Instant::now() + d);
+        self.timers.watchdog = self.notifier.watchdog_interval().map(|d| Instant::now() + d);
         self.log.info(
             "ready",
             &[
@@ -272,27 +330,30 @@ impl Daemon {
                 ("MAX_CONCURRENT", &self.cfg.tuning.max_concurrent),
                 ("ROOT", &self.cfg.paths.root.display()),
                 ("METRICS", &self.metrics_addresses().join(" ")),
-                ("CONTAINMENT", &self.contain.describe()),
+                ("CONTAINMENT", &self.agents.describe()),
             ],
         );
-        let mut events = Events::with_capacity(256);
-        loop {
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(Fatal::Other(format!("event loop failed: {e}")));
+        Ok(())
+    }
+
+    /// One turn: waits for events until the next deadline (at most `cap`), dispatches them,
+    /// and does what follows. An interrupted wait is a turn without events or work.
+    fn step(&mut self, events: &mut Events, cap: Option<Duration>) -> Result<(), Fatal> {
+        let timeout = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        let timeout = match (timeout, cap) {
+            (Some(t), Some(c)) => Some(t.min(c)),
+            (t, c) => t.or(c),
+        };
+        if let Err(e) = self.poll.poll(events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
             }
-            for event in events.iter() {
-                self.dispatch(event.token());
-            }
-            self.turn();
-            if self.drained() {
-                break;
-            }
+            return Err(Fatal::Other(format!("event loop failed: {e}")));
         }
-        self.stopped();
+        for event in events.iter() {
+            self.dispatch(event.token());
+        }
+        self.turn();
         Ok(())
     }
 
@@ -310,7 +371,6 @@ impl Daemon {
         self.more_work = false;
         self.schedule();
         self.flush();
-        self.ping_watchdog(now);
     }
 
     fn dispatch(&mut self, token: Token) {
@@ -321,11 +381,11 @@ impl Daemon {
             PIPE => self.on_pipe(),
             // Written ops have outcomes: the turn's flush collects them.
             WRITES => {}
+            EXITS => self.reap_due = true,
             Token(t) if t >= CHILD_BASE => {
                 let (slot, pipe) = ((t - CHILD_BASE) / 3, (t - CHILD_BASE) % 3);
-                let registry = self.poll.registry();
-                if let (Some(Some(run)), Some(pipe)) = (self.slots.get_mut(slot), Pipe::from_index(pipe)) {
-                    run.child.on_ready(pipe, registry, &mut self.scratch);
+                if let Some(pipe) = Pipe::from_index(pipe) {
+                    self.agents.ready(slot, pipe, self.poll.registry(), &mut self.scratch);
                 }
             }
             _ => {}
@@ -333,7 +393,7 @@ impl Daemon {
     }
 
     fn on_signals(&mut self) {
-        let pending: Vec<i32> = self.signals.pending().collect();
+        let pending: Vec<i32> = self.sources.signals.pending().collect();
         for signal in pending {
             match signal {
                 SIGCHLD => self.reap_due = true,
@@ -341,89 +401,6 @@ impl Daemon {
                 SIGTERM | SIGINT => self.shutdown(),
                 _ => {}
             }
-        }
-    }
-
-    /// The earliest time something must happen; `None`: only an event can wake us.
-    fn next_deadline(&self) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
-        let mut at = |t: Option<Instant>| {
-            if let Some(t) = t {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        };
-        if self.more_work {
-            return Some(Instant::now());
-        }
-        for run in self.slots.iter().flatten().filter(|r| !r.killed) {
-            at(Some(run.kill_at.unwrap_or(run.deadline)));
-        }
-        if self.can_start() {
-            at(self.waiting.keys().next().map(|k| k.0));
-        }
-        at(self.breaker.deadline());
-        at(self.paused.map(|p| p.until));
-        at(Some(self.next_heartbeat));
-        at(self.next_watchdog);
-        at(self.next_rescan);
-        at(self.settling.next());
-        at(self.next_commit);
-        at(self.http_deadline());
-        at(self.claims_paused_until);
-        at(self.contain.next_deadline());
-        if let Phase::Draining { deadline, abandoned: false } = self.phase {
-            at(Some(deadline));
-        }
-        next
-    }
-
-    /// Whether a running agent's deadline (or its SIGKILL after the grace), or the end of the
-    /// shutdown's grace, has come.
-    fn deadline_due(&self, now: Instant) -> bool {
-        let drained = matches!(self.phase, Phase::Draining { deadline, abandoned: false } if now >= deadline);
-        drained || self.slots.iter().flatten().any(|r| !r.killed && now >= r.kill_at.unwrap_or(r.deadline))
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        self.enforce_deadlines(now);
-        self.contain.tick(now);
-        self.expire_http(now);
-        if let Some(t) = self.breaker.tick(now) {
-            self.breaker_changed(t);
-        }
-        self.end_pause(now);
-        if now >= self.next_heartbeat {
-            self.stage_heartbeat();
-        }
-        if self.next_rescan.is_some_and(|t| now >= t) {
-            self.next_rescan = None;
-            if let Err(e) = self.rescan() {
-                self.io_error("cannot list the queue", &e);
-                self.next_rescan = Some(now + RETRY_IO);
-            }
-        }
-        self.recheck_unfinished(now);
-        if self.next_commit.is_some_and(|t| now >= t) {
-            self.next_commit = None;
-        }
-        if self.claims_paused_until.is_some_and(|t| now >= t) {
-            self.claims_paused_until = None;
-        }
-        if let Phase::Draining { deadline, abandoned: false } = self.phase {
-            if now >= deadline {
-                self.abandon_running(now);
-            }
-        }
-    }
-
-    fn ping_watchdog(&mut self, now: Instant) {
-        let (Some(due), Some(every)) = (self.next_watchdog, self.notifier.watchdog_interval()) else {
-            return;
-        };
-        if now >= due {
-            let r = self.notifier.watchdog();
-            self.report_notify(r);
-            self.next_watchdog = Some(now + every);
         }
     }
 
@@ -442,64 +419,44 @@ impl Daemon {
     fn io_error_with(&mut self, what: &str, e: &io::Error, fields: &[crate::log::Field]) {
         let msg = format!("{what}: {e}");
         let now = Instant::now();
-        let due = self.logged_errors.get(&msg).is_none_or(|t| now.duration_since(*t) >= ERROR_REPEAT);
+        let h = &mut self.health;
+        let due = h.logged_errors.get(&msg).is_none_or(|t| now.duration_since(*t) >= ERROR_REPEAT);
         if due {
-            self.logged_errors.insert(msg.clone(), now);
+            h.logged_errors.insert(msg.clone(), now);
             self.log.error(&msg, fields);
         }
-        self.last_error = Some(msg);
+        self.health.last_error = Some(msg);
     }
 
     /// Every write of a commit succeeded and nothing waits: the errors are over.
     fn io_recovered(&mut self) {
-        if self.claims_paused_until.is_some() {
+        if self.health.claims_paused_until.is_some() {
             return;
         }
-        if let Some(was) = self.last_error.take() {
-            self.logged_errors.clear();
+        if let Some(was) = self.health.last_error.take() {
+            self.health.logged_errors.clear();
             self.log.info("writes succeed again; processing resumes", &[("ERROR", &was)]);
             self.stage_heartbeat();
         }
     }
 
-    /// The safety rescan interval in force: RESCAN_INTERVAL, or when it is unset,
-    /// AUTO_RESCAN on a network filesystem.
-    fn rescan_every(&self) -> Option<Duration> {
-        rescan_every(&self.cfg, self.remote)
-    }
-
-    /// Says at start-up why the queue is rescanned on a timer, or why it should be.
-    fn announce_rescan(&mut self) {
-        let Some(fs) = self.remote else { return };
-        match self.rescan_every() {
-            Some(every) => self.log.info(
-                "the queue is on a filesystem where inotify misses writes made elsewhere; rescanning it on a timer",
-                &[("FILESYSTEM", &fs), ("RESCAN_INTERVAL_S", &every.as_secs_f64())],
-            ),
-            None => self.log.warn(
-                "the queue is on a filesystem where inotify misses writes made elsewhere, and RESCAN_INTERVAL=0: such tasks wait for the next local change",
-                &[("FILESYSTEM", &fs)],
-            ),
-        }
-    }
-
     fn can_start(&self) -> bool {
         self.phase == Phase::Running
-            && self.active < self.cfg.tuning.max_concurrent
-            && self.breaker.may_start()
-            && self.paused.is_none()
-            && !self.writes_failing
-            && self.claims_paused_until.is_none()
+            && self.flight.active < self.cfg.tuning.max_concurrent
+            && self.holds.breaker.may_start()
+            && self.holds.paused.is_none()
+            && !self.health.writes_failing
+            && self.health.claims_paused_until.is_none()
     }
 
     fn drained(&self) -> bool {
         match self.phase {
             Phase::Running => false,
             Phase::Draining { abandoned, .. } => {
-                self.active == 0
-                    && self.waiting.is_empty()
+                self.flight.active == 0
+                    && self.flight.waiting.is_empty()
                     && (!self.spool.has_pending() || abandoned)
-                    && self.contain.settled(Instant::now())
+                    && self.agents.settled(Instant::now())
             }
         }
     }

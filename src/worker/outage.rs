@@ -10,8 +10,10 @@
 use std::time::{Instant, SystemTime};
 
 use super::outcome::Attempt;
+use super::policy;
 use super::Daemon;
 use crate::agent::classify::{Cause, Verdict};
+use crate::agent::reason::Reason;
 use crate::log::{ids, Level};
 use crate::metrics::End;
 use crate::sys::clock;
@@ -29,20 +31,20 @@ impl Daemon {
     /// A run ended in an outage: the breaker holds the queue, and the task waits for the next
     /// trial, charged nothing.
     pub(super) fn outage(&mut self, a: Attempt, verdict: Verdict, cause: Cause) {
-        match &mut self.outage {
+        match &mut self.holds.outage {
             Some(o) if o.cause == cause => o.runs += 1,
             _ => self.outage_started(cause, &verdict),
         }
-        if let Some(t) = self.breaker.force_open(Instant::now()) {
+        if let Some(t) = self.holds.breaker.force_open(Instant::now()) {
             self.breaker_changed(t);
         }
-        let until = self.breaker.deadline().unwrap_or_else(Instant::now);
-        self.hold(a, verdict, until);
+        let until = self.holds.breaker.deadline().unwrap_or_else(Instant::now);
+        self.hold(a, cause.reason(), verdict, until);
     }
 
     /// The one entry at the start of an outage (or when its cause changes).
     fn outage_started(&mut self, cause: Cause, verdict: &Verdict) {
-        let was = self.outage.replace(Outage { cause, since: SystemTime::now(), runs: 1 });
+        let was = self.holds.outage.replace(Outage { cause, since: SystemTime::now(), runs: 1 });
         let t = &self.cfg.tuning;
         let message = format!(
             "the agent's service is unavailable ({}): no task starts and none is charged; one task is tried every {} s, backing off to {} s; to fix: {}",
@@ -66,7 +68,7 @@ impl Daemon {
     /// A run reached the agent's service (a success, a permanent failure, a rate limit): an
     /// outage under way is over, and every held task may run.
     pub(super) fn outage_over(&mut self) {
-        let Some(o) = self.outage.take() else { return };
+        let Some(o) = self.holds.outage.take() else { return };
         let lasted = SystemTime::now().duration_since(o.since).unwrap_or_default();
         self.log.info(
             "the agent's service is available again: held tasks start",
@@ -77,32 +79,32 @@ impl Daemon {
                 ("UNCHARGED_RUNS", &o.runs),
             ],
         );
-        if self.breaker.close().is_some() {
+        if self.holds.breaker.close().is_some() {
             self.stage_heartbeat();
         }
         // Held tasks wait for the breaker's deadline: they may start now.
         let now = Instant::now();
-        let held: Vec<_> = std::mem::take(&mut self.waiting).into_iter().collect();
+        let held: Vec<_> = std::mem::take(&mut self.flight.waiting).into_iter().collect();
         for ((at, seq), w) in held {
             let at = if w.task.state.on_hold { at.min(now) } else { at };
-            self.waiting.insert((at, seq), w);
+            self.flight.waiting.insert((at, seq), w);
         }
     }
 
     /// The task waits until `until`, its run not charged: no attempt, no run, and the time
     /// held is not counted against MAX_TASK_WALL_TIME.
-    pub(super) fn hold(&mut self, mut a: Attempt, verdict: Verdict, until: Instant) {
-        self.breaker.abandoned();
-        a.task.state.uncharged = a.task.state.uncharged.saturating_add(1);
-        a.task.hold(a.started());
-        Self::remember(&mut a, &verdict);
+    pub(super) fn hold(&mut self, mut a: Attempt, reason: Reason, verdict: Verdict, until: Instant) {
+        self.holds.breaker.abandoned();
+        let started = a.started();
+        policy::charge(&mut a.task, &verdict.class, a.number, started);
+        Self::remember(&mut a, reason, &verdict);
         let wait = until.saturating_duration_since(Instant::now());
         a.task.state.retry_at = Some(clock::now_f64() + wait.as_secs_f64());
         // One line per outage or pause is enough: the runs of held tasks are not news.
         self.log.debug(
             "run not charged: the task waits for the worker to be let go",
-            &[("TASK_ID", &a.task.id), ("REASON", &verdict.reason), ("WAIT_MS", &wait.as_millis())],
+            &[("TASK_ID", &a.task.id), ("REASON", &reason), ("WAIT_MS", &wait.as_millis())],
         );
-        self.save_and_wait(a, End::Uncharged { reason: verdict.reason }, until);
+        self.save_and_wait(a, End::Uncharged { reason }, until);
     }
 }

@@ -8,11 +8,13 @@ use serde_json::Value;
 
 use super::{Daemon, Finishing};
 use crate::agent::classify::{self, classify, Class, EmptyOutput};
+use crate::agent::reason::Reason;
 use crate::agent::{self, Output};
-use crate::format::records::{DeadLetter, TaskResult, COMPLETED};
+use crate::format::records::{DeadLetter, TaskResult};
 use crate::format::task::Task;
 use crate::log::{ids, Level};
 use crate::metrics::{End, Recorded, Run};
+use crate::runner::supervise::Why;
 use crate::runner::{Captured, Exit};
 use crate::spool::{Claim, Done, Op, OpKind};
 use crate::sys::clock;
@@ -39,14 +41,14 @@ impl Attempt {
 
 impl Daemon {
     pub(super) fn finish(&mut self, slot: usize, exit: Exit) {
-        let Some(run) = self.slots.get_mut(slot).and_then(Option::take) else {
+        let Some(run) = self.flight.slots.get_mut(slot).and_then(Option::take) else {
             return;
         };
-        self.active -= 1;
-        let captured = run.child.finish(self.poll.registry(), &mut self.scratch);
-        if run.abandoned {
-            self.breaker.abandoned();
-            self.ids.remove(&run.task.id);
+        self.flight.active -= 1;
+        let captured = self.agents.finish(slot, self.poll.registry(), &mut self.scratch);
+        if run.stop.why() == Some(Why::Shutdown) {
+            self.holds.breaker.abandoned();
+            self.flight.ids.remove(&run.task.id);
             match self.spool.requeue(&run.claim) {
                 Ok(()) => {
                     self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)])
@@ -64,7 +66,7 @@ impl Daemon {
         let mut verdict = classify(
             &classify::Run {
                 exit,
-                timed_out: run.timed_out,
+                timed_out: run.stop.why() == Some(Why::Timeout),
                 output: &output,
                 stdout_bytes: captured.stdout_bytes,
                 stderr_tail: &captured.stderr_tail,
@@ -72,7 +74,7 @@ impl Daemon {
             },
             policy.empty_output,
         );
-        if verdict.reason == "timeout" {
+        if verdict.class == Class::Failed(Reason::Timeout) {
             let limit = run.task.timeout.unwrap_or(self.cfg.tuning.task_timeout).as_secs_f64();
             verdict.message = format!("no outcome within the time limit of {limit} s; the agent was killed");
         }
@@ -102,32 +104,32 @@ impl Daemon {
         };
         match verdict.class {
             Class::Success => self.completed(attempt),
-            Class::Failed => self.failed(attempt, verdict),
-            Class::Permanent => self.permanent(attempt, verdict),
+            Class::Failed(reason) => self.failed(attempt, reason, verdict),
+            Class::Permanent(reason) => self.permanent(attempt, reason, verdict),
             Class::RateLimited { reset_at } => self.rate_limited(attempt, verdict, reset_at),
             Class::Outage(cause) => self.outage(attempt, verdict, cause),
         }
     }
 
-    pub(super) fn result(
-        &self,
-        a: &Attempt,
-        status: &str,
-        reason: Option<&str>,
-        message: Option<&str>,
-    ) -> TaskResult {
+    /// A result of this worker for `task_id`, finished now.
+    pub(super) fn result_of(&self, task_id: &str) -> TaskResult {
+        TaskResult::new(
+            task_id.into(),
+            self.cfg.worker.clone(),
+            self.report.hostname.clone(),
+            clock::rfc3339_now(),
+        )
+    }
+
+    /// The result of an attempt: completed, or failed for `failed`'s reason and message.
+    pub(super) fn result(&self, a: &Attempt, failed: Option<(Reason, &str)>) -> TaskResult {
         let (exit_code, signal) = match a.exit {
             Some(Exit::Code(c)) => (Some(c), None),
             Some(Exit::Signal(s)) => (None, Some(s)),
             None => (None, None),
         };
         let cap = a.captured.as_ref();
-        TaskResult {
-            task_id: a.task.id.clone(),
-            worker: self.cfg.worker.clone(),
-            status: status.into(),
-            reason: reason.map(Into::into),
-            message: message.map(Into::into),
+        let result = TaskResult {
             exit_code,
             signal,
             output: a.output.as_ref().map_or(Value::Null, |o| o.value.clone()),
@@ -136,15 +138,18 @@ impl Daemon {
             stderr_tail: cap.map_or_else(String::new, |c| c.stderr_tail.clone()),
             attempts: a.number,
             started_at: a.task.state.first_started_at.clone(),
-            finished_at: clock::rfc3339_now(),
             duration_seconds: a.duration.as_secs_f64(),
-            hostname: self.hostname.clone(),
             metadata: a.task.metadata(),
             agent: a.output.as_ref().and_then(|o| o.report.clone()),
+            ..self.result_of(&a.task.id)
+        };
+        match failed {
+            Some((reason, message)) => result.failed(reason, message.into()),
+            None => result,
         }
     }
 
-    pub(super) fn fields(a: &Attempt, reason: Option<&str>) -> Vec<(&'static str, String)> {
+    pub(super) fn fields(a: &Attempt, reason: Option<Reason>) -> Vec<(&'static str, String)> {
         let mut f = vec![
             ("TASK_ID", a.task.id.clone()),
             ("ATTEMPT", a.number.to_string()),
@@ -162,12 +167,12 @@ impl Daemon {
     }
 
     fn completed(&mut self, a: Attempt) {
-        if let Some(t) = self.breaker.succeeded() {
+        if let Some(t) = self.holds.breaker.succeeded() {
             self.breaker_changed(t);
         }
         self.outage_over();
-        let result = self.result(&a, COMPLETED, None, None);
-        self.finishing.insert(
+        let result = self.result(&a, None);
+        self.flight.finishing.insert(
             a.claim.key.clone(),
             Finishing {
                 release: Some(a.task.id.clone()),
@@ -187,7 +192,7 @@ impl Daemon {
         &mut self,
         claim: Claim,
         task: Task,
-        reason: &str,
+        reason: Reason,
         message: String,
         result: Option<TaskResult>,
         fields: Vec<(&'static str, String)>,
@@ -196,7 +201,7 @@ impl Daemon {
         let record = DeadLetter {
             task_id: Some(task.id.clone()),
             worker: self.cfg.worker.clone(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message,
             dead_lettered_at: clock::rfc3339_now(),
             attempts: task.state.attempts,
@@ -205,16 +210,16 @@ impl Daemon {
             task: Some(Value::Object(task.doc.clone())),
             raw_preview: None,
             original_file: None,
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
         };
-        self.finishing.insert(
+        self.flight.finishing.insert(
             claim.key.clone(),
             Finishing {
                 release: Some(task.id.clone()),
                 status: Final::Failed,
                 message: "task failed and was dead-lettered".into(),
                 fields,
-                recorded: Recorded { end: End::Failed { reason: reason.into() }, run },
+                recorded: Recorded { end: End::Failed { reason }, run },
             },
         );
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: false });
@@ -255,10 +260,10 @@ impl Daemon {
             self.io_error_with(what, e, &[("FILES", n)]);
         }
         // Only outcomes block new starts: a heartbeat or receipt that cannot be written does not.
-        self.writes_failing = self.spool.has_pending();
-        if self.writes_failing {
-            if self.next_commit.is_none() {
-                self.next_commit = Some(Instant::now() + super::RETRY_IO);
+        self.health.writes_failing = self.spool.has_pending();
+        if self.health.writes_failing {
+            if self.timers.commit.is_none() {
+                self.timers.commit = Some(Instant::now() + super::RETRY_IO);
             }
         } else if wrote && failures.is_empty() {
             self.io_recovered();
@@ -270,19 +275,19 @@ impl Daemon {
     fn on_done(&mut self, done: Done) -> Option<(&'static str, std::io::Error)> {
         match (done.kind, done.error) {
             (OpKind::Complete | OpKind::DeadLetter, None) => {
-                let f = done.claim.and_then(|c| self.finishing.remove(&c.key))?;
+                let f = done.key.and_then(|k| self.flight.finishing.remove(&k))?;
                 if let Some(id) = &f.release {
-                    self.ids.remove(id);
+                    self.flight.ids.remove(id);
                 }
-                self.metrics.record(&f.recorded);
+                self.report.metrics.record(&f.recorded);
                 let (level, id) = match f.status {
                     Final::Completed => {
-                        self.stats.completed += 1;
+                        self.report.stats.completed += 1;
                         (Level::Info, ids::TASK_COMPLETED)
                     }
                     Final::Failed | Final::Invalid => {
-                        self.stats.failed += 1;
-                        self.stats.dead_lettered += 1;
+                        self.report.stats.failed += 1;
+                        self.report.stats.dead_lettered += 1;
                         if f.status == Final::Invalid {
                             (Level::Warning, ids::TASK_INVALID)
                         } else {
@@ -296,21 +301,21 @@ impl Daemon {
                 None
             }
             (OpKind::SaveState, None) => {
-                let key = done.claim.map(|c| c.key)?;
-                let recorded = self.retrying.get_mut(&key).and_then(VecDeque::pop_front);
-                if self.retrying.get(&key).is_some_and(VecDeque::is_empty) {
-                    self.retrying.remove(&key);
+                let key = done.key?;
+                let recorded = self.flight.retrying.get_mut(&key).and_then(VecDeque::pop_front);
+                if self.flight.retrying.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.flight.retrying.remove(&key);
                 }
                 if let Some(r) = recorded {
                     if matches!(r.end, End::Retried { .. }) {
-                        self.stats.retried += 1;
+                        self.report.stats.retried += 1;
                     }
-                    self.metrics.record(&r);
+                    self.report.metrics.record(&r);
                 }
                 None
             }
             (OpKind::Heartbeat, None) => {
-                self.heartbeat_written = Instant::now();
+                self.report.heartbeat_written = Instant::now();
                 None
             }
             (kind, Some(e)) => {

@@ -10,25 +10,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::policy;
+use super::state::WorkerState;
 use super::Daemon;
 use crate::log::ids;
 use crate::spool::Op;
 use crate::sys::clock;
-
-/// The longest pause: a reset further away is taken as nonsense (weekly limits exist, so a
-/// week and a day), and RATE_LIMIT_PAUSE is capped to it.
-const MAX_PAUSE: Duration = Duration::from_secs(8 * 24 * 3600);
-
-/// When a usage or rate limit whose reset the agent gave as `reset` ends. A reset that is not
-/// ahead (a host clock ahead of the API's, a stale header), none at all, or one further than
-/// MAX_PAUSE gets the default pause `default` (RATE_LIMIT_PAUSE), itself at most MAX_PAUSE:
-/// a reset in the past must not let the queue burn through its runs.
-pub(super) fn rate_limit_until(reset: Option<SystemTime>, now: SystemTime, default: Duration) -> SystemTime {
-    match reset {
-        Some(at) if at > now && at <= now + MAX_PAUSE => at,
-        _ => now + default.min(MAX_PAUSE),
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Why {
@@ -37,11 +24,11 @@ pub(super) enum Why {
 }
 
 impl Why {
-    /// The heartbeat's `status` while paused.
-    pub(super) fn status(self) -> &'static str {
+    /// The worker's state while paused.
+    pub(super) fn state(self) -> WorkerState {
         match self {
-            Why::RateLimit => "rate_limited",
-            Why::Budget => "budget_exhausted",
+            Why::RateLimit => WorkerState::RateLimited,
+            Why::Budget => WorkerState::BudgetExhausted,
         }
     }
 }
@@ -95,22 +82,22 @@ impl Ledger {
 }
 
 impl Daemon {
-    /// [`rate_limit_until`] with this worker's RATE_LIMIT_PAUSE.
+    /// [`policy::rate_limit_until`] with this worker's RATE_LIMIT_PAUSE.
     pub(super) fn rate_limit_until(&self, reset: Option<SystemTime>, now: SystemTime) -> SystemTime {
-        rate_limit_until(reset, now, self.cfg.tuning.policy.rate_limit_pause)
+        policy::rate_limit_until(reset, now, self.cfg.tuning.policy.rate_limit_pause)
     }
 
     /// Pauses the worker until `until_wall` (extending a pause that ends sooner).
     pub(super) fn pause(&mut self, why: Why, until_wall: SystemTime, detail: &str) {
         let now_wall = SystemTime::now();
-        let wait = until_wall.duration_since(now_wall).unwrap_or(Duration::ZERO).min(MAX_PAUSE);
+        let wait = until_wall.duration_since(now_wall).unwrap_or(Duration::ZERO).min(policy::MAX_PAUSE);
         let until = Instant::now() + wait;
-        if self.paused.is_some_and(|p| p.until >= until) {
+        if self.holds.paused.is_some_and(|p| p.until >= until) {
             return;
         }
-        let first = self.paused.is_none();
-        self.paused = Some(Pause { until, until_wall: now_wall + wait, why });
-        self.metrics.set_paused(why == Why::RateLimit, clock::epoch_f64(now_wall + wait));
+        let first = self.holds.paused.is_none();
+        self.holds.paused = Some(Pause { until, until_wall: now_wall + wait, why });
+        self.report.metrics.set_paused(why == Why::RateLimit, clock::epoch_f64(now_wall + wait));
         let until_text = clock::rfc3339(now_wall + wait);
         let message = match why {
             Why::RateLimit => "usage or rate limit: no task starts until the reset",
@@ -119,7 +106,7 @@ impl Daemon {
         let fields: [crate::log::Field; 4] = [
             ("MESSAGE_ID", &ids::WORKER_PAUSED),
             ("PAUSED_UNTIL", &until_text),
-            ("REASON", &why.status()),
+            ("REASON", &why.state()),
             ("ERROR", &detail),
         ];
         if first {
@@ -132,15 +119,15 @@ impl Daemon {
 
     /// The pause's timer: resume when it is over (a spend cap still reached pauses again).
     pub(super) fn end_pause(&mut self, now: Instant) {
-        let Some(p) = self.paused else { return };
+        let Some(p) = self.holds.paused else { return };
         if now < p.until {
             return;
         }
-        self.paused = None;
-        self.metrics.set_paused(true, 0.0);
+        self.holds.paused = None;
+        self.report.metrics.set_paused(true, 0.0);
         self.log.info(
             "pause over: tasks start again",
-            &[("MESSAGE_ID", &ids::WORKER_RESUMED), ("REASON", &p.why.status())],
+            &[("MESSAGE_ID", &ids::WORKER_RESUMED), ("REASON", &p.why.state())],
         );
         self.check_budget();
         self.stage_heartbeat();
@@ -151,8 +138,8 @@ impl Daemon {
         if self.cfg.tuning.policy.worker_budget_usd.is_none() || !(usd.is_finite() && usd > 0.0) {
             return;
         }
-        self.ledger.add(clock::now_f64(), usd);
-        self.spool.stage(Op::Ledger(serde_json::to_vec(&self.ledger).unwrap_or_default()));
+        self.holds.ledger.add(clock::now_f64(), usd);
+        self.spool.stage(Op::Ledger(serde_json::to_vec(&self.holds.ledger).unwrap_or_default()));
         self.check_budget();
     }
 
@@ -160,9 +147,9 @@ impl Daemon {
     pub(super) fn check_budget(&mut self) {
         let Some(cap) = self.cfg.tuning.policy.worker_budget_usd else { return };
         let window = self.cfg.tuning.policy.worker_budget_window;
-        let spent = self.ledger.within(clock::now_f64(), window);
-        if spent >= cap {
-            let at = self.ledger.under_cap_at(cap, window);
+        let spent = self.holds.ledger.within(clock::now_f64(), window);
+        if policy::spend_cap_reached(spent, Some(cap)) {
+            let at = self.holds.ledger.under_cap_at(cap, window);
             let until = clock::from_epoch_f64(at).unwrap_or_else(SystemTime::now);
             self.pause(
                 Why::Budget,
@@ -176,25 +163,6 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reset_not_ahead_or_absurd_gets_the_default_pause() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let default = Duration::from_secs(300);
-        let ahead = now + Duration::from_secs(3600);
-        assert_eq!(rate_limit_until(Some(ahead), now, default), ahead);
-        for reset in [
-            None,
-            Some(now),
-            Some(now - Duration::from_secs(3600)),
-            Some(SystemTime::UNIX_EPOCH),
-            Some(now + Duration::from_secs(400 * 24 * 3600)),
-        ] {
-            assert_eq!(rate_limit_until(reset, now, default), now + default, "{reset:?}");
-        }
-        let huge = Duration::from_secs(10 * 365 * 24 * 3600);
-        assert_eq!(rate_limit_until(None, now, huge), now + MAX_PAUSE, "the default is bounded too");
-    }
 
     #[test]
     fn ledger_window_and_release_time() {

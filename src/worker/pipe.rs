@@ -1,15 +1,14 @@
 //! The named-pipe intake (PIPE_INTAKE=true): `pipes/<worker>.pipe`, a FIFO where producers
-//! write one task JSON object a line. Each line is queued as a task file through
+//! write one task JSON object a line. Each line is queued as a task through
 //! [`Spool::submit`](crate::spool::Spool::submit), so the normal claim path validates and runs
-//! it exactly as a file submit; a line longer than MAX_TASK_BYTES is dead-lettered here, since
-//! it is never kept whole.
+//! it exactly as a submitted one; a line longer than MAX_TASK_BYTES is dead-lettered here,
+//! since it is never kept whole.
 //!
 //! The FIFO is opened read-write and non-blocking: holding a write end ourselves, the loop
 //! never sees end-of-file when a writer closes (which would make it readable forever), and a
 //! read never waits. Not a durable queue: what sits in the pipe's kernel buffer is lost if
 //! the worker dies before reading it.
 
-use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
@@ -144,21 +143,18 @@ impl PipeIntake {
         }
     }
 
-    /// The queue name of a task line: `<task_id>.json` when it has a valid one, else
-    /// `pipe-<epoch ms>-<n>.json` (whose stem becomes the id of a task without one).
-    fn name_for(&mut self, line: &[u8]) -> OsString {
+    /// The id a task line is queued under: its `task_id` when it has a valid one, else
+    /// `pipe-<epoch ms>-<n>` (which becomes the id of a task without one).
+    fn id_for(&mut self, line: &[u8]) -> String {
         let id = serde_json::from_slice::<Value>(line)
             .ok()
             .and_then(|v| v.get("task_id").and_then(Value::as_str).map(str::to_string))
             .filter(|id| is_valid_id(id));
-        match id {
-            Some(id) => format!("{id}.json").into(),
-            None => {
-                self.seq += 1;
-                let ms = crate::sys::clock::now_f64() * 1000.0;
-                format!("pipe-{ms:.0}-{}.json", self.seq).into()
-            }
-        }
+        id.unwrap_or_else(|| {
+            self.seq += 1;
+            let ms = crate::sys::clock::now_f64() * 1000.0;
+            format!("pipe-{ms:.0}-{}", self.seq)
+        })
     }
 }
 
@@ -168,19 +164,19 @@ impl Daemon {
         if !self.cfg.pipe_intake {
             return Ok(());
         }
-        let path = self.cfg.paths.pipes.join(format!("{}.pipe", self.cfg.worker));
+        let path = self.cfg.paths.pipe(&self.cfg.worker);
         let fail = |e: io::Error| Fatal::io(format!("PIPE_INTAKE: cannot open {}: {e}", path.display()), &e);
         let file = open_fifo(&path).map_err(fail)?;
         let intake = PipeIntake { file, path: path.clone(), lines: Lines::default(), seq: 0 };
         intake.register(self.poll.registry(), PIPE, false).map_err(fail)?;
         self.log.info("taking tasks from the pipe too", &[("PIPE", &path.display())]);
-        self.pipe = Some(intake);
+        self.sources.pipe = Some(intake);
         Ok(())
     }
 
     /// The pipe is readable: queue its whole lines, dead-letter the over-long ones.
     pub(super) fn on_pipe(&mut self) {
-        let Some(pipe) = self.pipe.as_mut() else {
+        let Some(pipe) = self.sources.pipe.as_mut() else {
             return;
         };
         let max = usize::try_from(self.cfg.tuning.max_task_bytes).unwrap_or(usize::MAX);
@@ -189,7 +185,7 @@ impl Daemon {
             Err(e) => {
                 let path = pipe.path.display().to_string();
                 self.io_error(&format!("cannot read {path}; the pipe intake stops until a restart"), &e);
-                self.pipe = None;
+                self.sources.pipe = None;
                 return;
             }
         };
@@ -197,7 +193,7 @@ impl Daemon {
         let mut too_long = Vec::new();
         for line in lines {
             match line {
-                Line::Task(bytes) => tasks.push((pipe.name_for(&bytes), bytes)),
+                Line::Task(bytes) => tasks.push((pipe.id_for(&bytes), bytes)),
                 Line::TooLong { preview } => too_long.push(preview),
             }
         }
@@ -206,31 +202,31 @@ impl Daemon {
                 self.io_error("cannot watch the pipe again", &e);
             }
         }
-        let source = format!("pipes/{}.pipe", self.cfg.worker);
-        let names: Vec<OsString> = tasks.iter().map(|t| t.0.clone()).collect();
-        for (name, outcome) in names.into_iter().zip(self.spool.submit(tasks)) {
+        let source = crate::spool::layout::Layout::pipe_name(&self.cfg.worker);
+        let ids: Vec<String> = tasks.iter().map(|t| t.0.clone()).collect();
+        for (id, outcome) in ids.into_iter().zip(self.spool.submit(tasks)) {
             match outcome {
-                Ok(queued) => {
-                    self.log.debug("task queued from the pipe", &[("FILE", &queued.to_string_lossy())])
+                Ok(queued) => self.log.debug("task queued from the pipe", &[("FILE", &queued)]),
+                Err(e) => {
+                    self.io_error(&format!("cannot queue a task line from the pipe as {id}; it is lost"), &e)
                 }
-                Err(e) => self.io_error(
-                    &format!(
-                        "cannot queue a task line from the pipe as {}; it is lost",
-                        name.to_string_lossy()
-                    ),
-                    &e,
-                ),
             }
         }
         for preview in too_long {
-            self.seq += 1;
-            // A line is not a claimed file: its claim names nothing in flight (a dot-name,
-            // which the queue never claims), so releasing it removes nothing.
-            let claim =
-                Claim { key: format!(".pipe-line-{}", self.seq).into(), source: source.clone().into() };
+            self.flight.seq += 1;
+            // A line was never queued: its claim holds nothing.
+            let claim = Claim::unqueued(self.flight.seq, &source);
             let why = Invalid::LineTooLong { max: max as u64 };
             let preview = Some(String::from_utf8_lossy(&preview).into_owned());
-            self.reject(claim, Rejected { why, doc: None, preview, keep_original: false, unfinished: None });
+            let r = Rejected {
+                why,
+                fallback_id: None,
+                doc: None,
+                preview,
+                keep_original: false,
+                unfinished: None,
+            };
+            self.reject(claim, r);
         }
     }
 }

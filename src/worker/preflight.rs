@@ -5,7 +5,6 @@
 //! or out of reach; no answer in time) is not a configuration error: exit 75, and systemd
 //! tries again.
 
-use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -17,8 +16,9 @@ use crate::agent::classify::{self, Cause, Class};
 use crate::agent::interpret_captured;
 use crate::error::Fatal;
 use crate::format::task::Task;
-use crate::runner::{Child, Containment, Exit, Pipe};
-use crate::spool::Claim;
+use crate::runner::agents::Agents;
+use crate::runner::supervise::Signal;
+use crate::runner::{Exit, Pipe, Spec};
 
 /// What the canary run is asked.
 const CANARY_PROMPT: &str = "This is a health check of the worker. Reply with the single word OK.";
@@ -56,14 +56,12 @@ impl Daemon {
         let doc = serde_json::json!({"task_id": "preflight", "description": CANARY_PROMPT});
         let task = Task::parse(doc.to_string().as_bytes(), "preflight", &self.cfg.worker)
             .map_err(|e| Fatal::Other(format!("preflight task: {e}")))?;
-        let claim = Claim { key: OsString::from("preflight"), source: OsString::from("preflight") };
-        let spec = self.spec(&claim, &task, 1);
+        let spec = self.spec(&task, 1, None);
         let started = Instant::now();
-        let child = self.contain.spawn(spec, "preflight-1");
-        let ran = run_to_end(child, CANARY_TIMEOUT, &mut self.scratch, &mut self.contain);
+        let ran = run_to_end(self.agents.as_mut(), spec, CANARY_TIMEOUT, &mut self.scratch);
         // Nothing else runs yet: whatever the canary left goes now.
-        self.contain.sweep_soon();
-        self.contain.sweep(|_| false, &[]);
+        self.agents.sweep_soon();
+        self.agents.sweep();
         self.contain_warnings();
         let (exit, timed_out, captured) =
             ran.map_err(|e| Fatal::io(format!("AGENT_PREFLIGHT: the agent could not run: {e}"), &e))?;
@@ -77,8 +75,8 @@ impl Daemon {
             duration: started.elapsed(),
         };
         let verdict = classify::classify(&run, self.cfg.tuning.policy.empty_output);
-        let message =
-            format!("AGENT_PREFLIGHT: the canary run failed ({}): {}", verdict.reason, verdict.message);
+        let reason = verdict.reason().map_or("", |r| r.as_str());
+        let message = format!("AGENT_PREFLIGHT: the canary run failed ({reason}): {}", verdict.message);
         match verdict.class {
             Class::Success => {}
             // The agent's service is down, overloaded or rate-limited, or did not answer: not a
@@ -87,7 +85,7 @@ impl Daemon {
                 return Err(Fatal::Unavailable(message))
             }
             _ if timed_out => return Err(Fatal::Unavailable(message)),
-            Class::Outage(Cause::Credential) | Class::Failed | Class::Permanent => {
+            Class::Outage(Cause::Credential) | Class::Failed(_) | Class::Permanent(_) => {
                 return Err(Fatal::Config(message))
             }
         }
@@ -96,16 +94,17 @@ impl Daemon {
     }
 }
 
-/// Runs a child to its end on a poll of its own, killing its group after `timeout`.
+/// Runs `spec` to its end in the first slot of `agents` (the loop runs nothing yet), on a poll
+/// of its own, killing its group after `timeout`.
 fn run_to_end(
-    child: std::io::Result<Child>,
+    agents: &mut dyn Agents,
+    spec: Spec,
     timeout: Duration,
     scratch: &mut [u8],
-    contain: &mut Containment,
 ) -> std::io::Result<(Exit, bool, crate::runner::Captured)> {
-    let mut child = child?;
+    const SLOT: usize = 0;
     let mut poll = Poll::new()?;
-    child.register(poll.registry(), |p| Token(p as usize))?;
+    agents.start(SLOT, spec, poll.registry(), &|p| Token(p as usize))?;
     let mut events = Events::with_capacity(8);
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
@@ -117,16 +116,15 @@ fn run_to_end(
         }
         for e in events.iter() {
             if let Some(pipe) = Pipe::from_index(e.token().0) {
-                child.on_ready(pipe, poll.registry(), scratch);
+                agents.ready(SLOT, pipe, poll.registry(), scratch);
             }
         }
-        if let Some(exit) = child.try_exit()? {
-            contain.ended(&mut child);
-            return Ok((exit, timed_out, child.finish(poll.registry(), scratch)));
+        if let Some(exit) = agents.try_exit(SLOT)? {
+            return Ok((exit, timed_out, agents.finish(SLOT, poll.registry(), scratch)));
         }
         if !timed_out && Instant::now() >= deadline {
             timed_out = true;
-            child.kill_all();
+            agents.signal(SLOT, Signal::Kill);
         }
     }
 }

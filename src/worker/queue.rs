@@ -2,21 +2,23 @@
 //! invalid) → running → reaped; timeouts and the shutdown's stops. What the end means is
 //! [`super::outcome`].
 
-use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
 use super::outcome::{Attempt, Final};
+use super::policy;
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::classify::{Class, Verdict};
-use crate::format::records::{DeadLetter, Receipt, TaskResult, FAILED};
+use crate::agent::reason::Reason;
+use crate::format::records::{DeadLetter, Receipt, TaskResult};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::metrics::{End, Recorded};
+use crate::runner::supervise::{Signal, Stop, Why};
 use crate::runner::{Exit, Spec};
-use crate::spool::{read, Claim, Op, Rejected};
+use crate::spool::{read, Claim, EntryId, Ignored, Op, Rejected};
 use crate::sys::clock;
 
 /// Claims per loop turn at most, so a huge backlog of bad files cannot starve the loop.
@@ -32,56 +34,62 @@ impl Daemon {
             Ok(intake) => {
                 let now = SystemTime::now();
                 for name in intake.arrivals {
-                    self.settling.arrived(&name);
+                    self.queue.settling.arrived(&name);
                     self.enqueue(name, now);
                 }
-                for name in intake.ignored {
-                    self.ignored(&name);
+                for ignored in intake.ignored {
+                    self.ignored(ignored);
                 }
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
                     if let Err(e) = self.rescan() {
                         self.io_error("cannot list the queue", &e);
-                        self.next_rescan = Some(Instant::now() + super::RETRY_IO);
+                        self.timers.rescan = Some(Instant::now() + super::RETRY_IO);
                     }
                 }
             }
             Err(e) => {
                 self.io_error("cannot read change notifications", &e);
-                self.next_rescan = Some(Instant::now() + super::RETRY_IO);
+                self.timers.rescan = Some(Instant::now() + super::RETRY_IO);
             }
         }
     }
 
-    pub(super) fn enqueue(&mut self, name: OsString, at: SystemTime) {
-        if self.queued.insert(name.clone()) {
-            self.queue.push_back((name, at));
+    pub(super) fn enqueue(&mut self, name: EntryId, at: SystemTime) {
+        if self.queue.known.insert(name.clone()) {
+            self.queue.order.push_back((name, at));
         }
     }
 
-    fn ignored(&mut self, name: &OsStr) {
-        if self.warned.insert(name.to_os_string()) {
-            self.log.warn(
-                "ignoring a file in the queue that is not a task (task files end in .json)",
-                &[("FILE", &name.to_string_lossy())],
-            );
+    /// Forgets `name` as queued: a backend that hands out its own next entry gave it out.
+    fn dequeue(&mut self, name: &EntryId) {
+        if self.queue.known.remove(name) {
+            self.queue.order.retain(|(n, _)| n != name);
+        }
+    }
+
+    fn ignored(&mut self, ignored: Ignored) {
+        if !self.queue.warned.contains(&ignored.id) {
+            let message = format!("ignoring a file in the queue that is not a task ({})", ignored.why);
+            self.log.warn(&message, &[("FILE", &ignored.id)]);
+            self.queue.warned.insert(ignored.id);
         }
     }
 
     /// Lists the queue and adds what is not known yet.
     pub(super) fn rescan(&mut self) -> io::Result<()> {
         let scan = self.spool.scan()?;
-        for name in scan.ignored {
-            self.ignored(&name);
+        for ignored in scan.ignored {
+            self.ignored(ignored);
         }
         for e in scan.entries {
             // A file held back as not whole yet waits for its timer, unless it changed.
-            if !self.settling.unchanged(&e.name, e.arrived) {
-                self.enqueue(e.name, e.arrived);
+            if !self.queue.settling.unchanged(&e.id, e.arrived) {
+                self.enqueue(e.id, e.arrived);
             }
         }
         if let Some(every) = self.rescan_every() {
-            self.next_rescan = Some(Instant::now() + every);
+            self.timers.rescan = Some(Instant::now() + every);
         }
         Ok(())
     }
@@ -91,27 +99,27 @@ impl Daemon {
         let now = Instant::now();
         let mut claims = 0;
         while self.can_start() {
-            let due = self.waiting.first_key_value().is_some_and(|(k, _)| k.0 <= now);
-            let take_retry = match (due, !self.queue.is_empty()) {
+            let due = self.flight.waiting.first_key_value().is_some_and(|(k, _)| k.0 <= now);
+            let take_retry = match (due, !self.queue.order.is_empty()) {
                 (false, false) => break,
                 (true, false) => true,
                 (false, true) => false,
                 (true, true) => {
-                    self.prefer_retry = !self.prefer_retry;
-                    self.prefer_retry
+                    self.flight.prefer_retry = !self.flight.prefer_retry;
+                    self.flight.prefer_retry
                 }
             };
             if take_retry {
-                if let Some((_, w)) = self.waiting.pop_first() {
+                if let Some((_, w)) = self.flight.waiting.pop_first() {
                     self.start(w.claim, w.task, w.queued_at);
                 }
-            } else if let Some((name, at)) = self.queue.pop_front() {
-                self.queued.remove(&name);
+            } else if let Some((name, at)) = self.queue.order.pop_front() {
+                self.queue.known.remove(&name);
                 if !self.claim_and_start(&name, at) {
                     // Tried again after the pause, at the back: a failure of this one file
                     // (a mount point, say) must not hold up the others.
-                    self.queued.insert(name.clone());
-                    self.queue.push_back((name, at));
+                    self.queue.known.insert(name.clone());
+                    self.queue.order.push_back((name, at));
                     break;
                 }
                 claims += 1;
@@ -125,20 +133,25 @@ impl Daemon {
 
     /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
     /// of the queue (read-only, full, no permission, I/O error), and claims pause for a while.
-    fn claim_and_start(&mut self, name: &OsStr, arrived: SystemTime) -> bool {
+    fn claim_and_start(&mut self, name: &EntryId, arrived: SystemTime) -> bool {
         let claim = match self.spool.claim(name) {
             Ok(Some(c)) => {
-                self.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
+                if c.source != *name {
+                    // Handed out in the backend's own order: `name` went elsewhere.
+                    self.queue.settling.forget(name);
+                    self.dequeue(&c.source);
+                }
+                self.report.metrics.claimed(SystemTime::now().duration_since(arrived).unwrap_or_default());
                 c
             }
             Ok(None) => {
-                self.log.debug("task gone before it could be claimed", &[("FILE", &name.to_string_lossy())]);
-                self.settling.forget(name);
+                self.log.debug("task gone before it could be claimed", &[("FILE", name)]);
+                self.queue.settling.forget(name);
                 return true;
             }
             Err(e) => {
                 self.io_error("cannot claim tasks (will retry)", &e);
-                self.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
+                self.health.claims_paused_until = Some(Instant::now() + super::RETRY_IO);
                 return false;
             }
         };
@@ -152,9 +165,9 @@ impl Daemon {
             Ok(l) => l,
             Err(r) => return self.unfinished_or_reject(claim, r),
         };
-        self.settling.forget(&claim.source);
+        self.queue.settling.forget(&claim.source);
         let id = loaded.task.id.clone();
-        let duplicate_of = if self.ids.contains(&id) {
+        let duplicate_of = if self.flight.ids.contains(&id) {
             Some("that is queued or in flight")
         } else if self.spool.result_exists(&id) && !self.replaces_invalid(&id) {
             Some("that already has a result")
@@ -164,10 +177,17 @@ impl Daemon {
         if let Some(of) = duplicate_of {
             let doc = Some(Value::Object(loaded.task.doc));
             let why = Invalid::Duplicate { id, of };
-            return self
-                .reject(claim, Rejected { why, doc, preview: None, keep_original: false, unfinished: None });
+            let r = Rejected {
+                why,
+                fallback_id: None,
+                doc,
+                preview: None,
+                keep_original: false,
+                unfinished: None,
+            };
+            return self.reject(claim, r);
         }
-        self.ids.insert(id);
+        self.flight.ids.insert(id);
         let mut task = loaded.task;
         task.start_charging(Instant::now());
         match self.retry_wait(&task) {
@@ -193,30 +213,25 @@ impl Daemon {
         true
     }
 
-    /// How long a task read back from disk still waits for its retry: until its `retry_at`,
-    /// but never more than MAX_RETRY_DELAY from now. `retry_at` is wall-clock time, written
-    /// before a restart; if the clock stepped back since, it lies too far ahead.
+    /// How long a task read back still waits for its retry ([`policy::retry_wait`]).
     fn retry_wait(&self, task: &Task) -> Option<Duration> {
-        let secs = task.state.retry_at? - clock::now_f64();
-        let cap = self.cfg.tuning.max_retry_delay;
-        (secs > 0.0).then(|| Duration::try_from_secs_f64(secs).map_or(cap, |d| d.min(cap)))
+        policy::retry_wait(task.state.retry_at, clock::now_f64(), self.cfg.tuning.max_retry_delay)
     }
 
     pub(super) fn wait_until(&mut self, claim: Claim, task: Task, queued_at: SystemTime, at: Instant) {
-        self.seq += 1;
-        self.waiting.insert((at, self.seq), Waiting { claim, task, queued_at });
+        self.flight.seq += 1;
+        self.flight.waiting.insert((at, self.flight.seq), Waiting { claim, task, queued_at });
     }
 
-    /// The id a rejected file's result is written under, if any: its valid `task_id`, or its
-    /// file name when it has none.
-    fn rejected_id(claim: &Claim, r: &Rejected) -> Option<String> {
+    /// The id a rejected task's result is written under, if any: its valid `task_id`, or the
+    /// id the backend gives a task without one.
+    fn rejected_id(r: &Rejected) -> Option<String> {
         if let Invalid::Duplicate { id, .. } = &r.why {
             return Some(id.clone());
         }
-        let stem = claim.source.to_str().map(|s| s.strip_suffix(".json").unwrap_or(s).to_string());
         match r.doc.as_ref().and_then(|d| d.get("task_id")) {
             Some(Value::String(id)) => Some(id.clone()),
-            Some(Value::Null) | None => stem,
+            Some(Value::Null) | None => r.fallback_id.clone(),
             Some(_) => None,
         }
         .filter(|id| is_valid_id(id))
@@ -225,40 +240,26 @@ impl Daemon {
     /// Dead-letters a claimed file that is not a valid task, with a failed result when its id
     /// is usable and no other task of that id exists.
     pub(super) fn reject(&mut self, claim: Claim, r: Rejected) {
-        let id = Self::rejected_id(&claim, &r);
+        let id = Self::rejected_id(&r);
         let duplicate = matches!(r.why, Invalid::Duplicate { .. });
         let message = r.why.to_string();
         let now = SystemTime::now();
         let result = id
             .clone()
-            .filter(|id| !duplicate && !self.ids.contains(id) && !self.spool.result_exists(id))
+            .filter(|id| !duplicate && !self.flight.ids.contains(id) && !self.spool.result_exists(id))
             .map(|task_id| {
-                self.ids.insert(task_id.clone());
+                self.flight.ids.insert(task_id.clone());
+                let (worker, host) = (self.cfg.worker.clone(), self.report.hostname.clone());
                 TaskResult {
-                    task_id,
-                    worker: self.cfg.worker.clone(),
-                    status: FAILED.into(),
-                    reason: Some("invalid".into()),
-                    message: Some(message.clone()),
-                    exit_code: None,
-                    signal: None,
-                    output: Value::Null,
-                    output_truncated: false,
-                    output_bytes: 0,
-                    stderr_tail: String::new(),
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: clock::rfc3339(now),
-                    duration_seconds: 0.0,
-                    hostname: self.hostname.clone(),
                     metadata: r.doc.as_ref().and_then(|d| d.get("metadata")).cloned().unwrap_or(Value::Null),
-                    agent: None,
+                    ..TaskResult::new(task_id, worker, host, clock::rfc3339(now))
+                        .failed(Reason::Invalid, message.clone())
                 }
             });
         let record = DeadLetter {
             task_id: id.clone(),
             worker: self.cfg.worker.clone(),
-            reason: "invalid".into(),
+            reason: Reason::Invalid.as_str().into(),
             message: message.clone(),
             dead_lettered_at: clock::rfc3339(now),
             attempts: 0,
@@ -267,20 +268,20 @@ impl Daemon {
             task: r.doc,
             raw_preview: r.preview,
             original_file: None,
-            hostname: self.hostname.clone(),
+            hostname: self.report.hostname.clone(),
         };
         let release = result.as_ref().map(|r| r.task_id.clone());
-        self.finishing.insert(
+        self.flight.finishing.insert(
             claim.key.clone(),
             Finishing {
                 release,
                 status: Final::Invalid,
                 message: "task rejected as invalid".into(),
-                recorded: Recorded { end: End::Failed { reason: "invalid".into() }, run: None },
+                recorded: Recorded { end: End::Failed { reason: Reason::Invalid }, run: None },
                 fields: vec![
                     ("TASK_ID", id.unwrap_or_default()),
                     ("FILE", claim.source_lossy()),
-                    ("REASON", "invalid".into()),
+                    ("REASON", Reason::Invalid.as_str().into()),
                     ("ERROR", message),
                 ],
             },
@@ -288,9 +289,11 @@ impl Daemon {
         self.spool.stage(Op::DeadLetter { claim, record, result, keep_original: r.keep_original });
     }
 
-    pub(super) fn spec(&mut self, claim: &Claim, task: &Task, attempt: u32) -> Spec {
+    /// What to run for attempt `attempt` of `task`; `file`: where the agent may read the task
+    /// (WATCHER_TASK_FILE), if the spool gives a file.
+    pub(super) fn spec(&mut self, task: &Task, attempt: u32, file: Option<&std::path::Path>) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
-        let prompt_file = self.cfg.paths.prompts.join(format!("{}.md", self.cfg.worker));
+        let prompt_file = self.cfg.paths.prompt(&self.cfg.worker);
         let prompt = read::read(&prompt_file, MAX_PROMPT_BYTES).and_then(|b| {
             String::from_utf8(b).map_err(|_| read::Error::Io(io::Error::other("not UTF-8 text")))
         });
@@ -321,8 +324,8 @@ impl Daemon {
         env.push(("WATCHER_TASK_ID".into(), task.id.clone().into()));
         env.push(("WATCHER_WORKER".into(), self.cfg.worker.clone().into()));
         env.push(("WATCHER_ATTEMPT".into(), attempt.to_string().into()));
-        if let Some(path) = self.spool.task_path(claim) {
-            env.push(("WATCHER_TASK_FILE".into(), path.into_os_string()));
+        if let Some(path) = file {
+            env.push(("WATCHER_TASK_FILE".into(), path.into()));
         }
         Spec {
             argv,
@@ -338,26 +341,12 @@ impl Daemon {
         let number = task.state.attempts + 1;
         let started_wall = SystemTime::now();
         task.state.first_started_at.get_or_insert_with(|| clock::rfc3339(started_wall));
-        self.breaker.started();
-        let spec = self.spec(&claim, &task, number);
+        self.holds.breaker.started();
+        let spec = self.spec(&task, number, claim.file.as_deref());
         let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let label = format!("{}-{number}", task.id);
-        let child = self.contain.spawn(spec, &label).and_then(|mut child| {
-            let slot = self.slots.iter().position(Option::is_none).unwrap_or(self.slots.len());
-            match child.register(self.poll.registry(), |p| child_token(slot, p)) {
-                Ok(()) => Ok((slot, child)),
-                Err(e) => {
-                    // Killed, and reaped as an orphan: it is in no slot.
-                    child.kill_all();
-                    self.contain.ended(&mut child);
-                    let _ = child.finish(self.poll.registry(), &mut self.scratch);
-                    Err(e)
-                }
-            }
-        });
-        self.contain_warnings();
-        let (slot, child) = match child {
-            Ok(c) => c,
+        let slot = self.flight.slots.iter().position(Option::is_none).unwrap_or(self.flight.slots.len());
+        let pid = match self.agents.start(slot, spec, self.poll.registry(), &|p| child_token(slot, p)) {
+            Ok(pid) => pid,
             Err(e) => {
                 let attempt = Attempt {
                     claim,
@@ -371,11 +360,10 @@ impl Daemon {
                     output: None,
                 };
                 let verdict = Verdict {
-                    class: Class::Failed,
-                    reason: "spawn_error".into(),
+                    class: Class::Failed(Reason::SpawnError),
                     message: format!("cannot start the agent {program:?}: {e}"),
                 };
-                return self.failed(attempt, verdict);
+                return self.failed(attempt, Reason::SpawnError, verdict);
             }
         };
         let now = Instant::now();
@@ -385,45 +373,37 @@ impl Daemon {
             claimed_at: clock::rfc3339(started_wall),
             attempt: number,
             pid: std::process::id(),
-            agent_pid: child.pid() as u32,
-            hostname: self.hostname.clone(),
-            task_file: self.spool.task_path(&claim).map(|p| p.display().to_string()).unwrap_or_default(),
+            agent_pid: pid as u32,
+            hostname: self.report.hostname.clone(),
+            task_file: claim.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
         }));
-        self.log.debug(
-            "task started",
-            &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &child.pid())],
-        );
+        self.log.debug("task started", &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &pid)]);
         let timeout = task.timeout.unwrap_or(self.cfg.tuning.task_timeout);
         let run = Running {
             claim,
             task,
             queued_at,
-            child,
             attempt: number,
             started: now,
             started_wall,
-            deadline: now + timeout,
-            kill_at: None,
-            killed: false,
-            timed_out: false,
-            abandoned: false,
+            stop: Stop::new(now, timeout),
         };
-        if slot == self.slots.len() {
-            self.slots.push(Some(run));
+        if slot == self.flight.slots.len() {
+            self.flight.slots.push(Some(run));
         } else {
-            self.slots[slot] = Some(run);
+            self.flight.slots[slot] = Some(run);
         }
-        self.active += 1;
+        self.flight.active += 1;
     }
 
     /// Reaps every agent that has exited, killing what is left of its run, and the orphans
     /// that exited.
     pub(super) fn reap(&mut self) {
-        for slot in 0..self.slots.len() {
-            let Some(run) = self.slots[slot].as_mut() else {
+        for slot in 0..self.flight.slots.len() {
+            let Some(run) = self.flight.slots[slot].as_ref() else {
                 continue;
             };
-            let exit = match run.child.try_exit() {
+            let exit = match self.agents.try_exit(slot) {
                 Ok(None) => continue,
                 Ok(Some(exit)) => exit,
                 Err(e) => {
@@ -431,35 +411,24 @@ impl Daemon {
                     Exit::Code(-1)
                 }
             };
-            if let Some(cgroup) = run.child.cgroup_path() {
+            if let Some(cgroup) = self.agents.cgroup(slot) {
                 let fields: [crate::log::Field; 2] =
                     [("TASK_ID", &run.task.id), ("CGROUP", &cgroup.display())];
                 self.log.debug("agent exited; killing what is left in its run's cgroup", &fields);
             }
-            self.contain.ended(&mut run.child);
+            // Its cgroup is killed (or its orphans swept) as it is finished.
             self.finish(slot, exit);
         }
-        let agents: HashSet<i32> = self.slots.iter().flatten().map(|r| r.child.pid()).collect();
-        self.contain.reap_orphans(|p| agents.contains(&p));
+        self.agents.reap_orphans();
     }
 
     /// Timeouts: SIGTERM to the group at the deadline, SIGKILL after KILL_GRACE.
     pub(super) fn enforce_deadlines(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
-        for run in self.slots.iter_mut().flatten() {
-            if run.killed {
-                continue;
-            }
-            if let Some(k) = run.kill_at {
-                if now >= k {
-                    run.child.kill_all();
-                    run.kill_at = None;
-                    run.killed = true;
-                }
-                continue;
-            }
-            if now >= run.deadline {
-                run.timed_out = true;
+        for (slot, run) in self.flight.slots.iter_mut().enumerate() {
+            let Some(run) = run else { continue };
+            let Some(signal) = run.stop.tick(now, grace) else { continue };
+            if signal == Signal::Term {
                 self.log.warn(
                     "task timed out; sending SIGTERM to its process group",
                     &[
@@ -468,22 +437,19 @@ impl Daemon {
                         ("KILL_GRACE_MS", &grace.as_millis()),
                     ],
                 );
-                run.child.signal_group(libc::SIGTERM);
-                run.kill_at = Some(now + grace);
             }
+            self.agents.signal(slot, signal);
         }
     }
 
     /// The end of the shutdown grace: stop what still runs; it is re-queued, not charged.
     pub(super) fn abandon_running(&mut self, now: Instant) {
         let grace = self.cfg.tuning.kill_grace;
-        for run in self.slots.iter_mut().flatten() {
-            if run.timed_out || run.abandoned {
-                continue;
+        for (slot, run) in self.flight.slots.iter_mut().enumerate() {
+            // A run already stopped for its timeout ends as one.
+            if let Some(signal) = run.as_mut().and_then(|r| r.stop.terminate(Why::Shutdown, now, grace)) {
+                self.agents.signal(slot, signal);
             }
-            run.abandoned = true;
-            run.child.signal_group(libc::SIGTERM);
-            run.kill_at = Some(now + grace);
         }
         if let Phase::Draining { deadline, .. } = self.phase {
             self.phase = Phase::Draining { deadline, abandoned: true };

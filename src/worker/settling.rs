@@ -13,11 +13,10 @@
 //! the monotonic clock: a modification time from another host's clock (NFS) cannot shorten it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ffi::{OsStr, OsString};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Daemon;
-use crate::spool::{Claim, Rejected, Unfinished, Writers};
+use crate::spool::{Claim, EntryId, Rejected, Unfinished, Writers};
 
 /// A file held back, by its name in the queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,8 +32,8 @@ struct Held {
 /// The files held back and their timers.
 #[derive(Debug, Default)]
 pub(super) struct Settling {
-    held: HashMap<OsString, Held>,
-    timers: BTreeSet<(Instant, OsString)>,
+    held: HashMap<EntryId, Held>,
+    timers: BTreeSet<(Instant, EntryId)>,
 }
 
 impl Settling {
@@ -42,7 +41,7 @@ impl Settling {
     /// now. Returns the time its current version was first seen and its next look.
     fn judge(
         &self,
-        name: &OsStr,
+        name: &EntryId,
         u: &Unfinished,
         quiet: Duration,
         now: Instant,
@@ -62,30 +61,30 @@ impl Settling {
         }
     }
 
-    fn hold(&mut self, name: OsString, modified: SystemTime, since: Instant, at: Instant) {
+    fn hold(&mut self, name: EntryId, modified: SystemTime, since: Instant, at: Instant) {
         self.release(&name);
         self.timers.insert((at, name.clone()));
         self.held.insert(name, Held { modified, since, recheck: Some(at) });
     }
 
     /// Stops the timer of `name`, keeping what was seen of it.
-    fn release(&mut self, name: &OsStr) {
+    fn release(&mut self, name: &EntryId) {
         if let Some(h) = self.held.get_mut(name) {
             if let Some(at) = h.recheck.take() {
-                self.timers.remove(&(at, name.to_os_string()));
+                self.timers.remove(&(at, name.clone()));
             }
         }
     }
 
     /// Drops `name`: judged, taken, or gone.
-    pub(super) fn forget(&mut self, name: &OsStr) {
+    pub(super) fn forget(&mut self, name: &EntryId) {
         self.release(name);
         self.held.remove(name);
     }
 
     /// Whether a listing that found `name` with this modification time is to leave it to its
     /// timer (unchanged since it was held back). A changed one is taken now.
-    pub(super) fn unchanged(&mut self, name: &OsStr, modified: SystemTime) -> bool {
+    pub(super) fn unchanged(&mut self, name: &EntryId, modified: SystemTime) -> bool {
         match self.held.get(name) {
             Some(h) if h.recheck.is_some() && h.modified == modified => true,
             Some(_) => {
@@ -97,7 +96,7 @@ impl Settling {
     }
 
     /// `name` arrived (its writer closed it, or it was renamed in): it is looked at now.
-    pub(super) fn arrived(&mut self, name: &OsStr) {
+    pub(super) fn arrived(&mut self, name: &EntryId) {
         self.release(name);
     }
 
@@ -111,7 +110,7 @@ impl Settling {
     }
 
     /// The names whose time to be looked at again has come.
-    pub(super) fn due(&mut self, now: Instant) -> Vec<OsString> {
+    pub(super) fn due(&mut self, now: Instant) -> Vec<EntryId> {
         let mut names = Vec::new();
         while let Some((at, name)) = self.timers.first().cloned() {
             if at > now {
@@ -130,10 +129,11 @@ impl Daemon {
     pub(super) fn unfinished_or_reject(&mut self, claim: Claim, r: Rejected) {
         let now = Instant::now();
         let quiet = self.cfg.tuning.quiet_period;
-        let held =
-            r.unfinished.and_then(|u| self.settling.judge(&claim.source, &u, quiet, now).map(|t| (u, t)));
+        let held = r
+            .unfinished
+            .and_then(|u| self.queue.settling.judge(&claim.source, &u, quiet, now).map(|t| (u, t)));
         let Some((u, (since, at))) = held else {
-            self.settling.forget(&claim.source);
+            self.queue.settling.forget(&claim.source);
             return self.reject(claim, r);
         };
         match self.spool.put_back(&claim) {
@@ -142,19 +142,19 @@ impl Daemon {
                 self.log.debug(
                     "task file is not whole yet; it stays in the queue and is looked at again",
                     &[
-                        ("FILE", &name.to_string_lossy()),
+                        ("FILE", &name),
                         ("OPEN_FOR_WRITING", &writing),
                         ("RECHECK_IN_S", &at.saturating_duration_since(now).as_secs_f64()),
                     ],
                 );
                 if name != claim.source {
-                    self.settling.forget(&claim.source);
+                    self.queue.settling.forget(&claim.source);
                 }
-                self.settling.hold(name, u.modified, since, at);
+                self.queue.settling.hold(name, u.modified, since, at);
             }
             Err(e) => {
                 self.io_error("cannot put a task file that is not whole yet back in the queue", &e);
-                self.settling.forget(&claim.source);
+                self.queue.settling.forget(&claim.source);
                 self.reject(claim, r);
             }
         }
@@ -162,12 +162,12 @@ impl Daemon {
 
     /// Tasks in the queue not yet claimed, those held back as not whole yet included.
     pub(super) fn queued(&self) -> usize {
-        self.queue.len() + self.settling.len()
+        self.queue.order.len() + self.queue.settling.len()
     }
 
     /// The held-back files whose time has come go back to the end of the queue.
     pub(super) fn recheck_unfinished(&mut self, now: Instant) {
-        for name in self.settling.due(now) {
+        for name in self.queue.settling.due(now) {
             self.enqueue(name, SystemTime::now());
         }
     }
@@ -187,15 +187,15 @@ mod tests {
         let quiet = Duration::from_secs(10);
         let t0 = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = OsStr::new("a.json");
+        let name = &EntryId::from("a");
         let (since, at) = s.judge(name, &unfinished(m, Writers::Unknown), quiet, t0).expect("held");
         assert_eq!((since, at), (t0, t0 + quiet));
-        s.hold(name.into(), m, since, at);
+        s.hold(name.clone(), m, since, at);
         assert_eq!(s.len(), 1);
         assert!(s.unchanged(name, m), "a rescan leaves it to its timer");
         assert_eq!(s.next(), Some(at));
         assert!(s.due(t0 + Duration::from_secs(9)).is_empty());
-        assert_eq!(s.due(at), vec![name.to_os_string()]);
+        assert_eq!(s.due(at), vec![name.clone()]);
         // Unchanged at the look: quiet long enough, judged.
         assert_eq!(s.judge(name, &unfinished(m, Writers::Unknown), quiet, at), None);
         // Changed: a new period.
@@ -209,7 +209,7 @@ mod tests {
         let quiet = Duration::from_secs(1);
         let now = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = OsStr::new("a.json");
+        let name = &EntryId::from("a");
         assert_eq!(s.judge(name, &unfinished(m, Writers::Open), quiet, now), Some((now, now + quiet)));
         assert_eq!(s.judge(name, &unfinished(m, Writers::Closed), quiet, now), None);
         assert_eq!(s.judge(name, &unfinished(m, Writers::Open), Duration::ZERO, now), None, "0: off");
@@ -220,12 +220,12 @@ mod tests {
         let mut s = Settling::default();
         let now = Instant::now();
         let m = SystemTime::UNIX_EPOCH;
-        let name = OsStr::new("a.json");
-        s.hold(name.into(), m, now, now + Duration::from_secs(5));
+        let name = &EntryId::from("a");
+        s.hold(name.clone(), m, now, now + Duration::from_secs(5));
         assert!(!s.unchanged(name, m + Duration::from_secs(1)));
         assert_eq!(s.next(), None);
         assert!(!s.unchanged(name, m), "taken back: not left to a timer any more");
-        s.hold(name.into(), m, now, now + Duration::from_secs(5));
+        s.hold(name.clone(), m, now, now + Duration::from_secs(5));
         s.arrived(name);
         assert_eq!(s.next(), None);
         s.forget(name);

@@ -20,22 +20,23 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use super::reason::Reason;
 use super::Output;
 use crate::runner::Exit;
 use api::ApiState;
 
 /// What to do with the task after this run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Class {
     Success,
     /// A failure of this task: retry with backoff; a failure that repeats itself stops early.
-    Failed,
+    Failed(Reason),
     /// Wait until the reset (wall-clock), or a default pause when none is usable.
     RateLimited {
         reset_at: Option<SystemTime>,
     },
     /// Retrying cannot help: dead-letter now.
-    Permanent,
+    Permanent(Reason),
     /// The agent's service cannot be used by any task: hold the whole queue, charge nothing.
     Outage(Cause),
 }
@@ -52,13 +53,18 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// The `reason` of the uncharged run, the heartbeat's `circuit_reason`, the log's CAUSE.
-    pub fn as_str(self) -> &'static str {
+    /// The `reason` of the uncharged run.
+    pub fn reason(self) -> Reason {
         match self {
-            Cause::Credential => "credential",
-            Cause::Network => "network",
-            Cause::Service => "service",
+            Cause::Credential => Reason::Credential,
+            Cause::Network => Reason::Network,
+            Cause::Service => Reason::Service,
         }
+    }
+
+    /// The heartbeat's `circuit_reason`, the log's CAUSE: the word of its reason.
+    pub fn as_str(self) -> &'static str {
+        self.reason().as_str()
     }
 
     /// What an operator does about it, for the journal.
@@ -77,12 +83,23 @@ impl Cause {
     }
 }
 
-/// A run's class with the result's `reason` and a message for people.
+/// A run's class and a message for people.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
     pub class: Class,
-    pub reason: String,
     pub message: String,
+}
+
+impl Verdict {
+    /// Why the run did not succeed; `None` for a success.
+    pub fn reason(&self) -> Option<Reason> {
+        match self.class {
+            Class::Success => None,
+            Class::Failed(r) | Class::Permanent(r) => Some(r),
+            Class::RateLimited { .. } => Some(Reason::RateLimited),
+            Class::Outage(cause) => Some(cause.reason()),
+        }
+    }
 }
 
 /// What to make of exit 0 with no output at all in under a second.
@@ -107,12 +124,14 @@ pub struct Run<'a> {
     pub duration: Duration,
 }
 
-/// Claude result subtypes that no retry can fix.
-const PERMANENT_SUBTYPES: &[&str] =
-    &["error_max_turns", "error_max_budget_usd", "error_max_structured_output_retries"];
+/// The reason of a Claude result subtype that no retry can fix.
+fn permanent_subtype(subtype: &str) -> Option<Reason> {
+    Reason::parse(subtype)
+        .filter(|r| matches!(r, Reason::MaxTurns | Reason::MaxBudget | Reason::MaxStructuredOutputRetries))
+}
 
-fn verdict(class: Class, reason: &str, message: impl Into<String>) -> Verdict {
-    Verdict { class, reason: reason.to_string(), message: message.into() }
+fn verdict(class: Class, message: impl Into<String>) -> Verdict {
+    Verdict { class, message: message.into() }
 }
 
 /// The agent's stdout when it was not a result object (its last 4 KiB).
@@ -169,22 +188,24 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
         let suspect = run.stdout_bytes == 0 && run.duration < Duration::from_secs(1);
         if suspect && empty == EmptyOutput::Fail {
             return verdict(
-                Class::Failed,
-                "empty_output",
+                Class::Failed(Reason::EmptyOutput),
                 "the agent exited 0 without any output in under a second",
             );
         }
-        return verdict(Class::Success, "", "");
+        return verdict(Class::Success, "");
     }
     if run.timed_out {
-        return verdict(Class::Failed, "timeout", "no outcome within the time limit; the agent was killed");
+        return verdict(
+            Class::Failed(Reason::Timeout),
+            "no outcome within the time limit; the agent was killed",
+        );
     }
     let text = error_text(run);
     let line = first_line(&text);
-    if let Some(subtype) =
-        report.and_then(|r| r.subtype.as_deref()).filter(|s| PERMANENT_SUBTYPES.contains(s))
+    if let Some((subtype, reason)) =
+        report.and_then(|r| r.subtype.as_deref()).and_then(|s| Some((s, permanent_subtype(s)?)))
     {
-        return verdict(Class::Permanent, subtype, format!("the agent stopped: {subtype}"));
+        return verdict(Class::Permanent(reason), format!("the agent stopped: {subtype}"));
     }
     let denials = run
         .output
@@ -195,8 +216,7 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
         .is_some_and(|a| !a.is_empty());
     if is_error && denials {
         return verdict(
-            Class::Permanent,
-            "permission_denied",
+            Class::Permanent(Reason::PermissionDenied),
             format!("the agent was denied a tool: {line}"),
         );
     }
@@ -206,7 +226,6 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
                 let reset_at = reset_time(run.output.result_object.as_ref(), &text, SystemTime::now());
                 verdict(
                     Class::RateLimited { reset_at },
-                    "rate_limited",
                     format!("the agent hit a usage or rate limit: {line}"),
                 )
             }
@@ -218,24 +237,23 @@ pub fn classify(run: &Run, empty: EmptyOutput) -> Verdict {
     let detail = if line.is_empty() { String::new() } else { format!(": {line}") };
     match run.exit {
         Exit::Code(0) => verdict(
-            Class::Failed,
-            "agent_error",
+            Class::Failed(Reason::AgentError),
             format!(
                 "the agent reported an error ({}){detail}",
                 report.and_then(|r| r.subtype.as_deref()).unwrap_or("is_error")
             ),
         ),
         Exit::Code(c) => {
-            verdict(Class::Failed, "exit_code", format!("the agent exited with status {c}{detail}"))
+            verdict(Class::Failed(Reason::ExitCode), format!("the agent exited with status {c}{detail}"))
         }
         Exit::Signal(s) => {
-            verdict(Class::Failed, "signal", format!("the agent was killed by signal {s}{detail}"))
+            verdict(Class::Failed(Reason::Signal), format!("the agent was killed by signal {s}{detail}"))
         }
     }
 }
 
 fn outage(cause: Cause, what: &str, line: &str) -> Verdict {
-    verdict(Class::Outage(cause), cause.as_str(), format!("{what}: {line}"))
+    verdict(Class::Outage(cause), format!("{what}: {line}"))
 }
 
 /// When a usage or rate limit resets, if the output says: `…limit reached|<epoch>` (the CLI's

@@ -2,6 +2,7 @@ use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::agent::interpret;
+use crate::agent::reason::Reason;
 
 fn fixture(name: &str) -> String {
     let path = format!("{}/tests/fixtures/claude/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -45,7 +46,8 @@ fn permanent_subtypes_are_the_reason() {
     ] {
         for exit in [Exit::Code(0), Exit::Code(1)] {
             let v = class_of(&fixture(file), exit, "");
-            assert_eq!((v.class, v.reason.as_str()), (Class::Permanent, reason), "{file}");
+            assert_eq!(v.class, Class::Permanent(Reason::parse(reason).expect("a reason")), "{file}");
+            assert_eq!(v.reason().map(Reason::as_str), Some(reason));
         }
     }
 }
@@ -60,7 +62,7 @@ fn expected(case: &str) -> Option<Class> {
         "api-429" | "api-429-reset" | "api-429-past" | "usage-limit" | "usage-limit-past" => rate_limited,
         "api-500" | "api-529" => Class::Outage(Cause::Service),
         "connection-refused" | "unresolvable-host" => Class::Outage(Cause::Network),
-        "empty-stdin" => Class::Failed,
+        "empty-stdin" => Class::Failed(Reason::ExitCode),
         _ => return None,
     })
 }
@@ -165,24 +167,24 @@ fn the_words_of_the_agents_tools_are_not_its_api_state() {
         "warning: rate limit exceeded, retrying\n",
     ] {
         let v = class_of("", Exit::Code(1), stderr);
-        assert_eq!((v.class, v.reason.as_str()), (Class::Failed, "exit_code"), "{stderr}");
+        assert_eq!(v.class, Class::Failed(Reason::ExitCode), "{stderr}");
     }
     // The model's own words in an error result of the run are not the CLI's either.
     let err = r#"{"type":"result","subtype":"error_during_execution","is_error":true,"result":"gh says: You are not logged into any GitHub hosts; the memory limit reached 2 GB"}"#;
-    assert_eq!(class_of(err, Exit::Code(1), "").class, Class::Failed);
+    assert_eq!(class_of(err, Exit::Code(1), "").class, Class::Failed(Reason::ExitCode));
 }
 
 #[test]
 fn generic_failures() {
     let v = class_of("", Exit::Code(3), "boom\n");
-    assert_eq!((v.class, v.reason.as_str()), (Class::Failed, "exit_code"));
+    assert_eq!(v.class, Class::Failed(Reason::ExitCode));
     assert_eq!(v.message, "the agent exited with status 3: boom");
     let v = class_of("", Exit::Signal(9), "");
-    assert_eq!(v.reason, "signal");
+    assert_eq!(v.reason(), Some(Reason::Signal));
     let err =
         r#"{"type":"result","subtype":"error_during_execution","is_error":true,"result":"tool crashed"}"#;
     let v = class_of(err, Exit::Code(0), "");
-    assert_eq!((v.class, v.reason.as_str()), (Class::Failed, "agent_error"));
+    assert_eq!(v.class, Class::Failed(Reason::AgentError));
 }
 
 #[test]
@@ -202,7 +204,7 @@ fn timeout_wins() {
         stderr_tail: "",
         duration: Duration::from_secs(600),
     };
-    assert_eq!(classify(&run, EmptyOutput::Warn).reason, "timeout");
+    assert_eq!(classify(&run, EmptyOutput::Warn).reason(), Some(Reason::Timeout));
 }
 
 #[test]
@@ -217,7 +219,10 @@ fn empty_output_policy() {
         duration: d,
     };
     assert_eq!(classify(&run(Duration::from_millis(50)), EmptyOutput::Warn).class, Class::Success);
-    assert_eq!(classify(&run(Duration::from_millis(50)), EmptyOutput::Fail).reason, "empty_output");
+    assert_eq!(
+        classify(&run(Duration::from_millis(50)), EmptyOutput::Fail).reason(),
+        Some(Reason::EmptyOutput)
+    );
     assert_eq!(classify(&run(Duration::from_secs(2)), EmptyOutput::Fail).class, Class::Success);
 }
 

@@ -9,7 +9,7 @@ pub mod control;
 pub mod listener;
 
 use std::collections::HashSet;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -24,8 +24,10 @@ use serde_json::Value;
 
 use super::layout::{self, Layout, WorkerFolders};
 use super::read::{self, Writers};
-use super::writer::{alternative, remove_if_present, Staged, Writer};
-use super::{Claim, Done, Entry, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished};
+use super::writer::{alternative, entry, os, remove_if_present, Staged, Writer};
+use super::{
+    Claim, Done, Entry, EntryId, Ignored, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished,
+};
 use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::sys::durable;
@@ -45,6 +47,9 @@ const PREVIEW_BYTES: usize = 4096;
 const MAX_LEDGER_BYTES: u64 = 16 << 20;
 
 pub use super::layout::{classify, NameKind};
+
+/// Why a name in the queue folder is not taken for a task.
+const NOT_A_TASK: &str = "task files end in .json";
 
 /// The folders the spool watches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,7 +205,7 @@ impl FsSpool {
     }
 
     pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
-        self.layout.inflight.join(&claim.key)
+        self.layout.inflight.join(os(&claim.key))
     }
 
     /// Re-creates a lost queue folder, locks and watches it again.
@@ -256,7 +261,7 @@ impl FsSpool {
             let kind = kind_of(&op);
             done.push(Done {
                 kind,
-                claim: claim_of(&op),
+                key: key_of(&op),
                 error: error.as_ref().map(|e| io::Error::new(e.kind(), e.to_string())),
             });
             match error {
@@ -304,37 +309,38 @@ fn kind_of(op: &Op) -> OpKind {
     }
 }
 
-fn claim_of(op: &Op) -> Option<Claim> {
+fn key_of(op: &Op) -> Option<EntryId> {
     match op {
         Op::Complete { claim, .. }
         | Op::DeadLetter { claim, .. }
         | Op::SaveState { claim, .. }
-        | Op::Requeue { claim, .. } => Some(claim.clone()),
+        | Op::Requeue { claim, .. } => Some(claim.key.clone()),
         Op::Receipt(_) | Op::Heartbeat(_) | Op::Ledger(_) => None,
     }
 }
 
-fn rejected(why: Invalid) -> Rejected {
-    Rejected { why, doc: None, preview: None, keep_original: true, unfinished: None }
+fn rejected(why: Invalid, fallback_id: Option<String>) -> Rejected {
+    Rejected { why, fallback_id, doc: None, preview: None, keep_original: true, unfinished: None }
 }
 
-fn unreadable(e: read::Error) -> Rejected {
-    rejected(match e {
+fn unreadable(e: read::Error, fallback_id: Option<String>) -> Rejected {
+    let why = match e {
         read::Error::NotRegular(kind) => Invalid::NotRegular(kind),
         read::Error::TooLarge { size, max } => Invalid::TooLarge { size, max },
         read::Error::Io(e) => Invalid::Unreadable(e.to_string()),
-    })
+    };
+    rejected(why, fallback_id)
 }
 
 /// The rejection of content that is not a valid task.
-fn invalid(why: Invalid, bytes: &[u8], unfinished: Option<Unfinished>) -> Rejected {
+fn invalid(why: Invalid, fallback_id: String, bytes: &[u8], unfinished: Option<Unfinished>) -> Rejected {
     let doc = serde_json::from_slice::<Value>(bytes).ok().filter(Value::is_object);
     let preview = doc.is_none().then(|| {
         let cut = &bytes[..bytes.len().min(PREVIEW_BYTES)];
         String::from_utf8_lossy(cut).into_owned()
     });
     let keep_original = doc.is_none();
-    Rejected { why, doc, preview, keep_original, unfinished }
+    Rejected { why, fallback_id: Some(fallback_id), doc, preview, keep_original, unfinished }
 }
 
 /// Whether a file that is not JSON may still be being written, and when it last changed.
@@ -371,8 +377,8 @@ impl Spool for FsSpool {
                 // Its own move back (put_back); only a later arrival of it is news.
                 Change::Arrived(Watched::Queue, name) if self.put_back.remove(&name) => {}
                 Change::Arrived(Watched::Queue, name) => match classify(&name) {
-                    NameKind::Task => intake.arrivals.push(name),
-                    NameKind::Other => intake.ignored.push(name),
+                    NameKind::Task => intake.arrivals.push(entry(name)),
+                    NameKind::Other => intake.ignored.push(Ignored { id: entry(name), why: NOT_A_TASK }),
                     NameKind::Temp => {}
                 },
                 // A regular file is taken when it is closed after writing. What is never
@@ -387,7 +393,7 @@ impl Spool for FsSpool {
                         .symlink_metadata()
                         .is_ok_and(|m| !m.file_type().is_file() || m.nlink() > 1);
                     if whole && classify(&name) == NameKind::Task {
-                        intake.arrivals.push(name);
+                        intake.arrivals.push(entry(name));
                     }
                 }
                 Change::Overflow => {
@@ -426,19 +432,18 @@ impl Spool for FsSpool {
                 NameKind::Task => {}
                 NameKind::Temp => continue,
                 NameKind::Other => {
-                    ignored.push(name);
+                    ignored.push(Ignored { id: entry(name), why: NOT_A_TASK });
                     continue;
                 }
             }
             match dirent.metadata() {
-                Ok(m) => {
-                    entries.push(Entry { arrived: m.modified().unwrap_or(SystemTime::UNIX_EPOCH), name })
-                }
+                Ok(m) => entries
+                    .push(Entry { arrived: m.modified().unwrap_or(SystemTime::UNIX_EPOCH), id: entry(name) }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
-        entries.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.name.cmp(&b.name)));
+        entries.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.id.cmp(&b.id)));
         Ok(Scan { entries, ignored })
     }
 
@@ -451,18 +456,21 @@ impl Spool for FsSpool {
                 continue;
             }
             let mtime = dirent.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
-            found.push((mtime, Claim { source: name.clone(), key: name }));
+            let file = Some(self.layout.inflight.join(&name));
+            found.push((mtime, Claim { source: entry(name.clone()), key: entry(name), file }));
         }
         found.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.key.cmp(&b.1.key)));
         Ok(found.into_iter().map(|(_, c)| c).collect())
     }
 
-    fn claim(&mut self, name: &OsStr) -> io::Result<Option<Claim>> {
+    fn claim(&mut self, wanted: &EntryId) -> io::Result<Option<Claim>> {
+        let name = os(wanted);
         let from = self.layout.queue.join(name);
         let mut key = name.to_os_string();
         for n in 1..=1000u64 {
-            match durable::rename_noreplace(&from, &self.layout.inflight.join(&key)) {
-                Ok(()) => return Ok(Some(Claim { key, source: name.to_os_string() })),
+            let to = self.layout.inflight.join(&key);
+            match durable::rename_noreplace(&from, &to) {
+                Ok(()) => return Ok(Some(Claim { key: entry(key), source: wanted.clone(), file: Some(to) })),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 // A task of the same file name is still in flight: claim under another name;
                 // its id decides whether it is a duplicate.
@@ -478,13 +486,14 @@ impl Spool for FsSpool {
 
     #[allow(clippy::result_large_err)]
     fn load(&mut self, claim: &Claim, max_bytes: u64, worker: &str) -> Result<Loaded, Rejected> {
-        let Some(name) = claim.source.to_str() else {
-            return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy())));
+        let Ok(name) = std::str::from_utf8(claim.source.as_bytes()) else {
+            return Err(rejected(Invalid::NameNotUtf8(claim.source_lossy()), None));
         };
-        let path = self.layout.inflight.join(&claim.key);
-        let (file, meta) = read::open(&path).map_err(unreadable)?;
-        let mut bytes = read::read_opened(&file, &meta, max_bytes).map_err(unreadable)?;
         let stem = layout::stem_of(name);
+        let path = self.layout.inflight.join(os(&claim.key));
+        let (file, meta) = read::open(&path).map_err(|e| unreadable(e, Some(stem.into())))?;
+        let mut bytes =
+            read::read_opened(&file, &meta, max_bytes).map_err(|e| unreadable(e, Some(stem.into())))?;
         let queued_at = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut parsed = Task::parse(&bytes, stem, worker);
         let mut unfinished_file = None;
@@ -496,12 +505,8 @@ impl Spool for FsSpool {
         }
         match parsed {
             Ok(task) => Ok(Loaded { task, queued_at }),
-            Err(why) => Err(invalid(why, &bytes, unfinished_file)),
+            Err(why) => Err(invalid(why, stem.into(), &bytes, unfinished_file)),
         }
-    }
-
-    fn task_path(&self, claim: &Claim) -> Option<PathBuf> {
-        Some(self.layout.inflight.join(&claim.key))
     }
 
     fn result_exists(&self, task_id: &str) -> bool {
@@ -530,23 +535,25 @@ impl Spool for FsSpool {
         self.layout.requeue(claim).map(drop)
     }
 
-    fn put_back(&mut self, claim: &Claim) -> io::Result<OsString> {
+    fn put_back(&mut self, claim: &Claim) -> io::Result<EntryId> {
         let name = self.layout.requeue(claim)?;
         self.put_back.insert(name.clone());
-        Ok(name)
+        Ok(entry(name))
     }
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
-        remove_if_present(&self.layout.inflight.join(&claim.key))
+        remove_if_present(&self.layout.inflight.join(os(&claim.key)))
     }
 
-    fn submit(&mut self, tasks: Vec<(OsString, Vec<u8>)>) -> Vec<io::Result<OsString>> {
+    fn submit(&mut self, tasks: Vec<(String, Vec<u8>)>) -> Vec<io::Result<EntryId>> {
         let how = durable::Publish {
             temp_prefix: SUBMIT_TEMP_PREFIX,
             alternative: Some(alternative),
             owner: (None, None),
         };
-        durable::publish(&self.layout.queue, tasks, &how)
+        let files =
+            tasks.into_iter().map(|(id, bytes)| (OsString::from(format!("{id}.json")), bytes)).collect();
+        durable::publish(&self.layout.queue, files, &how).into_iter().map(|r| r.map(entry)).collect()
     }
 
     fn stage(&mut self, mut op: Op) {

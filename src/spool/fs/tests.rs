@@ -39,16 +39,6 @@ fn result(id: &str) -> TaskResult {
 }
 
 #[test]
-fn names() {
-    assert_eq!(classify(OsStr::new("a.json")), NameKind::Task);
-    assert_eq!(classify(OsStr::new(".a.json")), NameKind::Temp);
-    assert_eq!(classify(OsStr::new("a.json.tmp")), NameKind::Temp);
-    assert_eq!(classify(OsStr::new("a.part")), NameKind::Temp);
-    assert_eq!(classify(OsStr::new("README")), NameKind::Other);
-    assert_eq!(classify(OsStr::new(".json")), NameKind::Temp);
-}
-
-#[test]
 fn second_open_is_locked_out() {
     let dir = tempfile::tempdir().expect("tempdir");
     let _first = open(dir.path());
@@ -68,8 +58,9 @@ fn claim_complete_releases() {
     fs::write(s.queue_dir().join("t1.json"), r#"{"description":"x"}"#).expect("w");
     let scan = s.scan().expect("scan");
     assert_eq!(scan.entries.len(), 1);
-    let claim = s.claim(OsStr::new("t1.json")).expect("claim").expect("claimed");
-    assert!(s.claim(OsStr::new("t1.json")).expect("claim").is_none(), "only one claim wins");
+    let claim = s.claim(&EntryId::from("t1.json")).expect("claim").expect("claimed");
+    assert!(s.claim(&EntryId::from("t1.json")).expect("claim").is_none(), "only one claim wins");
+    assert_eq!(claim.file, Some(s.inflight_path(&claim)), "the agent reads the claimed file");
     let loaded = s.load(&claim, 1000, "marie").expect("load");
     assert_eq!(loaded.task.id, "t1");
     s.stage(Op::Complete { claim: claim.clone(), result: result("t1") });
@@ -87,9 +78,9 @@ fn same_name_claimed_twice_gets_another_key() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("t.json"), "{}").expect("w");
-    let a = s.claim(OsStr::new("t.json")).expect("claim").expect("a");
+    let a = s.claim(&EntryId::from("t.json")).expect("claim").expect("a");
     fs::write(s.queue_dir().join("t.json"), "{}").expect("w");
-    let b = s.claim(OsStr::new("t.json")).expect("claim").expect("b");
+    let b = s.claim(&EntryId::from("t.json")).expect("claim").expect("b");
     assert_ne!(a.key, b.key);
     assert!(s.inflight_path(&a).exists() && s.inflight_path(&b).exists());
 }
@@ -102,7 +93,7 @@ fn special_files_are_rejected_unopened() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
     std::os::unix::fs::symlink("/etc/passwd", s.queue_dir().join("l.json")).expect("symlink");
     for (name, kind) in [("f.json", "FIFO"), ("l.json", "symbolic link")] {
-        let claim = s.claim(OsStr::new(name)).expect("claim").expect("claimed");
+        let claim = s.claim(&EntryId::from(name)).expect("claim").expect("claimed");
         let r = s.load(&claim, 1000, "marie").expect_err("rejected");
         assert_eq!(r.why, Invalid::NotRegular(kind));
         assert!(r.keep_original);
@@ -114,9 +105,10 @@ fn too_large_is_rejected() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("big.json"), vec![b' '; 2000]).expect("w");
-    let claim = s.claim(OsStr::new("big.json")).expect("claim").expect("claimed");
+    let claim = s.claim(&EntryId::from("big.json")).expect("claim").expect("claimed");
     let r = s.load(&claim, 1000, "marie").expect_err("too big");
     assert_eq!(r.why, Invalid::TooLarge { size: 2000, max: 1000 });
+    assert_eq!(r.fallback_id.as_deref(), Some("big"), "its result goes under its file's stem");
 }
 
 #[test]
@@ -124,7 +116,7 @@ fn requeue_does_not_clobber_a_new_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("t.json"), "old").expect("w");
-    let claim = s.claim(OsStr::new("t.json")).expect("claim").expect("claimed");
+    let claim = s.claim(&EntryId::from("t.json")).expect("claim").expect("claimed");
     fs::write(s.queue_dir().join("t.json"), "new").expect("w");
     s.requeue(&claim).expect("requeue");
     assert_eq!(fs::read_to_string(s.queue_dir().join("t.json")).expect("r"), "new");
@@ -136,13 +128,13 @@ fn submit_queues_beside_a_task_of_the_same_name() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("t.json"), "first").expect("w");
-    let out = s.submit(vec![("t.json".into(), b"second".to_vec())]);
+    let out = s.submit(vec![("t".into(), b"second".to_vec())]);
     let name = out.into_iter().next().expect("one").expect("queued");
-    assert_ne!(name, OsString::from("t.json"));
-    assert_eq!(classify(&name), NameKind::Task);
+    assert_ne!(name, EntryId::from("t.json"));
+    assert_eq!(classify(os(&name)), NameKind::Task);
     assert_eq!(fs::read(s.queue_dir().join("t.json")).expect("t"), b"first");
-    assert_eq!(fs::read(s.queue_dir().join(&name)).expect("alt"), b"second");
-    let names: Vec<OsString> = s.scan().expect("scan").entries.into_iter().map(|e| e.name).collect();
+    assert_eq!(fs::read(s.queue_dir().join(os(&name))).expect("alt"), b"second");
+    let names: Vec<EntryId> = s.scan().expect("scan").entries.into_iter().map(|e| e.id).collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -178,19 +170,19 @@ fn a_file_put_back_half_written_is_not_an_arrival_but_its_close_is() {
     let poll = mio::Poll::new().expect("poll");
     let mut f = File::create(s.queue_dir().join("a.json")).expect("create");
     f.write_all(b"{\"descr").expect("write");
-    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    let claim = s.claim(&EntryId::from("a.json")).expect("claim").expect("claimed");
     let r = s.load(&claim, 1000, "marie").expect_err("half written");
     // Our own file: the lease tells (unless leases are off on this machine).
     let u = r.unfinished.expect("may be unfinished");
     assert!(matches!(u.writers, Writers::Open | Writers::Unknown), "{u:?}");
-    assert_eq!(s.put_back(&claim).expect("put back"), OsString::from("a.json"));
+    assert_eq!(s.put_back(&claim).expect("put back"), EntryId::from("a.json"));
     let intake = s.intake(poll.registry(), mio::Token(0)).expect("intake");
     assert!(intake.arrivals.is_empty(), "its move back is no arrival: {intake:?}");
     f.write_all(b"iption\": \"x\"}").expect("write");
     drop(f);
     let intake = s.intake(poll.registry(), mio::Token(0)).expect("intake");
-    assert_eq!(intake.arrivals, vec![OsString::from("a.json")], "its close is");
-    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    assert_eq!(intake.arrivals, vec![EntryId::from("a.json")], "its close is");
+    let claim = s.claim(&EntryId::from("a.json")).expect("claim").expect("claimed");
     assert_eq!(s.load(&claim, 1000, "marie").expect("whole now").task.description, "x");
 }
 
@@ -199,7 +191,7 @@ fn a_closed_file_that_is_not_json_is_final() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s = open(dir.path());
     fs::write(s.queue_dir().join("a.json"), "{\"descr").expect("w");
-    let claim = s.claim(OsStr::new("a.json")).expect("claim").expect("claimed");
+    let claim = s.claim(&EntryId::from("a.json")).expect("claim").expect("claimed");
     let r = s.load(&claim, 1000, "marie").expect_err("not json");
     assert!(matches!(r.why, Invalid::NotJson(_)));
     if let Some(u) = r.unfinished {

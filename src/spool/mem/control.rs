@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{MemSpool, Shared};
+use super::{Memory, Shared};
 use crate::spool::control::{
     ControlSpool, EventFeed, EventsRead, Known, Pending, Place, Queued, Stored, StoredEvent, Waiter,
 };
@@ -16,7 +16,7 @@ fn missing(doing: &str, at: String) -> Error {
     Error::new(doing, at, io::Error::from(io::ErrorKind::NotFound))
 }
 
-/// watcherctl's handle on a [`MemSpool`].
+/// watcherctl's handle on a [`Memory`].
 #[derive(Debug)]
 pub struct MemControl {
     shared: Arc<Shared>,
@@ -121,7 +121,7 @@ impl ControlSpool for MemControl {
     }
 
     fn create_queue(&mut self, worker: &str) -> Result<(), Error> {
-        MemSpool { shared: self.shared.clone() }.make_queue(worker);
+        Memory { shared: self.shared.clone() }.make_queue(worker);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mio::{Registry, Token, Waker};
 
-use super::{ns, Change, MemSpool, Position, Shared};
+use super::{ns, Change, Memory, Position, Shared};
 use crate::format::summary;
 use crate::spool::error::{Error, OpenError};
 use crate::spool::listener::{
@@ -18,7 +18,7 @@ use crate::spool::listener::{
 /// Where messages say the listener's state is.
 const STATE_AT: &str = "memory:listener";
 
-/// The listener's handle on a [`MemSpool`].
+/// The listener's handle on a [`Memory`].
 #[derive(Debug)]
 pub struct MemListener {
     shared: Arc<Shared>,
@@ -54,7 +54,7 @@ impl ListenerSpool for MemListener {
     }
 
     fn workers(&mut self) -> Vec<String> {
-        MemSpool::workers(&self.shared.lock()).into_iter().collect()
+        Memory::workers(&self.shared.lock()).into_iter().collect()
     }
 
     fn follow(&mut self, worker: &str, _named: bool) {

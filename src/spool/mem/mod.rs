@@ -1,5 +1,5 @@
 //! A spool in memory, for tests: what the listener ([`MemListener`]) and watcherctl
-//! ([`MemControl`]) see, and the workers' side ([`MemSpool`]'s methods write results,
+//! ([`MemControl`]) see (one [`Memory`]), the worker's own backend ([`MemSpool`]), and the workers' side ([`Memory`]'s methods write results,
 //! heartbeats and dead letters, and claim tasks, as a worker would).
 //!
 //! It keeps the promises of the interfaces without a disk or an engine: results form a stream
@@ -9,6 +9,7 @@
 
 mod control;
 mod listener;
+pub mod worker;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -18,6 +19,7 @@ use mio::Waker;
 
 pub use control::MemControl;
 pub use listener::MemListener;
+pub use worker::MemSpool;
 
 /// A result as the stream holds it.
 #[derive(Clone, Debug)]
@@ -110,13 +112,13 @@ fn ns(t: SystemTime) -> i64 {
 
 /// A spool in memory. Clones share it.
 #[derive(Clone, Debug, Default)]
-pub struct MemSpool {
+pub struct Memory {
     shared: Arc<Shared>,
 }
 
-impl MemSpool {
-    pub fn new() -> MemSpool {
-        MemSpool::default()
+impl Memory {
+    pub fn new() -> Memory {
+        Memory::default()
     }
 
     /// The listener's side, from what it last committed (a new one is a restart).
@@ -215,7 +217,7 @@ mod tests {
 
     #[test]
     fn a_claimed_task_leaves_the_queue() {
-        let spool = MemSpool::new();
+        let spool = Memory::new();
         spool.make_queue("marie");
         let mut ctl = spool.control();
         use crate::spool::control::ControlSpool;

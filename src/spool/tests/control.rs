@@ -11,7 +11,7 @@ use super::{deadline, suite};
 use crate::spool::control::{ControlSpool, Known, Pending, Queued, Stored};
 use crate::spool::fs::control::FsControl;
 use crate::spool::layout::{self, Layout};
-use crate::spool::mem::{MemControl, MemSpool};
+use crate::spool::mem::{MemControl, Memory};
 
 /// watcherctl's world: the backend, and what the daemons write.
 pub(super) trait Fixture {
@@ -91,13 +91,13 @@ impl Fixture for Fs {
 
 /// The spool in memory.
 pub(super) struct Mem {
-    spool: MemSpool,
+    spool: Memory,
     control: MemControl,
 }
 
 impl Mem {
     pub(super) fn new() -> Mem {
-        let spool = MemSpool::new();
+        let spool = Memory::new();
         Mem { control: spool.control(), spool }
     }
 }

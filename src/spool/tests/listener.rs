@@ -14,7 +14,7 @@ use crate::format::summary::Reading;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::layout::{self, Layout};
 use crate::spool::listener::{Delivered, ListenerSpool, Notices, Outgoing, StoredHeartbeat};
-use crate::spool::mem::MemSpool;
+use crate::spool::mem::Memory;
 
 const DAY: Duration = Duration::from_secs(86_400);
 const TOKEN: Token = Token(7);
@@ -94,11 +94,11 @@ impl Fixture for Fs {
 }
 
 /// The spool in memory.
-pub(super) struct Mem(MemSpool);
+pub(super) struct Mem(Memory);
 
 impl Mem {
     pub(super) fn new() -> Mem {
-        Mem(MemSpool::new())
+        Mem(Memory::new())
     }
 }
 

@@ -16,8 +16,10 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use worker_watcher::agent::reason;
 use worker_watcher::log::ids;
-use worker_watcher::metrics::{WorkerMetrics, REASONS};
+use worker_watcher::metrics::WorkerMetrics;
+use worker_watcher::worker::state::WorkerState;
 
 use crate::support::markdown::{self, anchors, links, lists, List};
 
@@ -205,45 +207,9 @@ fn guides_name_only_real_metric_families() {
     report(problems, "names that are not metric families");
 }
 
-/// The string literals in the body of the function `signature` of the source file `rel`.
-fn literals_in_fn(rel: &str, signature: &str) -> BTreeSet<String> {
-    let text = read(rel);
-    let start = text.find(signature).unwrap_or_else(|| panic!("no `{signature}` in {rel}"));
-    let body_start = start + text[start..].find('{').expect("a body");
-    let mut depth = 0;
-    let mut end = body_start;
-    for (i, c) in text[body_start..].char_indices() {
-        depth += match c {
-            '{' => 1,
-            '}' => -1,
-            _ => 0,
-        };
-        if depth == 0 {
-            end = body_start + i;
-            break;
-        }
-    }
-    text[body_start..end].split('"').skip(1).step_by(2).map(str::to_string).collect()
-}
-
-/// The `status` words of a worker's heartbeat, read from the code that chooses them
-/// (`state_word` and the pauses' `status` in src/worker/, and the heartbeat written at the
-/// stop). When the states become one enum, return the names of its variants here instead.
+/// The `status` words of a worker's heartbeat.
 fn worker_states() -> BTreeSet<String> {
-    let mut states = literals_in_fn("src/worker/lifecycle.rs", "fn state_word(");
-    states.extend(literals_in_fn("src/worker/pause.rs", "fn status("));
-    let lifecycle = read("src/worker/lifecycle.rs");
-    states.extend(
-        lifecycle
-            .split("stage_heartbeat_as(\"")
-            .skip(1)
-            .filter_map(|s| Some(s.split_once('"')?.0.to_string())),
-    );
-    // DESIGN §2's six, so that code moved elsewhere fails here instead of checking nothing.
-    for s in ["idle", "busy", "circuit_open", "half_open", "stopping", "stopped"] {
-        assert!(states.contains(s), "worker state {s} not found where the states are read: {states:?}");
-    }
-    states
+    WorkerState::ALL.iter().map(|s| s.as_str().to_string()).collect()
 }
 
 /// Whether the text around a list says it gives examples only.
@@ -284,7 +250,7 @@ fn check_list(
 
 #[test]
 fn guides_list_reasons_and_states_as_the_code_has_them() {
-    let reasons: BTreeSet<String> = REASONS.iter().map(|r| r.to_string()).collect();
+    let reasons: BTreeSet<String> = reason::FINAL.iter().map(|r| r.to_string()).collect();
     let states = worker_states();
     let mut problems = Vec::new();
     for (file, doc) in guides() {
