@@ -15,9 +15,9 @@ pub mod http;
 pub mod listener;
 pub mod log;
 pub mod metrics;
-pub mod runner;
-pub mod spool;
-pub mod sys;
+pub(crate) mod runner;
+pub(crate) mod spool;
+pub(crate) mod sys;
 pub mod worker;
 
 use crate::config::Config;

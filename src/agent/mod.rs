@@ -2,7 +2,7 @@
 //! or the last line of `stream-json`), or plain text from any other agent; and what a failed
 //! run means ([`classify`]).
 
-pub mod classify;
+pub(crate) mod classify;
 pub mod reason;
 
 use serde::{Deserialize, Serialize};

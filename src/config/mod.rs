@@ -11,7 +11,7 @@ pub mod listener;
 mod policy;
 pub(crate) mod value;
 pub mod vars;
-pub mod worker_name;
+pub(crate) mod worker_name;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

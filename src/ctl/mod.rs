@@ -6,7 +6,7 @@
 //!
 //! One module per subcommand family; [`exit`] lists the exit statuses scripts rely on.
 
-pub mod args;
+pub(crate) mod args;
 mod dlq;
 mod events;
 pub mod exit;

@@ -2,9 +2,9 @@
 //! write it (and the state the worker keeps in it), and the records the daemons write
 //! (results, dead letters, receipts, heartbeats). See worker-watcher-tasks(5).
 
-pub mod fnv;
-pub mod records;
-pub mod summary;
+pub(crate) mod fnv;
+pub(crate) mod records;
+pub(crate) mod summary;
 pub mod task;
 
 #[cfg(test)]

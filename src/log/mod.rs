@@ -6,7 +6,7 @@
 //! Not a global logger: each daemon owns one, so tests never share state.
 
 pub mod ids;
-pub mod journal;
+pub(crate) mod journal;
 
 use std::cell::Cell;
 use std::fmt;

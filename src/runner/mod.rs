@@ -5,14 +5,14 @@
 //!
 //! This module knows nothing of tasks or retries; the daemon decides what an exit means.
 
-pub mod agents;
+pub(crate) mod agents;
 mod capture;
 pub(crate) mod cgroup;
 mod contain;
 mod last_object;
 pub(crate) mod orphans;
 mod spawn;
-pub mod supervise;
+pub(crate) mod supervise;
 
 use std::ffi::OsString;
 use std::fs::File;

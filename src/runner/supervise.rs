@@ -23,15 +23,6 @@ pub enum Signal {
     Kill,
 }
 
-impl Signal {
-    pub fn number(self) -> i32 {
-        match self {
-            Signal::Term => libc::SIGTERM,
-            Signal::Kill => libc::SIGKILL,
-        }
-    }
-}
-
 /// Where a run is in its stop sequence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stop {
@@ -58,6 +49,7 @@ impl Stop {
         }
     }
 
+    #[cfg(test)]
     /// Whether a signal is due at `now`.
     pub fn due(&self, now: Instant) -> bool {
         self.next().is_some_and(|t| now >= t)

@@ -13,12 +13,13 @@
 
 #[cfg(test)]
 mod contract;
-pub mod control;
+pub(crate) mod control;
 pub mod error;
-pub mod fs;
-pub mod layout;
+pub(crate) mod fs;
+pub(crate) mod layout;
 pub mod listener;
-pub mod mem;
+#[cfg(test)]
+pub(crate) mod mem;
 pub(crate) mod read;
 mod writer;
 

@@ -72,12 +72,9 @@ impl<T> Batch<T> {
         std::mem::take(&mut self.recreated).into_iter().collect()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
     }
 
     /// Stages `bytes` as `dir/name`, replacing any file of that name when committed. `tag`

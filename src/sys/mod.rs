@@ -2,8 +2,8 @@
 //! notification socket, listening sockets, durable writes and the clock. Nothing here knows
 //! about tasks or workers.
 
-pub mod clock;
-pub mod durable;
-pub mod inotify;
-pub mod sd_notify;
-pub mod socket;
+pub(crate) mod clock;
+pub(crate) mod durable;
+pub(crate) mod inotify;
+pub(crate) mod sd_notify;
+pub(crate) mod socket;

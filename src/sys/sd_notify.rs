@@ -33,10 +33,6 @@ impl Notifier {
         Notifier { enabled, watchdog, last_status: String::new(), last_word: String::new(), last_sent: None }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.enabled
-    }
-
     /// How often to ping the watchdog: half of WatchdogSec.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)

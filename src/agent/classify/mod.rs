@@ -14,7 +14,7 @@
 //! reclassified because its output mentions "429", and the words of a tool the agent ran
 //! ("You are not logged into any GitHub hosts", "memory limit reached") never match.
 
-pub mod api;
+pub(crate) mod api;
 
 use std::time::{Duration, SystemTime};
 

@@ -188,6 +188,7 @@ impl FsSpool {
         Ok(spool)
     }
 
+    #[cfg(test)]
     pub fn queue_dir(&self) -> &Path {
         &self.layout.queue
     }
@@ -204,6 +205,7 @@ impl FsSpool {
         remote_kind(st.f_type as u64)
     }
 
+    #[cfg(test)]
     pub fn inflight_path(&self, claim: &Claim) -> PathBuf {
         self.layout.inflight.join(os(&claim.key))
     }

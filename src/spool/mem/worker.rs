@@ -106,11 +106,6 @@ impl Store {
         self.claimed.keys().cloned().collect()
     }
 
-    /// The content of a claimed task (its saved state included).
-    pub fn claimed_task(&self, key: &EntryId) -> Option<&[u8]> {
-        self.claimed.get(key).map(|t| t.bytes.as_slice())
-    }
-
     pub fn last_heartbeat(&self) -> Option<&Heartbeat> {
         self.heartbeats.last()
     }

@@ -125,7 +125,8 @@ impl Agents for FakeAgents {
         let mut runs = self.runs.borrow_mut();
         let Some(Some((plan, exit))) = runs.slots.get_mut(slot) else { return };
         if exit.is_none() && !(plan.ignores_term && signal == Signal::Term) {
-            *exit = Some(Exit::Signal(signal.number()));
+            let number = if signal == Signal::Term { libc::SIGTERM } else { libc::SIGKILL };
+            *exit = Some(Exit::Signal(number));
         }
         runs.signals.push((slot, signal));
         runs.wake();
