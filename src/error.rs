@@ -15,8 +15,6 @@ pub const EX_CONFIG: u8 = 78;
 /// EX_TEMPFAIL: try again later: another instance holds the worker's lock, or the agent's
 /// service is unavailable for now (AGENT_PREFLIGHT).
 pub const EX_TEMPFAIL: u8 = 75;
-/// EX_USAGE: bad command line.
-pub const EX_USAGE: u8 = 64;
 /// EX_SOFTWARE: anything else, including the host's limits and I/O errors.
 pub const EX_SOFTWARE: u8 = 70;
 
