@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::agent::AgentReport;
 use crate::format::records::{to_bytes, TaskResult, COMPLETED, FAILED};
-use crate::format::summary::{self, Agent, Reading, Summary};
+use crate::format::summary::{self, Agent, ResultReading, Summary};
 
 /// Every reason a failed result carries (worker-watcher-tasks(5), RESULT, `reason`).
 const REASONS: &[&str] = &[
@@ -109,7 +109,7 @@ fn facts(r: &TaskResult, batch: Option<(&str, Option<u64>)>) -> Summary {
 fn read_back(r: &TaskResult) -> Summary {
     let bytes = to_bytes(r);
     match summary::read(bytes.as_slice(), bytes.len() as u64, &r.task_id) {
-        Reading::Result(s) => *s,
+        ResultReading::Result(s) => *s,
         other => panic!("{}: {other:?}", r.task_id),
     }
 }
