@@ -24,6 +24,7 @@ mod policy;
 mod preflight;
 mod queue;
 pub mod retry;
+mod sessions;
 mod settling;
 pub mod state;
 #[cfg(test)]
@@ -81,6 +82,7 @@ pub struct Stats {
     pub failed: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    pub cancelled: u64,
 }
 
 /// A task whose agent is running (in the slot of the same index).
@@ -93,6 +95,8 @@ struct Running {
     started_wall: SystemTime,
     /// Its stop sequence: at its time limit, or by the shutdown (then re-queued, not charged).
     stop: Stop,
+    /// The agent's session, when sessions are on.
+    session: Option<sessions::RunSession>,
 }
 
 /// A claimed task waiting for its retry time.

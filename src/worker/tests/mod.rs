@@ -6,6 +6,7 @@
 mod fake;
 mod holds;
 mod queue;
+mod sessions;
 
 use std::cell::RefCell;
 use std::rc::Rc;
