@@ -302,9 +302,6 @@ impl Daemon {
         session: Option<&RunSession>,
     ) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
-        if let Some(words) = session.and_then(|s| self.session_args(s)) {
-            argv.extend(words.into_iter().map(OsString::from));
-        }
         let prompt_file = self.cfg.paths.prompt(&self.cfg.worker);
         let prompt = read::read(&prompt_file, MAX_PROMPT_BYTES).and_then(|b| {
             String::from_utf8(b).map_err(|_| read::Error::Io(io::Error::other("not UTF-8 text")))
@@ -330,6 +327,9 @@ impl Daemon {
                 argv.push(flag.into());
                 argv.push(value.into());
             }
+        }
+        if let Some(words) = session.and_then(|s| self.session_args(s)) {
+            argv.extend(words.into_iter().map(OsString::from));
         }
         let mut env: Vec<(OsString, OsString)> =
             self.cfg.tuning.agent_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
