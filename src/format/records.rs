@@ -91,6 +91,11 @@ impl TaskResult {
         }
     }
 
+    /// The same result, cancelled (`watcherctl cancel`) with `message`.
+    pub fn cancelled(self, message: String) -> TaskResult {
+        TaskResult { status: CANCELLED.into(), reason: None, message: Some(message), ..self }
+    }
+
     /// The same result, failed for `reason`.
     pub fn failed(self, reason: Reason, message: String) -> TaskResult {
         TaskResult {

@@ -41,6 +41,8 @@ pub enum End {
     Uncharged {
         reason: Reason,
     },
+    /// Cancelled (`watcherctl cancel`): a result of its own, no dead letter.
+    Cancelled,
 }
 
 /// What one outcome adds to the metrics once it is durable.
@@ -130,6 +132,7 @@ impl WorkerMetrics {
             }
             End::Retried { reason } => f.retries.with_label_values(&[w, reason.as_str()]).inc(),
             End::Uncharged { reason } => f.uncharged.with_label_values(&[w, reason.as_str()]).inc(),
+            End::Cancelled => f.processed.with_label_values(&[w, "cancelled"]).inc(),
         }
         let Some(run) = &r.run else {
             return;

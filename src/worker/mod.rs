@@ -12,6 +12,7 @@
 //! and fake agents in tests.
 
 pub mod breaker;
+mod cancel;
 mod contained;
 mod failure;
 mod http;
@@ -47,7 +48,7 @@ use crate::metrics::{Recorded, WorkerMetrics};
 use crate::runner::agents::{Agents, Processes};
 use crate::runner::supervise::Stop;
 use crate::runner::{Containment, Pipe};
-use crate::spool::{Claim, EntryId, Spool};
+use crate::spool::{CancelRequest, Claim, EntryId, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
 use crate::worker::state::WorkerState;
@@ -97,6 +98,8 @@ struct Running {
     stop: Stop,
     /// The agent's session, when sessions are on.
     session: Option<sessions::RunSession>,
+    /// Its task is being cancelled: the run is stopped, and ends as cancelled.
+    cancel: Option<CancelRequest>,
 }
 
 /// A claimed task waiting for its retry time.
@@ -155,6 +158,9 @@ struct InFlight {
     retrying: HashMap<EntryId, VecDeque<Recorded>>,
     /// Alternates between due retries and new tasks, so neither starves.
     prefer_retry: bool,
+    /// Requests to cancel a task not dropped yet, by task id: dropped once the task's final
+    /// outcome is durable (a cancelled result, or any other that came first).
+    cancels: HashMap<String, CancelRequest>,
 }
 
 /// What holds every start.

@@ -48,7 +48,7 @@ impl Daemon {
         };
         self.flight.active -= 1;
         let captured = self.agents.finish(slot, self.poll.registry(), &mut self.scratch);
-        if run.stop.why() == Some(Why::Shutdown) {
+        if run.stop.why() == Some(Why::Shutdown) && run.cancel.is_none() {
             self.holds.breaker.abandoned();
             self.flight.ids.remove(&run.task.id);
             if run.session.is_some() {
@@ -112,6 +112,9 @@ impl Daemon {
             session: run.session,
         };
         let mut attempt = attempt;
+        if let Some(request) = run.cancel {
+            return self.cancelled_run(attempt, &request);
+        }
         if verdict.class != Class::Success && self.session_refused(&mut attempt) {
             return self.run_again(attempt);
         }
@@ -295,12 +298,17 @@ impl Daemon {
                 let f = done.key.and_then(|k| self.flight.finishing.remove(&k))?;
                 if let Some(id) = &f.release {
                     self.flight.ids.remove(id);
+                    self.cancel_moot(id);
                 }
                 self.report.metrics.record(&f.recorded);
                 let (level, id) = match f.status {
                     Final::Completed => {
                         self.report.stats.completed += 1;
                         (Level::Info, ids::TASK_COMPLETED)
+                    }
+                    Final::Cancelled => {
+                        self.report.stats.cancelled += 1;
+                        (Level::Info, ids::TASK_CANCELLED)
                     }
                     Final::Failed | Final::Invalid => {
                         self.report.stats.failed += 1;
@@ -381,6 +389,7 @@ fn outcome_of(class: &Class) -> &'static str {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Final {
     Completed,
+    Cancelled,
     Failed,
     Invalid,
 }

@@ -41,6 +41,9 @@ impl Daemon {
                 for ignored in intake.ignored {
                     self.ignored(ignored);
                 }
+                for request in intake.cancels {
+                    self.on_cancel(request);
+                }
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
                     if let Err(e) = self.rescan() {
@@ -63,7 +66,7 @@ impl Daemon {
     }
 
     /// Forgets `name` as queued: a backend that hands out its own next entry gave it out.
-    fn dequeue(&mut self, name: &EntryId) {
+    pub(super) fn dequeue(&mut self, name: &EntryId) {
         if self.queue.known.remove(name) {
             self.queue.order.retain(|(n, _)| n != name);
         }
@@ -88,6 +91,9 @@ impl Daemon {
             if !self.queue.settling.unchanged(&e.id, e.arrived) {
                 self.enqueue(e.id, e.arrived);
             }
+        }
+        for request in scan.cancels {
+            self.on_cancel(request);
         }
         if let Some(every) = self.rescan_every() {
             self.timers.rescan = Some(Instant::now() + every);
@@ -189,7 +195,7 @@ impl Daemon {
             return self.reject(claim, r);
         }
         self.flight.ids.insert(id);
-        let mut task = loaded.task;
+        let Some((claim, mut task)) = self.cancel_on_claim(claim, loaded.task) else { return };
         task.start_charging(Instant::now());
         match self.retry_wait(&task) {
             Some(wait) => self.wait_until(claim, task, loaded.queued_at, Instant::now() + wait),
@@ -408,6 +414,7 @@ impl Daemon {
             started_wall,
             stop: Stop::new(now, timeout),
             session,
+            cancel: None,
         };
         if slot == self.flight.slots.len() {
             self.flight.slots.push(Some(run));

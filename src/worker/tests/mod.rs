@@ -3,6 +3,7 @@
 //! against new tasks, the stop sequence. Each test drives the real loop turn by turn, with
 //! timings of milliseconds, until what it waits for happens or a deadline passes.
 
+mod cancel;
 mod fake;
 mod holds;
 mod queue;
