@@ -257,6 +257,11 @@ impl Layout {
         self.triggers.join(worker)
     }
 
+    /// `triggers/W/<id>.json`: the claim receipt of task `id`'s last start.
+    pub fn receipt(&self, worker: &str, id: &str) -> PathBuf {
+        self.receipts(worker).join(record_name(id))
+    }
+
     /// `triggers/orchestrator/`: the listener's events.
     pub fn events(&self) -> PathBuf {
         self.triggers.join(EVENTS)
