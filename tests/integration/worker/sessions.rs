@@ -111,3 +111,22 @@ fn a_task_reclaimed_after_kill_nine_resumes_its_session() {
     assert_eq!(transcript(&root, &first).len(), 2, "the reclaimed run continued the conversation");
     assert!(Path::new(&receipt).exists());
 }
+
+#[test]
+fn dlq_retry_resumes_the_session_of_the_dead_lettered_runs() {
+    let root = Root::new();
+    let state = root.state_dir().display().to_string();
+    let env = [("FAKE_STATE_DIR", state.as_str()), ("MAX_RETRIES", "0")];
+    let _w = Worker::start(&root, "marie", &env);
+    root.submit("marie", "d1", "fail-once");
+    let failed = root.wait_result("marie", "d1");
+    assert_eq!(failed["status"], "failed");
+    let id = runs(&failed)[0].0.clone();
+    let letter = wait_for("the dead letter", || root.dlq("marie").first().cloned());
+    assert_eq!(letter["session"]["id"], id.as_str(), "{letter}");
+    crate::support::ctl::ctl(&root, &["dlq", "retry", "marie", "d1"]).expect(0);
+    let r =
+        wait_for("the retry's result", || root.result("marie", "d1").filter(|r| r["status"] == "completed"));
+    assert_eq!(runs(&r).last().cloned(), Some((id.clone(), true, "completed".to_string())), "{r}");
+    assert_eq!(transcript(&root, &id), ["fail-once", "fail-once"]);
+}
