@@ -196,11 +196,6 @@ impl Memory {
         });
     }
 
-    /// Who asked `worker` to cancel task `id`, if anyone.
-    pub fn cancel_requested(&self, worker: &str, id: &str) -> Option<String> {
-        self.shared.lock().cancels.get(&(worker.to_string(), id.to_string())).cloned()
-    }
-
     /// The task `id` as queued for `worker`.
     pub fn queued_task(&self, worker: &str, id: &str) -> Option<Vec<u8>> {
         self.shared.lock().queues.get(worker)?.get(id).cloned()

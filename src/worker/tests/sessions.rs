@@ -39,7 +39,8 @@ fn a_retry_resumes_the_session_of_the_failed_run_and_the_result_lists_both_runs(
     let f = flags(&h, "t");
     let id = f[0].0.clone().expect("a new session on the first run");
     assert_eq!(f, vec![(Some(id.clone()), None), (None, Some(id.clone()))], "the retry resumes it");
-    let runs: Vec<(u32, Option<&str>, bool, &str, Option<f64>)> = r
+    type Row<'a> = (u32, Option<&'a str>, bool, &'a str, Option<f64>);
+    let runs: Vec<Row> = r
         .runs
         .iter()
         .map(|r| (r.attempt, r.session_id.as_deref(), r.resumed, r.outcome.as_str(), r.cost_usd))
