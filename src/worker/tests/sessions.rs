@@ -111,3 +111,22 @@ fn sessions_off_pass_no_flag() {
     assert!(r.runs.iter().all(|r| r.session_id.is_none()));
     assert!(session::fresh_id() != session::fresh_id());
 }
+
+#[test]
+fn a_task_stopped_by_the_shutdown_resumes_its_session_at_the_next_start() {
+    let store = MemSpool::new().store();
+    let runs = FakeAgents::new(|_, _| Plan::hang(false)).runs;
+    let mut h = Harness::new(config(&SESSIONS, |_| {}), store.clone(), runs);
+    h.submit("t", "x");
+    h.until("the first run", |h| h.starts("t") == 1);
+    let first = flags(&h, "t")[0].0.clone().expect("session");
+    h.d.shutdown();
+    h.until("drained", |h| h.d.drained());
+    h.d.stopped();
+    assert_eq!(store.borrow().queued().len(), 1, "re-queued");
+    // Not `--session-id` again: the agent has that session, and would refuse to make it anew.
+    let runs = FakeAgents::new(|_, _| success(0.0)).runs;
+    let mut h = Harness::new(config(&SESSIONS, |_| {}), store, runs);
+    assert_eq!(h.wait_result("t").status, "completed");
+    assert_eq!(flags(&h, "t"), vec![(None, Some(first))]);
+}
