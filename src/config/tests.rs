@@ -308,3 +308,28 @@ fn each_time_setting_states_its_range_in_the_table() {
         assert!(bounds::of(var.name).is_some(), "{} is a time without a range", var.name);
     }
 }
+
+#[test]
+fn session_flags_are_claudes_for_claude_and_off_for_other_agents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let flags = |env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.push(("WATCHER_ROOT", &root));
+        let p = load(&env).expect("config").tuning.policy;
+        (p.session_flag, p.resume_flag)
+    };
+    let claude = (Some("--session-id".to_string()), Some("--resume".to_string()));
+    assert_eq!(flags(&[]), claude, "claude by default");
+    assert_eq!(flags(&[("CLAUDE_COMMAND", "/opt/bin/claude")]), claude);
+    assert_eq!(flags(&[("CLAUDE_COMMAND", "my-agent")]), (None, None), "another agent: off");
+    let set = flags(&[
+        ("CLAUDE_COMMAND", "my-agent"),
+        ("AGENT_SESSION_FLAG", "--new"),
+        ("AGENT_RESUME_FLAG", "--cont"),
+    ]);
+    assert_eq!(set, (Some("--new".to_string()), Some("--cont".to_string())));
+    let off = flags(&[("AGENT_SESSION_FLAG", ""), ("AGENT_RESUME_FLAG", "")]);
+    assert_eq!(off, (None, None), "empty: off, for claude too");
+    assert!(load(&[("WATCHER_ROOT", &root), ("AGENT_RESUME_FLAG", "resume")]).is_err(), "not an option");
+}

@@ -30,6 +30,7 @@ fn completed(id: &str) -> TaskResult {
         hostname: "host-a".into(),
         metadata: Value::Null,
         agent: None,
+        runs: Vec::new(),
     }
 }
 

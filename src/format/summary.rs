@@ -11,7 +11,7 @@ use std::io::{BufReader, Read};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::format::records::{COMPLETED, FAILED};
+use crate::format::records::{CANCELLED, COMPLETED, FAILED};
 use crate::format::task::is_valid_id;
 
 /// Largest result read; a bigger file is unreadable (results are bounded by
@@ -66,7 +66,7 @@ struct Raw {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
     pub task_id: String,
-    /// `completed` or `failed`.
+    /// `completed`, `failed` or `cancelled`.
     pub status: &'static str,
     pub reason: Option<String>,
     pub exit_code: Option<i64>,
@@ -118,7 +118,8 @@ fn summarise(raw: Raw, stem: &str) -> Result<Summary, String> {
     let status = match raw.status.as_str() {
         COMPLETED => COMPLETED,
         FAILED => FAILED,
-        other => return Err(format!("status {other:?} is neither completed nor failed")),
+        CANCELLED => CANCELLED,
+        other => return Err(format!("status {other:?} is not completed, failed or cancelled")),
     };
     let task_id = raw.task_id.filter(|id| is_valid_id(id)).unwrap_or_else(|| stem.to_string());
     Ok(Summary {

@@ -131,7 +131,7 @@ impl Listener {
         *self.state.events_written.entry(e.event.to_string()).or_default() += 1;
         self.own.event_written(e.event);
         self.state_dirty = true;
-        if e.event == events::TASK_COMPLETED || e.event == events::TASK_FAILED {
+        if e.task_id.is_some() {
             let task = e.task_id.as_deref().unwrap_or("");
             self.log.debug(
                 "event written",

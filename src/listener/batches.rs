@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::format::fnv::fnv1a;
-use crate::format::records::COMPLETED;
+use crate::format::records::{CANCELLED, COMPLETED};
 
 pub const MAX_OPEN: usize = 1024;
 pub const MAX_MEMBERS: usize = 65_536;
@@ -26,19 +26,22 @@ pub const MAX_DONE: usize = 4096;
 pub struct Tally {
     pub completed: u64,
     pub failed: u64,
+    /// Cancelled tasks count toward a batch's size: each has its result.
+    #[serde(default)]
+    pub cancelled: u64,
 }
 
 impl Tally {
     fn add(&mut self, status: &str) {
-        if status == COMPLETED {
-            self.completed += 1;
-        } else {
-            self.failed += 1;
+        match status {
+            COMPLETED => self.completed += 1,
+            CANCELLED => self.cancelled += 1,
+            _ => self.failed += 1,
         }
     }
 
     pub fn total(&self) -> u64 {
-        self.completed + self.failed
+        self.completed + self.failed + self.cancelled
     }
 }
 
@@ -183,10 +186,11 @@ mod tests {
         b.record("b1", None, "anga", "t2", "failed", "t");
         let (o, _) = b.record("b1", Some(3), "marie", "t1", "completed", "t");
         assert_eq!(o, BatchOutcome::Repeated, "a second result of one task");
-        let (o, _) = b.record("b1", Some(3), "anga", "t3", "completed", "t");
+        // A cancelled task has its result: it counts toward the size.
+        let (o, _) = b.record("b1", Some(3), "anga", "t3", "cancelled", "t");
         let BatchOutcome::Completed(done) = o else { panic!("not completed: {o:?}") };
-        assert_eq!(done.tally, Tally { completed: 2, failed: 1 });
-        assert_eq!(done.by_worker["anga"], Tally { completed: 1, failed: 1 });
+        assert_eq!(done.tally, Tally { completed: 1, failed: 1, cancelled: 1 });
+        assert_eq!(done.by_worker["anga"], Tally { completed: 0, failed: 1, cancelled: 1 });
         assert_eq!(b.record("b1", Some(3), "anga", "t4", "completed", "t").0, BatchOutcome::Repeated);
         assert_eq!(b.open_count(), 0);
     }

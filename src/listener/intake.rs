@@ -1,5 +1,5 @@
-//! Taking results: each new result is counted, announced (`task_completed` /
-//! `task_failed`) and counted in its batch, once; the spool hands out each result once and
+//! Taking results: each new result is counted, announced (`task_completed`, `task_failed`,
+//! `task_cancelled`) and counted in its batch, once; the spool hands out each result once and
 //! says which ones were taken before. A turn takes at most [`CHUNK`] results, a few from each
 //! worker in turn, so a backlog never delays a scrape, a heartbeat's verdict or a live result
 //! for long.
@@ -133,14 +133,16 @@ impl Listener {
 }
 
 fn progress(tally: Tally, size: Option<u64>) -> serde_json::Value {
-    json!({"completed": tally.completed, "failed": tally.failed, "size": size})
+    json!({"completed": tally.completed, "failed": tally.failed, "cancelled": tally.cancelled, "size": size})
 }
 
 fn batch_completed(name: &str, b: &Open, mtime_ns: i64) -> Event {
     let workers: serde_json::Map<String, serde_json::Value> = b
         .by_worker
         .iter()
-        .map(|(w, t)| (w.clone(), json!({"completed": t.completed, "failed": t.failed})))
+        .map(|(w, t)| {
+            (w.clone(), json!({"completed": t.completed, "failed": t.failed, "cancelled": t.cancelled}))
+        })
         .collect();
     // A nanosecond after the result that completed it, so that it sorts after that task's event.
     Event::new(events::BATCH_COMPLETED, None, events::time_of_ns(mtime_ns.saturating_add(1)), name)
@@ -148,6 +150,7 @@ fn batch_completed(name: &str, b: &Open, mtime_ns: i64) -> Event {
         .with("size", json!(b.size))
         .with("completed", json!(b.tally.completed))
         .with("failed", json!(b.tally.failed))
+        .with("cancelled", json!(b.tally.cancelled))
         .with("workers", serde_json::Value::Object(workers))
         .with("first_result_at", json!(b.first_result_at))
 }

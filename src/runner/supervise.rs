@@ -14,6 +14,8 @@ pub enum Why {
     Timeout,
     /// The daemon stopped it (a shutdown): not the run's fault.
     Shutdown,
+    /// Its task was cancelled (`watcherctl cancel`).
+    Cancel,
 }
 
 /// A signal to send to the child's process group.
