@@ -44,7 +44,7 @@ fn a_batch_over_two_workers_completes_once_with_its_counts() {
     // Task events carry their batch's progress; the unsized batch is counted, not completed.
     let u = events.iter().find(|e| e["task_id"] == "u-1").expect("u-1's event");
     assert_eq!(u["batch"], "unsized");
-    assert_eq!(u["batch_progress"], json!({"completed": 1, "failed": 0, "size": null}));
+    assert_eq!(u["batch_progress"], json!({"completed": 1, "failed": 0, "cancelled": 0, "size": null}));
 }
 
 #[test]
