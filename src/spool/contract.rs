@@ -72,3 +72,14 @@ fn the_folders_keep_the_contract() {
 fn the_memory_keeps_the_contract() {
     keeps_the_contract(&mut MemSpool::new());
 }
+
+#[test]
+fn the_engine_keeps_the_contract() {
+    let Some(server) = super::redis::testing::Server::start(&[]) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = super::redis::testing::settings(&server, "host-a", std::time::Duration::from_secs(30));
+    let layout = super::Layout::new(dir.path());
+    let mut spool = super::redis::worker::RedisSpool::open("marie", &settings, &layout).expect("open");
+    spool.wait_ready(std::time::Duration::from_secs(20));
+    keeps_the_contract(&mut spool);
+}

@@ -40,6 +40,7 @@ impl Daemon {
                 for ignored in intake.ignored {
                     self.ignored(ignored);
                 }
+                self.spool_claims(intake.claimed, intake.reclaimed, intake.gone);
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
                     if let Err(e) = self.rescan() {
@@ -78,6 +79,9 @@ impl Daemon {
 
     /// Lists the queue and adds what is not known yet.
     pub(super) fn rescan(&mut self) -> io::Result<()> {
+        if self.spool.claims_itself() {
+            return Ok(());
+        }
         let scan = self.spool.scan()?;
         for ignored in scan.ignored {
             self.ignored(ignored);
@@ -129,6 +133,9 @@ impl Daemon {
                 }
             }
         }
+        // A spool that claims by itself is told how many tasks may start now.
+        let free = if self.can_start() { self.cfg.tuning.max_concurrent - self.flight.active } else { 0 };
+        self.spool.claim_slots(free);
     }
 
     /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
@@ -160,7 +167,7 @@ impl Daemon {
     }
 
     /// Validates a claimed task and starts it, or schedules it for its retry time.
-    fn claimed(&mut self, claim: Claim) {
+    pub(super) fn claimed(&mut self, claim: Claim) {
         let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
             Ok(l) => l,
             Err(r) => return self.unfinished_or_reject(claim, r),

@@ -159,6 +159,11 @@ impl Keys {
         self.key("pause")
     }
 
+    /// One host's own spend ledger (the worker loop's, opaque to the engine).
+    pub fn ledger(&self, consumer: &str) -> String {
+        self.key(&format!("ledger:{consumer}"))
+    }
+
     /// The spend ledger shared by the worker's hosts: hash minute -> USD.
     pub fn spend(&self) -> String {
         self.key("spend")
@@ -185,6 +190,7 @@ mod tests {
             k.hosts(),
             k.pause(),
             k.spend(),
+            k.ledger("host-a"),
         ];
         for key in &all {
             assert!(key.starts_with("ww:{marie}:"), "{key}");

@@ -29,13 +29,24 @@ pub enum Kind {
     Spend,
     Trim,
     ForgetConsumer,
+    Discard,
+    Depth,
+    /// A plain command (a read, or a write no script guards): its reply as it is.
+    Command,
 }
 
-/// One script call: EVALSHA of `script` with its keys and arguments.
+/// What a call runs.
+#[derive(Clone, Copy)]
+enum Runs {
+    Script(&'static Lua),
+    Command(&'static str),
+}
+
+/// One call: EVALSHA of a script with its keys and arguments, or a plain command.
 #[derive(Clone)]
 pub struct Call {
     pub kind: Kind,
-    script: &'static Lua,
+    runs: Runs,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
 }
@@ -53,23 +64,41 @@ impl std::fmt::Debug for Call {
 
 impl Call {
     fn new(kind: Kind, script: &'static Lua, keys: Vec<String>) -> Call {
-        Call { kind, script, keys, args: Vec::new() }
+        Call { kind, runs: Runs::Script(script), keys, args: Vec::new() }
     }
 
-    fn arg(mut self, a: impl AsRef<[u8]>) -> Call {
+    /// A plain command `name key… arg…`, read back as [`Reply::Value`]. Only for what needs
+    /// no check before its write (reads, a host's own keys).
+    pub fn command(name: &'static str, keys: Vec<String>) -> Call {
+        Call { kind: Kind::Command, runs: Runs::Command(name), keys, args: Vec::new() }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl AsRef<[u8]>) -> Call {
         self.args.push(a.as_ref().to_vec());
         self
     }
 
-    fn num(self, n: impl ToString) -> Call {
+    /// Adds a number as an argument.
+    pub fn num(self, n: impl ToString) -> Call {
         self.arg(n.to_string())
     }
 
-    /// The EVALSHA command (the script must be loaded: [`super::client::Engine`] does it).
+    /// The command to send: EVALSHA of the script (loaded by [`super::client::Engine`]), or
+    /// the plain command.
     pub fn evalsha(&self) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.script.get_hash()).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
-        cmd
+        match self.runs {
+            Runs::Script(s) => {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(s.script.get_hash()).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+                cmd
+            }
+            Runs::Command(name) => {
+                let mut cmd = redis::cmd(name);
+                cmd.arg(&self.keys).arg(&self.args);
+                cmd
+            }
+        }
     }
 
     /// Reads this call's reply.
@@ -310,6 +339,23 @@ impl Queue {
     pub fn spend(&self, usd: f64, window_minutes: u32) -> Call {
         let usd = if usd.is_finite() { usd } else { 0.0 };
         Call::new(Kind::Spend, &scripts::SPEND, vec![self.keys.spend()]).num(usd).num(window_minutes.max(1))
+    }
+
+    /// Drops a held entry for good (its task is finished elsewhere, or was never to run): the
+    /// entry acknowledged and deleted, and the task with it when it is the task's entry.
+    pub fn discard(&self, held: &Held) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Discard, &scripts::DISCARD, vec![k.queue(), k.task(&held.id), k.inflight()])
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(&held.id)
+            .arg(&held.entry)
+    }
+
+    /// What waits in the queue: entries, pending ones, retries waiting.
+    pub fn depth(&self) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Depth, &scripts::DEPTH, vec![k.queue(), k.delayed()]).arg(GROUP)
     }
 
     /// Removes `consumer` from the group, only when it holds no entry.

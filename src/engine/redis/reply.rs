@@ -142,6 +142,16 @@ pub enum Reply {
         outcome: String,
         pending: i64,
     },
+    /// discard: the entry was this host's and is dropped.
+    Discarded,
+    /// depth: the stream's length, its pending entries, the retries waiting.
+    Depth {
+        length: u64,
+        pending: u64,
+        delayed: u64,
+    },
+    /// A plain command's reply.
+    Value(Value),
 }
 
 fn bad(kind: Kind, v: &Value) -> EngineError {
@@ -260,6 +270,16 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
         Kind::Claim | Kind::Reclaim => claimed(v),
         Kind::Renew => leases(v),
         Kind::Complete | Kind::DeadLetter | Kind::RetryLater | Kind::Requeue => ending(v),
+        Kind::Discard => match tagged(v)? {
+            (t, _) if t == "discarded" => Some(Reply::Discarded),
+            _ => ending(v),
+        },
+        Kind::Command => Some(Reply::Value(v.clone())),
+        Kind::Depth => {
+            let a = items(v)?;
+            let n = |i: usize| a.get(i).and_then(int).and_then(|n| u64::try_from(n).ok());
+            Some(Reply::Depth { length: n(0)?, pending: n(1)?, delayed: n(2)? })
+        }
         Kind::Promote => {
             let a = items(v)?;
             let next = int(a.get(1)?)?;

@@ -61,6 +61,8 @@ scripts! {
     SPEND => "spend.lua",
     TRIM => "trim.lua",
     FORGET_CONSUMER => "forget_consumer.lua",
+    DISCARD => "discard.lua",
+    DEPTH => "depth.lua",
 }
 
 #[cfg(test)]
@@ -79,6 +81,6 @@ mod tests {
             assert!(first.starts_with("#!lua flags=no-cluster"), "{first}");
             assert!(text.contains("local function now_ms()"));
         }
-        assert_eq!(all().len(), 15);
+        assert_eq!(all().len(), 17);
     }
 }

@@ -1,0 +1,166 @@
+//! What one call of a turn's batch is for, the call it makes, and what its reply means.
+//!
+//! The loop's ops map to scripts: `Complete` → `complete`, `DeadLetter` → `dead_letter`,
+//! `SaveState` → `retry_later` (the task waits in the delayed set until its time on the
+//! engine's clock, and any host takes it then), `Requeue` → `requeue`, `Heartbeat` →
+//! `heartbeat` (with the lease renewal, the promotion of due retries and the queue's depth
+//! in the same batch), `Ledger` → the host's ledger key. A receipt is the `claim` script's
+//! own record: nothing to send.
+
+use std::time::Duration;
+
+use crate::engine::redis::ops::{Call, Held, Queue, Status};
+use crate::format::records::{Heartbeat, COMPLETED};
+use crate::format::task::Task;
+use crate::spool::{EntryId, Op, OpKind};
+use crate::sys::clock;
+
+/// One call's purpose.
+// A batch holds a few; boxing the loop's ops would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Work {
+    /// A loop op: its outcome goes back to the loop.
+    Op(Op),
+    /// [`crate::spool::Spool::requeue`]: back to the queue's tail as it is.
+    Requeue(Held),
+    /// [`crate::spool::Spool::discard`]: dropped for good.
+    Discard(Held),
+    /// New entries for this many free slots.
+    Claim(usize),
+    /// Dead hosts' entries for this many free slots.
+    Reclaim(usize),
+    /// This consumer's own pending entries after a reconnect: claims whose reply was lost.
+    Recover,
+    Renew,
+    Promote,
+    Depth,
+}
+
+/// How many due retries one call promotes at most.
+const PROMOTE_LIMIT: usize = 500;
+
+/// The engine's settings a call needs.
+pub(super) struct Ctx<'a> {
+    pub(super) queue: &'a Queue,
+    pub(super) result_ttl: Duration,
+    pub(super) lease: Duration,
+    /// The reclaim scan's cursor.
+    pub(super) cursor: &'a str,
+    /// The entries a renewal covers.
+    pub(super) renew: &'a [String],
+    /// This host's ledger key.
+    pub(super) ledger: &'a str,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+fn held(claim: &crate::spool::Claim) -> Held {
+    super::tasks::held(claim)
+}
+
+/// A task's state as the engine keeps it: its `_watcher` object, without `retry_at` (its due
+/// time is the delayed set's score, on the engine's clock), with the time charged so far
+/// plus `waiting` (the wait is charged, as a worker holding it would charge it).
+pub(super) fn state(task: &Task, waiting: Duration) -> Vec<u8> {
+    let mut state = task.state.clone();
+    state.charged_seconds = (task.charged() + waiting).as_secs_f64();
+    state.retry_at = None;
+    json(&state)
+}
+
+/// The wait until a state's `retry_at`, on this host's clock (the same clock that set it).
+fn wait(task: &Task) -> Duration {
+    let secs = task.state.retry_at.map_or(0.0, |at| at - clock::now_f64());
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO)
+}
+
+impl Work {
+    /// The call, or `None` for what needs none (a receipt).
+    pub(super) fn call(&self, c: &Ctx) -> Option<Call> {
+        let q = c.queue;
+        Some(match self {
+            Work::Op(op) => match op {
+                Op::Complete { claim, result } => {
+                    let status = if result.status == COMPLETED { Status::Completed } else { Status::Failed };
+                    q.complete(&held(claim), &json(result), status, c.result_ttl)
+                }
+                Op::DeadLetter { claim, record, result, .. } => {
+                    let result = result.as_ref().map(json);
+                    q.dead_letter(&held(claim), &json(record), None, result.as_deref(), c.result_ttl)
+                }
+                Op::SaveState { claim, task, .. } => {
+                    let wait = wait(task);
+                    q.retry_later(&held(claim), &state(task, wait), wait)
+                }
+                Op::Requeue { claim, task, .. } => {
+                    q.requeue(&held(claim), Some(&state(task, Duration::ZERO)))
+                }
+                Op::Heartbeat(hb) => q.heartbeat(&json(hb), heartbeat_ttl(hb, c.lease)),
+                Op::Ledger(bytes) => Call::command("SET", vec![c.ledger.to_owned()]).arg(bytes),
+                Op::Receipt(_) => return None,
+            },
+            Work::Requeue(h) => q.requeue(h, None),
+            Work::Discard(h) => q.discard(h),
+            Work::Claim(n) => q.claim(*n),
+            Work::Reclaim(n) => q.reclaim(c.lease, *n, c.cursor),
+            Work::Recover => q.recover("0", RECOVER_COUNT, false),
+            Work::Renew => q.renew(c.renew.iter().map(String::as_str)),
+            Work::Promote => q.promote(PROMOTE_LIMIT),
+            Work::Depth => q.depth(),
+        })
+    }
+
+    /// The entry it ends, if it ends one (not renewed while it is on its way).
+    pub(super) fn ending(&self) -> Option<EntryId> {
+        match self {
+            Work::Op(op) if ends(op) => kind_of(op).1,
+            Work::Requeue(h) | Work::Discard(h) => Some(EntryId::from(h.entry.as_str())),
+            _ => None,
+        }
+    }
+
+    /// Whether losing it in a failover loses a task's progress: such calls wait for a replica.
+    pub(super) fn critical(&self) -> bool {
+        match self {
+            Work::Op(op) => !matches!(op, Op::Heartbeat(_) | Op::Ledger(_) | Op::Receipt(_)),
+            Work::Requeue(_) | Work::Discard(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Entries read at most per recovery call.
+pub(super) const RECOVER_COUNT: usize = 1000;
+
+/// How long a host's heartbeat stays in the engine without being written again: a day, so
+/// that a host that died is still listed (stale) by `watcherctl status` and the listener.
+fn heartbeat_ttl(_hb: &Heartbeat, lease: Duration) -> Duration {
+    Duration::from_secs(86_400).max(lease)
+}
+
+/// The kind and claim key of an op, for its outcome.
+pub(super) fn kind_of(op: &Op) -> (OpKind, Option<EntryId>) {
+    match op {
+        Op::Complete { claim, .. } => (OpKind::Complete, Some(claim.key.clone())),
+        Op::DeadLetter { claim, .. } => (OpKind::DeadLetter, Some(claim.key.clone())),
+        Op::SaveState { claim, .. } => (OpKind::SaveState, Some(claim.key.clone())),
+        Op::Requeue { claim, .. } => (OpKind::Requeue, Some(claim.key.clone())),
+        Op::Receipt(_) => (OpKind::Receipt, None),
+        Op::Heartbeat(_) => (OpKind::Heartbeat, None),
+        Op::Ledger(_) => (OpKind::Ledger, None),
+    }
+}
+
+/// Whether an op ends its claim once it is written (the entry is acknowledged).
+pub(super) fn ends(op: &Op) -> bool {
+    matches!(op, Op::Complete { .. } | Op::DeadLetter { .. } | Op::SaveState { .. } | Op::Requeue { .. })
+}
+
+/// Whether a failed op is tried again (outcomes) or dropped (a heartbeat: the next one
+/// comes).
+pub(super) fn kept(op: &Op) -> bool {
+    ends(op) || matches!(op, Op::Ledger(_))
+}
