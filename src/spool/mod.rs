@@ -246,6 +246,8 @@ pub struct Intake {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
     Ready,
+    /// Its first connection is being made: where to.
+    Connecting(String),
     /// Not yet (an engine not reachable): why, for STATUS= and the log.
     Waiting(String),
     /// Never as it is set up (an engine that could lose tasks): the one line naming the

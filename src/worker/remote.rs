@@ -51,6 +51,11 @@ impl Daemon {
                     said = Some(why);
                 }
                 Readiness::Waiting(_) => {}
+                Readiness::Connecting(to) => {
+                    let line = format!("waiting for the spool: connecting to {to}");
+                    let r = self.notifier.status_as("waiting", &line, Instant::now()).map(|_| ());
+                    self.report_notify(r);
+                }
             }
             let now = Instant::now();
             if now >= extend_at {

@@ -56,7 +56,7 @@ impl Fleet {
         format!("{}:events", self.prefix)
     }
 
-    /// Set of every worker that was ever enqueued to: `P:workers`.
+    /// Set of every worker that was ever enqueued to, or gave a heartbeat: `P:workers`.
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)
     }
@@ -139,6 +139,23 @@ impl Keys {
         self.key("dlq:ix")
     }
 
+    /// Hash of the originals kept beside dead letters (a task file imported with its
+    /// letter): letter name -> bytes.
+    pub fn originals(&self) -> String {
+        self.key("dlq:orig")
+    }
+
+    /// Hash of the dead letters retried since (kept as the record of an earlier failure):
+    /// `<name>.<ms>` -> record.
+    pub fn retired_letters(&self) -> String {
+        self.key("dlq:retired")
+    }
+
+    /// A result set aside by a later run of its task (`dlq retry`), with the time it was.
+    pub fn retired_result(&self, id: &str, ms: u128) -> String {
+        self.key(&format!("retired:{id}.{ms}"))
+    }
+
     /// The task hash of a dead letter (moved there whole, history included), for `dlq retry`.
     pub fn dead(&self, id: &str) -> String {
         self.key(&format!("dead:{id}"))
@@ -191,6 +208,9 @@ mod tests {
             k.pause(),
             k.spend(),
             k.ledger("host-a"),
+            k.originals(),
+            k.retired_letters(),
+            k.retired_result("t-1", 7),
         ];
         for key in &all {
             assert!(key.starts_with("ww:{marie}:"), "{key}");

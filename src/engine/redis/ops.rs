@@ -324,10 +324,15 @@ impl Queue {
     /// This host's heartbeat, kept `ttl`.
     pub fn heartbeat(&self, json: &[u8], ttl: Duration) -> Call {
         let k = &self.keys;
-        Call::new(Kind::Heartbeat, &scripts::HEARTBEAT, vec![k.heartbeat(&self.consumer), k.hosts()])
-            .arg(&self.consumer)
-            .arg(json)
-            .num(ms(ttl).max(1))
+        Call::new(
+            Kind::Heartbeat,
+            &scripts::HEARTBEAT,
+            vec![k.heartbeat(&self.consumer), k.hosts(), k.fleet().workers()],
+        )
+        .arg(&self.consumer)
+        .arg(json)
+        .num(ms(ttl).max(1))
+        .arg(k.worker())
     }
 
     /// Pauses every host's claims of this worker for `span`.

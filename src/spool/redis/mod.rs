@@ -29,8 +29,19 @@ use crate::engine::redis::io::Connector;
 use crate::engine::redis::keys::Keys;
 use crate::engine::redis::settings::{Address, Settings};
 
+/// Enqueues are refused above this share of maxmemory (percent), so that work admitted can
+/// still finish below it (docs/redis.md, "Memory full").
+pub(crate) const ENQUEUE_MEMORY_LIMIT: u8 = 90;
+
+/// The fields of an entry of the events stream: the event's id, and its JSON.
+pub(crate) const EVENT_ID: &str = "id";
+pub(crate) const EVENT_JSON: &str = "event";
+/// The fields of an entry of the results stream (written by the scripts that end a task).
+pub(crate) const RESULT_WORKER: &str = "worker";
+#[allow(dead_code)] // the listener reads it (next)
+pub(crate) const RESULT_ID: &str = "id";
+
 /// Connects and checks the engine: `Refused` when it is unsafe (the first refusal's line).
-#[allow(dead_code)]
 pub(crate) fn connect(settings: &Settings) -> Result<(Engine, Verdict), EngineError> {
     let mut engine = Engine::connect(&settings.target, settings.password.as_deref(), settings.timeout)?;
     let verdict = check::check(&mut engine)?;

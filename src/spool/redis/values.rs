@@ -24,7 +24,6 @@ pub(crate) fn bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
-#[allow(dead_code)]
 pub(crate) fn int(v: &Value) -> Option<i64> {
     match v {
         Value::Int(n) => Some(*n),
@@ -85,7 +84,6 @@ pub(crate) fn entries(v: &Value) -> Option<Vec<StreamEntry>> {
 }
 
 /// The entries of an `XREAD`/`XREADGROUP` reply of one stream (none for a nil reply).
-#[allow(dead_code)]
 pub(crate) fn read_entries(v: &Value) -> Option<Vec<StreamEntry>> {
     if matches!(v, Value::Nil) {
         return Some(Vec::new());

@@ -260,9 +260,7 @@ impl Spool for RedisSpool {
         let link = self.link.borrow();
         match link.state() {
             State::Up => Readiness::Ready,
-            State::Connecting => {
-                Readiness::Waiting(format!("connecting to {}", super::describe(&self.settings)))
-            }
+            State::Connecting => Readiness::Connecting(super::describe(&self.settings)),
             State::Down(e) => match link.verdict().and_then(|v| v.refusals.first().cloned()) {
                 Some(refusal) => Readiness::Refused(format!("SPOOL: {refusal}")),
                 None => Readiness::Waiting(format!("{}: {e}", super::describe(&self.settings))),

@@ -15,10 +15,8 @@ use crate::engine::redis::ops::Call;
 use crate::engine::redis::reply::{Delivered, Fate, Reply};
 use crate::format::records::ResultHead;
 use crate::spool::redis::values;
+use crate::spool::redis::ENQUEUE_MEMORY_LIMIT;
 use crate::spool::{Claim, Entry, EntryId, Scan};
-
-/// Enqueues are refused above this share of maxmemory, so admitted work can still finish.
-pub(crate) const ENQUEUE_MEMORY_LIMIT: u8 = 90;
 
 fn io_err(e: EngineError) -> io::Error {
     io::Error::other(e.to_string())
