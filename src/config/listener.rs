@@ -41,6 +41,8 @@ pub struct ListenerConfig {
     pub metrics_listen: Option<Addr>,
     /// The engine the spool is on (SPOOL); `None`: the folders.
     pub spool: Option<crate::engine::redis::settings::Settings>,
+    /// With an engine, also write results and events as files (LISTENER_FILES).
+    pub files: bool,
     pub effective: Vec<Effective>,
 }
 
@@ -80,6 +82,7 @@ impl ListenerConfig {
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
         let metrics_listen = r.get("METRICS_LISTEN", |s| Addr::parse(s, INSTANCE).ok_or(()))?;
         let spool = super::spool::settings(&mut r, None)?;
+        let files = r.req("LISTENER_FILES", value::boolean)?;
         Ok(ListenerConfig {
             paths,
             env_files: r.env_files(),
@@ -91,6 +94,7 @@ impl ListenerConfig {
             metrics_port,
             metrics_listen,
             spool,
+            files,
             effective: r.effective,
         })
     }

@@ -424,6 +424,15 @@ pub const VARS: &[Var] = &[
         "orchestrator-listener: time limit of one notify command (then SIGTERM, SIGKILL after KILL_GRACE).",
     ),
     var(
+        "LISTENER_FILES",
+        Some("true"),
+        "true or false",
+        Restart,
+        "orchestrator-listener with an engine (SPOOL): also write each result to results/W/<id>.json \
+         (the lasting archive: results leave the engine after RESULT_TTL) and each event to \
+         triggers/orchestrator/, for orchestrators that read files. The folders' listener always does.",
+    ),
+    var(
         "LISTENER_BACKFILL",
         Some("86400"),
         "a number of seconds from 0 to 315360000",

@@ -56,6 +56,27 @@ impl Fleet {
         format!("{}:events", self.prefix)
     }
 
+    /// The listener's lock: one listener serves a fleet.
+    pub fn listener_lock(&self) -> String {
+        format!("{}:listener:lock", self.prefix)
+    }
+
+    /// Set of the ids of the events written since the listener's last commit.
+    pub fn events_written(&self) -> String {
+        format!("{}:listener:written", self.prefix)
+    }
+
+    /// Stream of the workers' word that they wrote a heartbeat or made their queue (capped),
+    /// which the listener follows: `P:heartbeats`.
+    pub fn heartbeats(&self) -> String {
+        format!("{}:heartbeats", self.prefix)
+    }
+
+    /// The listener's state (JSON), saved with each commit.
+    pub fn listener_state(&self) -> String {
+        format!("{}:listener:state", self.prefix)
+    }
+
     /// Set of every worker that was ever enqueued to, or gave a heartbeat: `P:workers`.
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)
@@ -161,9 +182,14 @@ impl Keys {
         self.key(&format!("dead:{id}"))
     }
 
+    /// Prefix of the hosts' heartbeats; `heartbeat(host)` is this plus the host.
+    pub fn heartbeat_prefix(&self) -> String {
+        self.key("hb:")
+    }
+
     /// One host's heartbeat (JSON), expiring unless renewed.
     pub fn heartbeat(&self, consumer: &str) -> String {
-        self.key(&format!("hb:{consumer}"))
+        format!("{}{consumer}", self.heartbeat_prefix())
     }
 
     /// Sorted set of the hosts (consumers) of this worker, scored by their last heartbeat.

@@ -31,6 +31,10 @@ pub enum Kind {
     ForgetConsumer,
     Discard,
     Depth,
+    ListenerCommit,
+    ListenerLock,
+    EventsAdd,
+    Heartbeats,
     /// A plain command (a read, or a write no script guards): its reply as it is.
     Command,
 }
@@ -327,7 +331,7 @@ impl Queue {
         Call::new(
             Kind::Heartbeat,
             &scripts::HEARTBEAT,
-            vec![k.heartbeat(&self.consumer), k.hosts(), k.fleet().workers()],
+            vec![k.heartbeat(&self.consumer), k.hosts(), k.fleet().workers(), k.fleet().heartbeats()],
         )
         .arg(&self.consumer)
         .arg(json)
@@ -371,7 +375,55 @@ impl Queue {
     }
 }
 
+/// An event for the events stream: its id and its JSON.
+pub struct EventOut<'a> {
+    pub id: &'a str,
+    pub json: &'a [u8],
+}
+
 impl Fleet {
+    /// The listener's commit: `taken` acknowledged in its group, `state` saved, the events
+    /// written since forgotten, the lock (held by `holder`) renewed for `lock`.
+    pub fn listener_commit(&self, holder: &str, lock: Duration, state: &[u8], taken: &[String]) -> Call {
+        let keys = vec![self.listener_lock(), self.listener_state(), self.results(), self.events_written()];
+        let mut call = Call::new(Kind::ListenerCommit, &scripts::LISTENER_COMMIT, keys)
+            .arg(holder)
+            .num(ms(lock))
+            .arg(state)
+            .arg(super::keys::LISTENER_GROUP);
+        for t in taken {
+            call = call.arg(t);
+        }
+        call
+    }
+
+    /// The listener's events, each added once (see the script).
+    pub fn events_add(&self, events: &[EventOut]) -> Call {
+        let mut call =
+            Call::new(Kind::EventsAdd, &scripts::EVENTS_ADD, vec![self.events(), self.events_written()]);
+        for e in events {
+            call = call.arg(e.id).arg(e.json);
+        }
+        call
+    }
+
+    /// Takes or renews the listener's lock for `holder`.
+    pub fn listener_lock_call(&self, holder: &str, lock: Duration) -> Call {
+        Call::new(Kind::ListenerLock, &scripts::LISTENER_LOCK, vec![self.listener_lock()])
+            .arg(holder)
+            .num(ms(lock))
+    }
+
+    /// The freshest heartbeat of each of `workers` (`''` for none).
+    pub fn freshest_heartbeats(&self, workers: &[String]) -> Call {
+        let mut call = Call::new(Kind::Heartbeats, &scripts::HEARTBEATS, vec![]);
+        for w in workers {
+            let k = self.worker(w);
+            call = call.arg(k.hosts()).arg(k.heartbeat_prefix());
+        }
+        call
+    }
+
     /// Trims the results or events stream below every group's cursor, keeping `keep`.
     pub fn trim(&self, stream: &str, keep: Duration) -> Call {
         Call::new(Kind::Trim, &scripts::TRIM, vec![stream.to_owned()]).num(ms(keep))

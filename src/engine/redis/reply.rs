@@ -152,6 +152,20 @@ pub enum Reply {
     },
     /// A plain command's reply.
     Value(Value),
+    /// The listener's commit: written, with this many results acknowledged.
+    Committed {
+        acked: u64,
+    },
+    /// Events added to the stream (those written before are not counted).
+    EventsAdded {
+        added: u64,
+    },
+    /// The listener's lock: held by this holder (`None`), or by another.
+    Lock {
+        taken_by: Option<String>,
+    },
+    /// Heartbeats, one per worker asked for (`None`: none).
+    Heartbeats(Vec<Option<Vec<u8>>>),
 }
 
 fn bad(kind: Kind, v: &Value) -> EngineError {
@@ -275,6 +289,24 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
             _ => ending(v),
         },
         Kind::Command => Some(Reply::Value(v.clone())),
+        Kind::EventsAdd => {
+            let a = items(v)?;
+            Some(Reply::EventsAdded { added: u64::try_from(int(a.first()?)?).ok()? })
+        }
+        Kind::ListenerCommit => match tagged(v)? {
+            (t, n) if t == "committed" => Some(Reply::Committed { acked: u64::try_from(int(n)?).ok()? }),
+            (t, h) if t == "superseded" => Some(Reply::Lock { taken_by: Some(text(h)?) }),
+            _ => None,
+        },
+        Kind::ListenerLock => match tagged(v)? {
+            (t, _) if t == "held" => Some(Reply::Lock { taken_by: None }),
+            (t, h) if t == "taken" => Some(Reply::Lock { taken_by: Some(text(h)?) }),
+            _ => None,
+        },
+        Kind::Heartbeats => {
+            let beats = items(v)?.iter().map(|b| bytes(b).filter(|b| !b.is_empty())).collect();
+            Some(Reply::Heartbeats(beats))
+        }
         Kind::Depth => {
             let a = items(v)?;
             let n = |i: usize| a.get(i).and_then(int).and_then(|n| u64::try_from(n).ok());

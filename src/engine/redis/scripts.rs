@@ -63,6 +63,10 @@ scripts! {
     FORGET_CONSUMER => "forget_consumer.lua",
     DISCARD => "discard.lua",
     DEPTH => "depth.lua",
+    LISTENER_COMMIT => "listener_commit.lua",
+    LISTENER_LOCK => "listener_lock.lua",
+    EVENTS_ADD => "events_add.lua",
+    HEARTBEATS => "heartbeats.lua",
 }
 
 #[cfg(test)]
@@ -81,6 +85,6 @@ mod tests {
             assert!(first.starts_with("#!lua flags=no-cluster"), "{first}");
             assert!(text.contains("local function now_ms()"));
         }
-        assert_eq!(all().len(), 17);
+        assert_eq!(all().len(), 21);
     }
 }

@@ -38,7 +38,6 @@ pub(crate) const EVENT_ID: &str = "id";
 pub(crate) const EVENT_JSON: &str = "event";
 /// The fields of an entry of the results stream (written by the scripts that end a task).
 pub(crate) const RESULT_WORKER: &str = "worker";
-#[allow(dead_code)] // the listener reads it (next)
 pub(crate) const RESULT_ID: &str = "id";
 
 /// Connects and checks the engine: `Refused` when it is unsafe (the first refusal's line).
@@ -71,9 +70,15 @@ pub(crate) fn connector(
         }
         if let Some(k) = &keys {
             engine.ensure_groups(k)?;
+            engine.announce_worker(k)?;
         }
         Ok(engine)
     })
+}
+
+/// This host's name: who holds the listener's lock.
+pub(crate) fn hostname() -> String {
+    nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Whether writes must wait for a replica: behind Sentinel, a failover loses what no replica

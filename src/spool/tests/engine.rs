@@ -2,13 +2,18 @@
 //! WW_REDIS_SERVER names): the Redis backends, and what the other programs write into the
 //! engine as they do (the worker's scripts, the listener's events).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
 
 use crate::engine::redis::client::Engine;
 use crate::engine::redis::keys::{Fleet, Keys};
 use crate::engine::redis::ops::Queue;
 use crate::spool::control::ControlSpool;
+use crate::spool::listener::ListenerSpool;
 use crate::spool::redis::control::RedisControl;
+use crate::spool::redis::listener::RedisListener;
 use crate::spool::redis::testing::{settings, Server};
 use crate::spool::redis::{EVENT_ID, EVENT_JSON};
 
@@ -37,22 +42,25 @@ impl World {
         c.query::<redis::Value>(self.engine.connection()).expect("command");
     }
 
-    /// A worker writes the result of `id` (and its entry on the results stream).
-    pub(super) fn result(&mut self, worker: &str, id: &str, json: &str) {
+    /// A worker writes the result of `id` (and its entry on the results stream, at `at`
+    /// when given and later than the stream's newest).
+    pub(super) fn result_at(&mut self, worker: &str, id: &str, json: &str, at: Option<SystemTime>) {
         let key = self.keys(worker).result(id);
         self.cmd(&[b"SET", key.as_bytes(), json.as_bytes()]);
         let results = Fleet::new("ww").results();
-        self.cmd(&[
-            b"XADD",
-            results.as_bytes(),
-            b"*",
-            b"worker",
-            worker.as_bytes(),
-            b"id",
-            id.as_bytes(),
-            b"status",
-            b"completed",
-        ]);
+        let entry = match at {
+            Some(t) => format!("{}-*", t.duration_since(UNIX_EPOCH).expect("after 1970").as_millis()),
+            None => "*".into(),
+        };
+        let fields: [&[u8]; 6] =
+            [b"worker", worker.as_bytes(), b"id", id.as_bytes(), b"status", b"completed"];
+        let mut args: Vec<&[u8]> = vec![b"XADD", results.as_bytes(), entry.as_bytes()];
+        args.extend(fields);
+        self.cmd(&args);
+    }
+
+    pub(super) fn result(&mut self, worker: &str, id: &str, json: &str) {
+        self.result_at(worker, id, json, None);
     }
 
     pub(super) fn heartbeat(&mut self, worker: &str, host: &str, json: &str) {
@@ -95,7 +103,9 @@ impl super::control::Fixture for Control {
     }
 
     fn queue(&mut self, worker: &str) {
-        self.world.engine.ensure_groups(&self.world.keys(worker)).expect("groups");
+        let k = self.world.keys(worker);
+        self.world.engine.ensure_groups(&k).expect("groups");
+        self.world.engine.announce_worker(&k).expect("announce");
     }
 
     fn claim(&mut self, worker: &str, id: &str) {
@@ -128,5 +138,59 @@ impl super::control::Fixture for Control {
 
     fn event(&mut self, id: &str, json: &str) {
         self.world.event(id, json);
+    }
+}
+
+/// The listener on the engine.
+pub(super) struct Listener {
+    world: World,
+    dir: tempfile::TempDir,
+}
+
+impl Listener {
+    pub(super) fn start() -> Option<Listener> {
+        Some(Listener { world: World::start()?, dir: tempfile::tempdir().expect("tempdir") })
+    }
+}
+
+impl super::listener::Fixture for Listener {
+    fn open(&mut self) -> Box<dyn ListenerSpool> {
+        let s = settings(&self.world.server, "host-a", Duration::from_secs(30));
+        let layout = crate::spool::Layout::new(self.dir.path());
+        Box::new(RedisListener::open(&s, &layout, false).expect("open"))
+    }
+
+    fn result(&mut self, worker: &str, id: &str, finished: &str, written: SystemTime) {
+        let json =
+            serde_json::json!({"task_id": id, "worker": "w", "status": "completed", "finished_at": finished});
+        self.world.result_at(worker, id, &json.to_string(), Some(written));
+    }
+
+    fn heartbeat(&mut self, worker: &str, json: &str) {
+        self.world.heartbeat(worker, "host-a", json);
+    }
+
+    fn queue(&mut self, worker: &str) {
+        let k = self.world.keys(worker);
+        self.world.engine.ensure_groups(&k).expect("groups");
+        self.world.engine.announce_worker(&k).expect("announce");
+    }
+
+    fn events(&self) -> BTreeMap<String, Value> {
+        let mut c = self.world.server.engine();
+        let v: redis::Value = redis::cmd("XRANGE")
+            .arg(Fleet::new("ww").events())
+            .arg("-")
+            .arg("+")
+            .query(c.connection())
+            .expect("XRANGE");
+        let entries = crate::spool::redis::values::entries(&v).expect("entries");
+        entries
+            .into_iter()
+            .map(|e| {
+                let json = e.get(EVENT_JSON).expect("event");
+                (e.get(EVENT_ID).expect("id"), serde_json::from_str(&json).expect("json"))
+            })
+            .collect()
     }
 }

@@ -133,10 +133,8 @@ impl ControlSpool for RedisControl {
     fn create_queue(&mut self, worker: &str) -> Result<(), Error> {
         let k = self.keys(worker);
         let mut engine = self.engine.borrow_mut();
-        engine.ensure_groups(&k).map_err(|e| Error::new("cannot create", self.at(&k.queue()), cause(e)))?;
-        let add: redis::RedisResult<Value> =
-            redis::cmd("SADD").arg(self.fleet.workers()).arg(worker).query(engine.connection());
-        add.map(|_| ()).map_err(|e| Error::new("cannot create", self.at(&k.queue()), cause(e.into())))
+        let made = engine.ensure_groups(&k).and_then(|()| engine.announce_worker(&k));
+        made.map_err(|e| Error::new("cannot create", self.at(&k.queue()), cause(e)))
     }
 
     fn pending(&self, worker: &str, id: &str) -> Option<Pending> {

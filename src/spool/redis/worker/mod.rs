@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use super::link::{Link, State};
-use super::wakeup::Wakeup;
-use crate::engine::redis::keys::Fleet;
+use super::wakeup::{From, Wakeup};
+use crate::engine::redis::keys::{Fleet, GROUP};
 use crate::engine::redis::lease::ReclaimGate;
 use crate::engine::redis::ops::Queue;
 use crate::engine::redis::settings::Settings;
@@ -152,7 +152,8 @@ impl Spool for RedisSpool {
         self.link.get_mut().bell().hang(registry, token)?;
         if self.wakeup.is_none() {
             let bell = self.link.get_mut().bell().clone();
-            self.wakeup = Some(Wakeup::spawn(&self.settings, self.queue.keys(), bell)?);
+            let stream = self.queue.keys().queue();
+            self.wakeup = Some(Wakeup::spawn(&self.settings, vec![(stream, From::Group(GROUP))], bell)?);
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ impl RedisSpool {
         for f in finished {
             self.finished(f);
         }
-        if self.wakeup.as_ref().is_some_and(|w| w.take()) {
+        if self.wakeup.as_ref().is_some_and(|w| w.take(0)) {
             self.claims.more = true;
         }
     }
