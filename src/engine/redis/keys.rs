@@ -207,6 +207,11 @@ impl Keys {
         self.key(&format!("ledger:{consumer}"))
     }
 
+    /// Exists (with a TTL) after a silence of the whole fleet: no reclaim meanwhile.
+    pub fn stall(&self) -> String {
+        self.key("stall")
+    }
+
     /// The spend ledger shared by the worker's hosts: hash minute -> USD.
     pub fn spend(&self) -> String {
         self.key("spend")
@@ -237,6 +242,7 @@ mod tests {
             k.originals(),
             k.retired_letters(),
             k.retired_result("t-1", 7),
+            k.stall(),
         ];
         for key in &all {
             assert!(key.starts_with("ww:{marie}:"), "{key}");

@@ -214,12 +214,10 @@ impl Queue {
     /// list from `cursor` ("0-0" first, then the cursor of the last reply).
     pub fn reclaim(&self, lease: Duration, count: usize, cursor: &str) -> Call {
         let k = &self.keys;
-        self.delivery(Kind::Reclaim, &scripts::RECLAIM)
-            .num(ms(lease))
-            .num(count.max(1))
-            .arg(k.task_prefix())
-            .arg(k.result_prefix())
-            .arg(cursor)
+        let k4 = k.stall();
+        let mut call = self.delivery(Kind::Reclaim, &scripts::RECLAIM);
+        call.keys.push(k4);
+        call.num(ms(lease)).num(count.max(1)).arg(k.task_prefix()).arg(k.result_prefix()).arg(cursor)
     }
 
     /// Renews the lease of the entries held, learning which were taken or are gone.
@@ -327,16 +325,31 @@ impl Queue {
 
     /// This host's heartbeat, kept `ttl`.
     pub fn heartbeat(&self, json: &[u8], ttl: Duration) -> Call {
+        self.heartbeat_watching(json, ttl, None)
+    }
+
+    /// This host's heartbeat, kept `ttl`, with the stall rule of a `lease` (see the script:
+    /// a silence of the fleet longer than half a lease holds reclaims for one lease).
+    pub fn heartbeat_watching(&self, json: &[u8], ttl: Duration, lease: Option<Duration>) -> Call {
         let k = &self.keys;
+        let (quiet, hold) = lease.map_or((0, 0), |l| (ms(l / 2).max(1), ms(l).max(1)));
         Call::new(
             Kind::Heartbeat,
             &scripts::HEARTBEAT,
-            vec![k.heartbeat(&self.consumer), k.hosts(), k.fleet().workers(), k.fleet().heartbeats()],
+            vec![
+                k.heartbeat(&self.consumer),
+                k.hosts(),
+                k.fleet().workers(),
+                k.fleet().heartbeats(),
+                k.stall(),
+            ],
         )
         .arg(&self.consumer)
         .arg(json)
         .num(ms(ttl).max(1))
         .arg(k.worker())
+        .num(quiet)
+        .num(hold)
     }
 
     /// Pauses every host's claims of this worker for `span`.

@@ -91,6 +91,10 @@ pub enum Reply {
         ms: i64,
         last_delivered: String,
     },
+    /// A reclaim refused for `ms` more: the whole fleet was silent (HEARTBEAT's stall rule).
+    Stalled {
+        ms: i64,
+    },
     /// The result is written, with this results-stream entry.
     Written {
         event: String,
@@ -240,6 +244,7 @@ fn claimed(v: &Value) -> Option<Reply> {
             Some(Reply::Claimed { cursor: text(a.get(1)?)?, delivered })
         }
         "paused" => Some(Reply::Paused { ms: int(a.get(1)?)?, last_delivered: text(a.get(2)?)? }),
+        "stalled" => Some(Reply::Stalled { ms: int(a.get(1)?)? }),
         _ => None,
     }
 }

@@ -5,15 +5,21 @@
 -- One XAUTOCLAIM per call, from the caller's `cursor`: it looks at no more than 10 x count
 -- pending entries, so a call costs the same however many entries are in flight; the caller
 -- keeps the returned cursor for its next call ('0-0': the scan went round).
--- KEYS: queue, inflight, pause.  ARGV: group, consumer, min idle ms, count, task prefix,
--- result prefix, cursor.
--- Reply: {'claimed', next cursor, row...} | {'paused', pttl, ''}
+-- Nothing either while the worker's stall key stands (HEARTBEAT): after a silence of the
+-- whole fleet, the owners renew first.
+-- KEYS: queue, inflight, pause, stall.  ARGV: group, consumer, min idle ms, count, task
+-- prefix, result prefix, cursor.
+-- Reply: {'claimed', next cursor, row...} | {'paused', pttl, ''} | {'stalled', pttl, ''}
 local k = {q = KEYS[1], inflight = KEYS[2], group = ARGV[1], consumer = ARGV[2],
   task_prefix = ARGV[5], result_prefix = ARGV[6]}
 local min_idle, count = tonumber(ARGV[3]), tonumber(ARGV[4])
 if not min_idle or not count or count < 1 then return redis.error_reply('ERR reclaim: bad args') end
 local pttl = redis.call('PTTL', KEYS[3])
 if pttl ~= -2 then return {'paused', pttl, ''} end
+if KEYS[4] then
+  local stall = redis.call('PTTL', KEYS[4])
+  if stall ~= -2 then return {'stalled', stall, ''} end
+end
 local now = now_ms()
 local r = redis.call('XAUTOCLAIM', k.q, k.group, k.consumer, min_idle, ARGV[7], 'COUNT', count)
 local out = {'claimed', r[1]}

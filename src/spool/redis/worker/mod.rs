@@ -68,6 +68,8 @@ struct Claims {
     recover: bool,
     /// Connections seen so far.
     connects: u64,
+    /// The loop read its leftovers (the own pending list): claims may be made from now on.
+    started: bool,
     queued: Option<usize>,
 }
 
@@ -127,6 +129,7 @@ impl RedisSpool {
                 promote_at: Some(now),
                 recover: false,
                 connects: 0,
+                started: false,
                 queued: None,
             },
             staged: Vec::new(),
@@ -161,12 +164,11 @@ impl Spool for RedisSpool {
     fn intake(&mut self, _registry: &Registry, _token: Token) -> io::Result<Intake> {
         self.pump();
         let out = &mut self.out;
-        Ok(Intake {
-            claimed: std::mem::take(&mut out.claimed),
-            reclaimed: std::mem::take(&mut out.reclaimed),
-            gone: std::mem::take(&mut out.gone),
-            ..Intake::default()
-        })
+        // Only what is still held (a claim let go before the loop took it is not handed out).
+        let held = |c: &Claim| self.tasks.holds_entry(&c.key);
+        let claimed = std::mem::take(&mut out.claimed).into_iter().filter(held).collect();
+        let reclaimed = std::mem::take(&mut out.reclaimed).into_iter().filter(held).collect();
+        Ok(Intake { claimed, reclaimed, gone: std::mem::take(&mut out.gone), ..Intake::default() })
     }
 
     fn scan(&mut self) -> io::Result<Scan> {

@@ -80,9 +80,12 @@ impl RedisSpool {
                 break;
             }
         }
-        // Read: the reconnect that made this connection needs no second look.
+        // Read: the reconnect that made this connection needs no second look, and claims
+        // may be made from now on.
         let link = self.link.get_mut();
         self.claims.connects = link.connects;
+        self.claims.recover = false;
+        self.claims.started = true;
         self.claims.gate.connected(Instant::now());
         Ok(out)
     }

@@ -127,6 +127,10 @@ impl RedisSpool {
                         self.delivered(delivered, reclaim);
                     }
                     Ok(Reply::Paused { ms, .. }) => self.paused(ms, now),
+                    Ok(Reply::Stalled { ms }) => {
+                        let wait = u64::try_from(ms).map_or(PAUSE_RECHECK, Duration::from_millis);
+                        self.claims.reclaim_at = now + wait + Duration::from_millis(1);
+                    }
                     _ => {}
                 }
             }
@@ -160,6 +164,7 @@ impl RedisSpool {
                     self.claims.queued = Some(length.saturating_sub(pending) as usize);
                 }
             }
+            Work::Pause(_) => {}
         }
     }
 
@@ -299,7 +304,12 @@ impl RedisSpool {
             works.append(&mut self.failed);
         }
         let heartbeat = self.staged.iter().any(|w| matches!(w, Work::Op(Op::Heartbeat(_))));
+        let pause = self.staged.iter().rev().find_map(|w| match w {
+            Work::Op(Op::Heartbeat(hb)) => work::rate_limit_pause(hb),
+            _ => None,
+        });
         works.append(&mut self.staged);
+        works.extend(pause.map(Work::Pause));
         works.extend(self.planned(now, heartbeat));
         if works.is_empty() {
             return;
@@ -317,6 +327,10 @@ impl RedisSpool {
         if c.promote_at.is_some_and(|t| now >= t) || heartbeat {
             c.promote_at = None;
             works.push(Work::Promote);
+        }
+        if !c.started {
+            // Before the loop read its leftovers: nothing of the queue is touched.
+            return works;
         }
         if c.recover {
             // Nothing new is claimed before the own pending list is read.

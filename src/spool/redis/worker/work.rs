@@ -35,6 +35,8 @@ pub(super) enum Work {
     Renew,
     Promote,
     Depth,
+    /// Every host's claims of the worker pause this long (a usage or rate limit hit here).
+    Pause(Duration),
 }
 
 /// How many due retries one call promotes at most.
@@ -98,7 +100,9 @@ impl Work {
                 Op::Requeue { claim, task, .. } => {
                     q.requeue(&held(claim), Some(&state(task, Duration::ZERO)))
                 }
-                Op::Heartbeat(hb) => q.heartbeat(&json(hb), heartbeat_ttl(hb, c.lease)),
+                Op::Heartbeat(hb) => {
+                    q.heartbeat_watching(&json(hb), heartbeat_ttl(hb, c.lease), Some(c.lease))
+                }
                 Op::Ledger(bytes) => Call::command("SET", vec![c.ledger.to_owned()]).arg(bytes),
                 Op::Receipt(_) => return None,
             },
@@ -110,6 +114,7 @@ impl Work {
             Work::Renew => q.renew(c.renew.iter().map(String::as_str)),
             Work::Promote => q.promote(PROMOTE_LIMIT),
             Work::Depth => q.depth(),
+            Work::Pause(d) => q.pause(*d, "rate_limited"),
         })
     }
 
@@ -139,6 +144,16 @@ pub(super) const RECOVER_COUNT: usize = 1000;
 /// that a host that died is still listed (stale) by `watcherctl status` and the listener.
 fn heartbeat_ttl(_hb: &Heartbeat, lease: Duration) -> Duration {
     Duration::from_secs(86_400).max(lease)
+}
+
+/// How long a heartbeat says the worker is paused for a usage or rate limit: the other hosts
+/// pause as long (a spend cap is this host's own).
+pub(super) fn rate_limit_pause(hb: &Heartbeat) -> Option<Duration> {
+    if hb.paused_reason.as_deref() != Some(crate::worker::state::WorkerState::RateLimited.as_str()) {
+        return None;
+    }
+    let left = hb.paused_until? - clock::now_f64();
+    Duration::try_from_secs_f64(left).ok().filter(|d| !d.is_zero())
 }
 
 /// The kind and claim key of an op, for its outcome.

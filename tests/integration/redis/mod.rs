@@ -1,0 +1,5 @@
+//! The daemons on a real Redis/Valkey engine (SPOOL=redis+unix://…), each test with a server
+//! of its own and two or more "hosts" (spool roots and SPOOL_CONSUMERs of their own) sharing
+//! it: issue 16's acceptance tests.
+
+mod hosts; // a host killed with kill -9 mid-task, a host frozen past its lease, a restart under the same name
