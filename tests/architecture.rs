@@ -39,7 +39,8 @@ const OWNERS: &[&str] = &["src/spool", "src/engine"];
 
 /// `(file, literal, why)`: the exceptions, each with its reason. An entry that no longer
 /// matches anything fails the test too: remove it with the code it excused.
-const ALLOWED: &[(&str, &str, &str)] = &[];
+const ALLOWED: &[(&str, &str, &str)] =
+    &[("src/ctl/tasks.rs", "tasks", "the key of the list in `watcherctl tasks --json`, not the folder")];
 
 /// The string literals of Rust source `src` (with their line), comments skipped. Enough of
 /// the lexer for this crate: plain, byte and raw strings, char literals and lifetimes.

@@ -20,6 +20,7 @@ fn main() {
                 output_tokens: 7,
                 ..AgentReport::default()
             }),
+            session: Some("new"),
         }),
     };
     let n = 1_000_000;

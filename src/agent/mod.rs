@@ -4,6 +4,7 @@
 
 pub(crate) mod classify;
 pub mod reason;
+pub(crate) mod session;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

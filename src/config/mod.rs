@@ -448,6 +448,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
     agent_argv.extend(r.req("CLAUDE_ARGS", value::words)?);
     let rescan = r.secs("RESCAN_INTERVAL")?;
     let agent_env = agent_env(r);
+    let policy = policy::policy(r, &agent_argv[0])?;
     Ok(Tuning {
         max_concurrent: r.req("MAX_CONCURRENT_TASKS", |s| value::uint(s, 1, 1024))? as usize,
         task_timeout: r.req_secs("TASK_TIMEOUT")?,
@@ -471,7 +472,7 @@ fn tuning(r: &mut Resolver) -> Result<Tuning, ConfigError> {
         log_level: r.req("LOG_LEVEL", |s| s.parse::<Level>())?,
         agent_unset: agent_unset(r, &agent_env),
         agent_env,
-        policy: policy::policy(r)?,
+        policy,
     })
 }
 

@@ -17,6 +17,9 @@ pub struct Policy {
     pub max_task_wall_time: Option<Duration>,
     pub max_turns_flag: Option<String>,
     pub max_budget_flag: Option<String>,
+    /// AGENT_SESSION_FLAG, AGENT_RESUME_FLAG: `None` off.
+    pub session_flag: Option<String>,
+    pub resume_flag: Option<String>,
     /// `None`: no spend cap.
     pub worker_budget_usd: Option<f64>,
     pub worker_budget_window: Duration,
@@ -32,7 +35,15 @@ fn flag(s: &str) -> Result<Option<String>, ()> {
     }
 }
 
-pub(super) fn policy(r: &mut Resolver) -> Result<Policy, ConfigError> {
+/// A flag setting that is unset: Claude Code's own flag when the agent is `claude` (by its
+/// program name), else off.
+fn claude_flag(set: Option<Option<String>>, program: &str, claude: &str) -> Option<String> {
+    let is_claude = std::path::Path::new(program).file_name().is_some_and(|n| n == "claude");
+    set.unwrap_or_else(|| is_claude.then(|| claude.to_string()))
+}
+
+/// The policy settings; `program` is the agent's command (CLAUDE_COMMAND's first word).
+pub(super) fn policy(r: &mut Resolver, program: &str) -> Result<Policy, ConfigError> {
     let budget = r.req("WORKER_BUDGET_USD", |s| value::float(s, 0.0, true))?;
     let wall = r.req_secs("MAX_TASK_WALL_TIME")?;
     Ok(Policy {
@@ -48,6 +59,8 @@ pub(super) fn policy(r: &mut Resolver) -> Result<Policy, ConfigError> {
         max_task_wall_time: Some(wall).filter(|d| !d.is_zero()),
         max_turns_flag: r.req("AGENT_MAX_TURNS_FLAG", flag)?,
         max_budget_flag: r.req("AGENT_MAX_BUDGET_FLAG", flag)?,
+        session_flag: claude_flag(r.get("AGENT_SESSION_FLAG", flag)?, program, "--session-id"),
+        resume_flag: claude_flag(r.get("AGENT_RESUME_FLAG", flag)?, program, "--resume"),
         worker_budget_usd: Some(budget).filter(|b| *b > 0.0),
         worker_budget_window: r.req_secs("WORKER_BUDGET_WINDOW")?,
         preflight: r.req("AGENT_PREFLIGHT", value::boolean)?,

@@ -333,3 +333,28 @@ fn the_spool_backend_comes_through_the_layers() {
     let e = load(&[("WATCHER_ROOT", &root), ("SPOOL", "redis://u:pw@h")]).expect_err("a password");
     assert!(e.0.contains("SPOOL_PASSWORD_FILE") && !e.0.contains("pw@"), "{e}");
 }
+
+#[test]
+fn session_flags_are_claudes_for_claude_and_off_for_other_agents() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    let flags = |env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.push(("WATCHER_ROOT", &root));
+        let p = load(&env).expect("config").tuning.policy;
+        (p.session_flag, p.resume_flag)
+    };
+    let claude = (Some("--session-id".to_string()), Some("--resume".to_string()));
+    assert_eq!(flags(&[]), claude, "claude by default");
+    assert_eq!(flags(&[("CLAUDE_COMMAND", "/opt/bin/claude")]), claude);
+    assert_eq!(flags(&[("CLAUDE_COMMAND", "my-agent")]), (None, None), "another agent: off");
+    let set = flags(&[
+        ("CLAUDE_COMMAND", "my-agent"),
+        ("AGENT_SESSION_FLAG", "--new"),
+        ("AGENT_RESUME_FLAG", "--cont"),
+    ]);
+    assert_eq!(set, (Some("--new".to_string()), Some("--cont".to_string())));
+    let off = flags(&[("AGENT_SESSION_FLAG", ""), ("AGENT_RESUME_FLAG", "")]);
+    assert_eq!(off, (None, None), "empty: off, for claude too");
+    assert!(load(&[("WATCHER_ROOT", &root), ("AGENT_RESUME_FLAG", "resume")]).is_err(), "not an option");
+}

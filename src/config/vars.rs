@@ -303,6 +303,22 @@ pub const VARS: &[Var] = &[
         "Option that gives the agent a task's \"max_budget_usd\".",
     ),
     var(
+        "AGENT_SESSION_FLAG",
+        None,
+        "an option name (empty: off)",
+        Live,
+        "Option that names a task's new agent session (a UUID); unset: --session-id when \
+         CLAUDE_COMMAND is claude, else off. The session id is kept in the task's state.",
+    ),
+    var(
+        "AGENT_RESUME_FLAG",
+        None,
+        "an option name (empty: off)",
+        Live,
+        "Option that resumes a task's session on its next run (a retry, a reclaim, dlq retry); unset: \
+         --resume when CLAUDE_COMMAND is claude, else off (each run then starts a new session).",
+    ),
+    var(
         "WORKER_BUDGET_USD",
         Some("0"),
         "a number of US dollars >= 0 (0: no cap)",

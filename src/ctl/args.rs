@@ -37,6 +37,10 @@ pub enum Command {
     Dlq(DlqCommand),
     /// The events orchestrator-listener writes for the orchestrator.
     Events(EventsArgs),
+    /// Every task of a worker without a result, oldest first: queued, running, waiting, held.
+    Tasks(TasksArgs),
+    /// Cancel a queued, running or waiting task; wait until it is cancelled.
+    Cancel(CancelArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +136,30 @@ pub struct DlqPick {
     /// Every dead letter of the worker.
     #[arg(long)]
     pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TasksArgs {
+    pub worker: String,
+    /// Print one JSON object: the worker's state and its tasks.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    pub worker: String,
+    pub id: String,
+    /// Return once the request is made, without waiting for the task's result.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after S seconds, with exit status 75 (the request stays) [default: wait
+    /// for ever].
+    #[arg(long, value_name = "S", conflicts_with = "no_wait")]
+    pub wait_timeout: Option<f64>,
+    /// Print one JSON object: the task's id, worker and status.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@
 //! One module per subcommand family; [`exit`] lists the exit statuses scripts rely on.
 
 pub(crate) mod args;
+mod cancel;
 mod dlq;
 mod events;
 pub mod exit;
@@ -15,6 +16,7 @@ mod result;
 mod retry;
 mod status;
 mod submit;
+mod tasks;
 
 pub use args::CtlArgs;
 pub use submit::{new_id, PIPE_ATOMIC_BYTES};
@@ -55,6 +57,8 @@ fn dispatch(args: &CtlArgs) -> CtlResult {
         Command::Dlq(DlqCommand::Retry(p)) => retry::retry(spool, p, cfg.tuning.max_task_bytes),
         Command::Dlq(DlqCommand::Purge(p)) => dlq::purge(spool, p),
         Command::Events(a) => events::events(spool, a),
+        Command::Tasks(a) => tasks::tasks(spool, a),
+        Command::Cancel(a) => cancel::cancel(spool, a),
     }
 }
 

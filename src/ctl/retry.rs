@@ -85,7 +85,13 @@ fn retry_one(
     if result.as_ref().and_then(|r| r.get("status")).and_then(Value::as_str) == Some(COMPLETED) {
         return Err(refuse(l, format!("task {id} has a completed result")));
     }
-    let state = State { history: dl.history.clone(), ..State::default() };
+    // The session is kept: the next run resumes the conversation of the failed ones.
+    let state = State {
+        history: dl.history.clone(),
+        session: dl.session.clone(),
+        runs: dl.runs.clone(),
+        ..State::default()
+    };
     let state = serde_json::to_value(&state).map_err(|e| refuse(l, e))?;
     doc.insert(STATE_KEY.into(), state);
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc)).map_err(|e| refuse(l, e))?;

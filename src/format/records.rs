@@ -7,10 +7,12 @@ use serde_json::Value;
 
 use crate::agent::reason::Reason;
 use crate::agent::AgentReport;
-use crate::format::task::Failure;
+use crate::format::task::{Failure, Run, Session};
 
 pub const COMPLETED: &str = "completed";
 pub const FAILED: &str = "failed";
+/// Cancelled by `watcherctl cancel`: its own result, never dead-lettered nor retried.
+pub const CANCELLED: &str = "cancelled";
 
 /// The largest result, dead letter or event a reader takes (results carry the agent's output,
 /// up to MAX_OUTPUT_BYTES; dead letters the task).
@@ -24,7 +26,7 @@ pub const MAX_HEARTBEAT_BYTES: u64 = 64 * 1024;
 pub struct TaskResult {
     pub task_id: String,
     pub worker: String,
-    /// `completed` or `failed`.
+    /// `completed`, `failed` or `cancelled`.
     pub status: String,
     /// On failure: one of [`crate::agent::reason::FINAL`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +59,9 @@ pub struct TaskResult {
     pub metadata: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentReport>,
+    /// Every agent run of the task, oldest first: its attempt, session id and cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
 }
 
 impl TaskResult {
@@ -82,7 +87,13 @@ impl TaskResult {
             hostname,
             metadata: Value::Null,
             agent: None,
+            runs: Vec::new(),
         }
+    }
+
+    /// The same result, cancelled (`watcherctl cancel`) with `message`.
+    pub fn cancelled(self, message: String) -> TaskResult {
+        TaskResult { status: CANCELLED.into(), reason: None, message: Some(message), ..self }
     }
 
     /// The same result, failed for `reason`.
@@ -137,6 +148,12 @@ pub struct DeadLetter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_file: Option<String>,
     pub hostname: String,
+    /// The agent's session, resumed when the task is retried (`watcherctl dlq retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
+    /// Every agent run of the task, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
 }
 
 /// `triggers/<worker>/<task_id>.json`: written when a task is claimed and its agent started.
@@ -150,6 +167,11 @@ pub struct Receipt {
     pub agent_pid: u32,
     pub hostname: String,
     pub task_file: String,
+    /// The agent's session for this run, and whether the run resumes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 /// `heartbeats/<worker>.json`.
@@ -172,6 +194,9 @@ pub struct Heartbeat {
     pub failed: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    /// Tasks cancelled (`watcherctl cancel`); counted in `processed` too.
+    #[serde(default)]
+    pub cancelled: u64,
     /// `closed`, `open`, `half_open`.
     pub circuit_state: String,
     /// Why the breaker is open: `failures`, or the cause of an outage (`credential`,

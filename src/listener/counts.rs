@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::records::COMPLETED;
+use crate::format::records::{CANCELLED, COMPLETED};
 use crate::format::summary::Summary;
 use crate::metrics::{DURATION_BUCKETS, REASONS};
 
@@ -81,6 +81,9 @@ pub struct Counts {
     pub completed: u64,
     #[serde(default)]
     pub failed: u64,
+    /// Results of tasks cancelled (`watcherctl cancel`).
+    #[serde(default)]
+    pub cancelled: u64,
     /// Failed results by reason (those of [`REASONS`], else [`OTHER_REASON`]).
     #[serde(default)]
     pub failed_by_reason: BTreeMap<String, u64>,
@@ -108,6 +111,8 @@ impl Counts {
     pub fn record(&mut self, s: &Summary) {
         if s.status == COMPLETED {
             self.completed += 1;
+        } else if s.status == CANCELLED {
+            self.cancelled += 1;
         } else {
             self.failed += 1;
             *self.failed_by_reason.entry(reason_label(s.reason.as_deref()).to_string()).or_default() += 1;
@@ -165,13 +170,14 @@ mod tests {
         c.record(&summary("completed", None, 0.2));
         c.record(&summary("failed", Some("timeout"), 700.0));
         c.record(&summary("failed", Some("made-up"), 1e9));
-        assert_eq!((c.completed, c.failed), (1, 2));
+        c.record(&summary("cancelled", None, 0.1));
+        assert_eq!((c.completed, c.failed, c.cancelled), (1, 2, 1));
         assert_eq!((c.failed_for("timeout"), c.failed_for(OTHER_REASON)), (1, 1));
-        assert_eq!(c.duration.count, 3);
+        assert_eq!(c.duration.count, 4);
         let cum = c.duration.cumulative();
-        assert_eq!(cum[0], (0.5, 1));
-        assert_eq!(cum.last().map(|b| b.1), Some(2), "1e9 s is only in +Inf");
-        assert_eq!((c.cost_usd, c.tokens.input, c.turns), (0.75, 9, 6));
+        assert_eq!(cum[0], (0.5, 2));
+        assert_eq!(cum.last().map(|b| b.1), Some(3), "1e9 s is only in +Inf");
+        assert_eq!((c.cost_usd, c.tokens.input, c.turns), (1.0, 12, 8));
     }
 
     #[test]

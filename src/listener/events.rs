@@ -15,18 +15,19 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::format::fnv::fnv1a;
-use crate::format::records::COMPLETED;
+use crate::format::records::{CANCELLED, COMPLETED};
 use crate::format::summary::Summary;
 use crate::sys::clock;
 
 pub const TASK_COMPLETED: &str = "task_completed";
 pub const TASK_FAILED: &str = "task_failed";
+pub const TASK_CANCELLED: &str = "task_cancelled";
 pub const WORKER_UNHEALTHY: &str = "worker_unhealthy";
 pub const WORKER_RECOVERED: &str = "worker_recovered";
 pub const BATCH_COMPLETED: &str = "batch_completed";
 /// Every kind of event, for the metrics.
 pub const KINDS: &[&str] =
-    &[TASK_COMPLETED, TASK_FAILED, WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED];
+    &[TASK_COMPLETED, TASK_FAILED, TASK_CANCELLED, WORKER_UNHEALTHY, WORKER_RECOVERED, BATCH_COMPLETED];
 
 /// One event: its file name, and the JSON written.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -93,9 +94,14 @@ pub fn time_of_ns(ns: i64) -> SystemTime {
     }
 }
 
-/// `task_completed` or `task_failed` for a result of `worker`, at the result file's mtime.
+/// `task_completed`, `task_failed` or `task_cancelled` for a result of `worker`, at the result
+/// file's mtime.
 pub fn task(worker: &str, s: &Summary, mtime_ns: i64, result_path: &str) -> Event {
-    let kind = if s.status == COMPLETED { TASK_COMPLETED } else { TASK_FAILED };
+    let kind = match s.status {
+        COMPLETED => TASK_COMPLETED,
+        CANCELLED => TASK_CANCELLED,
+        _ => TASK_FAILED,
+    };
     let mut e = Event::new(kind, Some(worker), time_of_ns(mtime_ns), &format!("{}\0{mtime_ns}", s.task_id));
     e.task_id = Some(s.task_id.clone());
     let mut e = e
@@ -131,6 +137,20 @@ mod tests {
         let later = Event::new(BATCH_COMPLETED, None, t + Duration::from_nanos(1), "b");
         assert!(later.id > a.id);
         assert_eq!(a.time, "2026-11-18T11:06:40.123Z");
+    }
+
+    #[test]
+    fn a_cancelled_result_is_announced_as_task_cancelled() {
+        let text = r#"{"task_id":"t1","status":"cancelled","message":"cancelled by root@h"}"#;
+        let crate::format::summary::ResultReading::Result(s) =
+            crate::format::summary::read(text.as_bytes(), text.len() as u64, "t1")
+        else {
+            panic!("not read")
+        };
+        let e = task("marie", &s, 1_000, "results/marie/t1.json");
+        assert_eq!((e.event, e.task_id.as_deref()), (TASK_CANCELLED, Some("t1")));
+        assert!(e.id.contains("-task_cancelled-marie-"), "{}", e.id);
+        assert_eq!(e.detail["status"], "cancelled");
     }
 
     #[test]

@@ -1,15 +1,15 @@
-//! Taking results: each new result is counted, announced (`task_completed` /
-//! `task_failed`) and counted in its batch, once; the spool hands out each result once and
+//! Taking results: each new result is counted, announced (`task_completed`, `task_failed`,
+//! `task_cancelled`) and counted in its batch, once; the spool hands out each result once and
 //! says which ones were taken before. A turn takes at most [`CHUNK`] results, a few from each
 //! worker in turn, so a backlog never delays a scrape, a heartbeat's verdict or a live result
 //! for long.
 
 use serde_json::json;
 
-use super::batches::{Forgotten, Open, Outcome, Tally};
+use super::batches::{BatchOutcome, Forgotten, Open, Tally};
 use super::events::{self, Event};
 use super::Listener;
-use crate::format::summary::{Reading, Summary};
+use crate::format::summary::{ResultReading, Summary};
 use crate::log::ids;
 use crate::spool::listener::Delivered;
 
@@ -45,7 +45,7 @@ impl Listener {
                 "a result already taken changed (touched or edited); not counted or announced again",
                 &[("WORKER", &worker), ("FILE", &d.at)],
             ),
-            Reading::Unreadable(why) => {
+            ResultReading::Unreadable(why) => {
                 ws.counts.unreadable += 1;
                 self.log.warn(
                     "not a result; counted as unreadable",
@@ -57,7 +57,7 @@ impl Listener {
                     ],
                 );
             }
-            Reading::Result(s) => {
+            ResultReading::Result(s) => {
                 ws.counts.record(&s);
                 let (progress, completed) = match &s.batch {
                     Some((batch, size)) => {
@@ -98,9 +98,9 @@ impl Listener {
             self.forgot(f);
         }
         match outcome {
-            Outcome::Repeated => (None, None),
-            Outcome::Counted { tally, size } => (Some(progress(tally, size)), None),
-            Outcome::Completed(done) if announce => {
+            BatchOutcome::Repeated => (None, None),
+            BatchOutcome::Counted { tally, size } => (Some(progress(tally, size)), None),
+            BatchOutcome::Completed(done) if announce => {
                 self.log.info(
                     "batch completed",
                     &[
@@ -112,7 +112,7 @@ impl Listener {
                 );
                 (Some(progress(done.tally, done.size)), Some(batch_completed(batch, &done, mtime_ns)))
             }
-            Outcome::Completed(done) => (Some(progress(done.tally, done.size)), None),
+            BatchOutcome::Completed(done) => (Some(progress(done.tally, done.size)), None),
         }
     }
 
@@ -133,14 +133,16 @@ impl Listener {
 }
 
 fn progress(tally: Tally, size: Option<u64>) -> serde_json::Value {
-    json!({"completed": tally.completed, "failed": tally.failed, "size": size})
+    json!({"completed": tally.completed, "failed": tally.failed, "cancelled": tally.cancelled, "size": size})
 }
 
 fn batch_completed(name: &str, b: &Open, mtime_ns: i64) -> Event {
     let workers: serde_json::Map<String, serde_json::Value> = b
         .by_worker
         .iter()
-        .map(|(w, t)| (w.clone(), json!({"completed": t.completed, "failed": t.failed})))
+        .map(|(w, t)| {
+            (w.clone(), json!({"completed": t.completed, "failed": t.failed, "cancelled": t.cancelled}))
+        })
         .collect();
     // A nanosecond after the result that completed it, so that it sorts after that task's event.
     Event::new(events::BATCH_COMPLETED, None, events::time_of_ns(mtime_ns.saturating_add(1)), name)
@@ -148,6 +150,7 @@ fn batch_completed(name: &str, b: &Open, mtime_ns: i64) -> Event {
         .with("size", json!(b.size))
         .with("completed", json!(b.tally.completed))
         .with("failed", json!(b.tally.failed))
+        .with("cancelled", json!(b.tally.cancelled))
         .with("workers", serde_json::Value::Object(workers))
         .with("first_result_at", json!(b.first_result_at))
 }

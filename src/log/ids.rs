@@ -15,6 +15,10 @@ pub const TASK_FAILED: &str = "cc90c0d434a64a3797899cad280c0d1d";
 pub const TASK_INVALID: &str = "aa32f276c65845a68c505d641147f832";
 /// An attempt failed and the task will run again after RETRY_IN_MS.
 pub const RETRY_SCHEDULED: &str = "25b09d64192548cca285add004ce95de";
+/// A task was cancelled (`watcherctl cancel`): a running agent was stopped as a timeout
+/// stops it; its result, with status `cancelled`, was written. Neither retried nor
+/// dead-lettered.
+pub const TASK_CANCELLED: &str = "3193f444520a46b19005c4c433eee8cf";
 /// A task left in flight by a daemon that died was found at start-up and re-queued.
 pub const TASK_RECLAIMED: &str = "fd9233c353ff45e6a0319b3ae953d899";
 /// The circuit breaker opened: no new task starts until it half-opens.
@@ -63,6 +67,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("task invalid", TASK_INVALID),
     ("retry scheduled", RETRY_SCHEDULED),
     ("task reclaimed", TASK_RECLAIMED),
+    ("task cancelled", TASK_CANCELLED),
     ("breaker opened", BREAKER_OPENED),
     ("breaker half-open", BREAKER_HALF_OPEN),
     ("breaker closed", BREAKER_CLOSED),

@@ -15,8 +15,16 @@ const RETRY_REASONS: &[&str] = &reason::RETRIED;
 /// Why a run is not charged as an attempt.
 pub const UNCHARGED_REASONS: &[&str] = &reason::UNCHARGED;
 
+/// The `status` of `watcher_tasks_processed_total`: every final status of a result.
+pub const STATUSES: &[&str] = &["completed", "failed", "cancelled"];
+
 /// What the metrics endpoint counts of its connections.
 pub const HTTP_EVENTS: &[&str] = &["accepted", "answered", "rejected", "evicted", "timed_out"];
+
+/// How an agent run used its task's session: a new one, resumed, or refused by the agent
+/// (`missing`: it had lost the session, a fresh one replaced it; `in_use`: it had the session
+/// already, which was then resumed).
+pub const SESSION_KINDS: &[&str] = &["new", "resumed", "missing", "in_use"];
 
 /// Token kinds of Claude's `usage`.
 pub const TOKEN_KINDS: &[&str] = &["input", "output", "cache_creation_input", "cache_read_input"];
@@ -31,6 +39,7 @@ pub const WORKER_ONLY: &[&str] = &[
     "watcher_runs_uncharged_total",
     "watcher_http_connections_total",
     "watcher_agent_cpu_seconds_total",
+    "watcher_agent_session_runs_total",
     "process_",
 ];
 
@@ -61,6 +70,7 @@ pub struct Families {
     pub agent_tokens: IntCounterVec,
     pub agent_turns: IntCounterVec,
     pub uncharged: IntCounterVec,
+    pub session_runs: IntCounterVec,
     pub rate_limited_until: GaugeVec,
     pub spend_cap_until: GaugeVec,
     pub heartbeat_age: GaugeVec,
@@ -90,7 +100,7 @@ impl Families {
         Ok(Families {
             processed: counter(
                 "watcher_tasks_processed_total",
-                "Tasks finished, by final status: completed, or failed (given up on and dead-lettered).",
+                "Tasks finished, by final status: completed, failed (given up on and dead-lettered), or cancelled (watcherctl cancel).",
                 &["worker", "status"],
             )?,
             failed: counter(
@@ -142,6 +152,11 @@ impl Families {
                 "Agent runs not charged to their task: stopped by a usage or rate limit, or an outage of the agent's service (credential, network, service).",
                 &["worker", "reason"],
             )?,
+            session_runs: counter(
+                "watcher_agent_session_runs_total",
+                "Agent runs by how they used their task's session (AGENT_SESSION_FLAG): new, resumed, or refused by the agent (missing: replaced by a fresh session; in_use: resumed instead).",
+                &["worker", "session"],
+            )?,
             rate_limited_until: fgauge(
                 "watcher_rate_limited_until_seconds",
                 "While a usage or rate limit pauses the worker: when it resets, in seconds since the epoch; else 0.",
@@ -180,7 +195,7 @@ impl Families {
 
     /// Creates every series of `worker` at zero, so each family is there from the start.
     pub fn init(&self, worker: &str) -> prometheus::Result<()> {
-        for status in ["completed", "failed"] {
+        for status in STATUSES {
             self.processed.get_metric_with_label_values(&[worker, status])?;
         }
         for reason in REASONS {
@@ -198,6 +213,9 @@ impl Families {
         }
         for reason in UNCHARGED_REASONS {
             self.uncharged.get_metric_with_label_values(&[worker, reason])?;
+        }
+        for kind in SESSION_KINDS {
+            self.session_runs.get_metric_with_label_values(&[worker, kind])?;
         }
         self.agent_turns.get_metric_with_label_values(&[worker])?;
         self.rate_limited_until.get_metric_with_label_values(&[worker])?;

@@ -16,7 +16,9 @@ use prometheus::{Counter, Encoder, Histogram, IntCounter, Registry, TextEncoder}
 
 use crate::agent::reason::Reason;
 use crate::agent::AgentReport;
-pub use families::{Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS, WORKER_ONLY};
+pub use families::{
+    Families, DURATION_BUCKETS, HTTP_EVENTS, LATENCY_BUCKETS, REASONS, SESSION_KINDS, STATUSES, WORKER_ONLY,
+};
 pub use process::ProcessMetrics;
 
 /// The text exposition format served on /metrics.
@@ -39,6 +41,8 @@ pub enum End {
     Uncharged {
         reason: Reason,
     },
+    /// Cancelled (`watcherctl cancel`): a result of its own, no dead letter.
+    Cancelled,
 }
 
 /// What one outcome adds to the metrics once it is durable.
@@ -54,6 +58,9 @@ pub struct Recorded {
 pub struct Run {
     pub duration: Duration,
     pub report: Option<AgentReport>,
+    /// How it used its task's agent session ([`SESSION_KINDS`]: `new` or `resumed`); `None`:
+    /// sessions are off.
+    pub session: Option<&'static str>,
 }
 
 /// The loop's state, read at scrape time.
@@ -125,10 +132,14 @@ impl WorkerMetrics {
             }
             End::Retried { reason } => f.retries.with_label_values(&[w, reason.as_str()]).inc(),
             End::Uncharged { reason } => f.uncharged.with_label_values(&[w, reason.as_str()]).inc(),
+            End::Cancelled => f.processed.with_label_values(&[w, "cancelled"]).inc(),
         }
         let Some(run) = &r.run else {
             return;
         };
+        if let Some(kind) = run.session {
+            self.session_run(kind);
+        }
         self.duration.observe(run.duration.as_secs_f64());
         if let Some(rep) = &run.report {
             if let Some(cost) = rep.total_cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
@@ -149,6 +160,11 @@ impl WorkerMetrics {
                 }
             }
         }
+    }
+
+    /// An agent run of kind `kind` ([`SESSION_KINDS`]) of a task's session.
+    pub fn session_run(&self, kind: &str) {
+        self.families.session_runs.with_label_values(&[&self.worker, kind]).inc();
     }
 
     /// The worker is paused by a rate limit (`rate_limit`) or its spend cap until `until`

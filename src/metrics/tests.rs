@@ -45,6 +45,7 @@ fn outcomes_move_the_counters() {
                 output_tokens: 7,
                 ..Default::default()
             }),
+            session: Some(if secs == 1 { "resumed" } else { "new" }),
         })
     };
     m.record(&Recorded { end: End::Completed, run: run(2, Some(0.25)) });
@@ -68,6 +69,10 @@ fn outcomes_move_the_counters() {
         "watcher_agent_cost_usd_total{worker=\"anga\"} 0.75",
         "watcher_agent_tokens_total{kind=\"input\",worker=\"anga\"} 20",
         "watcher_task_detection_latency_seconds_bucket{worker=\"anga\",le=\"0.005\"} 1",
+        "watcher_agent_session_runs_total{session=\"new\",worker=\"anga\"} 2",
+        "watcher_agent_session_runs_total{session=\"resumed\",worker=\"anga\"} 2",
+        "watcher_agent_session_runs_total{session=\"missing\",worker=\"anga\"} 0",
+        "watcher_tasks_processed_total{status=\"cancelled\",worker=\"anga\"} 0",
     ] {
         assert!(t.contains(line), "missing {line} in:\n{t}");
     }

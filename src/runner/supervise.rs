@@ -17,6 +17,8 @@ pub enum Why {
     /// Its claim is gone (another host that took the task over finished it): its outcome is
     /// discarded.
     Gone,
+    /// Its task was cancelled (`watcherctl cancel`).
+    Cancel,
 }
 
 /// A signal to send to the child's process group.

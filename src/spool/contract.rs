@@ -55,6 +55,28 @@ fn keeps_the_contract(spool: &mut dyn Spool) {
     assert!(spool.claim(&bad).expect("claim").is_none(), "nothing left to claim");
 }
 
+/// Requests to cancel a task come through the backend; a queued task is taken out of the
+/// queue by its id, whatever the backend's order. `request` plays watcherctl.
+fn cancels_through_the_backend(spool: &mut dyn Spool, request: &mut dyn FnMut(&str)) {
+    for r in spool.submit(vec![("c1".into(), TASK.to_vec()), ("c2".into(), TASK.to_vec())]) {
+        r.expect("queued");
+    }
+    request("c2");
+    let requests = spool.scan().expect("scan").cancels;
+    let asked: Vec<&str> = requests.iter().map(|r| r.task_id.as_str()).collect();
+    assert_eq!(asked, ["c2"]);
+    let claim = spool.withdraw("c2").expect("withdraw").expect("c2 was queued");
+    assert_eq!(spool.load(&claim, 1 << 20, "marie").expect("a task").task.id, "c2");
+    assert!(spool.withdraw("c2").expect("withdraw").is_none(), "no longer queued");
+    assert!(spool.withdraw("nothing").expect("withdraw").is_none());
+    assert_eq!(ids(spool).len(), 1, "c1 is still queued");
+    spool.stage(Op::Complete { claim, result: result("c2") });
+    assert!(spool.commit_wait().iter().all(|d| d.error.is_none()));
+    spool.drop_request(&requests[0]).expect("drop");
+    assert!(spool.scan().expect("scan").cancels.is_empty(), "dropped");
+    assert!(spool.leftovers().expect("leftovers").is_empty());
+}
+
 fn folders(dir: &Path) -> FsSpool {
     let mut layers = Layers::default();
     layers.env.insert("WATCHER_ROOT".into(), dir.display().to_string());
@@ -82,4 +104,43 @@ fn the_engine_keeps_the_contract() {
     let mut spool = super::redis::worker::RedisSpool::open("marie", &settings, &layout).expect("open");
     spool.wait_ready(std::time::Duration::from_secs(20));
     keeps_the_contract(&mut spool);
+}
+
+#[test]
+fn the_folders_take_cancel_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut spool = folders(dir.path());
+    let layout = crate::spool::Layout::new(dir.path());
+    cancels_through_the_backend(&mut spool, &mut |id| {
+        let path = layout.cancel_request("marie", id);
+        std::fs::write(path, br#"{"task_id": "c2", "by": "root@host"}"#).expect("request");
+    });
+}
+
+#[test]
+fn the_memory_takes_cancel_requests() {
+    let mut spool = MemSpool::new();
+    let store = spool.store();
+    cancels_through_the_backend(&mut spool, &mut |id| store.borrow_mut().request_cancel(id));
+}
+
+#[test]
+fn the_engine_takes_cancel_requests() {
+    let Some(server) = super::redis::testing::Server::start(&[]) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = super::redis::testing::settings(&server, "host-a", std::time::Duration::from_secs(30));
+    let layout = super::Layout::new(dir.path());
+    let mut spool = super::redis::worker::RedisSpool::open("marie", &settings, &layout).expect("open");
+    spool.wait_ready(std::time::Duration::from_secs(20));
+    let keys = crate::engine::redis::keys::Fleet::new("ww").worker("marie");
+    let mut c = server.engine();
+    cancels_through_the_backend(&mut spool, &mut |id| {
+        let json = format!(r#"{{"task_id": "{id}", "by": "root@host"}}"#);
+        redis::cmd("HSET")
+            .arg(keys.cancels())
+            .arg(id)
+            .arg(json)
+            .query::<()>(c.connection())
+            .expect("request");
+    });
 }

@@ -7,10 +7,11 @@
 //! `XREAD`) fits the same calls. watcherctl keeps the commands, their output and their exit
 //! statuses; a backend only says what is where, and names it ([`Place`]) in messages.
 //!
-//! Room is left for what later commands need: `watcherctl tasks W` (every task of a worker:
-//! queued, running, waiting for a retry, held) will be one more method returning rows whose
-//! state extends [`Pending`], and `watcherctl cancel W ID` one more that removes a queued task
-//! or asks its worker to stop it.
+//! `watcherctl tasks W` lists every task of a worker that has no result ([`ControlSpool::tasks`]:
+//! rows of [`Listed`], whose [`Pending`] the command refines with the task's saved state, its
+//! last receipt and the worker's heartbeat into running, waiting, held), and `watcherctl cancel
+//! W ID` asks the worker to cancel one ([`ControlSpool::request_cancel`]): a request the worker's
+//! own backend delivers to it, never a signal, so it works across hosts.
 
 use std::collections::BTreeSet;
 use std::io;
@@ -20,6 +21,8 @@ use std::time::{Instant, SystemTime};
 use serde_json::Value;
 
 use super::error::Error;
+use crate::format::records::Receipt;
+use crate::format::task::State;
 
 /// Where a task that has no result yet is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,24 @@ impl Pending {
             Pending::InFlight => "in flight",
         }
     }
+}
+
+/// A task of a worker that has no result yet, as `watcherctl tasks` lists it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listed {
+    /// Its task id (a queued task: the id it was queued under).
+    pub id: String,
+    pub pending: Pending,
+    /// When it was queued: the listing's order.
+    pub queued_at: SystemTime,
+    /// A claimed task's state as the worker last saved it (`_watcher`); `None` for a queued
+    /// task (not read: a queue may be long) and a claimed one never saved.
+    pub state: Option<State>,
+    /// The claim receipt of its last start, if any (the running attempt, its agent's pid, when
+    /// it started, its session).
+    pub receipt: Option<Receipt>,
+    /// A request to cancel it waits for its worker.
+    pub cancel_requested: bool,
 }
 
 /// What a backend has of one worker.
@@ -137,6 +158,12 @@ pub trait ControlSpool {
     fn pending(&self, worker: &str, id: &str) -> Option<Pending>;
     /// How many tasks wait in the queue of `worker` (for a worker whose heartbeat says none).
     fn queued(&self, worker: &str) -> usize;
+    /// Every task of `worker` that has no result yet, queued and claimed, oldest first.
+    fn tasks(&self, worker: &str) -> Result<Vec<Listed>, Error>;
+    /// Asks `worker` to cancel task `id`, durably, through what its backend delivers to it
+    /// (folders: `tasks/W/.cancel/<id>.json`, which the worker watches). `by` names who asked.
+    /// Asking again is the same request.
+    fn request_cancel(&mut self, worker: &str, id: &str, by: &str) -> Result<(), Error>;
     /// Queues the task `id` atomically: never half of it, never over another of that id.
     fn enqueue(&mut self, worker: &str, id: &str, task: Vec<u8>) -> Result<Queued, Error>;
     /// The worker's named pipe, for a backend that has one (`submit --pipe`).

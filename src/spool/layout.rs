@@ -14,6 +14,7 @@
 //!   tasks/W/.inflight/                claimed tasks
 //!   tasks/W/.rejected/<name>.orig     originals kept beside their dead letters
 //!   tasks/W/.spend.json               the worker's spend ledger
+//!   tasks/W/.cancel/<id>.json         requests to cancel a task (watcherctl cancel)
 //!   triggers/W/<id>.json              TRIGGER_DIR: claim receipts
 //!   triggers/orchestrator/<id>.json   the listener's events
 //!   results/W/<id>.json               RESULT_DIR: final outcomes
@@ -45,6 +46,8 @@ const LISTENER: &str = "listener";
 /// The events' folder, in the triggers folder beside the workers' receipts.
 const EVENTS: &str = "orchestrator";
 const INFLIGHT: &str = ".inflight";
+/// Requests to cancel a task, in the queue folder (a dot-folder: never taken for a task).
+const CANCELS: &str = ".cancel";
 const REJECTED: &str = ".rejected";
 /// The folder, inside a worker's results and dead letters, of what a later run of the same
 /// task id replaced (`watcherctl dlq retry`, a corrected task replacing an invalid one).
@@ -150,6 +153,8 @@ pub struct WorkerFolders {
     pub queue: PathBuf,
     pub inflight: PathBuf,
     pub rejected: PathBuf,
+    /// Requests to cancel a task.
+    pub cancels: PathBuf,
     pub results: PathBuf,
     /// Claim receipts.
     pub triggers: PathBuf,
@@ -211,6 +216,16 @@ impl Layout {
         self.queue(worker).join(REJECTED)
     }
 
+    /// `tasks/W/.cancel/`: requests to cancel a task, which the worker watches.
+    pub fn cancels(&self, worker: &str) -> PathBuf {
+        self.queue(worker).join(CANCELS)
+    }
+
+    /// `tasks/W/.cancel/<id>.json`: the request to cancel task `id`.
+    pub fn cancel_request(&self, worker: &str, id: &str) -> PathBuf {
+        self.cancels(worker).join(record_name(id))
+    }
+
     /// `tasks/W/<id>.json`.
     pub fn queued(&self, worker: &str, id: &str) -> PathBuf {
         self.queue(worker).join(record_name(id))
@@ -251,6 +266,11 @@ impl Layout {
     /// `triggers/W/`: the worker's claim receipts.
     pub fn receipts(&self, worker: &str) -> PathBuf {
         self.triggers.join(worker)
+    }
+
+    /// `triggers/W/<id>.json`: the claim receipt of task `id`'s last start.
+    pub fn receipt(&self, worker: &str, id: &str) -> PathBuf {
+        self.receipts(worker).join(record_name(id))
     }
 
     /// `triggers/orchestrator/`: the listener's events.
@@ -320,6 +340,7 @@ impl Layout {
             queue: self.queue(worker),
             inflight: self.inflight(worker),
             rejected: self.rejected(worker),
+            cancels: self.cancels(worker),
             results: self.results(worker),
             triggers: self.receipts(worker),
             dlq: self.dlq(worker),
@@ -363,6 +384,7 @@ mod tests {
         assert_eq!(p(l.queued("m", "t")), "/s/tasks/m/t.json");
         assert_eq!(p(l.claimed("m", "t")), "/s/tasks/m/.inflight/t.json");
         assert_eq!(p(l.rejected("m")), "/s/tasks/m/.rejected");
+        assert_eq!(p(l.cancel_request("m", "t")), "/s/tasks/m/.cancel/t.json");
         assert_eq!(p(l.ledger("m")), "/s/tasks/m/.spend.json");
         assert_eq!(l.lock_file("m").map(p).as_deref(), Some("/run/ww/m.lock"));
         assert_eq!(p(l.result("m", "t")), "/s/results/m/t.json");

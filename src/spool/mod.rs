@@ -222,11 +222,26 @@ pub struct Done {
     pub error: Option<io::Error>,
 }
 
+/// A request to cancel a task (`watcherctl cancel`), as the backend delivers it: through the
+/// worker's intake like an arrival (folders: a file in a folder the worker watches; a stream:
+/// an entry of the worker's requests), never as a signal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CancelRequest {
+    /// The backend's key of the request, to drop it once acted on.
+    pub key: EntryId,
+    /// The task to cancel.
+    pub task_id: String,
+    /// Who asked (`USER@HOST`), for the result and the log; empty when not known.
+    pub by: String,
+}
+
 /// What the arrival notifications said.
 #[derive(Debug, Default)]
 pub struct Intake {
     /// Ids that arrived in the queue, in order.
     pub arrivals: Vec<EntryId>,
+    /// Requests to cancel a task that arrived.
+    pub cancels: Vec<CancelRequest>,
     /// What arrived but cannot be a task, to be reported.
     pub ignored: Vec<Ignored>,
     /// Notifications were lost: list the queue again.
@@ -262,6 +277,8 @@ pub struct Scan {
     pub entries: Vec<Entry>,
     /// What cannot be a task, to be reported.
     pub ignored: Vec<Ignored>,
+    /// Every request to cancel a task not dropped yet (also those delivered before).
+    pub cancels: Vec<CancelRequest>,
 }
 
 /// The spool interface of the worker loop.
@@ -284,6 +301,9 @@ pub struct Scan {
 /// | `discard` | remove the claimed file | nothing: `claim` drops entries whose result exists (`done`) |
 /// | `result_exists`, `result_is_invalid`, `set_aside_result` | `results/` | `GET` of the result key |
 /// | `submit` | write files atomically | `enqueue` script |
+/// | cancel requests (`intake`, `scan`) | `.cancel/<id>.json`, watched | entries of a per-worker request stream, read with the queue's |
+/// | `withdraw` | `rename(2)` of `<id>.json` into `.inflight/` | a script: the task's entry acknowledged and deleted while `phase` is `queued` |
+/// | `drop_request` | remove the request file | `XACK`/`XDEL` of the request entry |
 /// | `stage`/`commit` | the writer thread, group commit | one pipelined `RedisIo::Batch` per turn: `complete`, `dead_letter`, a state save while held, `requeue`, `heartbeat`, `spend` |
 /// | `ledger` | `.spend.json` | the `spend` hash |
 ///
@@ -332,6 +352,14 @@ pub trait Spool {
     fn put_back(&mut self, claim: &Claim) -> io::Result<EntryId>;
     /// Drops a claimed task whose result already exists.
     fn discard(&mut self, claim: &Claim) -> io::Result<()>;
+    /// Takes the queued task `task_id` out of the queue to cancel it: a claim of it, as
+    /// [`Spool::claim`] gives, whatever the backend's order; `Ok(None)` when no task of that id
+    /// is queued. The loop then finishes it (a cancelled result) like any claimed task.
+    fn withdraw(&mut self, task_id: &str) -> io::Result<Option<Claim>>;
+    /// Drops a request to cancel a task, acted on (its cancelled result is durable) or moot
+    /// (the task has a result, or is not known). Not durable: a request found again after a
+    /// crash is moot by then, or acted on again.
+    fn drop_request(&mut self, request: &CancelRequest) -> io::Result<()>;
     /// Queues tasks as a producer would (the pipe intake), durably: each `(task id, content)`
     /// under that id, or a free variant of it. Returns per task the id it was queued under.
     fn submit(&mut self, tasks: Vec<(String, Vec<u8>)>) -> Vec<io::Result<EntryId>>;

@@ -50,6 +50,7 @@ impl Daemon {
             // A task waiting for its retry time was not running when the daemon died.
             if policy::was_running(&task.state, now) {
                 task.state.reclaims += 1;
+                self.session_reclaimed(task, loaded.queued_at);
             }
             let limits = policy::Limits::of(&self.cfg.tuning, task.max_retries);
             if let Reclaimed::GiveUp { reason, message } = policy::after_reclaim(&task.state, &limits) {
@@ -105,6 +106,7 @@ impl Daemon {
             attempts: task.state.attempts,
             started_at: task.state.first_started_at.clone(),
             metadata: task.metadata(),
+            runs: task.state.runs.clone(),
             ..self.result_of(&task.id).failed(reason, message.into())
         }
     }
@@ -189,10 +191,11 @@ impl Daemon {
             queue_size: self.queued(),
             retry_waiting: self.flight.waiting.len(),
             max_concurrent: self.cfg.tuning.max_concurrent,
-            processed: self.report.stats.completed + self.report.stats.failed,
+            processed: self.report.stats.completed + self.report.stats.failed + self.report.stats.cancelled,
             failed: self.report.stats.failed,
             retried: self.report.stats.retried,
             dead_lettered: self.report.stats.dead_lettered,
+            cancelled: self.report.stats.cancelled,
             circuit_state: self.holds.breaker.state().name().into(),
             circuit_reason: matches!(self.holds.breaker.state(), State::Open { .. } | State::HalfOpen)
                 .then(|| self.holds.outage.as_ref().map_or("failures", |o| o.cause.as_str()).into()),

@@ -12,6 +12,7 @@
 //! and fake agents in tests.
 
 pub mod breaker;
+mod cancel;
 mod contained;
 mod failure;
 mod http;
@@ -25,6 +26,7 @@ mod preflight;
 mod queue;
 mod remote;
 pub mod retry;
+mod sessions;
 mod settling;
 pub mod state;
 #[cfg(test)]
@@ -47,7 +49,7 @@ use crate::metrics::{Recorded, WorkerMetrics};
 use crate::runner::agents::{Agents, Processes};
 use crate::runner::supervise::Stop;
 use crate::runner::{Containment, Pipe};
-use crate::spool::{Claim, EntryId, Spool};
+use crate::spool::{CancelRequest, Claim, EntryId, Spool};
 use crate::sys::sd_notify::Notifier;
 use crate::worker::breaker::Breaker;
 use crate::worker::state::WorkerState;
@@ -82,6 +84,7 @@ pub struct Stats {
     pub failed: u64,
     pub retried: u64,
     pub dead_lettered: u64,
+    pub cancelled: u64,
 }
 
 /// A task whose agent is running (in the slot of the same index).
@@ -94,6 +97,10 @@ struct Running {
     started_wall: SystemTime,
     /// Its stop sequence: at its time limit, or by the shutdown (then re-queued, not charged).
     stop: Stop,
+    /// The agent's session, when sessions are on.
+    session: Option<sessions::RunSession>,
+    /// Its task is being cancelled: the run is stopped, and ends as cancelled.
+    cancel: Option<CancelRequest>,
 }
 
 /// A claimed task waiting for its retry time.
@@ -152,6 +159,9 @@ struct InFlight {
     retrying: HashMap<EntryId, VecDeque<Recorded>>,
     /// Alternates between due retries and new tasks, so neither starves.
     prefer_retry: bool,
+    /// Requests to cancel a task not dropped yet, by task id: dropped once the task's final
+    /// outcome is durable (a cancelled result, or any other that came first).
+    cancels: HashMap<String, CancelRequest>,
 }
 
 /// What holds every start.

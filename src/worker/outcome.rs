@@ -30,6 +30,8 @@ pub(super) struct Attempt {
     pub(super) exit: Option<Exit>,
     pub(super) captured: Option<Captured>,
     pub(super) output: Option<Output>,
+    /// The session the run was given, if any.
+    pub(super) session: Option<super::sessions::RunSession>,
 }
 
 impl Attempt {
@@ -49,9 +51,15 @@ impl Daemon {
         if run.stop.why() == Some(Why::Gone) {
             return self.discard_gone(&run.claim, &run.task.id);
         }
-        if run.stop.why() == Some(Why::Shutdown) {
+        if run.stop.why() == Some(Why::Shutdown) && run.cancel.is_none() {
             self.holds.breaker.abandoned();
             self.flight.ids.remove(&run.task.id);
+            if run.session.is_some() {
+                // Its state now says the agent has the session: the next run resumes it.
+                let (claim, task, queued_at) = (run.claim, run.task, run.queued_at);
+                self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &task.id)]);
+                return self.spool.stage(Op::Requeue { claim, task, queued_at });
+            }
             match self.spool.requeue(&run.claim) {
                 Ok(()) => {
                     self.log.info("task stopped by the shutdown and re-queued", &[("TASK_ID", &run.task.id)])
@@ -104,7 +112,16 @@ impl Daemon {
             exit: Some(exit),
             captured: Some(captured),
             output: Some(output),
+            session: run.session,
         };
+        let mut attempt = attempt;
+        if let Some(request) = run.cancel {
+            return self.cancelled_run(attempt, &request);
+        }
+        if verdict.class != Class::Success && self.session_refused(&mut attempt) {
+            return self.run_again(attempt);
+        }
+        Self::record_run(&mut attempt, outcome_of(&verdict.class));
         match verdict.class {
             Class::Success => self.completed(attempt),
             Class::Failed(reason) => self.failed(attempt, reason, verdict),
@@ -144,6 +161,7 @@ impl Daemon {
             duration_seconds: a.duration.as_secs_f64(),
             metadata: a.task.metadata(),
             agent: a.output.as_ref().and_then(|o| o.report.clone()),
+            runs: a.task.state.runs.clone(),
             ..self.result_of(&a.task.id)
         };
         match failed {
@@ -214,6 +232,8 @@ impl Daemon {
             raw_preview: None,
             original_file: None,
             hostname: self.report.hostname.clone(),
+            session: task.state.session.clone(),
+            runs: task.state.runs.clone(),
         };
         self.flight.finishing.insert(
             claim.key.clone(),
@@ -282,12 +302,17 @@ impl Daemon {
                 let f = done.key.and_then(|k| self.flight.finishing.remove(&k))?;
                 if let Some(id) = &f.release {
                     self.flight.ids.remove(id);
+                    self.cancel_moot(id);
                 }
                 self.report.metrics.record(&f.recorded);
                 let (level, id) = match f.status {
                     Final::Completed => {
                         self.report.stats.completed += 1;
                         (Level::Info, ids::TASK_COMPLETED)
+                    }
+                    Final::Cancelled => {
+                        self.report.stats.cancelled += 1;
+                        (Level::Info, ids::TASK_CANCELLED)
                     }
                     Final::Failed | Final::Invalid => {
                         self.report.stats.failed += 1;
@@ -340,7 +365,11 @@ impl Daemon {
     /// The agent run of an attempt, for the metrics; none when the agent did not start.
     pub(super) fn run_of(a: &Attempt) -> Option<Run> {
         a.exit?;
-        Some(Run { duration: a.duration, report: a.output.as_ref().and_then(|o| o.report.clone()) })
+        Some(Run {
+            duration: a.duration,
+            report: a.output.as_ref().and_then(|o| o.report.clone()),
+            session: a.session.as_ref().map(|s| if s.resumed { "resumed" } else { "new" }),
+        })
     }
 
     pub(super) fn log_fields(&self, level: Level, message: &str, fields: &[(&'static str, String)]) {
@@ -350,10 +379,21 @@ impl Daemon {
     }
 }
 
+/// The `outcome` of a run of this class in the task's list of runs.
+fn outcome_of(class: &Class) -> &'static str {
+    match class {
+        Class::Success => "completed",
+        Class::Failed(r) | Class::Permanent(r) => r.as_str(),
+        Class::RateLimited { .. } => Reason::RateLimited.as_str(),
+        Class::Outage(cause) => cause.reason().as_str(),
+    }
+}
+
 /// How a task ended, for counters and the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Final {
     Completed,
+    Cancelled,
     Failed,
     Invalid,
 }

@@ -56,7 +56,7 @@ impl Daemon {
         let doc = serde_json::json!({"task_id": "preflight", "description": CANARY_PROMPT});
         let task = Task::parse(doc.to_string().as_bytes(), "preflight", &self.cfg.worker)
             .map_err(|e| Fatal::Other(format!("preflight task: {e}")))?;
-        let spec = self.spec(&task, 1, None);
+        let spec = self.spec(&task, 1, None, None);
         let started = Instant::now();
         let ran = run_to_end(self.agents.as_mut(), spec, CANARY_TIMEOUT, &mut self.scratch);
         // Nothing else runs yet: whatever the canary left goes now.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::outcome::{Attempt, Final};
 use super::policy;
+use super::sessions::RunSession;
 use super::{child_token, Daemon, Finishing, Phase, Running, Waiting, SPOOL};
 use crate::agent::classify::{Class, Verdict};
 use crate::agent::reason::Reason;
@@ -41,6 +42,9 @@ impl Daemon {
                     self.ignored(ignored);
                 }
                 self.spool_claims(intake.claimed, intake.reclaimed, intake.gone);
+                for request in intake.cancels {
+                    self.on_cancel(request);
+                }
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
                     if let Err(e) = self.rescan() {
@@ -63,7 +67,7 @@ impl Daemon {
     }
 
     /// Forgets `name` as queued: a backend that hands out its own next entry gave it out.
-    fn dequeue(&mut self, name: &EntryId) {
+    pub(super) fn dequeue(&mut self, name: &EntryId) {
         if self.queue.known.remove(name) {
             self.queue.order.retain(|(n, _)| n != name);
         }
@@ -91,6 +95,9 @@ impl Daemon {
             if !self.queue.settling.unchanged(&e.id, e.arrived) {
                 self.enqueue(e.id, e.arrived);
             }
+        }
+        for request in scan.cancels {
+            self.on_cancel(request);
         }
         if let Some(every) = self.rescan_every() {
             self.timers.rescan = Some(Instant::now() + every);
@@ -168,10 +175,14 @@ impl Daemon {
 
     /// Validates a claimed task and starts it, or schedules it for its retry time.
     pub(super) fn claimed(&mut self, claim: Claim) {
-        let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
-            Ok(l) => l,
-            Err(r) => return self.unfinished_or_reject(claim, r),
-        };
+        match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
+            Ok(l) => self.claimed_loaded(claim, l),
+            Err(r) => self.unfinished_or_reject(claim, r),
+        }
+    }
+
+    /// A claimed task, read and valid.
+    pub(super) fn claimed_loaded(&mut self, claim: Claim, loaded: crate::spool::Loaded) {
         self.queue.settling.forget(&claim.source);
         let id = loaded.task.id.clone();
         let duplicate_of = if self.flight.ids.contains(&id) {
@@ -195,7 +206,7 @@ impl Daemon {
             return self.reject(claim, r);
         }
         self.flight.ids.insert(id);
-        let mut task = loaded.task;
+        let Some((claim, mut task)) = self.cancel_on_claim(claim, loaded.task) else { return };
         task.start_charging(Instant::now());
         match self.retry_wait(&task) {
             Some(wait) => self.wait_until(claim, task, loaded.queued_at, Instant::now() + wait),
@@ -276,6 +287,8 @@ impl Daemon {
             raw_preview: r.preview,
             original_file: None,
             hostname: self.report.hostname.clone(),
+            session: None,
+            runs: Vec::new(),
         };
         let release = result.as_ref().map(|r| r.task_id.clone());
         self.flight.finishing.insert(
@@ -298,7 +311,13 @@ impl Daemon {
 
     /// What to run for attempt `attempt` of `task`; `file`: where the agent may read the task
     /// (WATCHER_TASK_FILE), if the spool gives a file.
-    pub(super) fn spec(&mut self, task: &Task, attempt: u32, file: Option<&std::path::Path>) -> Spec {
+    pub(super) fn spec(
+        &mut self,
+        task: &Task,
+        attempt: u32,
+        file: Option<&std::path::Path>,
+        session: Option<&RunSession>,
+    ) -> Spec {
         let mut argv: Vec<OsString> = self.cfg.tuning.agent_argv.iter().map(Into::into).collect();
         let prompt_file = self.cfg.paths.prompt(&self.cfg.worker);
         let prompt = read::read(&prompt_file, MAX_PROMPT_BYTES).and_then(|b| {
@@ -326,6 +345,9 @@ impl Daemon {
                 argv.push(value.into());
             }
         }
+        if let Some(words) = session.and_then(|s| self.session_args(s)) {
+            argv.extend(words.into_iter().map(OsString::from));
+        }
         let mut env: Vec<(OsString, OsString)> =
             self.cfg.tuning.agent_env.iter().map(|(k, v)| (k.into(), v.into())).collect();
         env.push(("WATCHER_TASK_ID".into(), task.id.clone().into()));
@@ -349,7 +371,8 @@ impl Daemon {
         let started_wall = SystemTime::now();
         task.state.first_started_at.get_or_insert_with(|| clock::rfc3339(started_wall));
         self.holds.breaker.started();
-        let spec = self.spec(&task, number, claim.file.as_deref());
+        let session = self.session_of(&mut task, queued_at);
+        let spec = self.spec(&task, number, claim.file.as_deref(), session.as_ref());
         let program = spec.argv.first().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
         let slot = self.flight.slots.iter().position(Option::is_none).unwrap_or(self.flight.slots.len());
         let pid = match self.agents.start(slot, spec, self.poll.registry(), &|p| child_token(slot, p)) {
@@ -365,6 +388,7 @@ impl Daemon {
                     exit: None,
                     captured: None,
                     output: None,
+                    session: None,
                 };
                 let verdict = Verdict {
                     class: Class::Failed(Reason::SpawnError),
@@ -383,7 +407,13 @@ impl Daemon {
             agent_pid: pid as u32,
             hostname: self.report.hostname.clone(),
             task_file: claim.file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            session_id: session.as_ref().map(|s| s.id.clone()),
+            resumed: session.as_ref().is_some_and(|s| s.resumed),
         }));
+        // The agent runs with it now: whatever becomes of the run, the next one resumes it.
+        if let Some(s) = task.state.session.as_mut() {
+            s.started = true;
+        }
         self.log.debug("task started", &[("TASK_ID", &task.id), ("ATTEMPT", &number), ("AGENT_PID", &pid)]);
         let timeout = task.timeout.unwrap_or(self.cfg.tuning.task_timeout);
         let run = Running {
@@ -394,6 +424,8 @@ impl Daemon {
             started: now,
             started_wall,
             stop: Stop::new(now, timeout),
+            session,
+            cancel: None,
         };
         if slot == self.flight.slots.len() {
             self.flight.slots.push(Some(run));

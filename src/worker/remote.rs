@@ -145,7 +145,10 @@ impl Daemon {
                         ("RECLAIMS", &task.state.reclaims),
                     ],
                 );
-                self.claimed(claim);
+                // Its agent ran on that host: the session it may have made is resumed here.
+                let mut loaded = loaded;
+                self.session_reclaimed(&mut loaded.task, loaded.queued_at);
+                self.claimed_loaded(claim, loaded);
             }
         }
     }

@@ -212,6 +212,18 @@ impl Keys {
         self.key("stall")
     }
 
+    /// Hash of requests to cancel a task (`watcherctl cancel`): task id -> `{"task_id","by"}`.
+    /// Kept until the worker drops it (the task's outcome durable, or the request moot).
+    pub fn cancels(&self) -> String {
+        self.key("cancel")
+    }
+
+    /// Stream that rings the worker's hosts when a cancel request is made (capped: the
+    /// requests themselves are in [`Keys::cancels`]).
+    pub fn cancel_bell(&self) -> String {
+        self.key("cancel:bell")
+    }
+
     /// The spend ledger shared by the worker's hosts: hash minute -> USD.
     pub fn spend(&self) -> String {
         self.key("spend")
@@ -243,6 +255,8 @@ mod tests {
             k.retired_letters(),
             k.retired_result("t-1", 7),
             k.stall(),
+            k.cancels(),
+            k.cancel_bell(),
         ];
         for key in &all {
             assert!(key.starts_with("ww:{marie}:"), "{key}");

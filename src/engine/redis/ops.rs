@@ -35,6 +35,8 @@ pub enum Kind {
     ListenerLock,
     EventsAdd,
     Heartbeats,
+    Withdraw,
+    Receipt,
     /// A plain command (a read, or a write no script guards): its reply as it is.
     Command,
 }
@@ -129,6 +131,7 @@ impl From<&Delivered> for Held {
 pub enum Status {
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl Status {
@@ -136,6 +139,7 @@ impl Status {
         match self {
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
         }
     }
 }
@@ -372,6 +376,21 @@ impl Queue {
             .arg(&self.consumer)
             .arg(&held.id)
             .arg(&held.entry)
+    }
+
+    /// Takes task `id` out of the queue (or the delayed set) to cancel it, held by this
+    /// consumer; a task held by a host is not taken.
+    pub fn withdraw(&self, id: &str) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Withdraw, &scripts::WITHDRAW, vec![k.queue(), k.task(id), k.inflight(), k.delayed()])
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(id)
+    }
+
+    /// Keeps the receipt of a run's start in the task's hash, while `held` is its entry.
+    pub fn receipt(&self, held: &Held, json: &[u8]) -> Call {
+        Call::new(Kind::Receipt, &scripts::RECEIPT, vec![self.keys.task(&held.id)]).arg(&held.entry).arg(json)
     }
 
     /// What waits in the queue: entries, pending ones, retries waiting.

@@ -170,6 +170,19 @@ pub enum Reply {
     },
     /// Heartbeats, one per worker asked for (`None`: none).
     Heartbeats(Vec<Option<Vec<u8>>>),
+    /// withdraw: the task is out of the queue, held under `entry` (deleted) to be cancelled.
+    Withdrawn {
+        entry: String,
+        task: Task,
+    },
+    /// withdraw: the task is not queued nor waiting: unknown (`None`) or held by a host.
+    NotWithdrawn {
+        holder: Option<String>,
+    },
+    /// receipt: kept (`true`), or the task is no longer held by that entry.
+    Receipt {
+        kept: bool,
+    },
 }
 
 fn bad(kind: Kind, v: &Value) -> EngineError {
@@ -245,6 +258,25 @@ fn claimed(v: &Value) -> Option<Reply> {
         }
         "paused" => Some(Reply::Paused { ms: int(a.get(1)?)?, last_delivered: text(a.get(2)?)? }),
         "stalled" => Some(Reply::Stalled { ms: int(a.get(1)?)? }),
+        _ => None,
+    }
+}
+
+fn withdrawn(v: &Value) -> Option<Reply> {
+    let a = items(v)?;
+    match text(a.first()?)?.as_str() {
+        "withdrawn" => Some(Reply::Withdrawn {
+            entry: text(a.get(1)?)?,
+            task: Task {
+                doc: a.get(2).and_then(bytes)?,
+                state: a.get(3).and_then(bytes).filter(|b| !b.is_empty()),
+                reclaims: u32::try_from(a.get(4).and_then(int)?).ok()?,
+                queued_at_ms: a.get(5).and_then(int)?,
+                previous: None,
+            },
+        }),
+        "absent" => Some(Reply::NotWithdrawn { holder: None }),
+        "held" => Some(Reply::NotWithdrawn { holder: Some(text(a.get(1)?)?) }),
         _ => None,
     }
 }
@@ -348,6 +380,8 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
             let (outcome, n) = tagged(v)?;
             Some(Reply::Consumer { pending: int(n)?, outcome })
         }
+        Kind::Withdraw => withdrawn(v),
+        Kind::Receipt => Some(Reply::Receipt { kept: tagged(v)?.0 == "kept" }),
     }
 }
 

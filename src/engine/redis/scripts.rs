@@ -67,6 +67,8 @@ scripts! {
     LISTENER_LOCK => "listener_lock.lua",
     EVENTS_ADD => "events_add.lua",
     HEARTBEATS => "heartbeats.lua",
+    WITHDRAW => "withdraw.lua",
+    RECEIPT => "receipt.lua",
 }
 
 #[cfg(test)]
@@ -85,6 +87,6 @@ mod tests {
             assert!(first.starts_with("#!lua flags=no-cluster"), "{first}");
             assert!(text.contains("local function now_ms()"));
         }
-        assert_eq!(all().len(), 21);
+        assert_eq!(all().len(), 23);
     }
 }

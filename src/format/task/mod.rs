@@ -45,6 +45,41 @@ pub struct Failure {
     pub stderr_tail: String,
 }
 
+/// The agent session of a task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// A UUID, passed with AGENT_SESSION_FLAG (a new session) or AGENT_RESUME_FLAG.
+    pub id: String,
+    /// An agent was started with it: the next run resumes it.
+    #[serde(default)]
+    pub started: bool,
+}
+
+/// One agent run of a task, as results and dead letters list them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The attempt it was (a run not charged keeps the number of the attempt it stood for).
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// It continued the session of an earlier run (AGENT_RESUME_FLAG).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resumed: bool,
+    #[serde(default)]
+    pub started_at: String,
+    #[serde(default)]
+    pub duration_seconds: f64,
+    /// How it ended: `completed`, `cancelled`, `session_missing`, `shutdown`, or the reason of
+    /// a failure or a hold (`timeout`, `exit_code`, `rate_limited`, ...).
+    pub outcome: String,
+    /// What the agent reported it cost (`total_cost_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+/// Runs kept in a task's state (the oldest are dropped).
+pub const RUNS_KEPT: usize = 50;
+
 /// The daemon's state of a task, persisted under `_watcher`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -76,6 +111,12 @@ pub struct State {
     pub charged_seconds: f64,
     #[serde(default)]
     pub history: Vec<Failure>,
+    /// The agent's session (AGENT_SESSION_FLAG), see `crate::agent::session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<Session>,
+    /// Every agent run, oldest first (the last 50): its attempt, session and cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<Run>,
 }
 
 fn is_zero(n: &u32) -> bool {

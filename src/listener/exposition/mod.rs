@@ -137,7 +137,7 @@ const SPECS: [(&str, &str, MetricType); 21] = [
     ("watcher_agent_turns_total", "Turns the agents reported in the results (num_turns).", C),
     (
         "watcher_listener_results_total",
-        "Result files read, by status: completed, failed, or unreadable (not a result).",
+        "Result files read, by status: completed, failed, cancelled, or unreadable (not a result).",
         C,
     ),
     ("watcher_task_queue_size", "Tasks in the queue, not yet claimed, as of the worker's last heartbeat.", G),
@@ -215,6 +215,7 @@ fn from_results(name: &str, c: &Counts, push: &mut impl FnMut(F, Metric)) {
     let one = [("worker", name)];
     push(F::Processed, counter(&[("worker", name), ("status", "completed")], c.completed as f64));
     push(F::Processed, counter(&[("worker", name), ("status", "failed")], c.failed as f64));
+    push(F::Processed, counter(&[("worker", name), ("status", "cancelled")], c.cancelled as f64));
     for reason in REASONS.iter().copied().chain([OTHER_REASON]) {
         let n = c.failed_for(reason);
         if n > 0 || reason != OTHER_REASON {
@@ -229,7 +230,13 @@ fn from_results(name: &str, c: &Counts, push: &mut impl FnMut(F, Metric)) {
         push(F::Tokens, counter(&[("worker", name), ("kind", kind)], n as f64));
     }
     push(F::Turns, counter(&one, c.turns as f64));
-    for (status, n) in [("completed", c.completed), ("failed", c.failed), ("unreadable", c.unreadable)] {
+    let statuses = [
+        ("completed", c.completed),
+        ("failed", c.failed),
+        ("cancelled", c.cancelled),
+        ("unreadable", c.unreadable),
+    ];
+    for (status, n) in statuses {
         push(F::Results, counter(&[("worker", name), ("status", status)], n as f64));
     }
 }

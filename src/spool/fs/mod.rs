@@ -26,7 +26,8 @@ use super::layout::{self, Layout, WorkerFolders};
 use super::read::{self, Writers};
 use super::writer::{alternative, entry, os, remove_if_present, Staged, Writer};
 use super::{
-    Claim, Done, Entry, EntryId, Ignored, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool, Unfinished,
+    CancelRequest, Claim, Done, Entry, EntryId, Ignored, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool,
+    Unfinished,
 };
 use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
 use crate::format::task::{is_valid_id, Invalid, Task};
@@ -43,6 +44,9 @@ const RETRY_WRITES: Duration = Duration::from_secs(1);
 /// Bytes of a non-JSON file quoted in its dead letter.
 const PREVIEW_BYTES: usize = 4096;
 
+/// The largest request to cancel a task read.
+const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+
 /// The largest spend ledger read (a day of minutes is about 40 KiB).
 const MAX_LEDGER_BYTES: u64 = 16 << 20;
 
@@ -55,6 +59,8 @@ const NOT_A_TASK: &str = "task files end in .json";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Watched {
     Queue,
+    /// Requests to cancel a task.
+    Cancels,
     /// The queue's parent, for the queue's own removal.
     Parent,
 }
@@ -97,10 +103,7 @@ fn lock(path: &Path, create: bool) -> io::Result<File> {
         // The queue folder; O_DIRECTORY: anything else at its name is refused, never waited on.
         OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(path)?
     };
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::flock::try_exclusive(&f)?;
     Ok(f)
 }
 
@@ -165,6 +168,7 @@ impl FsSpool {
             ("TASK_DIR", &spool.layout.queue),
             ("TASK_DIR", &spool.layout.inflight),
             ("TASK_DIR", &spool.layout.rejected),
+            ("TASK_DIR", &spool.layout.cancels),
             ("RESULT_DIR", &spool.layout.results),
             ("TRIGGER_DIR", &spool.layout.triggers),
             ("DLQ_DIR", &spool.layout.dlq),
@@ -230,7 +234,7 @@ impl FsSpool {
 
     /// Re-creates a lost queue folder, locks and watches it again.
     fn rewatch(&mut self) -> io::Result<()> {
-        for dir in [&self.layout.queue, &self.layout.inflight, &self.layout.rejected] {
+        for dir in [&self.layout.queue, &self.layout.inflight, &self.layout.rejected, &self.layout.cancels] {
             durable::create_dir(dir)?;
         }
         if self.lock_file.is_none() {
@@ -244,6 +248,7 @@ impl FsSpool {
     /// Watches the queue for arrivals, and its parent for the queue's removal.
     fn watch_queue(&mut self) -> io::Result<()> {
         self.watch.add(&self.layout.queue, Watched::Queue)?;
+        self.watch.add(&self.layout.cancels, Watched::Cancels)?;
         if let Some(parent) = self.layout.queue.parent() {
             self.watch.add_removals(parent, Watched::Parent)?;
         }
@@ -297,6 +302,18 @@ impl FsSpool {
             }
         }
         done
+    }
+
+    /// The request to cancel a task that the file `name` of the cancels folder is: `<id>.json`
+    /// (the id is the name's; `by` is read from the file, when it says).
+    fn cancel_request(&self, name: &std::ffi::OsStr) -> Option<CancelRequest> {
+        let task_id = layout::record_stem(name.to_str()?).filter(|id| is_valid_id(id))?;
+        let by = read::read(&self.layout.cancels.join(name), MAX_REQUEST_BYTES)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("by").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        Some(CancelRequest { key: entry(name.to_os_string()), task_id: task_id.to_string(), by })
     }
 
     fn dlq_name(&self, base: &str) -> String {
@@ -396,6 +413,9 @@ impl Spool for FsSpool {
             match change {
                 // Its own move back (put_back); only a later arrival of it is news.
                 Change::Arrived(Watched::Queue, name) if self.put_back.remove(&name) => {}
+                Change::Arrived(Watched::Cancels, name) => {
+                    intake.cancels.extend(self.cancel_request(&name));
+                }
                 Change::Arrived(Watched::Queue, name) => match classify(&name) {
                     NameKind::Task => intake.arrivals.push(entry(name)),
                     NameKind::Other => intake.ignored.push(Ignored { id: entry(name), why: NOT_A_TASK }),
@@ -464,7 +484,11 @@ impl Spool for FsSpool {
             }
         }
         entries.sort_by(|a, b| a.arrived.cmp(&b.arrived).then_with(|| a.id.cmp(&b.id)));
-        Ok(Scan { entries, ignored })
+        let mut cancels = Vec::new();
+        for dirent in fs::read_dir(&self.layout.cancels)? {
+            cancels.extend(self.cancel_request(&dirent?.file_name()));
+        }
+        Ok(Scan { entries, ignored, cancels })
     }
 
     fn leftovers(&mut self) -> io::Result<Vec<Claim>> {
@@ -563,6 +587,17 @@ impl Spool for FsSpool {
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
         remove_if_present(&self.layout.inflight.join(os(&claim.key)))
+    }
+
+    fn withdraw(&mut self, task_id: &str) -> io::Result<Option<Claim>> {
+        if !is_valid_id(task_id) {
+            return Ok(None);
+        }
+        self.claim(&EntryId::from(layout::record_name(task_id)))
+    }
+
+    fn drop_request(&mut self, request: &CancelRequest) -> io::Result<()> {
+        remove_if_present(&self.layout.cancels.join(os(&request.key)))
     }
 
     fn submit(&mut self, tasks: Vec<(String, Vec<u8>)>) -> Vec<io::Result<EntryId>> {

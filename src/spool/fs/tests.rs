@@ -35,6 +35,7 @@ fn result(id: &str) -> TaskResult {
         hostname: String::new(),
         metadata: Value::Null,
         agent: None,
+        runs: Vec::new(),
     }
 }
 

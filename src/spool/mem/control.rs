@@ -4,11 +4,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, UNIX_EPOCH};
 
 use super::{Memory, Shared};
+use crate::format::task::STATE_KEY;
 use crate::spool::control::{
-    ControlSpool, EventFeed, EventsRead, Known, Pending, Place, Queued, Stored, StoredEvent, Waiter,
+    ControlSpool, EventFeed, EventsRead, Known, Listed, Pending, Place, Queued, Stored, StoredEvent, Waiter,
 };
 use crate::spool::error::Error;
 
@@ -138,6 +139,43 @@ impl ControlSpool for MemControl {
 
     fn queued(&self, worker: &str) -> usize {
         self.shared.lock().queues.get(worker).map_or(0, |q| q.len())
+    }
+
+    /// In the order of the ids (the memory keeps no times: every `queued_at` is the epoch).
+    fn tasks(&self, worker: &str) -> Result<Vec<Listed>, Error> {
+        let s = self.shared.lock();
+        let key = |id: &str| (worker.to_string(), id.to_string());
+        let mut out = Vec::new();
+        for (map, pending) in [(&s.queues, Pending::Queued), (&s.inflight, Pending::InFlight)] {
+            for (id, bytes) in map.get(worker).into_iter().flatten() {
+                let (state, receipt) = match pending {
+                    Pending::Queued => (None, None),
+                    Pending::InFlight => (
+                        serde_json::from_slice::<serde_json::Value>(bytes)
+                            .ok()
+                            .and_then(|mut d| serde_json::from_value(d.get_mut(STATE_KEY)?.take()).ok()),
+                        s.receipts.get(&key(id)).and_then(|b| serde_json::from_slice(b).ok()),
+                    ),
+                };
+                let cancel_requested = s.cancels.contains_key(&key(id));
+                out.push(Listed {
+                    id: id.clone(),
+                    pending,
+                    queued_at: UNIX_EPOCH,
+                    state,
+                    receipt,
+                    cancel_requested,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn request_cancel(&mut self, worker: &str, id: &str, by: &str) -> Result<(), Error> {
+        self.shared.change(|s| {
+            s.cancels.entry((worker.to_string(), id.to_string())).or_insert_with(|| by.to_string());
+        });
+        Ok(())
     }
 
     fn enqueue(&mut self, worker: &str, id: &str, task: Vec<u8>) -> Result<Queued, Error> {

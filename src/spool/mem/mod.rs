@@ -70,6 +70,10 @@ struct Store {
     /// `None`: kept, and removed since.
     originals: BTreeMap<(String, String), Option<Vec<u8>>>,
     retired: Vec<(String, String, Vec<u8>)>,
+    /// Requests to cancel a task, by worker and task id: who asked.
+    cancels: BTreeMap<(String, String), String>,
+    /// Claim receipts by worker and task id.
+    receipts: BTreeMap<(String, String), Vec<u8>>,
     /// The listener's events by id, with when they were written.
     events: BTreeMap<String, (SystemTime, Vec<u8>)>,
     committed: Committed,
@@ -182,6 +186,13 @@ impl Memory {
             if let Some(o) = original {
                 s.originals.insert((worker.to_string(), name.to_string()), Some(o.to_vec()));
             }
+        });
+    }
+
+    /// A worker writes the receipt of task `id`'s start.
+    pub fn write_receipt(&self, worker: &str, id: &str, bytes: &[u8]) {
+        self.shared.change(|s| {
+            s.receipts.insert((worker.to_string(), id.to_string()), bytes.to_vec());
         });
     }
 

@@ -22,7 +22,9 @@ use serde_json::Value;
 use crate::agent::reason::Reason;
 use crate::format::records::{DeadLetter, Heartbeat, Receipt, TaskResult, FAILED};
 use crate::format::task::{Invalid, Task};
-use crate::spool::{Claim, Done, Entry, EntryId, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool};
+use crate::spool::{
+    CancelRequest, Claim, Done, Entry, EntryId, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool,
+};
 
 /// A task as stored: its id in the queue, its content, when it was queued.
 #[derive(Clone, Debug)]
@@ -55,6 +57,9 @@ pub struct Store {
     pub heartbeats: Vec<Heartbeat>,
     /// While set, every write of an outcome fails (a full disk, an engine out of memory).
     pub fail_writes: bool,
+    /// Requests to cancel a task not dropped yet, by key; and those not yet reported.
+    pub cancels: BTreeMap<EntryId, CancelRequest>,
+    new_cancels: Vec<CancelRequest>,
 }
 
 impl Store {
@@ -78,10 +83,23 @@ impl Store {
 
     fn arrived(&mut self, id: EntryId) {
         self.arrivals.push(id);
+        self.ring();
+    }
+
+    fn ring(&mut self) {
         if let Some((tx, _)) = &mut self.bell {
             // Full: the loop has a wake-up pending anyway.
             let _ = tx.write(&[1]);
         }
+    }
+
+    /// watcherctl asks the worker to cancel task `id` (one request per task).
+    pub fn request_cancel(&mut self, id: &str) {
+        let key = EntryId::from(format!("cancel:{id}"));
+        let r = CancelRequest { key: key.clone(), task_id: id.to_string(), by: "test".into() };
+        self.cancels.insert(key, r.clone());
+        self.new_cancels.push(r);
+        self.ring();
     }
 
     /// Rings for arrivals made before the loop listened.
@@ -216,13 +234,14 @@ impl Spool for MemSpool {
             while rx.read(&mut buf).is_ok_and(|n| n > 0) {}
         }
         let arrivals = std::mem::take(&mut s.arrivals);
-        Ok(Intake { arrivals, ..Intake::default() })
+        let cancels = std::mem::take(&mut s.new_cancels);
+        Ok(Intake { arrivals, cancels, ..Intake::default() })
     }
 
     fn scan(&mut self) -> io::Result<Scan> {
         let s = self.store.borrow();
         let entries = s.queue.iter().map(|t| Entry { id: t.id.clone(), arrived: t.queued_at }).collect();
-        Ok(Scan { entries, ignored: Vec::new() })
+        Ok(Scan { entries, ignored: Vec::new(), cancels: s.cancels.values().cloned().collect() })
     }
 
     fn leftovers(&mut self) -> io::Result<Vec<Claim>> {
@@ -296,6 +315,23 @@ impl Spool for MemSpool {
 
     fn discard(&mut self, claim: &Claim) -> io::Result<()> {
         self.store.borrow_mut().claimed.remove(&claim.key);
+        Ok(())
+    }
+
+    /// The queued task whose id (as submitted) is `task_id`, whatever the stream's order.
+    fn withdraw(&mut self, task_id: &str) -> io::Result<Option<Claim>> {
+        let mut s = self.store.borrow_mut();
+        let Some(i) = s.queue.iter().position(|t| t.id.as_bytes() == task_id.as_bytes()) else {
+            return Ok(None);
+        };
+        let Some(task) = s.queue.remove(i) else { return Ok(None) };
+        let claim = Claim { key: task.id.clone(), source: task.id.clone(), file: None };
+        s.claimed.insert(task.id.clone(), task);
+        Ok(Some(claim))
+    }
+
+    fn drop_request(&mut self, request: &CancelRequest) -> io::Result<()> {
+        self.store.borrow_mut().cancels.remove(&request.key);
         Ok(())
     }
 

@@ -26,6 +26,8 @@ pub(in crate::spool) trait Fixture {
     fn dead_letter(&mut self, worker: &str, name: &str, json: &str, original: Option<&str>);
     /// The listener writes an event.
     fn event(&mut self, id: &str, json: &str);
+    /// A worker writes the receipt of task `id`'s start.
+    fn receipt(&mut self, worker: &str, id: &str, json: &str);
 }
 
 /// The folders of a temp root.
@@ -87,6 +89,10 @@ impl Fixture for Fs {
     fn event(&mut self, id: &str, json: &str) {
         put(&self.layout.event(id), json);
     }
+
+    fn receipt(&mut self, worker: &str, id: &str, json: &str) {
+        put(&self.layout.receipt(worker, id), json);
+    }
 }
 
 /// The spool in memory.
@@ -130,6 +136,10 @@ impl Fixture for Mem {
     fn event(&mut self, id: &str, json: &str) {
         self.spool.write_event(id, json.as_bytes());
     }
+
+    fn receipt(&mut self, worker: &str, id: &str, json: &str) {
+        self.spool.write_receipt(worker, id, json.as_bytes());
+    }
 }
 
 fn a_worker_is_known_by_its_queue_or_heartbeat(f: &mut impl Fixture) {
@@ -171,6 +181,33 @@ fn a_result_wakes_its_waiter_and_can_be_set_aside(f: &mut impl Fixture) {
     assert!(!f.spool().result_exists("marie", "t1"));
     assert_eq!(f.spool().result("marie", "t1").expect("read"), None);
     assert!(f.spool().set_aside_result("marie", "t1").is_err(), "nothing to set aside");
+}
+
+fn tasks_are_listed_with_their_state_receipt_and_cancel_request(f: &mut impl Fixture) {
+    f.queue("marie");
+    assert!(f.spool().tasks("marie").expect("list").is_empty());
+    let task = json!({"task_id": "t1", "description": "x", "_watcher": {"attempts": 1, "retry_at": 5.0}});
+    f.spool().enqueue("marie", "t1", task.to_string().into_bytes()).expect("queued");
+    f.spool().enqueue("marie", "t2", b"{}".to_vec()).expect("queued");
+    f.claim("marie", "t1");
+    let receipt = json!({"task_id": "t1", "worker": "marie", "claimed_at": "2026-01-01T00:00:00.000Z",
+        "attempt": 2, "pid": 1, "agent_pid": 42, "hostname": "h", "task_file": "",
+        "session_id": "5f1d", "resumed": true});
+    f.receipt("marie", "t1", &receipt.to_string());
+    f.spool().request_cancel("marie", "t2", "root@h").expect("request");
+    f.spool().request_cancel("marie", "t2", "root@h").expect("asked again: the same request");
+    let mut rows = f.spool().tasks("marie").expect("list");
+    rows.sort_by(|a, b| a.id.cmp(&b.id));
+    let t1 = &rows[0];
+    assert_eq!((t1.id.as_str(), t1.pending, t1.cancel_requested), ("t1", Pending::InFlight, false));
+    let state = t1.state.as_ref().expect("its saved state");
+    assert_eq!((state.attempts, state.retry_at), (1, Some(5.0)));
+    let r = t1.receipt.as_ref().expect("its receipt");
+    assert_eq!((r.attempt, r.agent_pid, r.session_id.as_deref(), r.resumed), (2, 42, Some("5f1d"), true));
+    let t2 = &rows[1];
+    assert_eq!((t2.id.as_str(), t2.pending, t2.cancel_requested), ("t2", Pending::Queued, true));
+    assert_eq!((t2.state.as_ref(), t2.receipt.as_ref()), (None, None));
+    assert_eq!(rows.len(), 2);
 }
 
 fn heartbeats_are_read_as_they_are(f: &mut impl Fixture) {
@@ -235,6 +272,7 @@ suite!(fs, super::Fs::new();
     a_task_is_queued_once_and_seen_until_claimed,
     a_result_wakes_its_waiter_and_can_be_set_aside,
     heartbeats_are_read_as_they_are,
+    tasks_are_listed_with_their_state_receipt_and_cancel_request,
     dead_letters_are_listed_retired_and_purged_with_their_originals,
     events_come_in_order_once_and_can_be_followed,
 );
@@ -244,6 +282,7 @@ suite!(mem, super::Mem::new();
     a_task_is_queued_once_and_seen_until_claimed,
     a_result_wakes_its_waiter_and_can_be_set_aside,
     heartbeats_are_read_as_they_are,
+    tasks_are_listed_with_their_state_receipt_and_cancel_request,
     dead_letters_are_listed_retired_and_purged_with_their_originals,
     events_come_in_order_once_and_can_be_followed,
 );
@@ -253,6 +292,7 @@ engine_suite!(redis, super::super::engine::Control::start;
     a_task_is_queued_once_and_seen_until_claimed,
     a_result_wakes_its_waiter_and_can_be_set_aside,
     heartbeats_are_read_as_they_are,
+    tasks_are_listed_with_their_state_receipt_and_cancel_request,
     dead_letters_are_listed_retired_and_purged_with_their_originals,
     events_come_in_order_once_and_can_be_followed,
 );

@@ -34,12 +34,12 @@ impl World {
         Fleet::new("ww").worker(worker)
     }
 
-    fn cmd(&mut self, args: &[&[u8]]) {
+    fn cmd(&mut self, args: &[&[u8]]) -> redis::Value {
         let mut c = redis::cmd(std::str::from_utf8(args[0]).expect("a command name"));
         for a in &args[1..] {
             c.arg(*a);
         }
-        c.query::<redis::Value>(self.engine.connection()).expect("command");
+        c.query::<redis::Value>(self.engine.connection()).expect("command")
     }
 
     /// A worker writes the result of `id` (and its entry on the results stream, at `at`
@@ -138,6 +138,15 @@ impl super::control::Fixture for Control {
 
     fn event(&mut self, id: &str, json: &str) {
         self.world.event(id, json);
+    }
+
+    fn receipt(&mut self, worker: &str, id: &str, json: &str) {
+        let k = self.world.keys(worker);
+        let v = self.world.cmd(&[b"HGET", k.task(id).as_bytes(), b"entry"]);
+        let entry = crate::spool::redis::values::text(&v).expect("a held task");
+        let q = Queue::new(k, "host-a");
+        let held = crate::engine::redis::ops::Held { id: id.into(), entry };
+        self.world.engine.run(&q.receipt(&held, json.as_bytes())).expect("receipt");
     }
 }
 

@@ -46,6 +46,16 @@ pub(super) struct Started {
     pub(super) task_id: String,
     pub(super) attempt: u32,
     pub(super) at: Instant,
+    /// The agent's arguments, after the program.
+    pub(super) args: Vec<String>,
+}
+
+impl Started {
+    /// The value of option `flag` among the arguments.
+    pub(super) fn option(&self, flag: &str) -> Option<&str> {
+        let i = self.args.iter().position(|a| a == flag)?;
+        self.args.get(i + 1).map(String::as_str)
+    }
 }
 
 type Script = Box<dyn FnMut(&str, u32) -> Plan>;
@@ -61,6 +71,11 @@ pub(super) struct Runs {
 }
 
 impl Runs {
+    /// Runs started from now on do what `script` says.
+    pub(super) fn set_script(&mut self, script: impl FnMut(&str, u32) -> Plan + 'static) {
+        self.script = Box::new(script);
+    }
+
     pub(super) fn starts_of(&self, task_id: &str) -> Vec<&Started> {
         self.started.iter().filter(|s| s.task_id == task_id).collect()
     }
@@ -106,7 +121,8 @@ impl Agents for FakeAgents {
             env(&spec, "WATCHER_TASK_ID").map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
         let attempt = env(&spec, "WATCHER_ATTEMPT").and_then(|v| v.to_str()?.parse().ok()).unwrap_or(0);
         let description = String::from_utf8_lossy(&spec.stdin).into_owned();
-        runs.started.push(Started { task_id, attempt, at: Instant::now() });
+        let args = spec.argv.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+        runs.started.push(Started { task_id, attempt, at: Instant::now(), args });
         let plan = (runs.script)(&description, attempt);
         let exit = plan.exit;
         if runs.slots.len() <= slot {

@@ -3,9 +3,11 @@
 //! against new tasks, the stop sequence. Each test drives the real loop turn by turn, with
 //! timings of milliseconds, until what it waits for happens or a deadline passes.
 
+mod cancel;
 mod fake;
 mod holds;
 mod queue;
+mod sessions;
 
 use std::cell::RefCell;
 use std::rc::Rc;

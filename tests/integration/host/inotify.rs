@@ -64,7 +64,12 @@ fn queue_folder_deleted_and_recreated() {
     root.submit("gone", "before", "hello");
     root.wait_result("gone", "before");
     let q = root.queue("gone");
-    fs::remove_dir_all(&q).expect("rm -r queue");
+    // The worker makes its folders again as they go (the in-flight, the cancel requests'), so
+    // a removal can race with it (ENOTEMPTY): as `rm -r` typed again would, try until it is gone.
+    wait_for("the queue removed", || match fs::remove_dir_all(&q) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => None,
+        _ => Some(()),
+    });
     fs::create_dir_all(&q).expect("mkdir queue");
     root.submit("gone", "after-delete", "hello");
     assert_eq!(root.wait_result("gone", "after-delete")["status"], "completed");

@@ -35,7 +35,7 @@ fn a_batch_over_two_workers_completes_once_with_its_counts() {
     assert_eq!((b["completed"].as_u64(), b["failed"].as_u64()), (Some(2), Some(1)));
     assert_eq!(
         b["workers"],
-        json!({"anga": {"completed": 1, "failed": 1}, "marie": {"completed": 1, "failed": 0}})
+        json!({"anga": {"completed": 1, "failed": 1, "cancelled": 0}, "marie": {"completed": 1, "failed": 0, "cancelled": 0}})
     );
     // It sorts after the task event that completed it.
     let last_task = events.iter().position(|e| e["task_id"] == "b-3").expect("b-3's event");
@@ -44,7 +44,7 @@ fn a_batch_over_two_workers_completes_once_with_its_counts() {
     // Task events carry their batch's progress; the unsized batch is counted, not completed.
     let u = events.iter().find(|e| e["task_id"] == "u-1").expect("u-1's event");
     assert_eq!(u["batch"], "unsized");
-    assert_eq!(u["batch_progress"], json!({"completed": 1, "failed": 0, "size": null}));
+    assert_eq!(u["batch_progress"], json!({"completed": 1, "failed": 0, "cancelled": 0, "size": null}));
 }
 
 #[test]

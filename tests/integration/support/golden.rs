@@ -111,9 +111,14 @@ fn normalize_value(v: Value, root: &str) -> Value {
             map.into_iter()
                 .map(|(k, v)| {
                     let placeholder = VOLATILE.iter().find(|(key, _)| *key == k).map(|(_, p)| *p);
-                    let v = match placeholder {
-                        Some(p) if !v.is_null() => Value::String(p.into()),
-                        _ => normalize_value(v, root),
+                    let v = match (placeholder, v) {
+                        (Some(p), v) if !v.is_null() => Value::String(p.into()),
+                        // A task's agent session (`_watcher.session`, a dead letter's): its id.
+                        (_, Value::Object(mut s)) if k == "session" && s.contains_key("id") => {
+                            s.insert("id".into(), Value::String("<session>".into()));
+                            Value::Object(s)
+                        }
+                        (_, v) => normalize_value(v, root),
                     };
                     (k, v)
                 })

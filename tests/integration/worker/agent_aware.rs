@@ -169,7 +169,7 @@ fn task_limits_reach_the_agent() {
         &serde_json::json!({"description": "env", "max_turns": 5, "max_budget_usd": 0.5}),
     );
     let out = root.wait_result("marie", "lim")["output"].as_str().expect("text").to_string();
-    assert!(out.contains("ARGS=--max-turns 5 --max-budget-usd 0.5\n"), "{out}");
+    assert!(out.contains("ARGS=--max-turns 5 --max-budget-usd 0.5 --session-id "), "{out}");
 }
 
 #[test]

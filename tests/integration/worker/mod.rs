@@ -14,6 +14,7 @@ mod metrics; // the worker's families and values after known outcomes, /healthz,
 mod outage; // outages of the agent's service hold the queue without charging any task
 mod pipe; // the named-pipe intake: lines in, tasks run; bad lines dead-lettered
 mod running; // tasks in, results out: retries, agent errors, output limits
+mod sessions; // the agent's session: named, resumed by a retry and a reclaim, replaced when lost
 mod settings; // bad settings stop the daemon at start-up: one line naming the variable, status 78
 mod signals; // SIGTERM drains and loses nothing; SIGHUP reloads; one process per worker
 mod timeouts; // agents that do not finish are ended by the timeout, with nothing of theirs left

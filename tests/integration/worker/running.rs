@@ -22,7 +22,8 @@ fn old_guide_integration_test_heredoc_in_place() {
     assert_eq!(r["status"], "completed", "{r}");
     assert_eq!(r["exit_code"], 0);
     assert_eq!(r["output"]["result"], "Echo 'Hello'");
-    assert_eq!(r["agent"]["session_id"], "stand-in-test-001");
+    // The agent's session is the one the worker named (--session-id).
+    assert_eq!(r["agent"]["session_id"], r["runs"][0]["session_id"], "{r}");
     assert_eq!(r["attempts"], 1);
     assert!(root.path().join("triggers/marie/test-001.json").exists(), "claim receipt");
     wait_for("empty queue and in-flight folders", || {

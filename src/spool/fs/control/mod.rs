@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::config::worker_name::is_allowed;
+use crate::format::records::Receipt;
 use crate::format::records::{MAX_HEARTBEAT_BYTES, MAX_RECORD_BYTES};
-use crate::spool::control::{ControlSpool, EventFeed, Known, Pending, Place, Queued, Stored, Waiter};
+use crate::format::task::{is_valid_id, State, STATE_KEY};
+use crate::spool::control::{ControlSpool, EventFeed, Known, Listed, Pending, Place, Queued, Stored, Waiter};
 use crate::spool::error::Error;
 use crate::spool::layout::{self, Layout, NameKind};
 use crate::spool::read;
@@ -53,6 +55,32 @@ impl FsControl {
                 Err(Error::new("cannot queue in", queue.display(), io::Error::other("nothing was queued")))
             }
         }
+    }
+
+    /// A claimed task's id, saved state and last receipt, read as untrusted (what cannot be
+    /// read is left out: the row still lists the task, by its file's name).
+    fn claimed_task(
+        &self,
+        worker: &str,
+        path: &Path,
+        stem: &str,
+    ) -> (String, Option<State>, Option<Receipt>) {
+        let doc = read_file(path, MAX_RECORD_BYTES)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let id = doc
+            .as_ref()
+            .and_then(|d| d.get("task_id")?.as_str().map(str::to_string))
+            .filter(|id| is_valid_id(id))
+            .unwrap_or_else(|| stem.to_string());
+        let state = doc.and_then(|mut d| serde_json::from_value::<State>(d.get_mut(STATE_KEY)?.take()).ok());
+        let receipt = read_file(&self.layout.receipt(worker, &id), MAX_HEARTBEAT_BYTES)
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<Receipt>(&b).ok())
+            .filter(|r| r.task_id == id);
+        (id, state, receipt)
     }
 
     /// The path of the original a dead letter kept, if it is where the worker keeps them.
@@ -200,6 +228,58 @@ impl ControlSpool for FsControl {
     fn queued(&self, worker: &str) -> usize {
         let names = list(&self.layout.queue(worker));
         names.iter().filter(|n| layout::classify(n.as_ref()) == NameKind::Task).count()
+    }
+
+    fn tasks(&self, worker: &str) -> Result<Vec<Listed>, Error> {
+        let requested: BTreeSet<String> = list(&self.layout.cancels(worker))
+            .iter()
+            .filter_map(|n| layout::record_stem(n))
+            .map(str::to_string)
+            .collect();
+        let mut out = Vec::new();
+        for (dir, pending) in
+            [(self.layout.queue(worker), Pending::Queued), (self.layout.inflight(worker), Pending::InFlight)]
+        {
+            for name in list(&dir) {
+                let Some(stem) = layout::record_stem(&name) else { continue };
+                let path = dir.join(&name);
+                let Ok(meta) = path.symlink_metadata() else { continue };
+                let queued_at = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                let (id, state, receipt) = match pending {
+                    Pending::Queued => (stem.to_string(), None, None),
+                    Pending::InFlight => self.claimed_task(worker, &path, stem),
+                };
+                let cancel_requested = requested.contains(&id);
+                out.push(Listed { id, pending, queued_at, state, receipt, cancel_requested });
+            }
+        }
+        out.sort_by(|a, b| a.queued_at.cmp(&b.queued_at).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    fn request_cancel(&mut self, worker: &str, id: &str, by: &str) -> Result<(), Error> {
+        let dir = self.layout.cancels(worker);
+        create_dir(&dir).map_err(|e| Error::new("cannot create", dir.display(), e))?;
+        let request = serde_json::json!({
+            "task_id": id,
+            "by": by,
+            "requested_at": crate::sys::clock::rfc3339_now(),
+        });
+        let how = Publish { temp_prefix: TEMP_PREFIX, alternative: None, owner: owner_for(&dir) };
+        let name = layout::record_name(id);
+        match durable::publish(&dir, vec![(name.into(), crate::format::records::to_bytes(&request))], &how)
+            .pop()
+        {
+            // One request per task: the one already there stands.
+            Some(Ok(_)) => Ok(()),
+            Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            Some(Err(e)) => Err(Error::new("cannot write a request in", dir.display(), e)),
+            None => Err(Error::new(
+                "cannot write a request in",
+                dir.display(),
+                io::Error::other("nothing written"),
+            )),
+        }
     }
 
     fn enqueue(&mut self, worker: &str, id: &str, task: Vec<u8>) -> Result<Queued, Error> {

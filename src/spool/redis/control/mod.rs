@@ -23,10 +23,11 @@ use crate::engine::redis::keys::{Fleet, Keys};
 use crate::engine::redis::ops::{Call, Queue};
 use crate::engine::redis::reply::Reply;
 use crate::engine::redis::settings::Settings;
-use crate::spool::control::{ControlSpool, EventFeed, Known, Pending, Place, Queued, Stored, Waiter};
+use crate::spool::control::{ControlSpool, EventFeed, Known, Listed, Pending, Place, Queued, Stored, Waiter};
 use crate::spool::error::{Error, OpenError};
 
 mod feed;
+mod tasks;
 
 pub(crate) struct RedisControl {
     settings: Settings,
@@ -143,7 +144,7 @@ impl ControlSpool for RedisControl {
             .ok()?;
         match values::text(&v)?.as_str() {
             "queued" => Some(Pending::Queued),
-            "claimed" | "delayed" => Some(Pending::InFlight),
+            "claimed" | "delayed" | "withdrawn" => Some(Pending::InFlight),
             _ => None,
         }
     }
@@ -154,6 +155,14 @@ impl ControlSpool for RedisControl {
             Ok(Reply::Depth { length, pending, .. }) => length.saturating_sub(pending) as usize,
             _ => 0,
         }
+    }
+
+    fn tasks(&self, worker: &str) -> Result<Vec<Listed>, Error> {
+        self.list_tasks(worker)
+    }
+
+    fn request_cancel(&mut self, worker: &str, id: &str, by: &str) -> Result<(), Error> {
+        self.cancel_request(worker, id, by)
     }
 
     fn enqueue(&mut self, worker: &str, id: &str, task: Vec<u8>) -> Result<Queued, Error> {

@@ -44,7 +44,7 @@ use crate::engine::redis::keys::{Fleet, LISTENER_GROUP};
 use crate::engine::redis::ops::{Call, EventOut};
 use crate::engine::redis::reply::Reply;
 use crate::engine::redis::settings::Settings;
-use crate::format::summary::{self, Reading};
+use crate::format::summary::{self, ResultReading};
 use crate::spool::error::{Error, OpenError};
 use crate::spool::listener::{
     Backlog, CommitError, Delivered, ListenerSpool, Loudness, Note, Notices, Outgoing, Saved, StoredHeartbeat,
@@ -237,7 +237,7 @@ impl RedisListener {
             };
             let reading = match &body {
                 Some(b) => summary::read(b.as_slice(), b.len() as u64, &id),
-                None => Reading::Unreadable(format!(
+                None => ResultReading::Unreadable(format!(
                     "the result of {id} is gone from the engine (RESULT_TTL passed)"
                 )),
             };

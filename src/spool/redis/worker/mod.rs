@@ -29,11 +29,12 @@ use super::link::{Link, State};
 use super::wakeup::{From, Wakeup};
 use crate::engine::redis::keys::{Fleet, GROUP};
 use crate::engine::redis::lease::ReclaimGate;
-use crate::engine::redis::ops::Queue;
+use crate::engine::redis::ops::{Held, Queue};
 use crate::engine::redis::settings::Settings;
 use crate::spool::listener::Note;
 use crate::spool::{
-    Claim, Done, EntryId, Intake, Layout, Loaded, Op, OpenError, Readiness, Rejected, Scan, Spool,
+    CancelRequest, Claim, Done, EntryId, Intake, Layout, Loaded, Op, OpenError, Readiness, Rejected, Scan,
+    Spool,
 };
 use tasks::Tasks;
 use work::Work;
@@ -46,6 +47,7 @@ const PAUSE_RECHECK: Duration = Duration::from_secs(5);
 /// What the loop collects at its next `intake`.
 #[derive(Default)]
 struct Out {
+    cancels: Vec<CancelRequest>,
     claimed: Vec<Claim>,
     reclaimed: Vec<Claim>,
     gone: Vec<EntryId>,
@@ -96,6 +98,17 @@ pub(crate) struct RedisSpool {
     out: Out,
     /// The link's state last reported in a note.
     said: Option<State>,
+    cancels: Cancels,
+}
+
+/// The worker's requests to cancel a task (`watcherctl cancel`): a hash in the engine, read
+/// when its bell stream rings (the wake-up), at each heartbeat and after every connect.
+#[derive(Default)]
+struct Cancels {
+    /// A read is due.
+    due: bool,
+    /// Requests handed to the loop already (by task id), so each is handed out once.
+    handed: std::collections::HashSet<String>,
 }
 
 impl RedisSpool {
@@ -138,6 +151,7 @@ impl RedisSpool {
             in_flight: None,
             out: Out::default(),
             said: None,
+            cancels: Cancels { due: true, ..Cancels::default() },
         })
     }
 
@@ -155,8 +169,9 @@ impl Spool for RedisSpool {
         self.link.get_mut().bell().hang(registry, token)?;
         if self.wakeup.is_none() {
             let bell = self.link.get_mut().bell().clone();
-            let stream = self.queue.keys().queue();
-            self.wakeup = Some(Wakeup::spawn(&self.settings, vec![(stream, From::Group(GROUP))], bell)?);
+            let keys = self.queue.keys();
+            let streams = vec![(keys.queue(), From::Group(GROUP)), (keys.cancel_bell(), From::Newest)];
+            self.wakeup = Some(Wakeup::spawn(&self.settings, streams, bell)?);
         }
         Ok(())
     }
@@ -168,7 +183,13 @@ impl Spool for RedisSpool {
         let held = |c: &Claim| self.tasks.holds_entry(&c.key);
         let claimed = std::mem::take(&mut out.claimed).into_iter().filter(held).collect();
         let reclaimed = std::mem::take(&mut out.reclaimed).into_iter().filter(held).collect();
-        Ok(Intake { claimed, reclaimed, gone: std::mem::take(&mut out.gone), ..Intake::default() })
+        Ok(Intake {
+            claimed,
+            reclaimed,
+            gone: std::mem::take(&mut out.gone),
+            cancels: std::mem::take(&mut out.cancels),
+            ..Intake::default()
+        })
     }
 
     fn scan(&mut self) -> io::Result<Scan> {
@@ -219,6 +240,16 @@ impl Spool for RedisSpool {
         Ok(())
     }
 
+    fn withdraw(&mut self, task_id: &str) -> io::Result<Option<Claim>> {
+        self.sync_withdraw(task_id)
+    }
+
+    fn drop_request(&mut self, request: &CancelRequest) -> io::Result<()> {
+        self.cancels.handed.remove(&request.task_id);
+        self.staged.push(Work::DropRequest(request.task_id.clone()));
+        Ok(())
+    }
+
     fn submit(&mut self, tasks: Vec<(String, Vec<u8>)>) -> Vec<io::Result<EntryId>> {
         self.sync_submit(tasks)
     }
@@ -227,8 +258,13 @@ impl Spool for RedisSpool {
         if let Some(key) = work::kind_of(&op).1.filter(|_| work::ends(&op)) {
             self.tasks.ending(&key);
         }
-        if let Op::Receipt(_) = op {
-            // The claim script wrote the receipt (the inflight hash) already.
+        if let Op::Receipt(r) = &op {
+            // The claim script wrote the inflight record already: the receipt is only kept
+            // with the task for `watcherctl tasks`, and its write is not waited for.
+            if let Some(entry) = self.tasks.entry_of(&r.task_id) {
+                let held = Held { id: r.task_id.clone(), entry: entry.lossy().into_owned() };
+                self.staged.push(Work::Receipt(held, serde_json::to_vec(r).unwrap_or_default()));
+            }
             let (kind, key) = work::kind_of(&op);
             self.out.dones.push(Done { kind, key, error: None });
             return;

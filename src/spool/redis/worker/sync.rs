@@ -16,7 +16,7 @@ use crate::engine::redis::reply::{Delivered, Fate, Reply};
 use crate::format::records::ResultHead;
 use crate::spool::redis::values;
 use crate::spool::redis::ENQUEUE_MEMORY_LIMIT;
-use crate::spool::{Claim, Entry, EntryId, Scan};
+use crate::spool::{CancelRequest, Claim, Entry, EntryId, Scan};
 
 fn io_err(e: EngineError) -> io::Error {
     io::Error::other(e.to_string())
@@ -113,7 +113,30 @@ impl RedisSpool {
                 })
             })
             .collect();
-        Ok(Scan { entries: listed, ignored: Vec::new() })
+        let cancels = self.sync_cancels()?;
+        Ok(Scan { entries: listed, ignored: Vec::new(), cancels })
+    }
+
+    /// Every request to cancel a task of this worker (each now counted as handed out).
+    fn sync_cancels(&mut self) -> io::Result<Vec<CancelRequest>> {
+        let call = Call::command("HGETALL", vec![self.queue.keys().cancels()]);
+        let Reply::Value(v) = self.one(call).map_err(io_err)? else { return Ok(Vec::new()) };
+        let all = super::work::cancel_requests(&v);
+        self.cancels.handed = all.iter().map(|r| r.task_id.clone()).collect();
+        Ok(all)
+    }
+
+    /// Takes a queued (or waiting) task out of the queue to cancel it.
+    pub(super) fn sync_withdraw(&mut self, task_id: &str) -> io::Result<Option<Claim>> {
+        // What is staged goes first: it may change what this reads.
+        self.drain_wait();
+        match self.one(self.queue.withdraw(task_id)).map_err(io_err)? {
+            Reply::Withdrawn { entry, task } => {
+                let held = self.tasks.hold_withdrawn(&entry, Stored::new(task_id, &task));
+                Ok(held.then(|| claim(&entry, task_id)))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Queues tasks (the pipe intake), each once: a task whose id is queued, held, waiting

@@ -77,6 +77,8 @@ pub(super) struct Tasks {
     ending: HashSet<EntryId>,
     /// A second entry of a task held under another one, by task id.
     deferred: HashMap<String, (EntryId, Stored)>,
+    /// Entries of tasks withdrawn to be cancelled: deleted, so never renewed.
+    withdrawn: HashSet<EntryId>,
 }
 
 impl Tasks {
@@ -93,6 +95,20 @@ impl Tasks {
         }
         self.by_entry.insert(key, stored);
         true
+    }
+
+    /// Holds a task withdrawn from the queue to be cancelled (its entry deleted).
+    pub(super) fn hold_withdrawn(&mut self, entry: &str, stored: Stored) -> bool {
+        let held = self.hold(entry, stored);
+        if held {
+            self.withdrawn.insert(EntryId::from(entry));
+        }
+        held
+    }
+
+    /// The entry task `id` is held under.
+    pub(super) fn entry_of(&self, id: &str) -> Option<EntryId> {
+        self.by_entry.iter().find(|(_, s)| s.id == id).map(|(e, _)| e.clone())
     }
 
     pub(super) fn holds(&self, entry: &EntryId) -> bool {
@@ -123,6 +139,7 @@ impl Tasks {
     /// Lets `entry` go; returns the claim of its task's deferred entry, now to hand out.
     pub(super) fn release(&mut self, entry: &EntryId) -> Option<Claim> {
         self.ending.remove(entry);
+        self.withdrawn.remove(entry);
         let stored = self.by_entry.remove(entry)?;
         let (next, s) = self.deferred.remove(&stored.id)?;
         let c = claim(&next.lossy(), &s.id);
@@ -132,7 +149,7 @@ impl Tasks {
 
     /// Every entry held and not ending: what a renewal covers.
     pub(super) fn renewable(&self) -> Vec<String> {
-        let held = self.by_entry.keys().filter(|e| !self.ending.contains(*e));
+        let held = self.by_entry.keys().filter(|e| !self.ending.contains(*e) && !self.withdrawn.contains(*e));
         held.chain(self.deferred.values().map(|(e, _)| e)).map(|e| e.lossy().into_owned()).collect()
     }
 

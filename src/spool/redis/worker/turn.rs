@@ -30,6 +30,9 @@ impl RedisSpool {
         if self.wakeup.as_ref().is_some_and(|w| w.take(0)) {
             self.claims.more = true;
         }
+        if self.wakeup.as_ref().is_some_and(|w| w.take(1)) {
+            self.cancels.due = true;
+        }
     }
 
     fn link_changed(&mut self, now: Instant) {
@@ -42,6 +45,7 @@ impl RedisSpool {
             self.claims.gate.connected(now);
             self.claims.recover = true;
             self.claims.more = true;
+            self.cancels.due = true;
         }
         if self.said.as_ref() == Some(&state) {
             return;
@@ -164,7 +168,17 @@ impl RedisSpool {
                     self.claims.queued = Some(length.saturating_sub(pending) as usize);
                 }
             }
-            Work::Pause(_) => {}
+            Work::Pause(_) | Work::Receipt(..) => {}
+            Work::Cancels => match reply {
+                Ok(Reply::Value(v)) => self.cancels_read(&v),
+                _ => self.cancels.due = true,
+            },
+            Work::DropRequest(_) => {
+                if reply.is_err() {
+                    self.retry_at.get_or_insert(now + RETRY);
+                    self.failed.push(w);
+                }
+            }
         }
     }
 
@@ -256,6 +270,18 @@ impl RedisSpool {
         }
     }
 
+    /// The cancel requests read: those not handed out yet go to the loop.
+    fn cancels_read(&mut self, v: &redis::Value) {
+        let all = work::cancel_requests(v);
+        let standing: std::collections::HashSet<String> = all.iter().map(|r| r.task_id.clone()).collect();
+        self.cancels.handed.retain(|id| standing.contains(id));
+        for r in all {
+            if self.cancels.handed.insert(r.task_id.clone()) {
+                self.out.cancels.push(r);
+            }
+        }
+    }
+
     fn paused(&mut self, ms: i64, now: Instant) {
         let wait = u64::try_from(ms).map_or(PAUSE_RECHECK, Duration::from_millis);
         let first = self.claims.paused_until.is_none_or(|t| t <= now);
@@ -323,6 +349,9 @@ impl RedisSpool {
         let mut works = Vec::new();
         if heartbeat {
             works.extend([Work::Renew, Work::Depth]);
+        }
+        if heartbeat || std::mem::take(&mut self.cancels.due) {
+            works.push(Work::Cancels);
         }
         if c.promote_at.is_some_and(|t| now >= t) || heartbeat {
             c.promote_at = None;
@@ -427,6 +456,7 @@ impl RedisSpool {
     pub(super) fn deadline(&self) -> Option<Instant> {
         let out = &self.out;
         if !out.claimed.is_empty()
+            || !out.cancels.is_empty()
             || !out.reclaimed.is_empty()
             || !out.gone.is_empty()
             || !out.notes.is_empty()
@@ -438,6 +468,9 @@ impl RedisSpool {
         }
         let c = &self.claims;
         let now = Instant::now();
+        if self.cancels.due {
+            return Some(now);
+        }
         let mut at = c.promote_at;
         if c.free > c.requested {
             // While paused, only the pause's end; else the next reclaim, once the gate opens.

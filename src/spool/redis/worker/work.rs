@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::engine::redis::ops::{Call, Held, Queue, Status};
-use crate::format::records::{Heartbeat, COMPLETED};
+use crate::format::records::{Heartbeat, CANCELLED, COMPLETED};
 use crate::format::task::Task;
 use crate::spool::{EntryId, Op, OpKind};
 use crate::sys::clock;
@@ -37,6 +37,12 @@ pub(super) enum Work {
     Depth,
     /// Every host's claims of the worker pause this long (a usage or rate limit hit here).
     Pause(Duration),
+    /// The worker's requests to cancel a task, read.
+    Cancels,
+    /// A request to cancel task `id` dropped (acted on, or moot).
+    DropRequest(String),
+    /// The receipt of a run's start kept with its held task (for `watcherctl tasks`).
+    Receipt(Held, Vec<u8>),
 }
 
 /// How many due retries one call promotes at most.
@@ -86,7 +92,11 @@ impl Work {
         Some(match self {
             Work::Op(op) => match op {
                 Op::Complete { claim, result } => {
-                    let status = if result.status == COMPLETED { Status::Completed } else { Status::Failed };
+                    let status = match result.status.as_str() {
+                        COMPLETED => Status::Completed,
+                        CANCELLED => Status::Cancelled,
+                        _ => Status::Failed,
+                    };
                     q.complete(&held(claim), &json(result), status, c.result_ttl)
                 }
                 Op::DeadLetter { claim, record, result, .. } => {
@@ -115,6 +125,9 @@ impl Work {
             Work::Promote => q.promote(PROMOTE_LIMIT),
             Work::Depth => q.depth(),
             Work::Pause(d) => q.pause(*d, "rate_limited"),
+            Work::Cancels => Call::command("HGETALL", vec![q.keys().cancels()]),
+            Work::DropRequest(id) => Call::command("HDEL", vec![q.keys().cancels()]).arg(id),
+            Work::Receipt(held, json) => q.receipt(held, json),
         })
     }
 
@@ -178,4 +191,22 @@ pub(super) fn ends(op: &Op) -> bool {
 /// comes).
 pub(super) fn kept(op: &Op) -> bool {
     ends(op) || matches!(op, Op::Ledger(_))
+}
+
+/// The requests of a worker's cancel hash (`HGETALL`: id, JSON, …); one that cannot be read
+/// still stands for its id.
+pub(super) fn cancel_requests(v: &redis::Value) -> Vec<crate::spool::CancelRequest> {
+    let pairs = crate::spool::redis::values::items(v).unwrap_or_default();
+    pairs
+        .chunks(2)
+        .filter_map(|kv| {
+            let id = crate::spool::redis::values::text(kv.first()?)?;
+            let json = crate::spool::redis::values::bytes(kv.get(1)?).unwrap_or_default();
+            let by = serde_json::from_slice::<serde_json::Value>(&json)
+                .ok()
+                .and_then(|j| j.get("by").and_then(|b| b.as_str()).map(str::to_owned))
+                .unwrap_or_default();
+            Some(crate::spool::CancelRequest { key: EntryId::from(id.as_str()), task_id: id, by })
+        })
+        .collect()
 }
