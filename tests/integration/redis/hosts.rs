@@ -14,7 +14,7 @@ fn a_host_killed_mid_task_has_its_tasks_taken_over_after_a_lease() {
     let (a, b) = (Host::new("host-a"), Host::new("host-b"));
     let ids = ids("t", 12);
     let mut wa = a.start(&engine, "marie", &FAST);
-    let _wb = b.start(&engine, "marie", &FAST);
+    let wb = b.start(&engine, "marie", &FAST);
     assert_eq!(engine.submit("marie", &ids, "sleep 0.4"), ids.len());
     // host-a mid-task: frozen, its held entries counted, then killed.
     wait_for("host-a to run a task", || (!a.runs().is_empty()).then_some(()));
@@ -24,7 +24,26 @@ fn a_host_killed_mid_task_has_its_tasks_taken_over_after_a_lease() {
     let results = engine.wait_results("marie", &ids);
     assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
     let runs = a.runs().len() + b.runs().len();
-    assert_eq!(runs, ids.len() + in_flight, "extra runs are the tasks in flight at the kill ({in_flight})");
+    // A task taken over resumes its agent's session (kept on storage both hosts share here);
+    // one whose agent was killed before it made the session starts a fresh one at once: that
+    // try is the only other run allowed, and is logged.
+    let fresh = wb.log_text().matches("the agent has lost the task's session").count();
+    assert!(fresh <= in_flight, "{}", wb.log_text());
+    let lists = (a.runs(), b.runs());
+    assert_eq!(
+        runs,
+        ids.len() + in_flight + fresh,
+        "extra runs: the tasks in flight at the kill ({in_flight}): {lists:?}"
+    );
+    // Each resumed session's transcript holds both hosts' runs.
+    let resumed = std::fs::read_dir(engine.sessions())
+        .expect("sessions")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count() == 2)
+        })
+        .count();
+    assert_eq!(resumed, in_flight - fresh, "sessions resumed on host-b");
     assert!(in_flight > 0, "host-a held nothing when it was killed: the test proved nothing");
     // One entry per result on the results stream; nothing left pending or queued.
     let stream = engine.stream("ww:results");

@@ -57,6 +57,11 @@ impl Engine {
         self.dir.path().join("sock")
     }
 
+    /// Where the agents of every host keep their sessions.
+    pub fn sessions(&self) -> PathBuf {
+        self.dir.path().join("sessions")
+    }
+
     /// SPOOL for the daemons.
     pub fn url(&self) -> String {
         format!("redis+unix://{}", self.socket().display())
@@ -216,13 +221,30 @@ impl Host {
     }
 
     /// Starts worker `name` on `engine` and waits for READY=1; its agents log their starts
-    /// to [`Host::start_log`].
+    /// to [`Host::start_log`], and keep their sessions in the engine's folder, shared by the
+    /// hosts (as agents whose sessions live on shared storage).
     pub fn start(&self, engine: &Engine, name: &str, env: &[(&str, &str)]) -> Worker {
-        let (url, log) = (engine.url(), self.start_log().display().to_string());
-        let mut all = vec![("SPOOL", url.as_str()), ("SPOOL_CONSUMER", self.consumer.as_str())];
-        all.push(("FAKE_START_LOG", log.as_str()));
-        all.extend_from_slice(env);
-        Worker::start(&self.root, name, &all)
+        let env = self.env(engine, env);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Worker::start(&self.root, name, &env)
+    }
+
+    /// Starts worker `name` without waiting for READY=1.
+    pub fn spawn(&self, engine: &Engine, name: &str, env: &[(&str, &str)]) -> Worker {
+        let env = self.env(engine, env);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Worker::spawn(&self.root, name, &env)
+    }
+
+    fn env<'a>(&'a self, engine: &'a Engine, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {
+        let mut all = vec![
+            ("SPOOL", engine.url()),
+            ("SPOOL_CONSUMER", self.consumer.clone()),
+            ("FAKE_START_LOG", self.start_log().display().to_string()),
+            ("FAKE_SESSION_DIR", engine.sessions().display().to_string()),
+        ];
+        all.extend(env.iter().map(|(k, v)| (*k, v.to_string())));
+        all
     }
 
     /// Lines of the stand-in's start log of this host (FAKE_START_LOG): one per agent run.
