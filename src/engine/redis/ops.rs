@@ -144,6 +144,13 @@ impl Status {
     }
 }
 
+/// The stall rule of a lease (HEARTBEAT, RECLAIM): a worker none of whose hosts wrote a
+/// heartbeat for half a lease was silenced with them (not one host dead), and holds reclaims
+/// for one lease. Milliseconds: (quiet, hold).
+fn stall_rule(lease: Duration) -> (u128, u128) {
+    (ms(lease / 2).max(1), ms(lease).max(1))
+}
+
 fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -218,10 +225,16 @@ impl Queue {
     /// list from `cursor` ("0-0" first, then the cursor of the last reply).
     pub fn reclaim(&self, lease: Duration, count: usize, cursor: &str) -> Call {
         let k = &self.keys;
-        let k4 = k.stall();
         let mut call = self.delivery(Kind::Reclaim, &scripts::RECLAIM);
-        call.keys.push(k4);
-        call.num(ms(lease)).num(count.max(1)).arg(k.task_prefix()).arg(k.result_prefix()).arg(cursor)
+        call.keys.extend([k.stall(), k.hosts()]);
+        let (quiet, hold) = stall_rule(lease);
+        call.num(ms(lease))
+            .num(count.max(1))
+            .arg(k.task_prefix())
+            .arg(k.result_prefix())
+            .arg(cursor)
+            .num(quiet)
+            .num(hold)
     }
 
     /// Renews the lease of the entries held, learning which were taken or are gone.
@@ -336,7 +349,7 @@ impl Queue {
     /// a silence of the fleet longer than half a lease holds reclaims for one lease).
     pub fn heartbeat_watching(&self, json: &[u8], ttl: Duration, lease: Option<Duration>) -> Call {
         let k = &self.keys;
-        let (quiet, hold) = lease.map_or((0, 0), |l| (ms(l / 2).max(1), ms(l).max(1)));
+        let (quiet, hold) = lease.map_or((0, 0), stall_rule);
         Call::new(
             Kind::Heartbeat,
             &scripts::HEARTBEAT,

@@ -160,6 +160,11 @@ impl Engine {
         }
     }
 
+    /// The results of `ids` as they are now.
+    pub fn results_of(&self, worker: &str, ids: &[String]) -> Vec<Json> {
+        ids.iter().filter_map(|id| self.result(worker, id)).collect()
+    }
+
     /// Waits until every task of `ids` has a result; returns them.
     pub fn wait_results(&self, worker: &str, ids: &[String]) -> Vec<Json> {
         wait_for("every result", || ids.iter().map(|id| self.result(worker, id)).collect::<Option<Vec<_>>>())
