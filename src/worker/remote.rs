@@ -36,6 +36,7 @@ impl Daemon {
         let mut said: Option<String> = None;
         let mut events = Events::with_capacity(16);
         let mut extend_at = Instant::now();
+        let mut watchdog_at: Option<Instant> = None;
         loop {
             let dones = self.spool.commit();
             drop(dones);
@@ -63,7 +64,17 @@ impl Daemon {
                 self.report_notify(r);
                 extend_at = now + EXTEND_START / 3;
             }
-            let wait = extend_at.saturating_duration_since(now);
+            // The watchdog is fed while the spool is awaited: the daemon is alive, only waiting.
+            let mut next = extend_at;
+            if let Some(every) = self.notifier.watchdog_interval() {
+                if watchdog_at.is_none_or(|t| now >= t) {
+                    let r = self.notifier.watchdog();
+                    self.report_notify(r);
+                    watchdog_at = Some(now + every);
+                }
+                next = next.min(watchdog_at.unwrap_or(next));
+            }
+            let wait = next.saturating_duration_since(now);
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     return Err(Fatal::Other(format!("event loop failed: {e}")));

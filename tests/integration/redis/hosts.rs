@@ -85,7 +85,7 @@ fn a_host_cut_off_past_its_lease_neither_doubles_a_result_nor_keeps_its_agent() 
     let (a, b) = (Host::new("host-a"), Host::new("host-b"));
     // x ends while host-a is frozen (its late outcome must not double B's); y still runs on
     // host-a when it thaws (its agent must be stopped once its entry is gone).
-    let mut wa = a.start(&engine, "marie", &[FAST[0], FAST[1], FAST[2], ("FAKE_SLEEP", "60")]);
+    let wa = a.start(&engine, "marie", &[FAST[0], FAST[1], FAST[2], ("FAKE_SLEEP", "60")]);
     engine.submit("marie", &["x".to_string()], "sleep 0.5");
     engine.submit("marie", &["y".to_string()], "sleep-env");
     wait_for("host-a to run both", || (a.runs().len() == 2).then_some(()));

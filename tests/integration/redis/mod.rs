@@ -2,4 +2,5 @@
 //! of its own and two or more "hosts" (spool roots and SPOOL_CONSUMERs of their own) sharing
 //! it: issue 16's acceptance tests.
 
-mod hosts; // a host killed with kill -9 mid-task, a host frozen past its lease, a restart under the same name
+mod engine;
+mod hosts; // a host killed with kill -9 mid-task, a host frozen past its lease, a restart under the same name // the engine unreachable, unsafe, stalled past the lease among 10 hosts, killed under load, full

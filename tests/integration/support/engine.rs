@@ -202,9 +202,31 @@ impl Engine {
         }
     }
 
-    /// The engine's log, for a failure's message.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    /// watcherctl ARGS against this engine (SPOOL set), with `root` for what stays local.
+    pub fn ctl(&self, root: &Root, args: &[&str]) -> crate::support::ctl::Ran {
+        let child = Command::new(crate::support::ctl::CTL)
+            .arg("--root")
+            .arg(root.path())
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SPOOL", self.url())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn watcherctl");
+        crate::support::ctl::finish(child)
+    }
+
+    /// The server's clock, in ms.
+    pub fn now_ms(&self) -> i64 {
+        let Value::Array(t) = self.cmd(&["TIME"]) else { panic!("TIME") };
+        let n = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8_lossy(b).parse::<i64>().unwrap_or(0),
+            _ => 0,
+        };
+        n(&t[0]) * 1000 + n(&t[1]) / 1000
     }
 }
 
@@ -239,6 +261,17 @@ impl Host {
         let env = self.env(engine, env);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         Worker::spawn(&self.root, name, &env)
+    }
+
+    /// Starts worker `name` as systemd would with `WatchdogSec=` (WATCHDOG_USEC `usec`, and
+    /// WATCHDOG_PID its own pid, set by a shell that execs it), without waiting for READY=1.
+    pub fn spawn_watched(&self, engine: &Engine, name: &str, usec: &str, env: &[(&str, &str)]) -> Worker {
+        let mut env = self.env(engine, env);
+        env.push(("WATCHDOG_USEC", usec.to_string()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let script = r#"WATCHDOG_PID=$$ exec "$@""#;
+        let cmd = command_via(&["sh", "-c", script, "sh", BIN], &self.root, name, &env);
+        Worker::spawn_command(&self.root, name, cmd)
     }
 
     fn env<'a>(&'a self, engine: &'a Engine, env: &[(&'a str, &'a str)]) -> Vec<(&'a str, String)> {

@@ -72,6 +72,8 @@ impl RedisSpool {
                     ));
                 }
             }
+            // A refused engine stops the daemon with its one line (exit status 78).
+            State::Down(_) if link.verdict().is_some_and(|v| !v.refusals.is_empty()) => {}
             State::Down(e) => self.out.notes.push(note(
                 Loudness::Error,
                 "the engine cannot be reached; no task starts until it can (outcomes are held)",
