@@ -6,3 +6,4 @@ mod clock;
 mod engine;
 mod hosts; // a host killed with kill -9 mid-task, a host frozen past its lease, a restart under the same name // the engine unreachable, unsafe, stalled past the lease among 10 hosts, killed under load, full
 mod listener; // the orchestrator-listener killed with kill -9 under load: one event per result // hosts whose clocks are an hour apart (faketime): retries due on the engine's clock
+mod control; // watcherctl tasks and cancel against a worker on another host, through the engine
