@@ -34,6 +34,9 @@ pub fn run_worker(args: &cli::WorkerArgs) -> Result<(), Fatal> {
     }
     let sink = log::Sink::detect(cfg.log_target, layers.env.get("JOURNAL_STREAM").map(String::as_str));
     let log = log::Logger::new(cfg.tuning.log_level, cfg.log_format, sink, &cfg.worker);
-    let spool = spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?;
-    worker::Daemon::new(cfg, layers, log, Box::new(spool))?.run()
+    let spool: Box<dyn spool::Spool> = match &cfg.spool {
+        None => Box::new(spool::fs::FsSpool::open(&cfg.worker, &cfg.paths)?),
+        Some(engine) => Box::new(spool::redis::worker::RedisSpool::open(&cfg.worker, engine, &cfg.paths)?),
+    };
+    worker::Daemon::new(cfg, layers, log, spool)?.run()
 }

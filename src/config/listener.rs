@@ -39,6 +39,10 @@ pub struct ListenerConfig {
     pub enable_metrics: bool,
     pub metrics_port: u16,
     pub metrics_listen: Option<Addr>,
+    /// The engine the spool is on (SPOOL); `None`: the folders.
+    pub spool: Option<crate::engine::redis::settings::Settings>,
+    /// With an engine, also write results and events as files (LISTENER_FILES).
+    pub files: bool,
     pub effective: Vec<Effective>,
 }
 
@@ -77,6 +81,8 @@ impl ListenerConfig {
         let enable_metrics = r.req("ENABLE_METRICS", value::boolean)?;
         let metrics_port = r.req("METRICS_PORT", |s| value::uint(s, 0, 65535).map(|n| n as u16))?;
         let metrics_listen = r.get("METRICS_LISTEN", |s| Addr::parse(s, INSTANCE).ok_or(()))?;
+        let spool = super::spool::settings(&mut r, None)?;
+        let files = r.req("LISTENER_FILES", value::boolean)?;
         Ok(ListenerConfig {
             paths,
             env_files: r.env_files(),
@@ -87,6 +93,8 @@ impl ListenerConfig {
             enable_metrics,
             metrics_port,
             metrics_listen,
+            spool,
+            files,
             effective: r.effective,
         })
     }

@@ -9,6 +9,7 @@ pub(crate) mod bounds;
 pub mod envfile;
 pub mod listener;
 mod policy;
+mod spool;
 pub(crate) mod value;
 pub mod vars;
 pub(crate) mod worker_name;
@@ -175,6 +176,8 @@ pub struct Config {
     pub metrics_listen: Option<crate::sys::socket::Addr>,
     /// Queue the task lines written to `pipes/<worker>.pipe` (PIPE_INTAKE).
     pub pipe_intake: bool,
+    /// The engine the spool is on (SPOOL); `None`: the folders.
+    pub spool: Option<crate::engine::redis::settings::Settings>,
     pub effective: Vec<Effective>,
 }
 
@@ -353,6 +356,8 @@ impl Config {
         let metrics_listen =
             r.get("METRICS_LISTEN", |s| crate::sys::socket::Addr::parse(s, worker).ok_or(()))?;
         let pipe_intake = r.req("PIPE_INTAKE", value::boolean)?;
+        let heartbeat = (!worker.is_empty()).then_some(tuning.heartbeat_interval);
+        let spool = spool::settings(&mut r, heartbeat)?;
         let env_files = r.env_files();
         Ok(Config {
             worker: worker.to_string(),
@@ -365,6 +370,7 @@ impl Config {
             metrics_port,
             metrics_listen,
             pipe_intake,
+            spool,
             effective: r.effective,
         })
     }

@@ -310,6 +310,31 @@ fn each_time_setting_states_its_range_in_the_table() {
 }
 
 #[test]
+fn the_spool_backend_comes_through_the_layers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().display().to_string();
+    assert!(load(&[("WATCHER_ROOT", &root)]).expect("config").spool.is_none(), "the folders by default");
+    let env = [
+        ("WATCHER_ROOT", root.as_str()),
+        ("SPOOL", "redis+unix:///run/valkey.sock"),
+        ("SPOOL_CONSUMER", "host-b"),
+        ("HEARTBEAT_INTERVAL", "2"),
+    ];
+    let c = load(&env).expect("config");
+    let s = c.spool.clone().expect("an engine");
+    assert_eq!((s.consumer.as_str(), s.prefix.as_str(), s.lease), ("host-b", "ww", Duration::from_secs(6)));
+    assert!(c.report().contains("SPOOL_CONSUMER=host-b"), "{}", c.report());
+    // LEASE must outlast a heartbeat, with an engine; the listener holds no lease.
+    let mut short = env.to_vec();
+    short.push(("LEASE", "1"));
+    let e = load(&short).expect_err("a lease shorter than a heartbeat");
+    assert!(e.0.starts_with("LEASE=1s must be longer than HEARTBEAT_INTERVAL=2s"), "{e}");
+    assert!(listener::ListenerConfig::load(&layers(&short)).expect("listener").spool.is_some());
+    let e = load(&[("WATCHER_ROOT", &root), ("SPOOL", "redis://u:pw@h")]).expect_err("a password");
+    assert!(e.0.contains("SPOOL_PASSWORD_FILE") && !e.0.contains("pw@"), "{e}");
+}
+
+#[test]
 fn session_flags_are_claudes_for_claude_and_off_for_other_agents() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().display().to_string();

@@ -341,6 +341,65 @@ pub const VARS: &[Var] = &[
         "Before READY, run the agent once on a one-line prompt; if that run fails, exit with status 78 \
          instead of filling the dead-letter queue. (The agent command is always checked.)",
     ),
+    // The backend of the spool: the folders, or a Redis/Valkey engine shared by many hosts
+    // (docs/redis.md). The listener and watcherctl read these too.
+    var(
+        "SPOOL",
+        Some("file"),
+        "file, redis://[user@]host[:port][/db], rediss://..., redis+unix:///path/to.sock[?db=N] or \
+         redis-sentinel://host[:port],host[:port]/service[/db]",
+        Restart,
+        "Where the queues, results and heartbeats are: the folders under WATCHER_ROOT (file), or a Redis \
+         or Valkey engine that workers on many hosts share. Never a password in the URL: see \
+         SPOOL_PASSWORD_FILE.",
+    ),
+    var(
+        "SPOOL_PASSWORD_FILE",
+        None,
+        "a file path",
+        Restart,
+        "File holding the engine's password (one line). Unset: the systemd credential spool-password \
+         (LoadCredential=, read from $CREDENTIALS_DIRECTORY) if there is one, else no password.",
+    ),
+    var(
+        "SPOOL_PREFIX",
+        Some("ww"),
+        "1-64 characters of A-Z a-z 0-9 . _ -",
+        Restart,
+        "Prefix of every key in the engine, so that several fleets can share one engine.",
+    ),
+    var(
+        "SPOOL_CONSUMER",
+        None,
+        "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit",
+        Restart,
+        "This host's name in the engine: stable across restarts (what it held when it died is its own \
+         to recover), and never shared by two hosts. Unset: the host name.",
+    ),
+    var(
+        "LEASE",
+        None,
+        "a number of seconds from 0.5 to 86400",
+        Restart,
+        "With an engine: how long a host's tasks stay its own without a renewal (each heartbeat renews \
+         them); after that, another host with free slots takes them over. Unset: three times \
+         HEARTBEAT_INTERVAL; it must be longer than HEARTBEAT_INTERVAL.",
+    ),
+    var(
+        "RESULT_TTL",
+        Some("21600"),
+        "a number of seconds from 1 to 31536000",
+        Restart,
+        "With an engine: how long a result stays in it (and a task id stays taken); the listener's \
+         archive of results is the lasting record.",
+    ),
+    var(
+        "SPOOL_TIMEOUT",
+        Some("2"),
+        "a number of seconds from 0.1 to 60",
+        Restart,
+        "With an engine: time limit of connecting to it and of each exchange with it.",
+    ),
     // orchestrator-listener's own (it also reads WATCHER_ROOT, the folders, KILL_GRACE, the
     // LOG_* and metrics settings above).
     var(
@@ -379,6 +438,15 @@ pub const VARS: &[Var] = &[
         "a number of seconds from 0.1 to 86400",
         Live,
         "orchestrator-listener: time limit of one notify command (then SIGTERM, SIGKILL after KILL_GRACE).",
+    ),
+    var(
+        "LISTENER_FILES",
+        Some("true"),
+        "true or false",
+        Restart,
+        "orchestrator-listener with an engine (SPOOL): also write each result to results/W/<id>.json \
+         (the lasting archive: results leave the engine after RESULT_TTL) and each event to \
+         triggers/orchestrator/, for orchestrators that read files. The folders' listener always does.",
     ),
     var(
         "LISTENER_BACKFILL",

@@ -27,6 +27,8 @@ use exit::{CtlError, CtlResult, CONFIG, NO_WORKER, USAGE};
 use crate::config::{worker_name, Config};
 use crate::spool::control::{ControlSpool, Place};
 use crate::spool::fs::control::FsControl;
+use crate::spool::redis::control::RedisControl;
+use crate::spool::OpenError;
 
 /// Runs a command line; returns the exit status, with any message already on stderr.
 pub fn run(args: &CtlArgs) -> u8 {
@@ -44,8 +46,8 @@ pub fn run(args: &CtlArgs) -> u8 {
 fn dispatch(args: &CtlArgs) -> CtlResult {
     let cfg = Config::load_shared(&args.layers(crate::cli::environment()))
         .map_err(|e| CtlError::new(CONFIG, e.to_string()))?;
-    let mut spool = FsControl::new(cfg.paths.clone());
-    let spool: &mut dyn ControlSpool = &mut spool;
+    let mut spool = open(&cfg)?;
+    let spool: &mut dyn ControlSpool = spool.as_mut();
     match &args.command {
         Command::Submit(a) => submit::submit(spool, &cfg, a),
         Command::Status(a) => status::status(spool, a),
@@ -57,6 +59,18 @@ fn dispatch(args: &CtlArgs) -> CtlResult {
         Command::Events(a) => events::events(spool, a),
         Command::Tasks(a) => tasks::tasks(spool, a),
         Command::Cancel(a) => cancel::cancel(spool, a),
+    }
+}
+
+/// The spool SPOOL names: the folders, or an engine (unreachable: exit 74; unsafe: 78).
+fn open(cfg: &Config) -> Result<Box<dyn ControlSpool>, CtlError> {
+    let Some(engine) = &cfg.spool else {
+        return Ok(Box::new(FsControl::new(cfg.paths.clone())));
+    };
+    match RedisControl::open(engine) {
+        Ok(s) => Ok(Box::new(s)),
+        Err(OpenError::Config(m)) => Err(CtlError::new(CONFIG, m)),
+        Err(e) => Err(CtlError::new(exit::IO, e.to_string())),
     }
 }
 

@@ -96,20 +96,36 @@ impl Row {
     }
 }
 
-fn row(spool: &dyn ControlSpool, worker: &str) -> Row {
+/// The rows of one worker: one per host whose heartbeat the backend holds (an engine shared
+/// by hosts names each, as `worker@host`), or one saying why there is none.
+fn rows(spool: &dyn ControlSpool, worker: &str) -> Vec<Row> {
     let at = || spool.locate(Place::Heartbeat(worker));
-    let heartbeat = match spool.heartbeat(worker) {
-        Ok(Some(bytes)) => serde_json::from_slice::<Heartbeat>(&bytes)
-            .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", at()))),
-        Ok(None) => Err(("never started", format!("no heartbeat {}", at()))),
-        Err(e) => Err(("unreadable", e.to_string())),
+    let beats = match spool.heartbeats(worker) {
+        Ok(b) if b.is_empty() => {
+            vec![(String::new(), Err(("never started", format!("no heartbeat {}", at()))))]
+        }
+        Ok(b) => b
+            .into_iter()
+            .map(|(host, bytes)| {
+                let h = serde_json::from_slice::<Heartbeat>(&bytes)
+                    .map_err(|e| ("unreadable", format!("{} is not a heartbeat: {e}", at())));
+                (host, h)
+            })
+            .collect(),
+        Err(e) => vec![(String::new(), Err(("unreadable", e.to_string())))],
     };
-    if let Err(("unreadable", why)) = &heartbeat {
-        // The row says unreadable; this says why, naming the file.
-        eprintln!("watcherctl: {why}");
-    }
     let queued_files = spool.queued(worker);
-    Row { worker: worker.to_string(), heartbeat, queued_files }
+    beats
+        .into_iter()
+        .map(|(host, heartbeat)| {
+            if let Err(("unreadable", why)) = &heartbeat {
+                // The row says unreadable; this says why, naming the file.
+                eprintln!("watcherctl: {why}");
+            }
+            let worker = if host.is_empty() { worker.to_string() } else { format!("{worker}@{host}") };
+            Row { worker, heartbeat, queued_files }
+        })
+        .collect()
 }
 
 pub fn status(spool: &dyn ControlSpool, a: &StatusArgs) -> CtlResult {
@@ -122,7 +138,7 @@ pub fn status(spool: &dyn ControlSpool, a: &StatusArgs) -> CtlResult {
         a.workers.clone()
     };
     let now = clock::now_f64();
-    let rows: Vec<Row> = workers.iter().map(|w| row(spool, w)).collect();
+    let rows: Vec<Row> = workers.iter().flat_map(|w| rows(spool, w)).collect();
     if a.json {
         print_json(&Value::Array(rows.iter().map(|r| r.json(now)).collect()))?;
     } else if rows.is_empty() {

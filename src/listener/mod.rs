@@ -43,6 +43,7 @@ use crate::log::Logger;
 use crate::runner::Pipe;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::listener::ListenerSpool;
+use crate::spool::redis::listener::RedisListener;
 use crate::sys::sd_notify::Notifier;
 use command::Commands;
 use events::Event;
@@ -127,8 +128,11 @@ pub struct Listener {
 impl Listener {
     /// Opens the spool's folders, the state and the endpoint; nothing is scanned yet.
     pub fn new(cfg: ListenerConfig, layers: Layers, log: Logger) -> Result<Listener, Fatal> {
-        let spool = FsListener::open(&cfg.paths)?;
-        Listener::with_spool(cfg, layers, log, Box::new(spool))
+        let spool: Box<dyn ListenerSpool> = match &cfg.spool {
+            None => Box::new(FsListener::open(&cfg.paths)?),
+            Some(engine) => Box::new(RedisListener::open(engine, &cfg.paths, cfg.files)?),
+        };
+        Listener::with_spool(cfg, layers, log, spool)
     }
 
     /// The listener on `spool`: its state read, the loop and the endpoint set up.

@@ -14,6 +14,9 @@ pub enum Why {
     Timeout,
     /// The daemon stopped it (a shutdown): not the run's fault.
     Shutdown,
+    /// Its claim is gone (another host that took the task over finished it): its outcome is
+    /// discarded.
+    Gone,
     /// Its task was cancelled (`watcherctl cancel`).
     Cancel,
 }

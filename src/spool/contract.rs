@@ -96,6 +96,17 @@ fn the_memory_keeps_the_contract() {
 }
 
 #[test]
+fn the_engine_keeps_the_contract() {
+    let Some(server) = super::redis::testing::Server::start(&[]) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = super::redis::testing::settings(&server, "host-a", std::time::Duration::from_secs(30));
+    let layout = super::Layout::new(dir.path());
+    let mut spool = super::redis::worker::RedisSpool::open("marie", &settings, &layout).expect("open");
+    spool.wait_ready(std::time::Duration::from_secs(20));
+    keeps_the_contract(&mut spool);
+}
+
+#[test]
 fn the_folders_take_cancel_requests() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut spool = folders(dir.path());
@@ -111,4 +122,25 @@ fn the_memory_takes_cancel_requests() {
     let mut spool = MemSpool::new();
     let store = spool.store();
     cancels_through_the_backend(&mut spool, &mut |id| store.borrow_mut().request_cancel(id));
+}
+
+#[test]
+fn the_engine_takes_cancel_requests() {
+    let Some(server) = super::redis::testing::Server::start(&[]) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = super::redis::testing::settings(&server, "host-a", std::time::Duration::from_secs(30));
+    let layout = super::Layout::new(dir.path());
+    let mut spool = super::redis::worker::RedisSpool::open("marie", &settings, &layout).expect("open");
+    spool.wait_ready(std::time::Duration::from_secs(20));
+    let keys = crate::engine::redis::keys::Fleet::new("ww").worker("marie");
+    let mut c = server.engine();
+    cancels_through_the_backend(&mut spool, &mut |id| {
+        let json = format!(r#"{{"task_id": "{id}", "by": "root@host"}}"#);
+        redis::cmd("HSET")
+            .arg(keys.cancels())
+            .arg(id)
+            .arg(json)
+            .query::<()>(c.connection())
+            .expect("request");
+    });
 }

@@ -179,6 +179,11 @@ pub trait ControlSpool {
     fn watch_results(&self, worker: &str) -> Result<Box<dyn Waiter>, Error>;
     /// The heartbeat of `worker`, as it is; `None`: there is none.
     fn heartbeat(&self, worker: &str) -> Result<Option<Vec<u8>>, Error>;
+    /// The heartbeat of each host of `worker` (name, bytes), the freshest first; a backend of
+    /// one host gives its one heartbeat with an empty name.
+    fn heartbeats(&self, worker: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        Ok(self.heartbeat(worker)?.map(|b| (String::new(), b)).into_iter().collect())
+    }
     /// The dead letters of `worker`, in no order.
     fn dead_letters(&self, worker: &str) -> Result<Vec<Stored>, Error>;
     /// The task file a dead letter kept beside it (one rejected unread, or half-written),

@@ -27,6 +27,7 @@
 //!   listener/state.json               the listener's state (its lock is on the folder)
 //!   listener/taken/W.N                the listener's logs of the results taken
 //! LOCK_DIR/W.lock                     the worker's lock, when LOCK_DIR is set
+//! ROOT/locks/W.lock                   the worker's lock on an engine, without LOCK_DIR
 //! ```
 
 use std::ffi::OsStr;
@@ -61,6 +62,9 @@ const SUFFIX: &str = ".json";
 const PIPE_SUFFIX: &str = ".pipe";
 const PROMPT_SUFFIX: &str = ".md";
 const LOCK_SUFFIX: &str = ".lock";
+/// The folder of the workers' locks when the queues are on an engine (no queue folder to
+/// lock) and LOCK_DIR is unset.
+const LOCKS: &str = "locks";
 const ORIGINAL_SUFFIX: &str = ".orig";
 
 /// Worker names the spool uses for itself, with the folder each would collide with.
@@ -240,6 +244,13 @@ impl Layout {
     /// `LOCK_DIR/W.lock`, when LOCK_DIR is set.
     pub fn lock_file(&self, worker: &str) -> Option<PathBuf> {
         self.lock.as_ref().map(|d| d.join(format!("{worker}{LOCK_SUFFIX}")))
+    }
+
+    /// The lock of worker `W` whose queue is on an engine: `LOCK_DIR/W.lock`, else
+    /// `ROOT/locks/W.lock` (one daemon per worker and host: it guards SPOOL_CONSUMER).
+    pub fn engine_lock_file(&self, worker: &str) -> PathBuf {
+        let dir = self.lock.clone().unwrap_or_else(|| self.root.join(LOCKS));
+        dir.join(format!("{worker}{LOCK_SUFFIX}"))
     }
 
     /// `results/W/`.

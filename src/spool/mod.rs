@@ -21,13 +21,14 @@ pub mod listener;
 #[cfg(test)]
 pub(crate) mod mem;
 pub(crate) mod read;
+pub(crate) mod redis;
 mod writer;
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use mio::{Registry, Token};
 use serde_json::Value;
@@ -245,6 +246,28 @@ pub struct Intake {
     pub ignored: Vec<Ignored>,
     /// Notifications were lost: list the queue again.
     pub rescan: bool,
+    /// A backend that claims by itself ([`Spool::claims_itself`]): tasks it claimed for the
+    /// free slots it was told of, to load and start.
+    pub claimed: Vec<Claim>,
+    /// Tasks it took over from a host that died (their reclaim counted already in what
+    /// `load` reads), to judge against MAX_RECLAIMS, then start.
+    pub reclaimed: Vec<Claim>,
+    /// Claims that are no longer this worker's (the entry was finished by another host that
+    /// took it over): their agents are stopped and their outcomes discarded.
+    pub gone: Vec<EntryId>,
+}
+
+/// Whether a backend can be used now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Its first connection is being made: where to.
+    Connecting(String),
+    /// Not yet (an engine not reachable): why, for STATUS= and the log.
+    Waiting(String),
+    /// Never as it is set up (an engine that could lose tasks): the one line naming the
+    /// setting to change.
+    Refused(String),
 }
 
 /// A listing of the queue.
@@ -284,12 +307,17 @@ pub struct Scan {
 /// | `stage`/`commit` | the writer thread, group commit | one pipelined `RedisIo::Batch` per turn: `complete`, `dead_letter`, a state save while held, `requeue`, `heartbeat`, `spend` |
 /// | `ledger` | `.spend.json` | the `spend` hash |
 ///
-/// Gaps the Redis backend has to fill, all in its own code: a claim is synchronous here (one
-/// round trip through `RedisIo`, bounded by SPOOL_TIMEOUT; a claim whose reply is lost is
-/// found by `recover` without a bump); [`Op::SaveState`] keeps the entry held (a small `save`
-/// script next to `retry_later`, which gives the entry up); leases are renewed at each
-/// heartbeat (`renew`) and other hosts' idle entries reclaimed (`reclaim`, `ReclaimGate`) from
-/// the backend's own timers.
+/// A backend over the network ([`redis::worker::RedisSpool`]) must not make the loop wait for
+/// a round trip, so the loop drives it through the methods at the end, which the folders
+/// leave at their defaults: it claims by itself for the free slots it is told of
+/// ([`Spool::claims_itself`], [`Spool::claim_slots`]) and hands claims, reclaims and lost
+/// claims out through [`Spool::intake`]; it keeps retries itself, on the engine's clock
+/// ([`Spool::keeps_retries`]: [`Op::SaveState`] gives the task back until its time); it says
+/// when it is not usable yet ([`Spool::readiness`]), when its own timers are due
+/// ([`Spool::next_deadline`]: lease renewals ride on heartbeats, reclaims and promotions of due
+/// retries on these), and what it has to say for the log ([`Spool::notes`]). Its synchronous
+/// methods (`scan`, `claim`, `leftovers`, `submit`, `ledger`) wait for a round trip: only
+/// start-up recovery and the pipe intake use them.
 pub trait Spool {
     /// Registers the source of arrival notifications with the loop (`token`), and what tells
     /// the loop that written ops have outcomes to collect (`writes`).
@@ -357,6 +385,36 @@ pub trait Spool {
     /// The folders of the spool that were found missing (removed under the daemon) and made
     /// again since the last call, to be reported.
     fn recreated(&mut self) -> Vec<PathBuf> {
+        Vec::new()
+    }
+    /// Whether the backend can be used now (the folders always can).
+    fn readiness(&self) -> Readiness {
+        Readiness::Ready
+    }
+    /// Whether the backend claims by itself (a stream over the network): the loop then tells
+    /// it the free slots ([`Spool::claim_slots`]) instead of listing and claiming ids, and
+    /// takes its claims from [`Intake::claimed`].
+    fn claims_itself(&self) -> bool {
+        false
+    }
+    /// How many tasks the loop would start now (0 while it may start none).
+    fn claim_slots(&mut self, _free: usize) {}
+    /// Whether the backend keeps tasks waiting for a retry itself (until the time their
+    /// state's `retry_at` gives, then back to the queue): the loop then lets go of a task
+    /// once [`Op::SaveState`] is staged, instead of waiting for its time.
+    fn keeps_retries(&self) -> bool {
+        false
+    }
+    /// The tasks queued and not claimed, when the backend counts them itself.
+    fn queued(&self) -> Option<usize> {
+        None
+    }
+    /// When the backend's own timers are due: the loop then reads [`Spool::intake`].
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// What the backend has to say for the log since the last call.
+    fn notes(&mut self) -> Vec<listener::Note> {
         Vec::new()
     }
 }

@@ -69,6 +69,13 @@ impl Notifier {
         self.send(&[NotifyState::Stopping, NotifyState::Status(line)])
     }
 
+    /// EXTEND_TIMEOUT_USEC=: asks systemd to wait `by` longer for READY (a daemon that waits
+    /// for something outside it before it can be ready).
+    pub fn extend_timeout(&mut self, by: Duration) -> io::Result<()> {
+        let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+        self.send(&[NotifyState::ExtendTimeoutUsec(usec)])
+    }
+
     pub fn watchdog(&mut self) -> io::Result<()> {
         self.send(&[NotifyState::Watchdog])
     }

@@ -113,6 +113,12 @@ impl Daemon {
             task: a.task.clone(),
             queued_at: a.queued_at,
         });
+        if self.spool.keeps_retries() {
+            // The spool keeps it until its time (an engine: on its own clock), then any host
+            // of the worker takes it; it is no longer this one's.
+            self.flight.ids.remove(&a.task.id);
+            return;
+        }
         self.wait_until(a.claim, a.task, a.queued_at, until);
     }
 

@@ -96,7 +96,12 @@ impl Daemon {
         }
     }
 
-    fn reclaim_result(&self, task: &crate::format::task::Task, reason: Reason, message: &str) -> TaskResult {
+    pub(super) fn reclaim_result(
+        &self,
+        task: &crate::format::task::Task,
+        reason: Reason,
+        message: &str,
+    ) -> TaskResult {
         TaskResult {
             attempts: task.state.attempts,
             started_at: task.state.first_started_at.clone(),
@@ -143,7 +148,9 @@ impl Daemon {
     }
 
     fn figures(&self) -> Figures {
-        let stalled = if self.health.writes_failing {
+        let stalled = if self.spool_waiting() {
+            Some("waiting for the spool")
+        } else if self.health.writes_failing {
             Some("outcomes cannot be written")
         } else {
             self.health.claims_paused_until.map(|_| "tasks cannot be claimed")

@@ -24,6 +24,7 @@ mod pipe;
 mod policy;
 mod preflight;
 mod queue;
+mod remote;
 pub mod retry;
 mod sessions;
 mod settling;
@@ -304,6 +305,11 @@ impl Daemon {
 
     /// Runs until a shutdown has drained. Returns `Ok` for a clean stop.
     pub fn run(mut self) -> Result<(), Fatal> {
+        self.preflight()?;
+        if !self.await_spool()? {
+            self.stopped();
+            return Ok(());
+        }
         self.start_up()?;
         let mut events = Events::with_capacity(256);
         while !self.drained() {
@@ -316,7 +322,6 @@ impl Daemon {
     /// Everything before the loop: the agent checked, the ledger read, crash recovery, the
     /// queue watched and listed, READY=1.
     fn start_up(&mut self) -> Result<(), Fatal> {
-        self.preflight()?;
         self.load_ledger();
         self.recover()?;
         // Out of inotify watches (ENOSPC) is the host's limit, not a setting: a restart may

@@ -48,6 +48,9 @@ impl Daemon {
         };
         self.flight.active -= 1;
         let captured = self.agents.finish(slot, self.poll.registry(), &mut self.scratch);
+        if run.stop.why() == Some(Why::Gone) {
+            return self.discard_gone(&run.claim, &run.task.id);
+        }
         if run.stop.why() == Some(Why::Shutdown) && run.cancel.is_none() {
             self.holds.breaker.abandoned();
             self.flight.ids.remove(&run.task.id);
@@ -259,6 +262,7 @@ impl Daemon {
 
     /// Acts on the outcomes of written ops.
     fn absorb(&mut self, dones: Vec<Done>) {
+        self.log_spool_notes();
         for dir in self.spool.recreated() {
             self.log.warn(
                 "a folder of the spool was missing (removed under the worker?); re-created it",

@@ -41,6 +41,7 @@ impl Daemon {
                 for ignored in intake.ignored {
                     self.ignored(ignored);
                 }
+                self.spool_claims(intake.claimed, intake.reclaimed, intake.gone);
                 for request in intake.cancels {
                     self.on_cancel(request);
                 }
@@ -82,6 +83,9 @@ impl Daemon {
 
     /// Lists the queue and adds what is not known yet.
     pub(super) fn rescan(&mut self) -> io::Result<()> {
+        if self.spool.claims_itself() {
+            return Ok(());
+        }
         let scan = self.spool.scan()?;
         for ignored in scan.ignored {
             self.ignored(ignored);
@@ -136,6 +140,9 @@ impl Daemon {
                 }
             }
         }
+        // A spool that claims by itself is told how many tasks may start now.
+        let free = if self.can_start() { self.cfg.tuning.max_concurrent - self.flight.active } else { 0 };
+        self.spool.claim_slots(free);
     }
 
     /// Claims a queued task and starts or schedules it. `false`: the claim failed for a reason
@@ -167,11 +174,15 @@ impl Daemon {
     }
 
     /// Validates a claimed task and starts it, or schedules it for its retry time.
-    fn claimed(&mut self, claim: Claim) {
-        let loaded = match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
-            Ok(l) => l,
-            Err(r) => return self.unfinished_or_reject(claim, r),
-        };
+    pub(super) fn claimed(&mut self, claim: Claim) {
+        match self.spool.load(&claim, self.cfg.tuning.max_task_bytes, &self.cfg.worker) {
+            Ok(l) => self.claimed_loaded(claim, l),
+            Err(r) => self.unfinished_or_reject(claim, r),
+        }
+    }
+
+    /// A claimed task, read and valid.
+    pub(super) fn claimed_loaded(&mut self, claim: Claim, loaded: crate::spool::Loaded) {
         self.queue.settling.forget(&claim.source);
         let id = loaded.task.id.clone();
         let duplicate_of = if self.flight.ids.contains(&id) {

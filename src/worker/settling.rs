@@ -162,6 +162,9 @@ impl Daemon {
 
     /// Tasks in the queue not yet claimed, those held back as not whole yet included.
     pub(super) fn queued(&self) -> usize {
+        if let Some(n) = self.spool.queued() {
+            return n;
+        }
         self.queue.order.len() + self.queue.settling.len()
     }
 

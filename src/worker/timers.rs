@@ -40,7 +40,7 @@ const fn timer(next: fn(&Daemon) -> Option<Instant>, fire: fn(&mut Daemon, Insta
 }
 
 /// Every timer, in the order a turn fires them.
-const TIMERS: [Timer; 13] = [
+const TIMERS: [Timer; 14] = [
     // SIGTERM at a task's time limit, SIGKILL after KILL_GRACE.
     Timer { next: Daemon::agents_next, fire: Daemon::enforce_deadlines, reap_first: true },
     // Killed run cgroups removed once empty.
@@ -57,6 +57,8 @@ const TIMERS: [Timer; 13] = [
     Timer { next: Daemon::drain_deadline, fire: Daemon::abandon_running, reap_first: true },
     // A retry's time: the turn's scheduling starts it.
     timer(Daemon::retry_due, |_, _| {}),
+    // The spool's own (an engine's reclaims and promotions): its intake acts on them.
+    timer(|d| d.spool.next_deadline(), |d, _| d.on_intake()),
     timer(|d| d.timers.watchdog, Daemon::ping_watchdog),
 ];
 

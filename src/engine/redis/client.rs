@@ -9,7 +9,7 @@ use std::time::Duration;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, Value};
 
 use super::error::EngineError;
-use super::keys::{Keys, EVENTS_GROUP, GROUP, LISTENER_GROUP};
+use super::keys::{Fleet, Keys, EVENTS_GROUP, GROUP, LISTENER_GROUP};
 use super::ops::Call;
 use super::reply::Reply;
 use super::scripts;
@@ -106,23 +106,53 @@ impl Engine {
     /// Creates the worker's consumer group (from the stream's start: `$` would skip what was
     /// queued before it existed) and the fleet streams' groups, unless they exist.
     pub fn ensure_groups(&mut self, keys: &Keys) -> Result<(), EngineError> {
+        self.ensure_group(&keys.queue(), GROUP)?;
+        self.ensure_fleet_groups(keys.fleet())
+    }
+
+    /// Makes the worker known to the fleet (`P:workers`) and says so on the heartbeats stream,
+    /// which the listener follows: a worker that made its queue has shown up.
+    pub fn announce_worker(&mut self, keys: &Keys) -> Result<(), EngineError> {
         let fleet = keys.fleet();
-        for (stream, group) in
-            [(keys.queue(), GROUP), (fleet.results(), LISTENER_GROUP), (fleet.events(), EVENTS_GROUP)]
-        {
-            let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(&stream)
-                .arg(group)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query(&mut self.con);
-            match r {
-                Err(e) if e.code() == Some("BUSYGROUP") => {}
-                other => other?,
-            }
-        }
+        redis::pipe()
+            .cmd("SADD")
+            .arg(fleet.workers())
+            .arg(keys.worker())
+            .ignore()
+            .cmd("XADD")
+            .arg(fleet.heartbeats())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(1000)
+            .arg("*")
+            .arg("worker")
+            .arg(keys.worker())
+            .arg("host")
+            .arg("")
+            .ignore()
+            .exec(&mut self.con)?;
         Ok(())
+    }
+
+    /// Creates the fleet streams' groups (the listener's, the orchestrator's), unless they
+    /// exist.
+    pub fn ensure_fleet_groups(&mut self, fleet: &Fleet) -> Result<(), EngineError> {
+        self.ensure_group(&fleet.results(), LISTENER_GROUP)?;
+        self.ensure_group(&fleet.events(), EVENTS_GROUP)
+    }
+
+    fn ensure_group(&mut self, stream: &str, group: &str) -> Result<(), EngineError> {
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query(&mut self.con);
+        match r {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
     }
 
     /// Runs one call; reloads the scripts and runs it again once if the server lost them.

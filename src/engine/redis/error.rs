@@ -19,6 +19,8 @@ pub enum EngineError {
     Server(String),
     /// A reply not shaped as the script's contract says.
     Reply(String),
+    /// The engine is not safe to use (check.rs): the one line names the setting to change.
+    Refused(String),
 }
 
 impl EngineError {
@@ -36,6 +38,7 @@ impl fmt::Display for EngineError {
             EngineError::Unavailable(m) => write!(f, "engine unavailable: {m}"),
             EngineError::Server(m) => write!(f, "engine error: {m}"),
             EngineError::Reply(m) => write!(f, "unexpected engine reply: {m}"),
+            EngineError::Refused(m) => f.write_str(m),
         }
     }
 }

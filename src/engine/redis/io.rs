@@ -1,8 +1,8 @@
 //! The I/O thread: the daemon's loop never waits on the network. Each loop turn hands the
 //! thread one [`Batch`] of calls; the thread sends them pipelined (one round trip, and with
 //! `appendfsync always` one AOF sync for the whole batch: the group commit of the file spool's
-//! writer thread), optionally waits for replicas, and wakes the loop through its mio `Waker`
-//! with the outcomes. It connects, and reconnects with a capped exponential backoff, and
+//! writer thread), optionally waits for replicas, and wakes the loop (its [`Wake`]: a mio
+//! `Waker`, or anything that makes the loop turn) with the outcomes. It connects, and reconnects with a capped exponential backoff, and
 //! reports every change of the connection's state.
 //!
 //! It decides nothing: what to retry, hold or log stays with the loop, which gets each batch
@@ -13,8 +13,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::Waker;
-
 use super::client::Engine;
 use super::error::EngineError;
 use super::ops::Call;
@@ -22,6 +20,16 @@ use super::reply::Reply;
 
 /// Makes a connection ready for use (connect, load scripts, create groups, check settings).
 pub type Connector = Box<dyn FnMut() -> Result<Engine, EngineError> + Send>;
+
+/// Tells the loop that an event waits (a mio `Waker`'s `wake`): called after every event.
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// A [`Wake`] that rings a mio `Waker`.
+pub fn waker(w: mio::Waker) -> Wake {
+    Arc::new(move || {
+        let _ = w.wake();
+    })
+}
 
 /// The calls of one loop turn.
 #[derive(Debug)]
@@ -107,13 +115,13 @@ struct Worker {
     next_try: Instant,
     last_error: String,
     events: Sender<Event>,
-    waker: Arc<Waker>,
+    wake: Wake,
 }
 
 impl Worker {
     fn emit(&self, e: Event) -> bool {
         let ok = self.events.send(e).is_ok();
-        let _ = self.waker.wake();
+        (self.wake)();
         ok
     }
 
@@ -193,13 +201,8 @@ impl Worker {
 
 impl RedisIo {
     /// Starts the thread; it connects at once through `connect`, then at every failure after
-    /// a backoff between `min` and `max`. `waker` wakes the loop for every event.
-    pub fn spawn(
-        connect: Connector,
-        waker: Arc<Waker>,
-        min: Duration,
-        max: Duration,
-    ) -> std::io::Result<RedisIo> {
+    /// a backoff between `min` and `max`. `wake` is called after every event.
+    pub fn spawn(connect: Connector, wake: Wake, min: Duration, max: Duration) -> std::io::Result<RedisIo> {
         let (jobs, jobs_rx) = mpsc::channel::<Batch>();
         let (events_tx, events) = mpsc::channel::<Event>();
         let worker = Worker {
@@ -209,7 +212,7 @@ impl RedisIo {
             next_try: Instant::now(),
             last_error: "not connected yet".into(),
             events: events_tx,
-            waker,
+            wake,
         };
         let thread =
             std::thread::Builder::new().name("spool-redis".into()).spawn(move || worker.run(jobs_rx))?;
@@ -233,6 +236,14 @@ impl RedisIo {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => return out,
             }
         }
+    }
+}
+
+impl RedisIo {
+    /// The next event, waiting at most `timeout` for it (a tool, or the daemon before its loop
+    /// runs: never the loop itself).
+    pub fn wait_event(&self, timeout: Duration) -> Option<Event> {
+        self.events.recv_timeout(timeout).ok()
     }
 }
 

@@ -56,7 +56,28 @@ impl Fleet {
         format!("{}:events", self.prefix)
     }
 
-    /// Set of every worker that was ever enqueued to: `P:workers`.
+    /// The listener's lock: one listener serves a fleet.
+    pub fn listener_lock(&self) -> String {
+        format!("{}:listener:lock", self.prefix)
+    }
+
+    /// Set of the ids of the events written since the listener's last commit.
+    pub fn events_written(&self) -> String {
+        format!("{}:listener:written", self.prefix)
+    }
+
+    /// Stream of the workers' word that they wrote a heartbeat or made their queue (capped),
+    /// which the listener follows: `P:heartbeats`.
+    pub fn heartbeats(&self) -> String {
+        format!("{}:heartbeats", self.prefix)
+    }
+
+    /// The listener's state (JSON), saved with each commit.
+    pub fn listener_state(&self) -> String {
+        format!("{}:listener:state", self.prefix)
+    }
+
+    /// Set of every worker that was ever enqueued to, or gave a heartbeat: `P:workers`.
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)
     }
@@ -139,14 +160,36 @@ impl Keys {
         self.key("dlq:ix")
     }
 
+    /// Hash of the originals kept beside dead letters (a task file imported with its
+    /// letter): letter name -> bytes.
+    pub fn originals(&self) -> String {
+        self.key("dlq:orig")
+    }
+
+    /// Hash of the dead letters retried since (kept as the record of an earlier failure):
+    /// `<name>.<ms>` -> record.
+    pub fn retired_letters(&self) -> String {
+        self.key("dlq:retired")
+    }
+
+    /// A result set aside by a later run of its task (`dlq retry`), with the time it was.
+    pub fn retired_result(&self, id: &str, ms: u128) -> String {
+        self.key(&format!("retired:{id}.{ms}"))
+    }
+
     /// The task hash of a dead letter (moved there whole, history included), for `dlq retry`.
     pub fn dead(&self, id: &str) -> String {
         self.key(&format!("dead:{id}"))
     }
 
+    /// Prefix of the hosts' heartbeats; `heartbeat(host)` is this plus the host.
+    pub fn heartbeat_prefix(&self) -> String {
+        self.key("hb:")
+    }
+
     /// One host's heartbeat (JSON), expiring unless renewed.
     pub fn heartbeat(&self, consumer: &str) -> String {
-        self.key(&format!("hb:{consumer}"))
+        format!("{}{consumer}", self.heartbeat_prefix())
     }
 
     /// Sorted set of the hosts (consumers) of this worker, scored by their last heartbeat.
@@ -157,6 +200,28 @@ impl Keys {
     /// The shared rate-limit pause: exists (with a TTL) while no host may claim.
     pub fn pause(&self) -> String {
         self.key("pause")
+    }
+
+    /// One host's own spend ledger (the worker loop's, opaque to the engine).
+    pub fn ledger(&self, consumer: &str) -> String {
+        self.key(&format!("ledger:{consumer}"))
+    }
+
+    /// Exists (with a TTL) after a silence of the whole fleet: no reclaim meanwhile.
+    pub fn stall(&self) -> String {
+        self.key("stall")
+    }
+
+    /// Hash of requests to cancel a task (`watcherctl cancel`): task id -> `{"task_id","by"}`.
+    /// Kept until the worker drops it (the task's outcome durable, or the request moot).
+    pub fn cancels(&self) -> String {
+        self.key("cancel")
+    }
+
+    /// Stream that rings the worker's hosts when a cancel request is made (capped: the
+    /// requests themselves are in [`Keys::cancels`]).
+    pub fn cancel_bell(&self) -> String {
+        self.key("cancel:bell")
     }
 
     /// The spend ledger shared by the worker's hosts: hash minute -> USD.
@@ -185,6 +250,13 @@ mod tests {
             k.hosts(),
             k.pause(),
             k.spend(),
+            k.ledger("host-a"),
+            k.originals(),
+            k.retired_letters(),
+            k.retired_result("t-1", 7),
+            k.stall(),
+            k.cancels(),
+            k.cancel_bell(),
         ];
         for key in &all {
             assert!(key.starts_with("ww:{marie}:"), "{key}");

@@ -22,6 +22,6 @@ mod scripts;
 pub mod settings;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;

@@ -29,13 +29,30 @@ pub enum Kind {
     Spend,
     Trim,
     ForgetConsumer,
+    Discard,
+    Depth,
+    ListenerCommit,
+    ListenerLock,
+    EventsAdd,
+    Heartbeats,
+    Withdraw,
+    Receipt,
+    /// A plain command (a read, or a write no script guards): its reply as it is.
+    Command,
 }
 
-/// One script call: EVALSHA of `script` with its keys and arguments.
+/// What a call runs.
+#[derive(Clone, Copy)]
+enum Runs {
+    Script(&'static Lua),
+    Command(&'static str),
+}
+
+/// One call: EVALSHA of a script with its keys and arguments, or a plain command.
 #[derive(Clone)]
 pub struct Call {
     pub kind: Kind,
-    script: &'static Lua,
+    runs: Runs,
     keys: Vec<String>,
     args: Vec<Vec<u8>>,
 }
@@ -53,23 +70,41 @@ impl std::fmt::Debug for Call {
 
 impl Call {
     fn new(kind: Kind, script: &'static Lua, keys: Vec<String>) -> Call {
-        Call { kind, script, keys, args: Vec::new() }
+        Call { kind, runs: Runs::Script(script), keys, args: Vec::new() }
     }
 
-    fn arg(mut self, a: impl AsRef<[u8]>) -> Call {
+    /// A plain command `name key… arg…`, read back as [`Reply::Value`]. Only for what needs
+    /// no check before its write (reads, a host's own keys).
+    pub fn command(name: &'static str, keys: Vec<String>) -> Call {
+        Call { kind: Kind::Command, runs: Runs::Command(name), keys, args: Vec::new() }
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, a: impl AsRef<[u8]>) -> Call {
         self.args.push(a.as_ref().to_vec());
         self
     }
 
-    fn num(self, n: impl ToString) -> Call {
+    /// Adds a number as an argument.
+    pub fn num(self, n: impl ToString) -> Call {
         self.arg(n.to_string())
     }
 
-    /// The EVALSHA command (the script must be loaded: [`super::client::Engine`] does it).
+    /// The command to send: EVALSHA of the script (loaded by [`super::client::Engine`]), or
+    /// the plain command.
     pub fn evalsha(&self) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.script.script.get_hash()).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
-        cmd
+        match self.runs {
+            Runs::Script(s) => {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(s.script.get_hash()).arg(self.keys.len()).arg(&self.keys).arg(&self.args);
+                cmd
+            }
+            Runs::Command(name) => {
+                let mut cmd = redis::cmd(name);
+                cmd.arg(&self.keys).arg(&self.args);
+                cmd
+            }
+        }
     }
 
     /// Reads this call's reply.
@@ -96,6 +131,7 @@ impl From<&Delivered> for Held {
 pub enum Status {
     Completed,
     Failed,
+    Cancelled,
 }
 
 impl Status {
@@ -103,8 +139,16 @@ impl Status {
         match self {
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
         }
     }
+}
+
+/// The stall rule of a lease (HEARTBEAT, RECLAIM): a worker none of whose hosts wrote a
+/// heartbeat for half a lease was silenced with them (not one host dead), and holds reclaims
+/// for one lease. Milliseconds: (quiet, hold).
+fn stall_rule(lease: Duration) -> (u128, u128) {
+    (ms(lease / 2).max(1), ms(lease).max(1))
 }
 
 fn ms(d: Duration) -> u128 {
@@ -181,12 +225,16 @@ impl Queue {
     /// list from `cursor` ("0-0" first, then the cursor of the last reply).
     pub fn reclaim(&self, lease: Duration, count: usize, cursor: &str) -> Call {
         let k = &self.keys;
-        self.delivery(Kind::Reclaim, &scripts::RECLAIM)
-            .num(ms(lease))
+        let mut call = self.delivery(Kind::Reclaim, &scripts::RECLAIM);
+        call.keys.extend([k.stall(), k.hosts()]);
+        let (quiet, hold) = stall_rule(lease);
+        call.num(ms(lease))
             .num(count.max(1))
             .arg(k.task_prefix())
             .arg(k.result_prefix())
             .arg(cursor)
+            .num(quiet)
+            .num(hold)
     }
 
     /// Renews the lease of the entries held, learning which were taken or are gone.
@@ -294,11 +342,31 @@ impl Queue {
 
     /// This host's heartbeat, kept `ttl`.
     pub fn heartbeat(&self, json: &[u8], ttl: Duration) -> Call {
+        self.heartbeat_watching(json, ttl, None)
+    }
+
+    /// This host's heartbeat, kept `ttl`, with the stall rule of a `lease` (see the script:
+    /// a silence of the fleet longer than half a lease holds reclaims for one lease).
+    pub fn heartbeat_watching(&self, json: &[u8], ttl: Duration, lease: Option<Duration>) -> Call {
         let k = &self.keys;
-        Call::new(Kind::Heartbeat, &scripts::HEARTBEAT, vec![k.heartbeat(&self.consumer), k.hosts()])
-            .arg(&self.consumer)
-            .arg(json)
-            .num(ms(ttl).max(1))
+        let (quiet, hold) = lease.map_or((0, 0), stall_rule);
+        Call::new(
+            Kind::Heartbeat,
+            &scripts::HEARTBEAT,
+            vec![
+                k.heartbeat(&self.consumer),
+                k.hosts(),
+                k.fleet().workers(),
+                k.fleet().heartbeats(),
+                k.stall(),
+            ],
+        )
+        .arg(&self.consumer)
+        .arg(json)
+        .num(ms(ttl).max(1))
+        .arg(k.worker())
+        .num(quiet)
+        .num(hold)
     }
 
     /// Pauses every host's claims of this worker for `span`.
@@ -312,6 +380,38 @@ impl Queue {
         Call::new(Kind::Spend, &scripts::SPEND, vec![self.keys.spend()]).num(usd).num(window_minutes.max(1))
     }
 
+    /// Drops a held entry for good (its task is finished elsewhere, or was never to run): the
+    /// entry acknowledged and deleted, and the task with it when it is the task's entry.
+    pub fn discard(&self, held: &Held) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Discard, &scripts::DISCARD, vec![k.queue(), k.task(&held.id), k.inflight()])
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(&held.id)
+            .arg(&held.entry)
+    }
+
+    /// Takes task `id` out of the queue (or the delayed set) to cancel it, held by this
+    /// consumer; a task held by a host is not taken.
+    pub fn withdraw(&self, id: &str) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Withdraw, &scripts::WITHDRAW, vec![k.queue(), k.task(id), k.inflight(), k.delayed()])
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(id)
+    }
+
+    /// Keeps the receipt of a run's start in the task's hash, while `held` is its entry.
+    pub fn receipt(&self, held: &Held, json: &[u8]) -> Call {
+        Call::new(Kind::Receipt, &scripts::RECEIPT, vec![self.keys.task(&held.id)]).arg(&held.entry).arg(json)
+    }
+
+    /// What waits in the queue: entries, pending ones, retries waiting.
+    pub fn depth(&self) -> Call {
+        let k = &self.keys;
+        Call::new(Kind::Depth, &scripts::DEPTH, vec![k.queue(), k.delayed()]).arg(GROUP)
+    }
+
     /// Removes `consumer` from the group, only when it holds no entry.
     pub fn forget_consumer(&self, consumer: &str) -> Call {
         Call::new(Kind::ForgetConsumer, &scripts::FORGET_CONSUMER, vec![self.keys.queue()])
@@ -320,7 +420,55 @@ impl Queue {
     }
 }
 
+/// An event for the events stream: its id and its JSON.
+pub struct EventOut<'a> {
+    pub id: &'a str,
+    pub json: &'a [u8],
+}
+
 impl Fleet {
+    /// The listener's commit: `taken` acknowledged in its group, `state` saved, the events
+    /// written since forgotten, the lock (held by `holder`) renewed for `lock`.
+    pub fn listener_commit(&self, holder: &str, lock: Duration, state: &[u8], taken: &[String]) -> Call {
+        let keys = vec![self.listener_lock(), self.listener_state(), self.results(), self.events_written()];
+        let mut call = Call::new(Kind::ListenerCommit, &scripts::LISTENER_COMMIT, keys)
+            .arg(holder)
+            .num(ms(lock))
+            .arg(state)
+            .arg(super::keys::LISTENER_GROUP);
+        for t in taken {
+            call = call.arg(t);
+        }
+        call
+    }
+
+    /// The listener's events, each added once (see the script).
+    pub fn events_add(&self, events: &[EventOut]) -> Call {
+        let mut call =
+            Call::new(Kind::EventsAdd, &scripts::EVENTS_ADD, vec![self.events(), self.events_written()]);
+        for e in events {
+            call = call.arg(e.id).arg(e.json);
+        }
+        call
+    }
+
+    /// Takes or renews the listener's lock for `holder`.
+    pub fn listener_lock_call(&self, holder: &str, lock: Duration) -> Call {
+        Call::new(Kind::ListenerLock, &scripts::LISTENER_LOCK, vec![self.listener_lock()])
+            .arg(holder)
+            .num(ms(lock))
+    }
+
+    /// The freshest heartbeat of each of `workers` (`''` for none).
+    pub fn freshest_heartbeats(&self, workers: &[String]) -> Call {
+        let mut call = Call::new(Kind::Heartbeats, &scripts::HEARTBEATS, vec![]);
+        for w in workers {
+            let k = self.worker(w);
+            call = call.arg(k.hosts()).arg(k.heartbeat_prefix());
+        }
+        call
+    }
+
     /// Trims the results or events stream below every group's cursor, keeping `keep`.
     pub fn trim(&self, stream: &str, keep: Duration) -> Call {
         Call::new(Kind::Trim, &scripts::TRIM, vec![stream.to_owned()]).num(ms(keep))

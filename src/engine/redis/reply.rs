@@ -91,6 +91,10 @@ pub enum Reply {
         ms: i64,
         last_delivered: String,
     },
+    /// A reclaim refused for `ms` more: the whole fleet was silent (HEARTBEAT's stall rule).
+    Stalled {
+        ms: i64,
+    },
     /// The result is written, with this results-stream entry.
     Written {
         event: String,
@@ -141,6 +145,43 @@ pub enum Reply {
     Consumer {
         outcome: String,
         pending: i64,
+    },
+    /// discard: the entry was this host's and is dropped.
+    Discarded,
+    /// depth: the stream's length, its pending entries, the retries waiting.
+    Depth {
+        length: u64,
+        pending: u64,
+        delayed: u64,
+    },
+    /// A plain command's reply.
+    Value(Value),
+    /// The listener's commit: written, with this many results acknowledged.
+    Committed {
+        acked: u64,
+    },
+    /// Events added to the stream (those written before are not counted).
+    EventsAdded {
+        added: u64,
+    },
+    /// The listener's lock: held by this holder (`None`), or by another.
+    Lock {
+        taken_by: Option<String>,
+    },
+    /// Heartbeats, one per worker asked for (`None`: none).
+    Heartbeats(Vec<Option<Vec<u8>>>),
+    /// withdraw: the task is out of the queue, held under `entry` (deleted) to be cancelled.
+    Withdrawn {
+        entry: String,
+        task: Task,
+    },
+    /// withdraw: the task is not queued nor waiting: unknown (`None`) or held by a host.
+    NotWithdrawn {
+        holder: Option<String>,
+    },
+    /// receipt: kept (`true`), or the task is no longer held by that entry.
+    Receipt {
+        kept: bool,
     },
 }
 
@@ -216,6 +257,26 @@ fn claimed(v: &Value) -> Option<Reply> {
             Some(Reply::Claimed { cursor: text(a.get(1)?)?, delivered })
         }
         "paused" => Some(Reply::Paused { ms: int(a.get(1)?)?, last_delivered: text(a.get(2)?)? }),
+        "stalled" => Some(Reply::Stalled { ms: int(a.get(1)?)? }),
+        _ => None,
+    }
+}
+
+fn withdrawn(v: &Value) -> Option<Reply> {
+    let a = items(v)?;
+    match text(a.first()?)?.as_str() {
+        "withdrawn" => Some(Reply::Withdrawn {
+            entry: text(a.get(1)?)?,
+            task: Task {
+                doc: a.get(2).and_then(bytes)?,
+                state: a.get(3).and_then(bytes).filter(|b| !b.is_empty()),
+                reclaims: u32::try_from(a.get(4).and_then(int)?).ok()?,
+                queued_at_ms: a.get(5).and_then(int)?,
+                previous: None,
+            },
+        }),
+        "absent" => Some(Reply::NotWithdrawn { holder: None }),
+        "held" => Some(Reply::NotWithdrawn { holder: Some(text(a.get(1)?)?) }),
         _ => None,
     }
 }
@@ -260,6 +321,34 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
         Kind::Claim | Kind::Reclaim => claimed(v),
         Kind::Renew => leases(v),
         Kind::Complete | Kind::DeadLetter | Kind::RetryLater | Kind::Requeue => ending(v),
+        Kind::Discard => match tagged(v)? {
+            (t, _) if t == "discarded" => Some(Reply::Discarded),
+            _ => ending(v),
+        },
+        Kind::Command => Some(Reply::Value(v.clone())),
+        Kind::EventsAdd => {
+            let a = items(v)?;
+            Some(Reply::EventsAdded { added: u64::try_from(int(a.first()?)?).ok()? })
+        }
+        Kind::ListenerCommit => match tagged(v)? {
+            (t, n) if t == "committed" => Some(Reply::Committed { acked: u64::try_from(int(n)?).ok()? }),
+            (t, h) if t == "superseded" => Some(Reply::Lock { taken_by: Some(text(h)?) }),
+            _ => None,
+        },
+        Kind::ListenerLock => match tagged(v)? {
+            (t, _) if t == "held" => Some(Reply::Lock { taken_by: None }),
+            (t, h) if t == "taken" => Some(Reply::Lock { taken_by: Some(text(h)?) }),
+            _ => None,
+        },
+        Kind::Heartbeats => {
+            let beats = items(v)?.iter().map(|b| bytes(b).filter(|b| !b.is_empty())).collect();
+            Some(Reply::Heartbeats(beats))
+        }
+        Kind::Depth => {
+            let a = items(v)?;
+            let n = |i: usize| a.get(i).and_then(int).and_then(|n| u64::try_from(n).ok());
+            Some(Reply::Depth { length: n(0)?, pending: n(1)?, delayed: n(2)? })
+        }
         Kind::Promote => {
             let a = items(v)?;
             let next = int(a.get(1)?)?;
@@ -291,6 +380,8 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
             let (outcome, n) = tagged(v)?;
             Some(Reply::Consumer { pending: int(n)?, outcome })
         }
+        Kind::Withdraw => withdrawn(v),
+        Kind::Receipt => Some(Reply::Receipt { kept: tagged(v)?.0 == "kept" }),
     }
 }
 

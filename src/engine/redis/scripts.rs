@@ -61,6 +61,14 @@ scripts! {
     SPEND => "spend.lua",
     TRIM => "trim.lua",
     FORGET_CONSUMER => "forget_consumer.lua",
+    DISCARD => "discard.lua",
+    DEPTH => "depth.lua",
+    LISTENER_COMMIT => "listener_commit.lua",
+    LISTENER_LOCK => "listener_lock.lua",
+    EVENTS_ADD => "events_add.lua",
+    HEARTBEATS => "heartbeats.lua",
+    WITHDRAW => "withdraw.lua",
+    RECEIPT => "receipt.lua",
 }
 
 #[cfg(test)]
@@ -79,6 +87,6 @@ mod tests {
             assert!(first.starts_with("#!lua flags=no-cluster"), "{first}");
             assert!(text.contains("local function now_ms()"));
         }
-        assert_eq!(all().len(), 15);
+        assert_eq!(all().len(), 23);
     }
 }

@@ -125,6 +125,24 @@ fn lock_patiently(path: &Path, create: bool) -> io::Result<File> {
     }
 }
 
+/// Takes the local lock of a worker whose queue is on an engine ([`Layout::engine_lock_file`]),
+/// making its folder if needed: one daemon per worker and host.
+pub(crate) fn lock_engine_worker(worker: &str, paths: &Layout) -> Result<File, OpenError> {
+    let path = paths.engine_lock_file(worker);
+    let var = if paths.lock.is_some() { "LOCK_DIR" } else { "WATCHER_ROOT" };
+    if let Some(dir) = path.parent() {
+        durable::create_dir(dir)
+            .map_err(|e| OpenError::of_io(format!("{var}: cannot create {}: {e}", dir.display()), &e))?;
+    }
+    lock_patiently(&path, true).map_err(|e| match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => OpenError::Locked(format!(
+            "another worker-watcher is already running for worker {worker:?} on this host (it holds the lock on {})",
+            path.display()
+        )),
+        _ => OpenError::of_io(format!("{var}: cannot lock {}: {e}", path.display()), &e),
+    })
+}
+
 impl FsSpool {
     /// Creates the worker's folders (mode 0750), takes the worker's lock, and removes temp
     /// files a dead process left.

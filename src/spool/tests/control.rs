@@ -7,14 +7,14 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{deadline, suite};
+use super::{deadline, engine_suite, suite};
 use crate::spool::control::{ControlSpool, Known, Pending, Queued, Stored};
 use crate::spool::fs::control::FsControl;
 use crate::spool::layout::{self, Layout};
 use crate::spool::mem::{MemControl, Memory};
 
 /// watcherctl's world: the backend, and what the daemons write.
-pub(super) trait Fixture {
+pub(in crate::spool) trait Fixture {
     fn spool(&mut self) -> &mut dyn ControlSpool;
     /// A worker makes its queue.
     fn queue(&mut self, worker: &str);
@@ -278,6 +278,16 @@ suite!(fs, super::Fs::new();
 );
 
 suite!(mem, super::Mem::new();
+    a_worker_is_known_by_its_queue_or_heartbeat,
+    a_task_is_queued_once_and_seen_until_claimed,
+    a_result_wakes_its_waiter_and_can_be_set_aside,
+    heartbeats_are_read_as_they_are,
+    tasks_are_listed_with_their_state_receipt_and_cancel_request,
+    dead_letters_are_listed_retired_and_purged_with_their_originals,
+    events_come_in_order_once_and_can_be_followed,
+);
+
+engine_suite!(redis, super::super::engine::Control::start;
     a_worker_is_known_by_its_queue_or_heartbeat,
     a_task_is_queued_once_and_seen_until_claimed,
     a_result_wakes_its_waiter_and_can_be_set_aside,

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use mio::{Events, Poll, Token};
 use serde_json::{json, Value};
 
-use super::{deadline, suite};
+use super::{deadline, engine_suite, suite};
 use crate::format::summary::ResultReading;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::layout::{self, Layout};
@@ -20,7 +20,7 @@ const DAY: Duration = Duration::from_secs(86_400);
 const TOKEN: Token = Token(7);
 
 /// The listener's world: it opens the backend, and writes what the workers write.
-pub(super) trait Fixture {
+pub(in crate::spool) trait Fixture {
     /// The backend, opened anew (a restart; the one before is dropped first).
     fn open(&mut self) -> Box<dyn ListenerSpool>;
     /// A worker writes the result of `id`, finished at `finished`, at time `written`.
@@ -298,6 +298,17 @@ suite!(fs, super::Fs::new();
 );
 
 suite!(mem, super::Mem::new();
+    results_are_handed_out_once_and_a_commit_keeps_them_taken,
+    results_not_committed_are_handed_out_again_the_same,
+    history_older_than_the_backfill_is_counted_not_announced,
+    a_new_result_of_a_task_is_a_new_result,
+    heartbeats_are_read_and_their_writes_heard,
+    workers_that_show_up_are_heard_and_listed,
+    events_are_written_each_under_its_id,
+    the_state_comes_back_once_committed,
+);
+
+engine_suite!(redis, super::super::engine::Listener::start;
     results_are_handed_out_once_and_a_commit_keeps_them_taken,
     results_not_committed_are_handed_out_again_the_same,
     history_older_than_the_backfill_is_counted_not_announced,

@@ -8,6 +8,7 @@
 //! fixture.
 
 mod control;
+mod engine;
 mod listener;
 
 use std::time::{Duration, Instant};
@@ -34,3 +35,20 @@ macro_rules! suite {
     };
 }
 pub(crate) use suite;
+
+/// `engine_suite!(module, Fixture::start; name, …)`: like [`suite!`], for a fixture on a real
+/// engine: `start` gives `None` (the test says SKIP) where no server can run.
+macro_rules! engine_suite {
+    ($module:ident, $start:expr; $($name:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[test]
+                fn $name() {
+                    let Some(mut f) = $start() else { return };
+                    super::$name(&mut f);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use engine_suite;

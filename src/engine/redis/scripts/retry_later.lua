@@ -1,6 +1,7 @@
 #!lua flags=no-cluster
 -- RETRY_LATER: a failed attempt waits for its retry outside the stream. Saves the state
--- (attempts, history), puts the task in the delayed set at server time + `delay`, and
+-- (attempts, history, and the reclaims counted so far: the task's own counter starts again
+-- from 0), puts the task in the delayed set at server time + `delay`, and
 -- acknowledges and deletes the entry. Only the entry's holder may: another host's
 -- ('lost', after a reclaim) or an acknowledged one ('gone') is left alone.
 -- KEYS: queue, task, inflight, delayed.  ARGV: group, consumer, id, entry, state, delay ms.
@@ -14,7 +15,7 @@ if not h then return {'gone', ''} end
 if h ~= consumer then return {'lost', h} end
 if redis.call('HGET', task, 'entry') ~= entry then return {'gone', ''} end
 local due = now_ms() + math.floor(delay)
-redis.call('HSET', task, 'state', ARGV[5], 'phase', 'delayed', 'due', due)
+redis.call('HSET', task, 'state', ARGV[5], 'phase', 'delayed', 'due', due, 'reclaims', 0)
 redis.call('HDEL', task, 'owner', 'entry', 'claimed_at')
 redis.call('ZADD', KEYS[4], due, id)
 ack_del(q, group, entry)

@@ -2,8 +2,9 @@
 //! engine's address), the password (from a file or a systemd credential, never the URL),
 //! `SPOOL_PREFIX`, `SPOOL_CONSUMER`, `LEASE`, `RESULT_TTL`, `SPOOL_TIMEOUT`.
 //!
-//! Not yet in src/config/vars.rs (the daemons are not wired to the engine yet); the messages
-//! have the shape of the other settings' so a bad value stops a daemon with exit status 78.
+//! src/config/spool.rs reads them through the configuration's layers (their ranges are in
+//! src/config/bounds.rs); the messages have the shape of the other settings', so a bad value
+//! stops a daemon with exit status 78.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -230,11 +231,13 @@ fn seconds(
 }
 
 /// The engine's settings, or `None` when `SPOOL` is `file` or unset. `hostname` is the
-/// default consumer; `heartbeat` the HEARTBEAT_INTERVAL (LEASE defaults to three of them).
+/// default consumer; `heartbeat` the HEARTBEAT_INTERVAL (LEASE defaults to three of them, and
+/// must be longer than one); `None` for a program without heartbeats (the listener,
+/// watcherctl), which holds no lease.
 pub fn settings(
     get: &dyn Fn(&str) -> Option<String>,
     hostname: &str,
-    heartbeat: Duration,
+    heartbeat: Option<Duration>,
 ) -> Result<Option<Settings>, ConfigError> {
     let target = match backend(&get("SPOOL").unwrap_or_default())? {
         Backend::File => return Ok(None),
@@ -259,8 +262,9 @@ pub fn settings(
             "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit (default: the host name)",
         ));
     }
-    let lease = seconds(get, "LEASE", heartbeat * 3)?;
-    if lease <= heartbeat {
+    let heartbeat_or_default = heartbeat.unwrap_or(Duration::from_secs(10));
+    let lease = seconds(get, "LEASE", heartbeat_or_default * 3)?;
+    if let Some(heartbeat) = heartbeat.filter(|h| lease <= *h) {
         return Err(ConfigError(format!(
             "LEASE={}s must be longer than HEARTBEAT_INTERVAL={}s: the lease is renewed at every heartbeat",
             lease.as_secs_f64(),

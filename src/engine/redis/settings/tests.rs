@@ -102,7 +102,7 @@ fn password_from_a_file_or_a_credential_never_the_url() {
 
 #[test]
 fn defaults_and_derived_lease() {
-    let hb = Duration::from_secs(10);
+    let hb = Some(Duration::from_secs(10));
     assert_eq!(settings(&env(&[]), "host-a", hb).unwrap(), None);
     let s = settings(&env(&[("SPOOL", "redis+unix:///run/r.sock")]), "host-a", hb).unwrap().unwrap();
     assert_eq!((s.prefix.as_str(), s.consumer.as_str()), ("ww", "host-a"));
@@ -131,7 +131,7 @@ fn defaults_and_derived_lease() {
 
 #[test]
 fn bad_settings_name_the_variable() {
-    let hb = Duration::from_secs(10);
+    let hb = Some(Duration::from_secs(10));
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("SPOOL_PREFIX", "a{b}")], "SPOOL_PREFIX=\"a{b}\" is invalid"),
         (&[("SPOOL_CONSUMER", "host/a")], "SPOOL_CONSUMER=\"host/a\" is invalid"),

@@ -1,11 +1,9 @@
 //! The I/O thread against a real server: batches, a kill -9 of the engine, reconnection.
 
-use std::sync::Arc;
-
 use mio::{Events, Poll, Token, Waker};
 
 use super::*;
-use crate::engine::redis::io::{Batch, Event, Link, RedisIo, Replicas};
+use crate::engine::redis::io::{self, Batch, Event, Link, RedisIo, Replicas};
 use crate::engine::redis::keys::Fleet;
 use crate::engine::redis::ops::Queue;
 use crate::engine::redis::testing::Server;
@@ -32,7 +30,7 @@ fn next<T>(poll: &mut Poll, io: &RedisIo, mut want: impl FnMut(Event) -> Option<
 fn a_batch_is_one_round_trip_and_the_link_survives_an_engine_kill() {
     let Some(mut srv) = Server::start(&[]) else { return };
     let mut poll = Poll::new().unwrap();
-    let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
+    let waker = io::waker(Waker::new(poll.registry(), WAKE).unwrap());
     let target = srv.target();
     let keys = Fleet::new("ww").worker("marie");
     let q = Queue::new(keys.clone(), "host-a");

@@ -92,3 +92,34 @@ fn a_consumer_that_holds_entries_is_never_deleted() {
         Reply::Consumer { outcome: "absent".into(), pending: 0 }
     );
 }
+
+#[test]
+fn after_a_silence_of_every_host_nothing_is_reclaimed_for_one_lease() {
+    let Some(srv) = Server::start(&[]) else { return };
+    // A lease of an hour: idle entries are made by XCLAIM with IDLE, never by waiting.
+    let lease = Duration::from_secs(3600);
+    let (mut a, qa) = srv.queue("marie", "host-a");
+    let (mut b, qb) = srv.queue("marie", "host-b");
+    enqueue(&mut a, &qa, "t0");
+    let h = held(&claim(&mut a, &qa, 1));
+    let q = qa.keys().queue();
+    let idle = (2 * lease.as_millis()).to_string();
+    let _: redis::Value = cmd(&mut a, &["XCLAIM", &q, "workers", "host-a", "0", &h[0].entry, "IDLE", &idle]);
+    // Every host's last heartbeat is older than half a lease: the fleet was silent.
+    let old = (now_ms(&mut a) - lease.as_millis() as i64).to_string();
+    let _: i64 = cmd(&mut a, &["ZADD", &qa.keys().hosts(), &old, "host-a", &old, "host-b"]);
+    let r = b.run(&qb.reclaim(lease, 1, "0-0")).unwrap();
+    assert!(matches!(r, Reply::Stalled { .. }), "{r:?}");
+    // host-b beats again at once; the hold stands for a lease all the same.
+    b.run(&qb.heartbeat_watching(b"{}", lease, Some(lease))).unwrap();
+    assert!(matches!(b.run(&qb.reclaim(lease, 1, "0-0")).unwrap(), Reply::Stalled { .. }));
+    // Once it is over (the key expired), a lone live host takes the dead one's entry.
+    let _: i64 = cmd(&mut a, &["DEL", &qa.keys().stall()]);
+    let got = b.run(&qb.reclaim(lease, 1, "0-0")).unwrap().delivered().unwrap();
+    assert_eq!(got.len(), 1, "{got:?}");
+}
+
+fn now_ms(e: &mut Engine) -> i64 {
+    let t: Vec<String> = cmd(e, &["TIME"]);
+    t[0].parse::<i64>().unwrap() * 1000 + t[1].parse::<i64>().unwrap() / 1000
+}

@@ -98,8 +98,9 @@ pub struct FsListener {
     notes: Vec<Note>,
 }
 
-/// Takes the lock on the state folder `dir`: one listener per spool.
-fn lock(dir: &Path) -> Result<File, OpenError> {
+/// Takes the lock on the state folder `dir`: one listener per spool (and per host, on an
+/// engine).
+pub(crate) fn lock(dir: &Path) -> Result<File, OpenError> {
     // O_DIRECTORY: something else at that name is refused, never waited on (a FIFO).
     let lock = std::fs::OpenOptions::new()
         .read(true)

@@ -1,0 +1,184 @@
+//! The wake-up for new entries of streams (a worker's tasks; the fleet's results and
+//! heartbeats for the listener): a thread with a connection of its own, blocked in one
+//! `XREAD BLOCK` on all of them from the newest entry it has seen of each. `XREAD` claims
+//! nothing (a blocked `XREADGROUP` could not be taken back: docs/redis.md, "Pickup"), so every
+//! delivery still goes through the scripts; this thread only says which streams moved, and
+//! rings the loop's bell.
+//!
+//! Each stream starts from its consumer group's last-delivered-id (what was added and not
+//! delivered before it connected is news at once), or from its newest entry; at every
+//! (re)connect each stream is said to have moved, so nothing written meanwhile is missed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use redis::Value;
+
+use super::link::Bell;
+use super::values;
+use crate::engine::redis::client::Engine;
+use crate::engine::redis::settings::Settings;
+
+/// How long one `XREAD` blocks; a stop is noticed after it at most.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read at most per stream and `XREAD` (only the newest id is kept).
+const COUNT: usize = 1000;
+/// The wait before connecting again after a failure.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Where the wake-up starts reading a stream.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum From {
+    /// After this consumer group's last-delivered-id.
+    Group(&'static str),
+    /// After its newest entry.
+    Newest,
+}
+
+/// The loop's end: which streams moved since the last look.
+pub(crate) struct Wakeup {
+    moved: Vec<Arc<AtomicBool>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Wakeup {
+    /// Starts the thread on `streams`.
+    pub(crate) fn spawn(
+        settings: &Settings,
+        streams: Vec<(String, From)>,
+        bell: Bell,
+    ) -> std::io::Result<Wakeup> {
+        let moved: Vec<Arc<AtomicBool>> = streams.iter().map(|_| Arc::new(AtomicBool::new(false))).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let watch =
+            Watch { settings: settings.clone(), streams, bell, moved: moved.clone(), stop: stop.clone() };
+        thread::Builder::new().name("spool-wakeup".into()).spawn(move || watch.run())?;
+        Ok(Wakeup { moved, stop })
+    }
+
+    /// Whether stream `i` (in the order given) moved since the last call.
+    pub(crate) fn take(&self, i: usize) -> bool {
+        self.moved.get(i).is_some_and(|m| m.swap(false, Ordering::AcqRel))
+    }
+}
+
+impl Drop for Wakeup {
+    /// The thread ends after its current `XREAD` (not joined: the loop must not wait for it).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+struct Watch {
+    settings: Settings,
+    streams: Vec<(String, From)>,
+    bell: Bell,
+    moved: Vec<Arc<AtomicBool>>,
+    stop: Arc<AtomicBool>,
+}
+
+fn io(what: &'static str, e: impl ToString) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::Io, what, e.to_string()))
+}
+
+impl Watch {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    fn run(self) {
+        while !self.stopped() {
+            // Errors end a watch; the next starts again from the groups' cursors.
+            let _ = self.watch();
+            if !self.stopped() {
+                thread::sleep(RETRY);
+            }
+        }
+    }
+
+    fn ring(&self, i: usize) {
+        if let Some(m) = self.moved.get(i) {
+            m.store(true, Ordering::Release);
+        }
+    }
+
+    fn watch(&self) -> Result<(), redis::RedisError> {
+        let s = &self.settings;
+        let mut engine =
+            Engine::connect(&s.target, s.password.as_deref(), s.timeout).map_err(|e| io("connect", e))?;
+        engine.set_read_timeout(Some(BLOCK + s.timeout)).map_err(|e| io("timeout", e))?;
+        let con = engine.connection();
+        let mut cursors = Vec::with_capacity(self.streams.len());
+        for (stream, from) in &self.streams {
+            cursors.push(start(con, stream, *from)?);
+        }
+        // What was written before this connection is news too.
+        (0..self.streams.len()).for_each(|i| self.ring(i));
+        self.bell.ring();
+        while !self.stopped() {
+            let mut cmd = redis::cmd("XREAD");
+            cmd.arg("COUNT").arg(COUNT).arg("BLOCK").arg(BLOCK.as_millis() as u64).arg("STREAMS");
+            cmd.arg(self.streams.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>()).arg(&cursors);
+            let reply: Value = cmd.query(con)?;
+            let mut any = false;
+            for (name, newest) in newest_ids(&reply) {
+                if let Some(i) = self.streams.iter().position(|(s, _)| *s == name) {
+                    cursors[i] = newest;
+                    self.ring(i);
+                    any = true;
+                }
+            }
+            if any {
+                self.bell.ring();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where reading `stream` starts.
+fn start(con: &mut redis::Connection, stream: &str, from: From) -> Result<String, redis::RedisError> {
+    match from {
+        From::Group(group) => {
+            let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(stream).query(con) {
+                Ok(v) => v,
+                // No stream yet: from its start.
+                Err(e) if e.code() == Some("ERR") => return Ok("0-0".into()),
+                Err(e) => return Err(e),
+            };
+            Ok(values::last_delivered(&groups, group).unwrap_or_else(|| "0-0".into()))
+        }
+        From::Newest => {
+            let v: Value =
+                redis::cmd("XREVRANGE").arg(stream).arg("+").arg("-").arg("COUNT").arg(1).query(con)?;
+            Ok(values::entries(&v)
+                .and_then(|e| e.first().map(|e| e.id.clone()))
+                .unwrap_or_else(|| "0-0".into()))
+        }
+    }
+}
+
+/// Each stream of an `XREAD` reply with the id of its newest entry.
+fn newest_ids(reply: &Value) -> Vec<(String, String)> {
+    let Some(items) = values::items(reply) else { return Vec::new() };
+    // RESP2: [[name, entries], ...]; RESP3: {name: entries} flattened to [name, entries, ...].
+    let pairs: Vec<(Value, Value)> = match items.first() {
+        Some(Value::Array(_)) => items
+            .iter()
+            .filter_map(|p| {
+                let p = values::items(p)?;
+                Some((p.first()?.clone(), p.get(1)?.clone()))
+            })
+            .collect(),
+        _ => items.chunks(2).filter_map(|c| Some((c.first()?.clone(), c.get(1)?.clone()))).collect(),
+    };
+    pairs
+        .into_iter()
+        .filter_map(|(name, entries)| {
+            let newest = values::entries(&entries)?.last()?.id.clone();
+            Some((values::text(&name)?, newest))
+        })
+        .collect()
+}
