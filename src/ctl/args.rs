@@ -37,6 +37,21 @@ pub enum Command {
     Dlq(DlqCommand),
     /// The events orchestrator-listener writes for the orchestrator.
     Events(EventsArgs),
+    /// Move a worker's work between the folders and the engine (SPOOL); check the engine.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Move a stopped worker's queue, retry state and dead letters from the folders to the
+    /// engine.
+    Import { worker: String },
+    /// Move a stopped worker's queue, retry state and dead letters from the engine to the
+    /// folders.
+    Export { worker: String },
+    /// The engine's settings, and whether the daemons accept it.
+    Check,
 }
 
 #[derive(Debug, Args)]

@@ -13,13 +13,14 @@ pub mod exit;
 mod output;
 mod result;
 mod retry;
+mod spool;
 mod status;
 mod submit;
 
 pub use args::CtlArgs;
 pub use submit::{new_id, PIPE_ATOMIC_BYTES};
 
-use args::{Command, DlqCommand};
+use args::{Command, DlqCommand, SpoolCommand};
 use exit::{CtlError, CtlResult, CONFIG, NO_WORKER, USAGE};
 
 use crate::config::{worker_name, Config};
@@ -44,6 +45,13 @@ pub fn run(args: &CtlArgs) -> u8 {
 fn dispatch(args: &CtlArgs) -> CtlResult {
     let cfg = Config::load_shared(&args.layers(crate::cli::environment()))
         .map_err(|e| CtlError::new(CONFIG, e.to_string()))?;
+    // The migration and the check open their sides themselves.
+    match &args.command {
+        Command::Spool(SpoolCommand::Import { worker }) => return spool::migrate(&cfg, worker, true),
+        Command::Spool(SpoolCommand::Export { worker }) => return spool::migrate(&cfg, worker, false),
+        Command::Spool(SpoolCommand::Check) => return spool::check(&cfg),
+        _ => {}
+    }
     let mut spool = open(&cfg)?;
     let spool: &mut dyn ControlSpool = spool.as_mut();
     match &args.command {
@@ -55,6 +63,7 @@ fn dispatch(args: &CtlArgs) -> CtlResult {
         Command::Dlq(DlqCommand::Retry(p)) => retry::retry(spool, p, cfg.tuning.max_task_bytes),
         Command::Dlq(DlqCommand::Purge(p)) => dlq::purge(spool, p),
         Command::Events(a) => events::events(spool, a),
+        Command::Spool(_) => Ok(exit::OK),
     }
 }
 
