@@ -3,6 +3,7 @@
 //! on loopback; plain commands; watcherctl run with SPOOL. Without a server binary a test
 //! says SKIP and passes, unless CI is set (.ci/run installs redis-server and redis-sentinel).
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -30,6 +31,11 @@ pub fn server_binary() -> Option<PathBuf> {
         eprintln!("SKIP: redis-server not found (install redis-server, or set WW_REDIS_SERVER)");
     }
     found
+}
+
+/// A free loopback port (bound, then released for the server to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// One `redis-server` (or `redis-server --sentinel`) process in a folder of its own.
@@ -77,6 +83,41 @@ impl Server {
         args.push(dir.display().to_string());
         args.extend(extra.iter().map(|s| s.to_string()));
         Some(Server::spawn(&binary, dir, None, args))
+    }
+
+    /// A data server on 127.0.0.1:`port`, AOF `always`, with `extra` settings.
+    pub fn tcp(dir: &Path, port: u16, extra: &[String]) -> Option<Server> {
+        let binary = server_binary()?;
+        let mut args: Vec<String> =
+            vec!["--bind".into(), "127.0.0.1".into(), "--port".into(), port.to_string()];
+        args.extend(["--appendonly", "yes", "--appendfsync", "always", "--save", ""].map(String::from));
+        args.push("--dir".into());
+        args.push(dir.display().to_string());
+        args.extend(extra.iter().cloned());
+        Some(Server::spawn(&binary, dir, Some(port), args))
+    }
+
+    /// A Sentinel on 127.0.0.1:`port` watching `service` at 127.0.0.1:`primary` (quorum 2,
+    /// down after 1 s).
+    pub fn sentinel(dir: &Path, port: u16, service: &str, primary: u16) -> Option<Server> {
+        let binary = server_binary()?;
+        std::fs::create_dir_all(dir).expect("sentinel dir");
+        let conf = dir.join("sentinel.conf");
+        let text = format!(
+            "bind 127.0.0.1\nport {port}\ndir {}\nsentinel monitor {service} 127.0.0.1 {primary} 2\n\
+             sentinel down-after-milliseconds {service} 1000\nsentinel failover-timeout {service} 10000\n\
+             sentinel parallel-syncs {service} 1\n",
+            dir.display()
+        );
+        std::fs::write(&conf, text).expect("sentinel.conf");
+        Some(Server::spawn(&binary, dir, Some(port), vec![conf.display().to_string(), "--sentinel".into()]))
+    }
+
+    /// Starts it again with the same arguments (its AOF, its port), plus `extra`.
+    pub fn restart_with(&mut self, extra: &[String]) {
+        self.kill9();
+        self.args.extend(extra.iter().cloned());
+        self.run();
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -132,6 +173,10 @@ impl Server {
             Value::SimpleString(s) => Some(s),
             _ => None,
         }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
     }
 
     /// kill -9, waited for.
