@@ -41,6 +41,21 @@ pub enum Command {
     Tasks(TasksArgs),
     /// Cancel a queued, running or waiting task; wait until it is cancelled.
     Cancel(CancelArgs),
+    /// Move a worker's work between the folders and the engine (SPOOL); check the engine.
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpoolCommand {
+    /// Move a stopped worker's queue, retry state and dead letters from the folders to the
+    /// engine.
+    Import { worker: String },
+    /// Move a stopped worker's queue, retry state and dead letters from the engine to the
+    /// folders.
+    Export { worker: String },
+    /// The engine's settings, and whether the daemons accept it.
+    Check,
 }
 
 #[derive(Debug, Args)]

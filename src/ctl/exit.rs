@@ -10,7 +10,8 @@ pub const OK: u8 = 0;
 pub const TASK_FAILED: u8 = 1;
 /// Bad command line, or a task that is not valid (clap uses 2 too).
 pub const USAGE: u8 = 2;
-/// EX_DATAERR: refused as asked: the task id is taken, or a dead letter cannot be retried.
+/// EX_DATAERR: refused as asked: the task id is taken, or a dead letter cannot be retried;
+/// `spool import|export`: records were left where they were (the other side has others).
 pub const REFUSED: u8 = 65;
 /// EX_NOINPUT: no such result or dead letter.
 pub const NOT_FOUND: u8 = 66;
@@ -18,7 +19,8 @@ pub const NOT_FOUND: u8 = 66;
 pub const NO_WORKER: u8 = 69;
 /// EX_IOERR: a file or folder could not be read or written.
 pub const IO: u8 = 74;
-/// EX_TEMPFAIL: `--wait-timeout` passed before the result came.
+/// EX_TEMPFAIL: `--wait-timeout` passed before the result came; `spool import|export`: a
+/// worker runs on the side the work would leave (stop it, and run it again).
 pub const TIMED_OUT: u8 = 75;
 /// EX_CONFIG: a bad setting (the same one-line message as the daemons).
 pub const CONFIG: u8 = 78;

@@ -14,6 +14,7 @@ pub mod exit;
 mod output;
 mod result;
 mod retry;
+mod spool;
 mod status;
 mod submit;
 mod tasks;
@@ -21,7 +22,7 @@ mod tasks;
 pub use args::CtlArgs;
 pub use submit::{new_id, PIPE_ATOMIC_BYTES};
 
-use args::{Command, DlqCommand};
+use args::{Command, DlqCommand, SpoolCommand};
 use exit::{CtlError, CtlResult, CONFIG, NO_WORKER, USAGE};
 
 use crate::config::{worker_name, Config};
@@ -46,6 +47,13 @@ pub fn run(args: &CtlArgs) -> u8 {
 fn dispatch(args: &CtlArgs) -> CtlResult {
     let cfg = Config::load_shared(&args.layers(crate::cli::environment()))
         .map_err(|e| CtlError::new(CONFIG, e.to_string()))?;
+    // The migration and the check open their sides themselves.
+    match &args.command {
+        Command::Spool(SpoolCommand::Import { worker }) => return spool::migrate(&cfg, worker, true),
+        Command::Spool(SpoolCommand::Export { worker }) => return spool::migrate(&cfg, worker, false),
+        Command::Spool(SpoolCommand::Check) => return spool::check(&cfg),
+        _ => {}
+    }
     let mut spool = open(&cfg)?;
     let spool: &mut dyn ControlSpool = spool.as_mut();
     match &args.command {
@@ -59,6 +67,7 @@ fn dispatch(args: &CtlArgs) -> CtlResult {
         Command::Events(a) => events::events(spool, a),
         Command::Tasks(a) => tasks::tasks(spool, a),
         Command::Cancel(a) => cancel::cancel(spool, a),
+        Command::Spool(_) => Ok(exit::OK),
     }
 }
 

@@ -15,6 +15,7 @@
 //!   tasks/W/.rejected/<name>.orig     originals kept beside their dead letters
 //!   tasks/W/.spend.json               the worker's spend ledger
 //!   tasks/W/.cancel/<id>.json         requests to cancel a task (watcherctl cancel)
+//!   tasks/W/.imported/                task files `watcherctl spool import` moved to an engine
 //!   triggers/W/<id>.json              TRIGGER_DIR: claim receipts
 //!   triggers/orchestrator/<id>.json   the listener's events
 //!   results/W/<id>.json               RESULT_DIR: final outcomes
@@ -22,6 +23,7 @@
 //!   heartbeats/W.json                 HEARTBEAT_DIR
 //!   dlq/W/<name>.json                 DLQ_DIR: dead letters
 //!   dlq/W/.retried/<name>.<ms>.json   dead letters retried
+//!   dlq/W/.imported/                  dead letters `watcherctl spool import` moved to an engine
 //!   pipes/W.pipe                      the optional FIFO intake
 //!   prompts/W.md                      PROMPT_DIR: the worker's system prompt
 //!   listener/state.json               the listener's state (its lock is on the folder)
@@ -66,6 +68,9 @@ const LOCK_SUFFIX: &str = ".lock";
 /// lock) and LOCK_DIR is unset.
 const LOCKS: &str = "locks";
 const ORIGINAL_SUFFIX: &str = ".orig";
+/// The folder, inside a worker's queue and dead letters, of what `watcherctl spool import`
+/// moved to an engine (kept, never read again by the daemons).
+const IMPORTED: &str = ".imported";
 
 /// Worker names the spool uses for itself, with the folder each would collide with.
 /// Compared without regard to case: on a case-insensitive filesystem (CIFS, a macOS share)
@@ -121,6 +126,11 @@ pub fn aside_name(stem: &str, ms: u128) -> String {
 /// The folder `.retried/` inside `dir` (a worker's results or dead letters).
 pub fn aside_dir(dir: &Path) -> PathBuf {
     dir.join(RETRIED)
+}
+
+/// The folder `.imported/` inside `dir` (a worker's queue or dead letters).
+pub fn imported_dir(dir: &Path) -> PathBuf {
+    dir.join(IMPORTED)
 }
 
 /// The folders of one spool root, as WATCHER_ROOT and the folder variables resolve them.

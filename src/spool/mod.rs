@@ -20,6 +20,7 @@ pub(crate) mod layout;
 pub mod listener;
 #[cfg(test)]
 pub(crate) mod mem;
+pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod redis;
 mod writer;

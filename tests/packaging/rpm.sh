@@ -90,6 +90,8 @@ step_file_list() {
     grep -qx /usr/lib/systemd/catalog/worker-watcher.catalog <<<"$listed" || fail "no journal catalog"
     grep -qx /usr/share/worker-watcher/prometheus/worker-watcher.rules.yml <<<"$listed" || fail "no alert rules"
     grep -qx /usr/share/worker-watcher/grafana/worker-watcher.json <<<"$listed" || fail "no Grafana dashboard"
+    grep -qx /usr/share/doc/worker-watcher/examples/systemd/orchestrator-listener-engine.conf.example <<<"$listed" ||
+        fail "no systemd drop-in for an engine"
 }
 
 step_modes_and_config() {

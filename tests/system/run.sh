@@ -1,6 +1,7 @@
 #!/bin/bash
 # Entry point of the system suite: builds the .deb (packaging/build.sh), then runs suite.sh
-# against it in a freshly booted Debian 12 container. Needs root. Exits non-zero if the
+# against it in a freshly booted Debian 12 container, and engine.sh in two of them sharing a
+# Redis engine. Needs root. Exits non-zero if the
 # build or any step fails.
 #
 #   tests/system/run.sh               # build, then test
@@ -31,7 +32,11 @@ main() {
     host_tools
     deb=${WW_DEB:-$("$REPO/packaging/build.sh" deb)}
     echo "run.sh: testing $deb"
-    "$HERE/suite.sh" "$deb"
+    local rc=0
+    "$HERE/suite.sh" "$deb" || rc=$?
+    # Two hosts sharing a Redis engine (issue 16, test 12).
+    "$HERE/engine.sh" "$deb" || rc=$?
+    return "$rc"
 }
 
 main "$@"
