@@ -6,6 +6,7 @@
 mod fake;
 mod holds;
 mod queue;
+mod timers;
 
 use std::cell::RefCell;
 use std::rc::Rc;
