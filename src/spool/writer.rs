@@ -175,6 +175,8 @@ impl Writer {
         let waker = Arc::new(OnceLock::<Waker>::new());
         let wake = waker.clone();
         std::thread::Builder::new().name("spool-writer".into()).spawn(move || {
+            // Agents' SIGCHLDs go to the loop, which reaps them, instead of waking this thread.
+            crate::sys::syncs::block_signals();
             for ops in jobs_rx {
                 if done_tx.send(layout.write(ops)).is_err() {
                     break;

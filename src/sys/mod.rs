@@ -7,3 +7,4 @@ pub(crate) mod durable;
 pub(crate) mod inotify;
 pub(crate) mod sd_notify;
 pub(crate) mod socket;
+pub(crate) mod syncs;
