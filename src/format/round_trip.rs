@@ -7,26 +7,7 @@ use serde_json::{json, Value};
 
 use crate::agent::AgentReport;
 use crate::format::records::{to_bytes, TaskResult, COMPLETED, FAILED};
-use crate::format::summary::{self, Agent, Reading, Summary};
-
-/// Every reason a failed result carries (worker-watcher-tasks(5), RESULT, `reason`).
-const REASONS: &[&str] = &[
-    "timeout",
-    "exit_code",
-    "signal",
-    "spawn_error",
-    "agent_error",
-    "invalid",
-    "reclaim_limit",
-    "empty_output",
-    "repeated_failure",
-    "attempt_limit",
-    "time_limit",
-    "error_max_turns",
-    "error_max_budget_usd",
-    "error_max_structured_output_retries",
-    "permission_denied",
-];
+use crate::format::summary::{self, Agent, ResultReading, Summary};
 
 /// A completed result as the worker writes it: plain text output, no agent report.
 fn completed(id: &str) -> TaskResult {
@@ -109,7 +90,7 @@ fn facts(r: &TaskResult, batch: Option<(&str, Option<u64>)>) -> Summary {
 fn read_back(r: &TaskResult) -> Summary {
     let bytes = to_bytes(r);
     match summary::read(bytes.as_slice(), bytes.len() as u64, &r.task_id) {
-        Reading::Result(s) => *s,
+        ResultReading::Result(s) => *s,
         other => panic!("{}: {other:?}", r.task_id),
     }
 }
@@ -130,7 +111,8 @@ fn a_completed_result_reads_back_the_same() {
 
 #[test]
 fn a_failed_result_of_every_reason_reads_back_the_same() {
-    for reason in REASONS {
+    // Every reason a failed result carries (worker-watcher-tasks(5), RESULT, `reason`).
+    for reason in crate::agent::reason::FINAL {
         assert_round_trip(&failed(&format!("f-{reason}"), reason), None);
     }
 }

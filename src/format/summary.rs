@@ -1,4 +1,4 @@
-//! Reading a result for what the listener needs of it: outcome, timings, metadata and the
+//! ResultReading a result for what the listener needs of it: outcome, timings, metadata and the
 //! agent's figures. The agent's output (up to MAX_OUTPUT_BYTES) is skipped by the parser,
 //! never held.
 //!
@@ -82,16 +82,16 @@ pub struct Summary {
 
 /// What reading a result file gave.
 #[derive(Debug)]
-pub enum Reading {
+pub enum ResultReading {
     Result(Box<Summary>),
     Unreadable(String),
 }
 
 /// Reads a result of `len` bytes from `reader`; `stem` is its name without the suffix (the
 /// task id when the result has none).
-pub fn read(mut reader: impl Read, len: u64, stem: &str) -> Reading {
+pub fn read(mut reader: impl Read, len: u64, stem: &str) -> ResultReading {
     if len > MAX_RESULT_BYTES {
-        return Reading::Unreadable("larger than 256 MiB".into());
+        return ResultReading::Unreadable("larger than 256 MiB".into());
     }
     // A usual result is read whole and parsed from memory (several times faster than from a
     // reader); a very large one is streamed, its output skipped without being held.
@@ -99,18 +99,18 @@ pub fn read(mut reader: impl Read, len: u64, stem: &str) -> Reading {
         let mut bytes = Vec::with_capacity(len as usize + 1);
         match reader.read_to_end(&mut bytes) {
             Ok(_) => serde_json::from_slice::<Raw>(&bytes),
-            Err(e) => return Reading::Unreadable(e.to_string()),
+            Err(e) => return ResultReading::Unreadable(e.to_string()),
         }
     } else {
         serde_json::from_reader(BufReader::new(reader.take(MAX_RESULT_BYTES)))
     };
     let raw = match parsed {
         Ok(r) => r,
-        Err(e) => return Reading::Unreadable(format!("not a result: {e}")),
+        Err(e) => return ResultReading::Unreadable(format!("not a result: {e}")),
     };
     match summarise(raw, stem) {
-        Ok(s) => Reading::Result(Box::new(s)),
-        Err(why) => Reading::Unreadable(why),
+        Ok(s) => ResultReading::Result(Box::new(s)),
+        Err(why) => ResultReading::Unreadable(why),
     }
 }
 
@@ -156,7 +156,7 @@ fn batch_of(metadata: &Value) -> Option<(String, Option<u64>)> {
 mod tests {
     use super::*;
 
-    fn of(text: &str, stem: &str) -> Reading {
+    fn of(text: &str, stem: &str) -> ResultReading {
         read(text.as_bytes(), text.len() as u64, stem)
     }
 
@@ -166,7 +166,7 @@ mod tests {
                "output":{"huge":[1,2,3]},"attempts":3,"finished_at":"2026-01-01T00:00:00Z",
                "duration_seconds":12.5,"metadata":{"batch":"b1","batch_size":"3"},
                "agent":{"total_cost_usd":0.5,"input_tokens":10}}"#;
-        let Reading::Result(s) = of(text, "t1") else { panic!("not read") };
+        let ResultReading::Result(s) = of(text, "t1") else { panic!("not read") };
         assert_eq!((s.task_id.as_str(), s.status, s.reason.as_deref()), ("t1", "failed", Some("timeout")));
         assert_eq!(s.duration_seconds, Some(12.5));
         assert_eq!(s.batch, Some(("b1".to_string(), Some(3))));
@@ -176,28 +176,29 @@ mod tests {
     #[test]
     fn what_is_not_a_result_is_unreadable() {
         for text in ["not json", r#"{"status":"maybe"}"#, r#"[1,2]"#, r#"{"task_id":"d"}"#] {
-            assert!(matches!(of(text, "x"), Reading::Unreadable(_)), "{text}");
+            assert!(matches!(of(text, "x"), ResultReading::Unreadable(_)), "{text}");
         }
-        assert!(matches!(read(&b"{}"[..], MAX_RESULT_BYTES + 1, "x"), Reading::Unreadable(_)));
+        assert!(matches!(read(&b"{}"[..], MAX_RESULT_BYTES + 1, "x"), ResultReading::Unreadable(_)));
     }
 
     #[test]
     fn a_large_result_is_streamed() {
         let pad = "x".repeat(IN_MEMORY_BYTES as usize);
         let text = format!(r#"{{"status":"completed","output":"{pad}"}}"#);
-        let Reading::Result(s) = of(&text, "big") else { panic!("not read") };
+        let ResultReading::Result(s) = of(&text, "big") else { panic!("not read") };
         assert_eq!((s.task_id.as_str(), s.status), ("big", "completed"));
     }
 
     #[test]
     fn the_stem_stands_in_for_a_bad_id_and_odd_batches_are_ignored() {
-        let Reading::Result(s) =
+        let ResultReading::Result(s) =
             of(r#"{"task_id":"../x","status":"completed","metadata":{"batch":{}}}"#, "x")
         else {
             panic!("not read")
         };
         assert_eq!((s.task_id.as_str(), s.batch.clone(), s.reason.clone()), ("x", None, None));
-        let Reading::Result(s) = of(r#"{"status":"completed","metadata":{"batch":7,"batch_size":0}}"#, "y")
+        let ResultReading::Result(s) =
+            of(r#"{"status":"completed","metadata":{"batch":7,"batch_size":0}}"#, "y")
         else {
             panic!("not read")
         };

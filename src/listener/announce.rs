@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::command::{Ended, Job, Limits, Outcome};
+use super::command::{CommandOutcome, Ended, Job, Limits};
 use super::events::{self, Event};
-use super::health::{self, Change, Reading, Verdict};
+use super::health::{self, Change, HeartbeatReading, Verdict};
 use super::{child_token, Listener, Phase, RETRY_IO, STATE_EVERY};
 use crate::log::ids;
 use crate::spool::listener::{CommitError, Outgoing};
@@ -33,7 +33,7 @@ impl Listener {
             let verdict = health::judge(&live.reading, expected, now, age, stale_after);
             if let Some(change) = health::change(&ws.health, &verdict) {
                 let beat = match &live.reading {
-                    Reading::Beat(b) => Some(b),
+                    HeartbeatReading::Beat(b) => Some(b),
                     _ => None,
                 };
                 let event = match change {
@@ -203,16 +203,16 @@ impl Listener {
     pub(super) fn command_ended(&mut self, e: Ended) {
         self.own.command_ended(e.outcome.label());
         let ms = e.duration.as_millis();
-        if e.outcome == Outcome::Ok {
+        if e.outcome == CommandOutcome::Ok {
             self.log.debug("notify command done", &[("EVENT_ID", &e.job.event_id), ("DURATION_MS", &ms)]);
             return;
         }
         let why = match &e.outcome {
-            Outcome::Failed(crate::runner::Exit::Code(c)) => format!("exit status {c}"),
-            Outcome::Failed(crate::runner::Exit::Signal(s)) => format!("killed by signal {s}"),
-            Outcome::TimedOut => "timed out (ORCHESTRATOR_NOTIFY_TIMEOUT)".to_string(),
-            Outcome::SpawnError(s) => format!("cannot start: {s}"),
-            Outcome::Ok => String::new(),
+            CommandOutcome::Failed(crate::runner::Exit::Code(c)) => format!("exit status {c}"),
+            CommandOutcome::Failed(crate::runner::Exit::Signal(s)) => format!("killed by signal {s}"),
+            CommandOutcome::TimedOut => "timed out (ORCHESTRATOR_NOTIFY_TIMEOUT)".to_string(),
+            CommandOutcome::SpawnError(s) => format!("cannot start: {s}"),
+            CommandOutcome::Ok => String::new(),
         };
         self.log.warn(
             &format!("notify command failed: {why}"),

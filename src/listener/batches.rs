@@ -81,7 +81,7 @@ impl PartialEq for Batches {
 
 /// What a result did to its batch.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum BatchOutcome {
     /// Counted; the batch is still open, with these counts so far.
     Counted { tally: Tally, size: Option<u64> },
     /// Counted, and this result completed the batch.
@@ -108,19 +108,19 @@ impl Batches {
         task_id: &str,
         status: &str,
         at: &str,
-    ) -> (Outcome, Vec<Forgotten>) {
+    ) -> (BatchOutcome, Vec<Forgotten>) {
         let hash = fnv1a(&[name]);
         if self.done_set.len() != self.done.len() {
             self.done_set = self.done.iter().copied().collect();
         }
         if self.done_set.contains(&hash) {
-            return (Outcome::Repeated, Vec::new());
+            return (BatchOutcome::Repeated, Vec::new());
         }
         self.clock += 1;
         let member = fnv1a(&[worker, task_id]);
         let batch = self.open.entry(name.to_string()).or_default();
         if !batch.members.insert(member) {
-            return (Outcome::Repeated, Vec::new());
+            return (BatchOutcome::Repeated, Vec::new());
         }
         batch.touched = self.clock;
         batch.size = batch.size.or(size);
@@ -137,9 +137,9 @@ impl Batches {
                     self.done_set.remove(&old);
                 }
             }
-            return (Outcome::Completed(done), Vec::new());
+            return (BatchOutcome::Completed(done), Vec::new());
         }
-        let counted = Outcome::Counted { tally: batch.tally, size: batch.size };
+        let counted = BatchOutcome::Counted { tally: batch.tally, size: batch.size };
         (counted, self.bound(name))
     }
 
@@ -179,15 +179,15 @@ mod tests {
     fn a_sized_batch_completes_once_with_counts() {
         let mut b = Batches::default();
         let (o, _) = b.record("b1", Some(3), "marie", "t1", "completed", "t");
-        assert!(matches!(o, Outcome::Counted { tally, .. } if tally.total() == 1));
+        assert!(matches!(o, BatchOutcome::Counted { tally, .. } if tally.total() == 1));
         b.record("b1", None, "anga", "t2", "failed", "t");
         let (o, _) = b.record("b1", Some(3), "marie", "t1", "completed", "t");
-        assert_eq!(o, Outcome::Repeated, "a second result of one task");
+        assert_eq!(o, BatchOutcome::Repeated, "a second result of one task");
         let (o, _) = b.record("b1", Some(3), "anga", "t3", "completed", "t");
-        let Outcome::Completed(done) = o else { panic!("not completed: {o:?}") };
+        let BatchOutcome::Completed(done) = o else { panic!("not completed: {o:?}") };
         assert_eq!(done.tally, Tally { completed: 2, failed: 1 });
         assert_eq!(done.by_worker["anga"], Tally { completed: 1, failed: 1 });
-        assert_eq!(b.record("b1", Some(3), "anga", "t4", "completed", "t").0, Outcome::Repeated);
+        assert_eq!(b.record("b1", Some(3), "anga", "t4", "completed", "t").0, BatchOutcome::Repeated);
         assert_eq!(b.open_count(), 0);
     }
 
@@ -196,7 +196,7 @@ mod tests {
         let mut b = Batches::default();
         for i in 0..5 {
             let (o, _) = b.record("u", None, "marie", &format!("t{i}"), "completed", "t");
-            assert!(matches!(o, Outcome::Counted { .. }));
+            assert!(matches!(o, BatchOutcome::Counted { .. }));
         }
         assert_eq!(b.open["u"].tally.completed, 5);
     }
@@ -222,6 +222,9 @@ mod tests {
         let back: Batches = serde_json::from_str(&serde_json::to_string(&b).expect("json")).expect("parse");
         assert_eq!(back, b);
         let mut back = back;
-        assert!(matches!(back.record("b1", None, "marie", "t2", "failed", "t").0, Outcome::Completed(_)));
+        assert!(matches!(
+            back.record("b1", None, "marie", "t2", "failed", "t").0,
+            BatchOutcome::Completed(_)
+        ));
     }
 }

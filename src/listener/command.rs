@@ -44,21 +44,21 @@ struct Running {
 
 /// How a command ended.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum CommandOutcome {
     Ok,
     Failed(Exit),
     TimedOut,
     SpawnError(String),
 }
 
-impl Outcome {
+impl CommandOutcome {
     /// The `outcome` label of `watcher_listener_notify_commands_total`.
     pub fn label(&self) -> &'static str {
         match self {
-            Outcome::Ok => "ok",
-            Outcome::Failed(_) => "failed",
-            Outcome::TimedOut => "timed_out",
-            Outcome::SpawnError(_) => "spawn_error",
+            CommandOutcome::Ok => "ok",
+            CommandOutcome::Failed(_) => "failed",
+            CommandOutcome::TimedOut => "timed_out",
+            CommandOutcome::SpawnError(_) => "spawn_error",
         }
     }
 }
@@ -66,7 +66,7 @@ impl Outcome {
 /// A command that ended, for the log and the metrics.
 pub struct Ended {
     pub job: Job,
-    pub outcome: Outcome,
+    pub outcome: CommandOutcome,
     pub duration: Duration,
     pub stderr_tail: String,
 }
@@ -189,7 +189,7 @@ impl Commands {
                     let stop = Stop::new(now, limits.timeout);
                     self.slots[slot] = Some(Running { job, child, started: now, stop });
                 }
-                Err(e) => failed.push(ended(job, Outcome::SpawnError(e.to_string()), now)),
+                Err(e) => failed.push(ended(job, CommandOutcome::SpawnError(e.to_string()), now)),
             }
         }
         failed
@@ -216,9 +216,9 @@ impl Commands {
             let captured = run.child.finish(registry, &mut self.scratch);
             // Stopped by us: its time was up, or the listener stopped it.
             let outcome = match (run.stop.why().is_some(), exit) {
-                (true, _) => Outcome::TimedOut,
-                (false, Exit::Code(0)) => Outcome::Ok,
-                (false, e) => Outcome::Failed(e),
+                (true, _) => CommandOutcome::TimedOut,
+                (false, Exit::Code(0)) => CommandOutcome::Ok,
+                (false, e) => CommandOutcome::Failed(e),
             };
             out.push(Ended {
                 job: run.job,
@@ -256,7 +256,7 @@ impl Commands {
     }
 }
 
-fn ended(job: Job, outcome: Outcome, started: Instant) -> Ended {
+fn ended(job: Job, outcome: CommandOutcome, started: Instant) -> Ended {
     Ended { job, outcome, duration: started.elapsed(), stderr_tail: String::new() }
 }
 

@@ -61,7 +61,7 @@ pub struct Beat {
     pub circuit_reason: Option<CircuitReason>,
 }
 
-/// A heartbeat's `paused_reason` (small, so that a [`Reading`] stays small).
+/// A heartbeat's `paused_reason` (small, so that a [`HeartbeatReading`] stays small).
 #[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PauseReason {
@@ -131,7 +131,7 @@ impl Beat {
 
 /// What the heartbeat file said when last read.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub enum Reading {
+pub enum HeartbeatReading {
     #[default]
     Missing,
     Beat(Beat),
@@ -139,16 +139,16 @@ pub enum Reading {
 }
 
 /// Reads a worker's heartbeat as the spool gave it.
-pub fn read(heartbeat: StoredHeartbeat) -> Reading {
+pub fn read(heartbeat: StoredHeartbeat) -> HeartbeatReading {
     let bytes = match heartbeat {
         StoredHeartbeat::Found(b) => b,
-        StoredHeartbeat::Missing => return Reading::Missing,
-        StoredHeartbeat::Unreadable(why) => return Reading::Unreadable(why),
+        StoredHeartbeat::Missing => return HeartbeatReading::Missing,
+        StoredHeartbeat::Unreadable(why) => return HeartbeatReading::Unreadable(why),
     };
     match serde_json::from_slice::<Beat>(&bytes) {
-        Ok(b) if b.timestamp.is_finite() => Reading::Beat(b),
-        Ok(_) => Reading::Unreadable("timestamp is not a number".into()),
-        Err(e) => Reading::Unreadable(format!("not a heartbeat: {e}")),
+        Ok(b) if b.timestamp.is_finite() => HeartbeatReading::Beat(b),
+        Ok(_) => HeartbeatReading::Unreadable("timestamp is not a number".into()),
+        Err(e) => HeartbeatReading::Unreadable(format!("not a heartbeat: {e}")),
     }
 }
 
@@ -171,20 +171,20 @@ pub struct Verdict {
 /// [`super::freshness`]). `expected`: the worker should have a heartbeat (it is named in
 /// WORKERS, or it had one before); else a missing one is no problem.
 pub fn judge(
-    reading: &Reading,
+    reading: &HeartbeatReading,
     expected: bool,
     now: f64,
     age: f64,
     stale_after: Option<Duration>,
 ) -> Verdict {
     let beat = match reading {
-        Reading::Beat(b) => b,
-        Reading::Missing => {
+        HeartbeatReading::Beat(b) => b,
+        HeartbeatReading::Missing => {
             let problems = if expected { vec![NO_HEARTBEAT] } else { Vec::new() };
             let message = "no heartbeat file".to_string();
             return Verdict { problems, message, stale_in: None, since: now, up: false };
         }
-        Reading::Unreadable(why) => {
+        HeartbeatReading::Unreadable(why) => {
             let message = format!("heartbeat unreadable: {why}");
             return Verdict { problems: vec![UNREADABLE], message, stale_in: None, since: now, up: false };
         }
@@ -267,8 +267,8 @@ pub fn change(a: &Announced, v: &Verdict) -> Option<Change> {
 mod tests {
     use super::*;
 
-    fn beat(ts: f64, status: &str, circuit: &str) -> Reading {
-        Reading::Beat(Beat {
+    fn beat(ts: f64, status: &str, circuit: &str) -> HeartbeatReading {
+        HeartbeatReading::Beat(Beat {
             timestamp: ts,
             status: status.into(),
             circuit_state: circuit.into(),
@@ -278,9 +278,14 @@ mod tests {
     }
 
     /// `judge` with the heartbeat as old as its own timestamp says.
-    fn judge_at(reading: &Reading, expected: bool, now: f64, stale_after: Option<Duration>) -> Verdict {
+    fn judge_at(
+        reading: &HeartbeatReading,
+        expected: bool,
+        now: f64,
+        stale_after: Option<Duration>,
+    ) -> Verdict {
         let age = match reading {
-            Reading::Beat(b) => now - b.timestamp,
+            HeartbeatReading::Beat(b) => now - b.timestamp,
             _ => 0.0,
         };
         judge(reading, expected, now, age, stale_after)
@@ -329,9 +334,12 @@ mod tests {
 
     #[test]
     fn a_missing_heartbeat_matters_only_when_expected() {
-        assert!(judge_at(&Reading::Missing, false, 1.0, None).problems.is_empty());
-        assert_eq!(judge_at(&Reading::Missing, true, 1.0, None).problems, vec![NO_HEARTBEAT]);
-        assert_eq!(judge_at(&Reading::Unreadable("x".into()), false, 1.0, None).problems, vec![UNREADABLE]);
+        assert!(judge_at(&HeartbeatReading::Missing, false, 1.0, None).problems.is_empty());
+        assert_eq!(judge_at(&HeartbeatReading::Missing, true, 1.0, None).problems, vec![NO_HEARTBEAT]);
+        assert_eq!(
+            judge_at(&HeartbeatReading::Unreadable("x".into()), false, 1.0, None).problems,
+            vec![UNREADABLE]
+        );
     }
 
     #[test]
@@ -349,16 +357,20 @@ mod tests {
     #[test]
     fn heartbeats_are_read_leniently() {
         let found = |text: &str| read(StoredHeartbeat::Found(text.as_bytes().to_vec()));
-        let Reading::Beat(b) = found(r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#) else {
+        let HeartbeatReading::Beat(b) = found(r#"{"timestamp": 12.5, "status": "busy", "queue_size": 4}"#)
+        else {
             panic!("not read")
         };
         assert_eq!((b.timestamp, b.queue_size, b.breaker_gauge()), (12.5, 4, 0));
         let text = r#"{"timestamp": 1, "circuit_state": "half_open", "circuit_reason": "credential",
                        "paused_reason": "a_reason_of_later", "paused_until": 9, "version": "9.9"}"#;
-        let Reading::Beat(b) = found(text) else { panic!("not read") };
+        let HeartbeatReading::Beat(b) = found(text) else { panic!("not read") };
         assert_eq!((b.credential_fault(), b.paused(), &*b.version), (true, (0.0, 0.0), "9.9"));
-        assert!(matches!(found("{}"), Reading::Unreadable(_)));
-        assert_eq!(read(StoredHeartbeat::Missing), Reading::Missing);
-        assert_eq!(read(StoredHeartbeat::Unreadable("a FIFO".into())), Reading::Unreadable("a FIFO".into()));
+        assert!(matches!(found("{}"), HeartbeatReading::Unreadable(_)));
+        assert_eq!(read(StoredHeartbeat::Missing), HeartbeatReading::Missing);
+        assert_eq!(
+            read(StoredHeartbeat::Unreadable("a FIFO".into())),
+            HeartbeatReading::Unreadable("a FIFO".into())
+        );
     }
 }

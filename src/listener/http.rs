@@ -10,7 +10,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::exposition::{self, WorkerView};
-use super::health::{Reading, Verdict};
+use super::health::{HeartbeatReading, Verdict};
 use super::Listener;
 use crate::config::listener::ListenerConfig;
 use crate::error::Fatal;
@@ -111,7 +111,7 @@ impl Listener {
             .filter_map(|(name, live)| {
                 let ws = self.state.workers.get(name)?;
                 let beat = match &live.reading {
-                    Reading::Beat(b) => Some(b),
+                    HeartbeatReading::Beat(b) => Some(b),
                     _ => None,
                 };
                 Some(WorkerView {

@@ -6,10 +6,10 @@
 
 use serde_json::json;
 
-use super::batches::{Forgotten, Open, Outcome, Tally};
+use super::batches::{BatchOutcome, Forgotten, Open, Tally};
 use super::events::{self, Event};
 use super::Listener;
-use crate::format::summary::{Reading, Summary};
+use crate::format::summary::{ResultReading, Summary};
 use crate::log::ids;
 use crate::spool::listener::Delivered;
 
@@ -45,7 +45,7 @@ impl Listener {
                 "a result already taken changed (touched or edited); not counted or announced again",
                 &[("WORKER", &worker), ("FILE", &d.at)],
             ),
-            Reading::Unreadable(why) => {
+            ResultReading::Unreadable(why) => {
                 ws.counts.unreadable += 1;
                 self.log.warn(
                     "not a result; counted as unreadable",
@@ -57,7 +57,7 @@ impl Listener {
                     ],
                 );
             }
-            Reading::Result(s) => {
+            ResultReading::Result(s) => {
                 ws.counts.record(&s);
                 let (progress, completed) = match &s.batch {
                     Some((batch, size)) => {
@@ -98,9 +98,9 @@ impl Listener {
             self.forgot(f);
         }
         match outcome {
-            Outcome::Repeated => (None, None),
-            Outcome::Counted { tally, size } => (Some(progress(tally, size)), None),
-            Outcome::Completed(done) if announce => {
+            BatchOutcome::Repeated => (None, None),
+            BatchOutcome::Counted { tally, size } => (Some(progress(tally, size)), None),
+            BatchOutcome::Completed(done) if announce => {
                 self.log.info(
                     "batch completed",
                     &[
@@ -112,7 +112,7 @@ impl Listener {
                 );
                 (Some(progress(done.tally, done.size)), Some(batch_completed(batch, &done, mtime_ns)))
             }
-            Outcome::Completed(done) => (Some(progress(done.tally, done.size)), None),
+            BatchOutcome::Completed(done) => (Some(progress(done.tally, done.size)), None),
         }
     }
 

@@ -46,7 +46,7 @@ use crate::spool::listener::ListenerSpool;
 use crate::sys::sd_notify::Notifier;
 use command::Commands;
 use events::Event;
-use health::{Reading, Verdict};
+use health::{HeartbeatReading, Verdict};
 use state::{Loaded, State};
 
 const SIGNALS: Token = Token(0);
@@ -74,7 +74,7 @@ fn child_token(slot: usize, pipe: Pipe) -> Token {
 struct Live {
     /// Named in WORKERS: a missing heartbeat is a problem from the start.
     named: bool,
-    reading: Reading,
+    reading: HeartbeatReading,
     /// How old its heartbeat is (on the monotonic clock).
     fresh: Option<freshness::Freshness>,
     verdict: Option<Verdict>,

@@ -120,16 +120,16 @@ impl Own {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listener::command::Outcome;
+    use crate::listener::command::CommandOutcome;
     use crate::runner::Exit;
 
     #[test]
     fn every_outcome_has_its_series_and_events_resume_from_the_state() {
         for o in [
-            Outcome::Ok,
-            Outcome::Failed(Exit::Code(1)),
-            Outcome::TimedOut,
-            Outcome::SpawnError(String::new()),
+            CommandOutcome::Ok,
+            CommandOutcome::Failed(Exit::Code(1)),
+            CommandOutcome::TimedOut,
+            CommandOutcome::SpawnError(String::new()),
         ] {
             assert!(OUTCOMES.contains(&o.label()), "{o:?}");
         }

@@ -75,7 +75,7 @@ impl Listener {
     /// [`super::freshness`]).
     fn read_heartbeat(&mut self, worker: &str, written: bool) {
         let reading = health::read(self.spool.heartbeat(worker));
-        if matches!(reading, health::Reading::Beat(_)) {
+        if matches!(reading, health::HeartbeatReading::Beat(_)) {
             let ws = self.state.workers.entry(worker.to_string()).or_default();
             if !ws.health.seen_heartbeat {
                 ws.health.seen_heartbeat = true;
@@ -84,7 +84,7 @@ impl Listener {
         }
         if let Some(live) = self.workers.get_mut(worker) {
             live.fresh = match &reading {
-                health::Reading::Beat(b) => {
+                health::HeartbeatReading::Beat(b) => {
                     Some(Freshness::read(live.fresh, b.timestamp, written, Instant::now(), now_f64()))
                 }
                 _ => None,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use super::error::{Error, OpenError};
-use crate::format::summary::Reading;
+use crate::format::summary::ResultReading;
 
 /// A result handed to the listener.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub struct Delivered {
     pub written_ns: i64,
     /// Where it is (a file, a stream entry), for the event and the log.
     pub at: String,
-    pub reading: Reading,
+    pub reading: ResultReading,
     /// To be announced; `false`: history found when the worker was first seen, older than
     /// the backfill, only counted.
     pub announce: bool,

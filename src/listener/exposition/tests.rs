@@ -1,7 +1,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
-use crate::listener::health::{judge, CircuitReason, PauseReason, Reading};
+use crate::listener::health::{judge, CircuitReason, HeartbeatReading, PauseReason};
 use crate::metrics::{WorkerMetrics, WORKER_ONLY};
 
 /// Family name → (type, label names) of a text exposition.
@@ -45,7 +45,7 @@ fn full_view_text() -> String {
         oldest_queued_at: Some(now - 5.0),
         ..Beat::default()
     };
-    let verdict = judge(&Reading::Beat(beat.clone()), true, now, 0.0, None);
+    let verdict = judge(&HeartbeatReading::Beat(beat.clone()), true, now, 0.0, None);
     let views =
         [WorkerView { name: "marie", counts: &counts, beat: Some(&beat), age: Some(0.5), verdict: &verdict }];
     String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8")
@@ -82,8 +82,8 @@ fn every_worker_has_every_family_once() {
         queue_size: 4,
         ..Beat::default()
     };
-    let verdict = judge(&Reading::Beat(beat.clone()), true, crate::sys::clock::now_f64(), 0.0, None);
-    let none = judge(&Reading::Missing, false, 0.0, 0.0, None);
+    let verdict = judge(&HeartbeatReading::Beat(beat.clone()), true, crate::sys::clock::now_f64(), 0.0, None);
+    let none = judge(&HeartbeatReading::Missing, false, 0.0, 0.0, None);
     let views = [
         WorkerView { name: "marie", counts: &counts, beat: Some(&beat), age: Some(0.5), verdict: &verdict },
         WorkerView { name: "anga", counts: &Counts::default(), beat: None, age: None, verdict: &none },
@@ -106,7 +106,7 @@ fn every_worker_has_every_family_once() {
 fn heartbeat_gauges_tell_pauses_credentials_and_the_oldest_task() {
     let now = crate::sys::clock::now_f64();
     let text = |beat: Beat| {
-        let verdict = judge(&Reading::Beat(beat.clone()), true, now, 0.0, None);
+        let verdict = judge(&HeartbeatReading::Beat(beat.clone()), true, now, 0.0, None);
         let views = [WorkerView {
             name: "m",
             counts: &Counts::default(),

@@ -99,10 +99,7 @@ fn lock(path: &Path, create: bool) -> io::Result<File> {
         // The queue folder; O_DIRECTORY: anything else at its name is refused, never waited on.
         OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC).open(path)?
     };
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::flock::try_exclusive(&f)?;
     Ok(f)
 }
 

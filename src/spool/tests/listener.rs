@@ -10,7 +10,7 @@ use mio::{Events, Poll, Token};
 use serde_json::{json, Value};
 
 use super::{deadline, suite};
-use crate::format::summary::Reading;
+use crate::format::summary::ResultReading;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::layout::{self, Layout};
 use crate::spool::listener::{Delivered, ListenerSpool, Notices, Outgoing, StoredHeartbeat};
@@ -174,8 +174,8 @@ fn take(spool: &mut dyn ListenerSpool, poll: &mut Poll, n: usize) -> Vec<Deliver
 fn ids(got: &[Delivered]) -> Vec<String> {
     got.iter()
         .map(|d| match &d.reading {
-            Reading::Result(s) => s.task_id.clone(),
-            Reading::Unreadable(why) => format!("unreadable: {why}"),
+            ResultReading::Result(s) => s.task_id.clone(),
+            ResultReading::Unreadable(why) => format!("unreadable: {why}"),
         })
         .collect()
 }
@@ -238,7 +238,7 @@ fn a_new_result_of_a_task_is_a_new_result(f: &mut impl Fixture) {
     // Retried: the worker ran it again and wrote a new result.
     f.result("marie", "t1", "2026-01-02T00:00:01Z", SystemTime::now());
     let got = take(spool.as_mut(), &mut poll, 1);
-    let Reading::Result(s) = &got[0].reading else { panic!("{got:?}") };
+    let ResultReading::Result(s) = &got[0].reading else { panic!("{got:?}") };
     assert_eq!(s.finished_at.as_deref(), Some("2026-01-02T00:00:01Z"));
     assert!(got[0].announce && !got[0].again);
 }

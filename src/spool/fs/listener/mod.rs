@@ -106,8 +106,7 @@ fn lock(dir: &Path) -> Result<File, OpenError> {
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)
         .map_err(|e| OpenError::of_io(format!("cannot open {}: {e}", dir.display()), &e))?;
-    // SAFETY: flock on an fd we own.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if crate::sys::flock::try_exclusive(&lock).is_err() {
         return Err(OpenError::Locked(format!(
             "another orchestrator-listener is already running on this spool (it holds the lock on {})",
             dir.display()

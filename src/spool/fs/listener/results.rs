@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::cursor::{self, Key, QUIET};
 use super::{note, taken, FsListener};
-use crate::format::summary::{self, Reading};
+use crate::format::summary::{self, ResultReading};
 use crate::spool::layout;
 use crate::spool::listener::{Delivered, Loudness};
 
@@ -30,12 +30,12 @@ fn open(path: &Path) -> Result<(File, u64), crate::spool::read::Error> {
 
 /// Reads the result file `path` named `name`; `None`: it is gone (removed or moved away
 /// before it could be read: `watcherctl dlq retry`).
-pub(super) fn read(path: &Path, name: &str) -> Option<Reading> {
+pub(super) fn read(path: &Path, name: &str) -> Option<ResultReading> {
     let stem = layout::stem_of(name);
     match open(path) {
         Ok((file, len)) => Some(summary::read(file, len, stem)),
         Err(e) if e.is_missing() => None,
-        Err(e) => Some(Reading::Unreadable(e.to_string())),
+        Err(e) => Some(ResultReading::Unreadable(e.to_string())),
     }
 }
 
@@ -156,8 +156,8 @@ impl FsListener {
         let f = self.followed.get_mut(worker)?;
         let delivered = reading.map(|reading| {
             let generation = match &reading {
-                Reading::Result(s) => taken::generation(s.finished_at.as_deref().unwrap_or("")),
-                Reading::Unreadable(_) => taken::generation(taken::UNREADABLE),
+                ResultReading::Result(s) => taken::generation(s.finished_at.as_deref().unwrap_or("")),
+                ResultReading::Unreadable(_) => taken::generation(taken::UNREADABLE),
             };
             // Taken before: its file was touched, edited or copied over since.
             let again = f.taken.has(&key.1, generation);

@@ -6,19 +6,19 @@ use std::fs;
 
 use super::results::read;
 use super::*;
-use crate::format::summary::Reading;
+use crate::format::summary::ResultReading;
 
 #[test]
 fn result_files_are_read_as_untrusted() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = |n: &str| dir.path().join(n);
     fs::write(p("a.json"), r#"{"status":"completed"}"#).expect("write");
-    let Some(Reading::Result(s)) = read(&p("a.json"), "a.json") else { panic!("not read") };
+    let Some(ResultReading::Result(s)) = read(&p("a.json"), "a.json") else { panic!("not read") };
     assert_eq!(s.task_id, "a", "the stem stands in for a missing id");
     std::os::unix::fs::symlink(p("a.json"), p("l.json")).expect("symlink");
-    assert!(matches!(read(&p("l.json"), "l.json"), Some(Reading::Unreadable(_))), "never followed");
+    assert!(matches!(read(&p("l.json"), "l.json"), Some(ResultReading::Unreadable(_))), "never followed");
     nix::unistd::mkfifo(&p("f.json"), nix::sys::stat::Mode::S_IRWXU).expect("fifo");
-    assert!(matches!(read(&p("f.json"), "f.json"), Some(Reading::Unreadable(_))), "never waited on");
+    assert!(matches!(read(&p("f.json"), "f.json"), Some(ResultReading::Unreadable(_))), "never waited on");
     assert!(read(&p("none.json"), "none.json").is_none(), "gone");
 }
 
