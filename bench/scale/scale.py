@@ -234,7 +234,7 @@ def cmd_fleet(a):
             if beats.is_dir() and len([f for f in os.listdir(beats) if f.endswith(".json")]) >= a.workers:
                 break
             time.sleep(0.2)
-        time.sleep(5)  # every worker past its start-up
+        time.sleep(a.settle)  # every worker past its start-up (100 starting share 2 CPUs)
         alive = [p for p in procs if p.poll() is None]
         t0 = sum(cpu_ticks(p.pid) for p in alive)
         s0 = sum(switches(p.pid) for p in alive)
@@ -286,6 +286,7 @@ def main():
     f.add_argument("bin")
     f.add_argument("--workers", type=int, default=100)
     f.add_argument("--seconds", type=int, default=60)
+    f.add_argument("--settle", type=int, default=30, help="seconds left to the workers to start")
     f.add_argument("--dir", default="/var/tmp/ww-scale")
     a = p.parse_args()
     Path(a.dir).mkdir(parents=True, exist_ok=True)
