@@ -100,10 +100,11 @@ impl WorkerFolders {
             Op::SaveState { claim, task, queued_at } | Op::Requeue { claim, task, queued_at } => {
                 batch.add_with_mtime(&self.inflight, &claim.key.lossy(), task.to_bytes(), Some(*queued_at), i)
             }
-            // The claim a receipt records is not synced either: after a power failure the task
-            // is simply claimed again.
+            // Signals, atomic but not synced (worker-watcher-tasks(5)). The claim a receipt
+            // records is not synced either: after a power failure the task is simply claimed
+            // again. A heartbeat lost with the power is replaced by the next one.
             Op::Receipt(r) => batch.add_unsynced(&self.triggers, &json(&r.task_id), to_bytes(r), i),
-            Op::Heartbeat(h) => batch.add(&self.heartbeats, &json(&self.worker), to_bytes(h), i),
+            Op::Heartbeat(h) => batch.add_unsynced(&self.heartbeats, &json(&self.worker), to_bytes(h), i),
             Op::Ledger(bytes) => batch.add(&self.queue, WorkerFolders::ledger_name(), bytes.clone(), i),
         }
     }
@@ -174,6 +175,8 @@ impl Writer {
         let waker = Arc::new(OnceLock::<Waker>::new());
         let wake = waker.clone();
         std::thread::Builder::new().name("spool-writer".into()).spawn(move || {
+            // Agents' SIGCHLDs go to the loop, which reaps them, instead of waking this thread.
+            crate::sys::syncs::block_signals();
             for ops in jobs_rx {
                 if done_tx.send(layout.write(ops)).is_err() {
                     break;

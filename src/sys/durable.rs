@@ -2,7 +2,7 @@
 //!
 //! Every file the daemons write goes through a [`Batch`]: each file is written to a temp file
 //! in its destination folder, all temp files are synced, renamed into place, and each folder is
-//! synced once. The syncs of a batch are issued together ([`PARALLEL_SYNCS`] at once), so that
+//! synced once. The syncs of a batch are issued together ([`syncs::sync_all`]), so that
 //! one device flush (and, on a journalling filesystem, one journal commit) serves many of them:
 //! finishing N tasks at once costs about two flushes instead of 2N. A reader never sees half a
 //! file.
@@ -13,12 +13,14 @@ use std::collections::BTreeSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+
+use super::syncs::{self, Sync};
 
 /// Prefix of the daemons' temp files: a dot-file, so every reader and the queue skip it.
 pub const TEMP_PREFIX: &str = ".ww-";
@@ -162,8 +164,12 @@ impl<T> Batch<T> {
                 }
             }
         }
-        let to_sync: Vec<&File> = staged.iter().filter(|(item, _, _)| item.sync).map(|(_, _, f)| f).collect();
-        let mut synced = in_parallel(&to_sync, |f| f.sync_data()).into_iter();
+        let to_sync: Vec<(RawFd, Sync)> = staged
+            .iter()
+            .filter(|(item, _, _)| item.sync)
+            .map(|(_, _, f)| (f.as_raw_fd(), Sync::Data))
+            .collect();
+        let mut synced = syncs::sync_all(&to_sync).into_iter();
         let mut renamed = Vec::with_capacity(staged.len());
         for (item, tmp, _) in staged {
             let ready = if item.sync { synced.next().unwrap_or(Ok(())) } else { Ok(()) };
@@ -183,7 +189,7 @@ impl<T> Batch<T> {
             .into_iter()
             .map(Path::to_path_buf)
             .collect();
-        let dir_syncs = in_parallel(&dirs, |d| sync_dir(d));
+        let dir_syncs = sync_dirs(&dirs);
         let failed_dirs: Vec<(PathBuf, io::Error)> =
             dirs.into_iter().zip(dir_syncs).filter_map(|(d, r)| r.err().map(|e| (d, e))).collect();
         for item in renamed {
@@ -199,48 +205,6 @@ impl<T> Batch<T> {
 /// Most temp files a commit holds open at once: a large batch is committed in parts, so that
 /// it never runs into the soft limit of open files (1,024 by default).
 pub const OPEN_PER_COMMIT: usize = 256;
-
-/// Most syncs a commit has in flight at once.
-///
-/// A sync waits for the device to flush its cache, and one flush serves every write that
-/// reached the device before it: the block layer merges flushes that wait together, and a
-/// journal commits the metadata of every concurrent sync in one transaction. So N syncs issued
-/// together take about as long as one, where N issued one after another take N times as long
-/// (measured here: 64 files, one by one 2.9 ms each; 8 at a time 0.5 ms each).
-pub const PARALLEL_SYNCS: usize = 8;
-
-/// `f` on every element, with up to [`PARALLEL_SYNCS`] calls at once on short-lived threads
-/// (the first share on the calling thread). Results in the order of `items`.
-fn in_parallel<I: Sync>(items: &[I], f: impl Fn(&I) -> io::Result<()> + Sync) -> Vec<io::Result<()>> {
-    let n = items.len();
-    let threads = n.min(PARALLEL_SYNCS);
-    if threads <= 1 {
-        return items.iter().map(&f).collect();
-    }
-    let share = |t: usize| (t..n).step_by(threads).map(|i| (i, f(&items[i]))).collect::<Vec<_>>();
-    let mut out: Vec<Option<io::Result<()>>> = (0..n).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let share = &share;
-        let spawned: Vec<_> = (1..threads)
-            .map(|t| {
-                let thread = std::thread::Builder::new()
-                    .name("spool-sync".into())
-                    .stack_size(64 * 1024)
-                    .spawn_scoped(scope, move || share(t));
-                (t, thread)
-            })
-            .collect();
-        let mut shares = vec![share(0)];
-        for (t, thread) in spawned {
-            // A thread that cannot be made (or died) leaves its share to this one.
-            shares.push(thread.ok().and_then(|h| h.join().ok()).unwrap_or_else(|| share(t)));
-        }
-        for (i, r) in shares.into_iter().flatten() {
-            out[i] = Some(r);
-        }
-    });
-    out.into_iter().map(|r| r.unwrap_or_else(|| Err(io::Error::other("sync not done")))).collect()
-}
 
 fn write_temp(tmp: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result<File> {
     let mut file = OpenOptions::new()
@@ -259,6 +223,14 @@ fn write_temp(tmp: &Path, bytes: &[u8], mtime: Option<SystemTime>) -> io::Result
 /// Makes a folder's entries (creations, renames, removals) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// [`sync_dir`] of each folder, all in flight at once.
+fn sync_dirs(dirs: &[PathBuf]) -> Vec<io::Result<()>> {
+    let opened: Vec<io::Result<File>> = dirs.iter().map(File::open).collect();
+    let fds: Vec<(RawFd, Sync)> = opened.iter().flatten().map(|f| (f.as_raw_fd(), Sync::All)).collect();
+    let mut synced = syncs::sync_all(&fds).into_iter();
+    opened.into_iter().map(|o| o.and_then(|_| synced.next().unwrap_or(Ok(())))).collect()
 }
 
 /// Writes one file durably, on its own.
@@ -456,20 +428,6 @@ mod tests {
         for i in 0..N {
             let folder = if i % 4 == 3 { &folders[0] } else { &folders[i % 3] };
             assert_eq!(fs::read(folder.join(format!("{i}.json"))).expect("file"), i.to_string().as_bytes());
-        }
-    }
-
-    #[test]
-    fn in_parallel_keeps_order_and_errors_in_place() {
-        let items: Vec<usize> = (0..50).collect();
-        let out =
-            in_parallel(&items, |i| if i % 7 == 0 { Err(io::Error::other(format!("{i}"))) } else { Ok(()) });
-        assert_eq!(out.len(), 50);
-        for (i, r) in out.iter().enumerate() {
-            match r {
-                Err(e) => assert_eq!((i % 7, e.to_string()), (0, i.to_string())),
-                Ok(()) => assert_ne!(i % 7, 0),
-            }
         }
     }
 

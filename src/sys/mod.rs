@@ -8,3 +8,4 @@ pub(crate) mod flock;
 pub(crate) mod inotify;
 pub(crate) mod sd_notify;
 pub(crate) mod socket;
+pub(crate) mod syncs;

@@ -33,6 +33,13 @@ impl Notifier {
         Notifier { enabled, watchdog, last_status: String::new(), last_word: String::new(), last_sent: None }
     }
 
+    /// A notifier that sends nothing but has a watchdog of `watchdog` (WatchdogSec), for tests
+    /// of the loop's timers.
+    #[cfg(test)]
+    pub fn silent_with_watchdog(watchdog: Duration) -> Notifier {
+        Notifier { watchdog: Some(watchdog), enabled: false, ..Notifier::from_env() }
+    }
+
     /// How often to ping the watchdog: half of WatchdogSec.
     pub fn watchdog_interval(&self) -> Option<Duration> {
         self.watchdog.map(|d| d / 2)

@@ -33,16 +33,19 @@ struct Timer {
     fire: fn(&mut Daemon, Instant),
     /// An agent's exit is collected before this timer is judged (see [`Daemon::turn`]).
     reap_first: bool,
+    /// From when it may fire early, on a turn the loop is awake for anyway, so that it seldom
+    /// needs a wake-up of its own.
+    early: Option<fn(&Daemon) -> Option<Instant>>,
 }
 
 const fn timer(next: fn(&Daemon) -> Option<Instant>, fire: fn(&mut Daemon, Instant)) -> Timer {
-    Timer { next, fire, reap_first: false }
+    Timer { next, fire, reap_first: false, early: None }
 }
 
 /// Every timer, in the order a turn fires them.
 const TIMERS: [Timer; 14] = [
     // SIGTERM at a task's time limit, SIGKILL after KILL_GRACE.
-    Timer { next: Daemon::agents_next, fire: Daemon::enforce_deadlines, reap_first: true },
+    Timer { next: Daemon::agents_next, fire: Daemon::enforce_deadlines, reap_first: true, early: None },
     // Killed run cgroups removed once empty.
     timer(|d| d.agents.next_deadline(), Daemon::tick_containment),
     timer(Daemon::http_deadline, Daemon::expire_http),
@@ -54,12 +57,20 @@ const TIMERS: [Timer; 14] = [
     timer(|d| d.timers.commit, |d, _| d.timers.commit = None),
     timer(|d| d.health.claims_paused_until, |d, _| d.health.claims_paused_until = None),
     // The end of the shutdown's grace: what still runs is stopped.
-    Timer { next: Daemon::drain_deadline, fire: Daemon::abandon_running, reap_first: true },
+    Timer { next: Daemon::drain_deadline, fire: Daemon::abandon_running, reap_first: true, early: None },
     // A retry's time: the turn's scheduling starts it.
     timer(Daemon::retry_due, |_, _| {}),
     // The spool's own (an engine's reclaims and promotions): its intake acts on them.
     timer(|d| d.spool.next_deadline(), |d, _| d.on_intake()),
-    timer(|d| d.timers.watchdog, Daemon::ping_watchdog),
+    // Pinged on any turn within half its interval of the deadline: an idle worker's
+    // heartbeat turn pings it too (HEARTBEAT_INTERVAL=10 and WatchdogSec=30: every 10 s, and
+    // no wake-up of its own).
+    Timer {
+        next: |d| d.timers.watchdog,
+        fire: Daemon::ping_watchdog,
+        reap_first: false,
+        early: Some(Daemon::watchdog_early),
+    },
 ];
 
 impl Daemon {
@@ -77,13 +88,21 @@ impl Daemon {
         TIMERS.iter().filter(|t| t.reap_first).any(|t| (t.next)(self).is_some_and(|at| now >= at))
     }
 
-    /// Fires every timer due at `now`, in order; each is judged after the ones before fired.
+    /// Fires every timer due at `now`, or early enough, in order; each is judged after the
+    /// ones before fired.
     pub(super) fn fire_timers(&mut self, now: Instant) {
         for t in &TIMERS {
-            if (t.next)(self).is_some_and(|at| now >= at) {
+            let early = t.early.and_then(|e| e(self));
+            if (t.next)(self).is_some_and(|at| now >= at) || early.is_some_and(|at| now >= at) {
                 (t.fire)(self, now);
             }
         }
+    }
+
+    /// From when the watchdog may be pinged early: half its ping interval before it is due.
+    fn watchdog_early(&self) -> Option<Instant> {
+        let every = self.notifier.watchdog_interval()?;
+        self.timers.watchdog?.checked_sub(every / 2)
     }
 
     fn agents_next(&self) -> Option<Instant> {

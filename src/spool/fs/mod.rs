@@ -29,7 +29,7 @@ use super::{
     CancelRequest, Claim, Done, Entry, EntryId, Ignored, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool,
     Unfinished,
 };
-use crate::format::records::{ResultHead, MAX_RECORD_BYTES};
+use crate::format::records::{to_bytes, ResultHead, MAX_RECORD_BYTES};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::sys::durable;
 use crate::sys::inotify::{Change, DirWatch};
@@ -88,6 +88,8 @@ pub struct FsSpool {
     seq: u64,
     /// Folders found missing and made again by the writer, not yet reported.
     recreated: Vec<PathBuf>,
+    /// Heartbeats written by the loop itself (see [`FsSpool::beat_alone`]).
+    beats: durable::Batch<()>,
 }
 
 fn lock(path: &Path, create: bool) -> io::Result<File> {
@@ -163,6 +165,7 @@ impl FsSpool {
             put_back: HashSet::new(),
             seq: 0,
             recreated: Vec::new(),
+            beats: durable::Batch::recreating(),
         };
         for (var, dir) in [
             ("TASK_DIR", &spool.layout.queue),
@@ -276,6 +279,26 @@ impl FsSpool {
             self.failed = back;
             self.retry_at = Some(Instant::now() + RETRY_WRITES);
         }
+    }
+
+    /// Writes the staged heartbeat on the calling thread, when it is all there is to write
+    /// and the writer is free: an idle worker's heartbeat then wakes no other thread. It is
+    /// a signal, written atomically and not synced (worker-watcher-tasks(5)), so this is a
+    /// few system calls that never wait for the device. When other ops are staged, or a batch
+    /// is in flight (which may hold an older heartbeat, whose rename must not land after this
+    /// one), it goes with the next batch instead.
+    fn beat_alone(&mut self) -> Option<Done> {
+        let retry_due = !self.failed.is_empty() && self.retry_at.is_none_or(|t| Instant::now() >= t);
+        if self.writer.in_flight() || retry_due || !matches!(self.staged.as_slice(), [(Op::Heartbeat(_), _)])
+        {
+            return None;
+        }
+        let Some((Op::Heartbeat(h), _)) = self.staged.pop() else { return None };
+        let name = layout::record_name(&self.layout.worker);
+        self.beats.add_unsynced(&self.layout.heartbeats, &name, to_bytes(&h), ());
+        let error = self.beats.commit().pop().and_then(|(_, r)| r.err());
+        self.recreated.extend(self.beats.take_recreated());
+        Some(Done { kind: OpKind::Heartbeat, key: None, error })
     }
 
     /// Turns a written batch into outcomes; what failed and matters waits for a retry.
@@ -640,6 +663,7 @@ impl Spool for FsSpool {
             Some(written) => self.absorb(written),
             None => Vec::new(),
         };
+        done.extend(self.beat_alone());
         self.hand_over(false);
         // A batch that was written at once (an empty one) leaves nothing in flight.
         if let Some(written) = self.writer.finished(false) {
@@ -653,6 +677,7 @@ impl Spool for FsSpool {
         if let Some(written) = self.writer.finished(true) {
             done.extend(self.absorb(written));
         }
+        done.extend(self.beat_alone());
         self.hand_over(true);
         if let Some(written) = self.writer.finished(true) {
             done.extend(self.absorb(written));

@@ -216,3 +216,62 @@ fn an_invalid_result_is_told_apart_and_set_aside() {
     let kept = fs::read_dir(results.join(".retried")).expect("retried").count();
     assert_eq!(kept, 1);
 }
+
+fn heartbeat(processed: u64) -> crate::format::records::Heartbeat {
+    serde_json::from_value(serde_json::json!({
+        "worker": "marie", "pid": 1, "hostname": "h", "timestamp": 1.0, "status": "idle",
+        "active_tasks": 0, "queue_size": 0, "max_concurrent": 1, "processed": processed,
+        "failed": 0, "retried": 0, "dead_lettered": 0, "circuit_state": "closed",
+        "started_at": 1.0, "heartbeat_interval": 10.0, "version": "x",
+    }))
+    .expect("heartbeat")
+}
+
+/// An idle worker's heartbeat is written by the loop's own commit, without the writer thread
+/// (whose wake-up, and the loop's when it is done, would triple the idle wake-ups), and it
+/// still replaces the previous one atomically: a new file renamed over it.
+#[test]
+fn a_lone_heartbeat_is_written_at_once_and_replaces_the_last_atomically() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    let path = dir.path().join("heartbeats/marie.json");
+    s.stage(Op::Heartbeat(heartbeat(1)));
+    let done = s.commit();
+    assert!(
+        matches!(done.as_slice(), [Done { kind: OpKind::Heartbeat, error: None, .. }]),
+        "written by the commit itself: {done:?}"
+    );
+    let mut old = File::open(&path).expect("first heartbeat");
+    s.stage(Op::Heartbeat(heartbeat(2)));
+    assert_eq!(s.commit().len(), 1);
+    assert!(!s.busy());
+    let new: Value = serde_json::from_slice(&fs::read(&path).expect("read")).expect("json");
+    assert_eq!(new["processed"], 2);
+    // The file read before is whole and unchanged: the new one took its name.
+    let mut text = String::new();
+    old.read_to_string(&mut text).expect("old");
+    assert_eq!(serde_json::from_str::<Value>(&text).expect("old json")["processed"], 1);
+    let names: Vec<_> =
+        fs::read_dir(dir.path().join("heartbeats")).expect("ls").map(|e| e.expect("e").file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("marie.json")], "no temp file left");
+}
+
+/// With other ops to write, or a batch in flight, the heartbeat goes with the next batch, so a
+/// newer heartbeat never lands before an older one.
+#[test]
+fn a_heartbeat_with_other_ops_goes_with_the_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = open(dir.path());
+    s.stage(Op::Ledger(b"{}".to_vec()));
+    s.stage(Op::Heartbeat(heartbeat(1)));
+    s.commit();
+    s.stage(Op::Heartbeat(heartbeat(2)));
+    let mut kinds: Vec<OpKind> = s.commit().into_iter().map(|d| d.kind).collect();
+    kinds.extend(s.commit_wait().into_iter().map(|d| d.kind));
+    assert_eq!(kinds.iter().filter(|k| **k == OpKind::Heartbeat).count(), 2, "{kinds:?}");
+    let last: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("heartbeats/marie.json")).expect("read"))
+            .expect("json");
+    assert_eq!(last["processed"], 2);
+}

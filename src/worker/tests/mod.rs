@@ -8,6 +8,7 @@ mod fake;
 mod holds;
 mod queue;
 mod sessions;
+mod timers;
 
 use std::cell::RefCell;
 use std::rc::Rc;
