@@ -263,18 +263,6 @@ impl Host {
         Worker::spawn(&self.root, name, &env)
     }
 
-    /// Starts worker `name` through `prefix` (a program that execs it: faketime …) and waits
-    /// for READY=1.
-    pub fn start_via(&self, prefix: &[&str], engine: &Engine, name: &str, env: &[(&str, &str)]) -> Worker {
-        let env = self.env(engine, env);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let mut all = prefix.to_vec();
-        all.push(BIN);
-        let w = Worker::spawn_command(&self.root, name, command_via(&all, &self.root, name, &env));
-        w.wait_notify("READY=1");
-        w
-    }
-
     /// Starts worker `name` as systemd would with `WatchdogSec=` (WATCHDOG_USEC `usec`, and
     /// WATCHDOG_PID its own pid, set by a shell that execs it), without waiting for READY=1.
     pub fn spawn_watched(&self, engine: &Engine, name: &str, usec: &str, env: &[(&str, &str)]) -> Worker {
