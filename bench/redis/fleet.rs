@@ -82,7 +82,7 @@ fn worker(root: &Path, env: &[(&str, String)]) -> Child {
         .env("CLAUDE_ARGS", "")
         .env("ENABLE_METRICS", "false")
         .env("LOG_LEVEL", "warn")
-        .env("MAX_CONCURRENT", "4")
+        .env("MAX_CONCURRENT_TASKS", "4")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(root.with_extension("log")).expect("log"));
@@ -150,7 +150,7 @@ fn throughput(fsync: &str, hosts: usize, n: usize) {
     }
     let d = t0.elapsed();
     println!(
-        "engine appendfsync {fsync}, {hosts} hosts x MAX_CONCURRENT=4, {n} tasks: {:.1} s, {:.0} tasks/s",
+        "engine appendfsync {fsync}, {hosts} hosts x MAX_CONCURRENT_TASKS=4, {n} tasks: {:.1} s, {:.0} tasks/s",
         d.as_secs_f64(),
         n as f64 / d.as_secs_f64()
     );
@@ -184,7 +184,7 @@ fn files(hosts: usize, n: usize) {
     }
     let d = t0.elapsed();
     println!(
-        "file spool, {hosts} workers (LOCK_DIR each) x MAX_CONCURRENT=4, {n} tasks: {:.1} s, {:.0} tasks/s",
+        "file spool, {hosts} workers (LOCK_DIR each) x MAX_CONCURRENT_TASKS=4, {n} tasks: {:.1} s, {:.0} tasks/s",
         d.as_secs_f64(),
         n as f64 / d.as_secs_f64()
     );
@@ -257,6 +257,8 @@ fn reclaim() {
             ("LEASE", "3".to_string()),
             ("WW_STAMP_SLEEP", "30".to_string()),
             ("SPOOL_CONSUMER", host.to_string()),
+            // Four slots each: host b has room for every entry of host a's.
+            ("MAX_CONCURRENT_TASKS", "4".to_string()),
         ]
     };
     let mut a = engine_workers(&dir.path().join("a"), &t, 1, &env("host-a"));
