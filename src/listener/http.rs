@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use mio::Token;
 
-use super::exposition::{self, WorkerView};
-use super::health::{HeartbeatReading, Verdict};
-use super::Listener;
+use super::exposition::{self, HostView, WorkerView};
+use super::health::{self, HeartbeatReading, Verdict};
+use super::{Listener, Live};
 use crate::config::listener::ListenerConfig;
 use crate::error::Fatal;
 use crate::http::{Endpoint, Request, Response, Stats, JSON};
@@ -104,21 +104,15 @@ impl Listener {
         o.commands_queued.set(self.commands.queued() as i64);
         let unjudged =
             Verdict { problems: Vec::new(), message: String::new(), stale_in: None, since: 0.0, up: false };
-        let now = std::time::Instant::now();
         let views: Vec<WorkerView> = self
             .workers
             .iter()
             .filter_map(|(name, live)| {
                 let ws = self.state.workers.get(name)?;
-                let beat = match &live.reading {
-                    HeartbeatReading::Beat(b) => Some(b),
-                    _ => None,
-                };
                 Some(WorkerView {
                     name,
                     counts: &ws.counts,
-                    beat,
-                    age: live.fresh.map(|f| f.age(now)),
+                    hosts: self.host_views(live),
                     verdict: live.verdict.as_ref().unwrap_or(&unjudged),
                 })
             })
@@ -129,6 +123,25 @@ impl Listener {
             Ok(body) => Response::new(200, CONTENT_TYPE, body),
             Err(e) => Response::text(500, &format!("cannot encode the metrics: {e}")),
         }
+    }
+
+    /// Each host's heartbeat of a worker, judged now by the rule of its worker's
+    /// (`health::judge`: `Beat::stale_limit`, `stopped`).
+    fn host_views<'a>(&self, live: &'a Live) -> Vec<HostView<'a>> {
+        let (now, wall) = (std::time::Instant::now(), crate::sys::clock::now_f64());
+        let stale_after = self.cfg.tuning.stale_after;
+        live.hosts
+            .iter()
+            .map(|h| {
+                let age = h.fresh.map(|f| f.age(now));
+                let up = health::judge(&h.reading, true, wall, age.unwrap_or(0.0), stale_after).up;
+                let beat = match &h.reading {
+                    HeartbeatReading::Beat(b) => Some(b),
+                    _ => None,
+                };
+                HostView { host: &h.host, beat, age, up }
+            })
+            .collect()
     }
 
     /// Healthy: events and state are being written. The workers' health is in the body.

@@ -75,12 +75,36 @@ fn child_token(slot: usize, pipe: Pipe) -> Token {
 struct Live {
     /// Named in WORKERS: a missing heartbeat is a problem from the start.
     named: bool,
-    reading: HeartbeatReading,
-    /// How old its heartbeat is (on the monotonic clock).
-    fresh: Option<freshness::Freshness>,
+    /// Each host's heartbeat, the freshest first, as the spool gives them (one, of the empty
+    /// host name, on a spool of one host); empty: it has none. The worker's own health is
+    /// judged on the freshest: it is alive while any of its hosts is.
+    hosts: Vec<HostBeat>,
     verdict: Option<Verdict>,
     /// When a healthy worker's heartbeat turns stale.
     stale_at: Option<Instant>,
+}
+
+/// One host's heartbeat of a worker.
+#[derive(Debug)]
+struct HostBeat {
+    host: String,
+    reading: HeartbeatReading,
+    /// How old it is (on the monotonic clock).
+    fresh: Option<freshness::Freshness>,
+}
+
+static MISSING: HeartbeatReading = HeartbeatReading::Missing;
+
+impl Live {
+    /// The freshest heartbeat, the worker's.
+    fn reading(&self) -> &HeartbeatReading {
+        self.hosts.first().map_or(&MISSING, |h| &h.reading)
+    }
+
+    /// How old the freshest heartbeat is.
+    fn fresh(&self) -> Option<freshness::Freshness> {
+        self.hosts.first().and_then(|h| h.fresh)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

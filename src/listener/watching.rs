@@ -2,10 +2,11 @@
 //! written, workers that show up, word lost (a rescan). What the spool watches, and how, is
 //! the backend's ([`crate::spool::listener::ListenerSpool`]).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use super::freshness::Freshness;
-use super::{health, Listener, Live, MAX_WORKERS};
+use super::{health, HostBeat, Listener, Live, MAX_WORKERS};
 use crate::config::worker_name::is_allowed;
 use crate::error::Fatal;
 use crate::log::Field;
@@ -71,26 +72,34 @@ impl Listener {
         true
     }
 
-    /// Reads `worker`'s heartbeat; `written`: the spool has just said it was written (see
-    /// [`super::freshness`]).
+    /// Reads every host's heartbeat of `worker`; `written`: the spool has just said one was
+    /// written (see [`super::freshness`]: a host's that did not change keeps aging).
     fn read_heartbeat(&mut self, worker: &str, written: bool) {
-        let reading = health::read(self.spool.heartbeat(worker));
-        if matches!(reading, health::HeartbeatReading::Beat(_)) {
+        let readings: Vec<(String, health::HeartbeatReading)> =
+            self.spool.heartbeats(worker).into_iter().map(|(host, b)| (host, health::read(b))).collect();
+        if readings.iter().any(|(_, r)| matches!(r, health::HeartbeatReading::Beat(_))) {
             let ws = self.state.workers.entry(worker.to_string()).or_default();
             if !ws.health.seen_heartbeat {
                 ws.health.seen_heartbeat = true;
                 self.state_dirty = true;
             }
         }
-        if let Some(live) = self.workers.get_mut(worker) {
-            live.fresh = match &reading {
-                health::HeartbeatReading::Beat(b) => {
-                    Some(Freshness::read(live.fresh, b.timestamp, written, Instant::now(), now_f64()))
-                }
-                _ => None,
-            };
-            live.reading = reading;
-        }
+        let Some(live) = self.workers.get_mut(worker) else { return };
+        let mut before: BTreeMap<String, Freshness> =
+            live.hosts.drain(..).filter_map(|h| Some((h.host, h.fresh?))).collect();
+        let (now, wall) = (Instant::now(), now_f64());
+        live.hosts = readings
+            .into_iter()
+            .map(|(host, reading)| {
+                let fresh = match &reading {
+                    health::HeartbeatReading::Beat(b) => {
+                        Some(Freshness::read(before.remove(&host), b.timestamp, written, now, wall))
+                    }
+                    _ => None,
+                };
+                HostBeat { host, reading, fresh }
+            })
+            .collect();
     }
 
     /// Takes what the spool has to say, and acts on it.

@@ -41,6 +41,10 @@ pub struct Delivered {
     pub again: bool,
 }
 
+/// The host name of a spool of one host (the folders, the memory): its series carry no
+/// `host` label, as before there were hosts.
+pub const ONE_HOST: &str = "";
+
 /// A worker's heartbeat as it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoredHeartbeat {
@@ -143,7 +147,14 @@ pub trait ListenerSpool {
     /// worker seen for the first time has its results older than this only counted.
     fn results(&mut self, max: usize, backfill: Duration) -> Vec<Delivered>;
     fn backlog(&self) -> Backlog;
-    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat;
+    /// Every host's heartbeat of `worker`, the freshest first (the one written last); empty:
+    /// it has none. An engine shared by hosts names each (its SPOOL_CONSUMER); a spool of one
+    /// host (the folders, the memory) gives at most one, under the empty name [`ONE_HOST`].
+    fn heartbeats(&mut self, worker: &str) -> Vec<(String, StoredHeartbeat)>;
+    /// The freshest heartbeat of `worker` (a worker is alive while any of its hosts is).
+    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
+        self.heartbeats(worker).into_iter().next().map_or(StoredHeartbeat::Missing, |(_, b)| b)
+    }
     /// Writes events durably, in order; the outcome of each.
     fn write_events(&mut self, events: &[Outgoing]) -> Vec<Result<(), Error>>;
     /// Where the event `id` is (for notify commands: WATCHER_EVENT_FILE).

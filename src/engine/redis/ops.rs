@@ -459,8 +459,8 @@ impl Fleet {
             .num(ms(lock))
     }
 
-    /// The freshest heartbeat of each of `workers` (`''` for none).
-    pub fn freshest_heartbeats(&self, workers: &[String]) -> Call {
+    /// Every host's heartbeat of each of `workers`, the freshest first.
+    pub fn heartbeats_by_host(&self, workers: &[String]) -> Call {
         let mut call = Call::new(Kind::Heartbeats, &scripts::HEARTBEATS, vec![]);
         for w in workers {
             let k = self.worker(w);

@@ -168,8 +168,9 @@ pub enum Reply {
     Lock {
         taken_by: Option<String>,
     },
-    /// Heartbeats, one per worker asked for (`None`: none).
-    Heartbeats(Vec<Option<Vec<u8>>>),
+    /// Heartbeats, one list per worker asked for: each host's (host, JSON), the freshest
+    /// first; empty: none.
+    Heartbeats(Vec<Vec<(String, Vec<u8>)>>),
     /// withdraw: the task is out of the queue, held under `entry` (deleted) to be cancelled.
     Withdrawn {
         entry: String,
@@ -341,8 +342,10 @@ fn parse(kind: Kind, v: &Value) -> Option<Reply> {
             _ => None,
         },
         Kind::Heartbeats => {
-            let beats = items(v)?.iter().map(|b| bytes(b).filter(|b| !b.is_empty())).collect();
-            Some(Reply::Heartbeats(beats))
+            let per_host = |w: &Value| -> Option<Vec<(String, Vec<u8>)>> {
+                items(w)?.chunks_exact(2).map(|p| Some((text(&p[0])?, bytes(&p[1])?))).collect()
+            };
+            Some(Reply::Heartbeats(items(v)?.iter().map(per_host).collect::<Option<_>>()?))
         }
         Kind::Depth => {
             let a = items(v)?;

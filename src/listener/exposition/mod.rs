@@ -2,6 +2,14 @@
 //! from its result files (counters kept in the state file, so they survive restarts) and
 //! its heartbeat (gauges), plus the listener's own families and process figures.
 //!
+//! On an engine shared by hosts (SPOOL=redis://…) a worker has a heartbeat per host: what a
+//! heartbeat tells (up, its age, running tasks, the breaker, pauses, the version) is served
+//! per host, labelled `host` besides `worker` (the label a worker's own endpoint leaves to
+//! the scrape's `instance`); the counts of results and `watcher_healthy` stay per worker. A
+//! worker none of whose hosts has a heartbeat is served `watcher_worker_up` 0 without a
+//! `host`, as on the folders. The folders are one host's: their series carry no `host`
+//! label, as they always did ([`crate::spool::listener::ONE_HOST`]).
+//!
 //! The derived families are built at scrape time from the listener's counts (the
 //! `prometheus` crate's plain data model, encoded by its text encoder), since a counter
 //! restored from a file cannot be set through the crate's metric types. The listener does
@@ -19,10 +27,31 @@ use crate::metrics::REASONS;
 pub struct WorkerView<'a> {
     pub name: &'a str,
     pub counts: &'a Counts,
-    pub beat: Option<&'a Beat>,
-    /// Its heartbeat's age (see `freshness`), when it has one.
-    pub age: Option<f64>,
+    /// Each host's heartbeat; empty: none.
+    pub hosts: Vec<HostView<'a>>,
+    /// The listener's verdict on the worker (its freshest heartbeat).
     pub verdict: &'a Verdict,
+}
+
+/// One host's heartbeat of a worker, as a scrape sees it.
+pub struct HostView<'a> {
+    /// Empty on a spool of one host: no `host` label.
+    pub host: &'a str,
+    /// `None`: unreadable.
+    pub beat: Option<&'a Beat>,
+    /// Its age (see `freshness`), when it was read.
+    pub age: Option<f64>,
+    /// Fresh and not `stopped`, judged at the scrape (`Beat::stale_limit`).
+    pub up: bool,
+}
+
+/// The labels of a worker's series about `host`: `worker`, and `host` unless it is empty.
+fn of_host<'a>(worker: &'a str, host: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mut pairs = vec![("worker", worker)];
+    if !host.is_empty() {
+        pairs.push(("host", host));
+    }
+    pairs
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
@@ -113,7 +142,8 @@ const G: MetricType = MetricType::GAUGE;
 
 /// Name, help and type of each of [`F`]. Each name, its labels and type are those of a
 /// worker's own endpoint (`crate::metrics::Families`), so a query means the same whichever
-/// target is scraped; `watcher_listener_*` names are the listener's alone.
+/// target is scraped (with `host` besides, on a shared engine, where the scrape's `instance`
+/// no longer tells the hosts apart); `watcher_listener_*` names are the listener's alone.
 const SPECS: [(&str, &str, MetricType); 21] = [
     ("watcher_tasks_processed_total", "Tasks finished, by final status, counted from the workers' result files.", C),
     (
@@ -195,11 +225,17 @@ pub fn derived(workers: &[WorkerView]) -> Vec<MetricFamily> {
     for w in workers {
         let mut push = |f: F, m: Metric| out[f as usize].push(m);
         from_results(w.name, w.counts, &mut push);
-        if let Some(b) = w.beat {
-            from_heartbeat(w.name, b, w.age, now, &mut push);
+        for h in &w.hosts {
+            let pairs = of_host(w.name, h.host);
+            if let Some(b) = h.beat {
+                from_heartbeat(&pairs, b, h.age, now, &mut push);
+            }
+            push(F::Up, gauge(&pairs, f64::from(u8::from(h.up))));
         }
         let one = [("worker", w.name)];
-        push(F::Up, gauge(&one, f64::from(u8::from(w.verdict.up))));
+        if w.hosts.is_empty() {
+            push(F::Up, gauge(&one, f64::from(u8::from(w.verdict.up))));
+        }
         push(F::Healthy, gauge(&one, f64::from(u8::from(w.verdict.problems.is_empty()))));
     }
     SPECS
@@ -241,28 +277,35 @@ fn from_results(name: &str, c: &Counts, push: &mut impl FnMut(F, Metric)) {
     }
 }
 
-/// The gauges of one worker's last heartbeat, `age` seconds old (as judged, see `freshness`),
-/// read at `now`.
-fn from_heartbeat(name: &str, b: &Beat, age: Option<f64>, now: f64, push: &mut impl FnMut(F, Metric)) {
-    let one = [("worker", name)];
-    push(F::Queue, gauge(&one, b.queue_size as f64));
-    push(F::Active, gauge(&one, b.active_tasks as f64));
-    push(F::Breaker, gauge(&one, b.breaker_gauge() as f64));
-    push(F::Waiting, gauge(&one, b.retry_waiting as f64));
-    push(F::MaxConcurrent, gauge(&one, b.max_concurrent as f64));
+/// The gauges of one heartbeat of a worker (labelled `one`: the worker, and the host that
+/// wrote it), `age` seconds old (as judged, see `freshness`), read at `now`.
+fn from_heartbeat(
+    one: &[(&str, &str)],
+    b: &Beat,
+    age: Option<f64>,
+    now: f64,
+    push: &mut impl FnMut(F, Metric),
+) {
+    push(F::Queue, gauge(one, b.queue_size as f64));
+    push(F::Active, gauge(one, b.active_tasks as f64));
+    push(F::Breaker, gauge(one, b.breaker_gauge() as f64));
+    push(F::Waiting, gauge(one, b.retry_waiting as f64));
+    push(F::MaxConcurrent, gauge(one, b.max_concurrent as f64));
     // A heartbeat of a version that does not state it says nothing of the age.
     match b.oldest_queued_at {
-        Some(at) => push(F::OldestAge, gauge(&one, (now - at).max(0.0))),
-        None if b.queue_size == 0 => push(F::OldestAge, gauge(&one, 0.0)),
+        Some(at) => push(F::OldestAge, gauge(one, (now - at).max(0.0))),
+        None if b.queue_size == 0 => push(F::OldestAge, gauge(one, 0.0)),
         None => {}
     }
     let (rate_limited, spend_cap) = b.paused();
-    push(F::RateLimited, gauge(&one, rate_limited));
-    push(F::SpendCap, gauge(&one, spend_cap));
-    push(F::Credential, gauge(&one, f64::from(u8::from(b.credential_fault()))));
-    push(F::Age, gauge(&one, age.unwrap_or_else(|| (now - b.timestamp).max(0.0))));
+    push(F::RateLimited, gauge(one, rate_limited));
+    push(F::SpendCap, gauge(one, spend_cap));
+    push(F::Credential, gauge(one, f64::from(u8::from(b.credential_fault()))));
+    push(F::Age, gauge(one, age.unwrap_or_else(|| (now - b.timestamp).max(0.0))));
     if !b.version.is_empty() {
-        push(F::BuildInfo, gauge(&[("worker", name), ("version", &*b.version)], 1.0));
+        let mut pairs = one.to_vec();
+        pairs.push(("version", &b.version));
+        push(F::BuildInfo, gauge(&pairs, 1.0));
     }
 }
 

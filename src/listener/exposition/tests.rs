@@ -31,6 +31,11 @@ fn shapes(text: &str) -> BTreeMap<String, (String, BTreeSet<String>)> {
     out
 }
 
+/// The heartbeat of a spool of one host (the folders), half a second old.
+fn one_host<'a>(beat: &'a Beat, verdict: &Verdict) -> Vec<HostView<'a>> {
+    vec![HostView { host: "", beat: Some(beat), age: Some(0.5), up: verdict.up }]
+}
+
 /// A listener's view of a worker whose heartbeat and results have every field.
 fn full_view_text() -> String {
     let mut counts = Counts { completed: 3, failed: 1, ..Counts::default() };
@@ -47,7 +52,7 @@ fn full_view_text() -> String {
     };
     let verdict = judge(&HeartbeatReading::Beat(beat.clone()), true, now, 0.0, None);
     let views =
-        [WorkerView { name: "marie", counts: &counts, beat: Some(&beat), age: Some(0.5), verdict: &verdict }];
+        [WorkerView { name: "marie", counts: &counts, hosts: one_host(&beat, &verdict), verdict: &verdict }];
     String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8")
 }
 
@@ -85,8 +90,8 @@ fn every_worker_has_every_family_once() {
     let verdict = judge(&HeartbeatReading::Beat(beat.clone()), true, crate::sys::clock::now_f64(), 0.0, None);
     let none = judge(&HeartbeatReading::Missing, false, 0.0, 0.0, None);
     let views = [
-        WorkerView { name: "marie", counts: &counts, beat: Some(&beat), age: Some(0.5), verdict: &verdict },
-        WorkerView { name: "anga", counts: &Counts::default(), beat: None, age: None, verdict: &none },
+        WorkerView { name: "marie", counts: &counts, hosts: one_host(&beat, &verdict), verdict: &verdict },
+        WorkerView { name: "anga", counts: &Counts::default(), hosts: Vec::new(), verdict: &none },
     ];
     let text = String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8");
     assert_eq!(text.matches("# TYPE watcher_tasks_processed_total counter").count(), 1);
@@ -110,8 +115,7 @@ fn heartbeat_gauges_tell_pauses_credentials_and_the_oldest_task() {
         let views = [WorkerView {
             name: "m",
             counts: &Counts::default(),
-            beat: Some(&beat),
-            age: Some(0.5),
+            hosts: one_host(&beat, &verdict),
             verdict: &verdict,
         }];
         String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8")
@@ -143,4 +147,82 @@ fn heartbeat_gauges_tell_pauses_credentials_and_the_oldest_task() {
     });
     assert!(t.contains("watcher_credential_fault{worker=\"m\"} 0"), "{t}");
     assert!(t.contains("watcher_oldest_queued_task_age_seconds{worker=\"m\"} 0"), "{t}");
+}
+
+/// A worker on two hosts of a shared engine: host-a fresh and running 2 tasks, host-b's
+/// heartbeat stale.
+fn two_hosts_text() -> String {
+    let mut counts = Counts { completed: 5, ..Counts::default() };
+    counts.duration.observe(1.0);
+    let now = crate::sys::clock::now_f64();
+    let beat = |active: u64| Beat {
+        timestamp: now,
+        status: "busy".into(),
+        active_tasks: active,
+        max_concurrent: 4,
+        version: "0.1.0".into(),
+        ..Beat::default()
+    };
+    let (a, b) = (beat(2), beat(1));
+    let verdict = judge(&HeartbeatReading::Beat(a.clone()), true, now, 0.5, None);
+    let hosts = vec![
+        HostView { host: "host-a", beat: Some(&a), age: Some(0.5), up: true },
+        HostView { host: "host-b", beat: Some(&b), age: Some(100.0), up: false },
+    ];
+    let views = [WorkerView { name: "marie", counts: &counts, hosts, verdict: &verdict }];
+    String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8")
+}
+
+#[test]
+fn each_host_of_a_shared_engine_has_its_heartbeat_series_labelled_host() {
+    let t = two_hosts_text();
+    for (series, value) in [
+        ("watcher_worker_up{worker=\"marie\",host=\"host-a\"}", "1"),
+        ("watcher_worker_up{worker=\"marie\",host=\"host-b\"}", "0"),
+        ("watcher_heartbeat_age_seconds{worker=\"marie\",host=\"host-a\"}", "0.5"),
+        ("watcher_heartbeat_age_seconds{worker=\"marie\",host=\"host-b\"}", "100"),
+        ("watcher_active_tasks{worker=\"marie\",host=\"host-a\"}", "2"),
+        ("watcher_active_tasks{worker=\"marie\",host=\"host-b\"}", "1"),
+        ("watcher_max_concurrent_tasks{worker=\"marie\",host=\"host-b\"}", "4"),
+        ("watcher_build_info{worker=\"marie\",host=\"host-a\",version=\"0.1.0\"}", "1"),
+        // The worker's own: its counts and the listener's verdict, once, without a host.
+        ("watcher_healthy{worker=\"marie\"}", "1"),
+        ("watcher_tasks_processed_total{worker=\"marie\",status=\"completed\"}", "5"),
+    ] {
+        assert!(t.lines().any(|l| l == format!("{series} {value}")), "{series} {value} in:\n{t}");
+    }
+    assert!(!t.contains("watcher_worker_up{worker=\"marie\"}"), "no host-less up beside the hosts'");
+    for family in ["watcher_tasks_processed_total", "watcher_healthy", "watcher_task_duration_seconds"] {
+        assert!(
+            t.lines().filter(|l| l.starts_with(family)).all(|l| !l.contains("host=")),
+            "{family} is the worker's: {t}"
+        );
+    }
+    assert_eq!(t.matches("# TYPE watcher_worker_up gauge").count(), 1);
+    // The labels are a worker endpoint's, plus `host`.
+    let worker = WorkerMetrics::new("marie").expect("metrics");
+    let worker = shapes(&String::from_utf8(worker.encode().expect("encode")).expect("utf-8"));
+    for (name, (kind, mut labels)) in shapes(&t) {
+        if !name.starts_with("watcher_listener_") {
+            labels.remove("host");
+            assert_eq!(Some(&(kind, labels)), worker.get(&name), "{name}");
+        }
+    }
+}
+
+#[test]
+fn a_worker_whose_every_host_is_gone_is_down_without_a_host_label() {
+    let none = judge(&HeartbeatReading::Missing, true, 0.0, 0.0, None);
+    let views = [WorkerView { name: "marie", counts: &Counts::default(), hosts: Vec::new(), verdict: &none }];
+    let t = String::from_utf8(encode(derived(&views)).expect("encode")).expect("utf-8");
+    assert!(t.lines().any(|l| l == "watcher_worker_up{worker=\"marie\"} 0"), "{t}");
+    assert!(t.contains("watcher_healthy{worker=\"marie\"} 0"), "{t}");
+    assert!(!t.contains("host="), "{t}");
+}
+
+#[test]
+fn the_one_host_of_the_folders_has_no_host_label() {
+    let t = full_view_text();
+    assert!(!t.contains("host="), "the folders' series are as they always were:\n{t}");
+    assert!(t.lines().any(|l| l == "watcher_worker_up{worker=\"marie\"} 1"), "{t}");
 }

@@ -12,7 +12,7 @@ use super::{ns, Change, Memory, Position, Shared};
 use crate::format::summary;
 use crate::spool::error::{Error, OpenError};
 use crate::spool::listener::{
-    Backlog, CommitError, Delivered, ListenerSpool, Note, Notices, Outgoing, Saved, StoredHeartbeat,
+    Backlog, CommitError, Delivered, ListenerSpool, Note, Notices, Outgoing, Saved, StoredHeartbeat, ONE_HOST,
 };
 
 /// Where messages say the listener's state is.
@@ -131,11 +131,10 @@ impl ListenerSpool for MemListener {
         Backlog { results, listings: 0 }
     }
 
-    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
-        match self.shared.lock().heartbeats.get(worker) {
-            Some(b) => StoredHeartbeat::Found(b.clone()),
-            None => StoredHeartbeat::Missing,
-        }
+    /// One host's, as the folders.
+    fn heartbeats(&mut self, worker: &str) -> Vec<(String, StoredHeartbeat)> {
+        let beat = self.shared.lock().heartbeats.get(worker).cloned();
+        beat.map(|b| (ONE_HOST.to_string(), StoredHeartbeat::Found(b))).into_iter().collect()
     }
 
     fn write_events(&mut self, events: &[Outgoing]) -> Vec<Result<(), Error>> {

@@ -179,6 +179,14 @@ impl super::listener::Fixture for Listener {
         self.world.heartbeat(worker, "host-a", json);
     }
 
+    fn hosts(&self) -> Vec<&'static str> {
+        vec!["host-a", "host-b"]
+    }
+
+    fn host_heartbeat(&mut self, worker: &str, host: &str, json: &str) {
+        self.world.heartbeat(worker, host, json);
+    }
+
     fn queue(&mut self, worker: &str) {
         let k = self.world.keys(worker);
         self.world.engine.ensure_groups(&k).expect("groups");

@@ -13,7 +13,7 @@ use super::{deadline, engine_suite, suite};
 use crate::format::summary::ResultReading;
 use crate::spool::fs::listener::FsListener;
 use crate::spool::layout::{self, Layout};
-use crate::spool::listener::{Delivered, ListenerSpool, Notices, Outgoing, StoredHeartbeat};
+use crate::spool::listener::{Delivered, ListenerSpool, Notices, Outgoing, StoredHeartbeat, ONE_HOST};
 use crate::spool::mem::Memory;
 
 const DAY: Duration = Duration::from_secs(86_400);
@@ -26,6 +26,16 @@ pub(in crate::spool) trait Fixture {
     /// A worker writes the result of `id`, finished at `finished`, at time `written`.
     fn result(&mut self, worker: &str, id: &str, finished: &str, written: SystemTime);
     fn heartbeat(&mut self, worker: &str, json: &str);
+    /// The hosts a worker's heartbeats can come from: the one of a spool of one host, or
+    /// several sharing an engine.
+    fn hosts(&self) -> Vec<&'static str> {
+        vec![ONE_HOST]
+    }
+    /// `host`'s worker writes a heartbeat (one of [`Fixture::hosts`]).
+    fn host_heartbeat(&mut self, worker: &str, host: &str, json: &str) {
+        assert_eq!(host, ONE_HOST, "a spool of one host");
+        self.heartbeat(worker, json);
+    }
     /// A worker makes its queue.
     fn queue(&mut self, worker: &str);
     /// The events written, by id.
@@ -253,6 +263,33 @@ fn heartbeats_are_read_and_their_writes_heard(f: &mut impl Fixture) {
     assert_eq!(spool.heartbeat("marie"), StoredHeartbeat::Found(beat.as_bytes().to_vec()));
 }
 
+fn every_hosts_heartbeat_is_given_the_freshest_first(f: &mut impl Fixture) {
+    let (mut spool, mut poll) = started(f);
+    spool.follow("marie", false);
+    assert!(spool.heartbeats("marie").is_empty(), "none yet");
+    let hosts = f.hosts();
+    let beat = |i: usize| format!(r#"{{"timestamp": {i}, "status": "idle"}}"#);
+    for (i, host) in hosts.iter().enumerate() {
+        f.host_heartbeat("marie", host, &beat(i));
+    }
+    // Written one after the other: the last is the freshest.
+    let want: Vec<(String, StoredHeartbeat)> = hosts
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, h)| (h.to_string(), StoredHeartbeat::Found(beat(i).into_bytes())))
+        .collect();
+    let end = deadline();
+    let mut events = Events::with_capacity(8);
+    while spool.heartbeats("marie") != want {
+        spool.drain();
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        assert!(!left.is_zero(), "{:?}, not {want:?}", spool.heartbeats("marie"));
+        poll.poll(&mut events, Some(left.min(std::time::Duration::from_millis(100)))).expect("poll");
+    }
+    assert_eq!(spool.heartbeat("marie"), want[0].1, "the worker's is the freshest");
+}
+
 fn workers_that_show_up_are_heard_and_listed(f: &mut impl Fixture) {
     let (mut spool, mut poll) = started(f);
     f.queue("anga");
@@ -292,6 +329,7 @@ suite!(fs, super::Fs::new();
     history_older_than_the_backfill_is_counted_not_announced,
     a_new_result_of_a_task_is_a_new_result,
     heartbeats_are_read_and_their_writes_heard,
+    every_hosts_heartbeat_is_given_the_freshest_first,
     workers_that_show_up_are_heard_and_listed,
     events_are_written_each_under_its_id,
     the_state_comes_back_once_committed,
@@ -303,6 +341,7 @@ suite!(mem, super::Mem::new();
     history_older_than_the_backfill_is_counted_not_announced,
     a_new_result_of_a_task_is_a_new_result,
     heartbeats_are_read_and_their_writes_heard,
+    every_hosts_heartbeat_is_given_the_freshest_first,
     workers_that_show_up_are_heard_and_listed,
     events_are_written_each_under_its_id,
     the_state_comes_back_once_committed,
@@ -314,6 +353,7 @@ engine_suite!(redis, super::super::engine::Listener::start;
     history_older_than_the_backfill_is_counted_not_announced,
     a_new_result_of_a_task_is_a_new_result,
     heartbeats_are_read_and_their_writes_heard,
+    every_hosts_heartbeat_is_given_the_freshest_first,
     workers_that_show_up_are_heard_and_listed,
     events_are_written_each_under_its_id,
     the_state_comes_back_once_committed,

@@ -30,7 +30,8 @@ use crate::log::ids;
 use crate::spool::error::{Error, OpenError};
 use crate::spool::layout::Layout;
 use crate::spool::listener::{
-    Backlog, CommitError, Delivered, ListenerSpool, Loudness, Note, Notices, Outgoing, Saved, StoredHeartbeat,
+    Backlog, CommitError, Delivered, ListenerSpool, Loudness, Note, Notices, Outgoing, Saved,
+    StoredHeartbeat, ONE_HOST,
 };
 use crate::spool::read;
 use crate::sys::durable::{self, Batch};
@@ -296,13 +297,15 @@ impl ListenerSpool for FsListener {
         }
     }
 
-    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
+    /// The one heartbeat file of `worker`, if there is one: the folders are one host's.
+    fn heartbeats(&mut self, worker: &str) -> Vec<(String, StoredHeartbeat)> {
         let path = self.layout.heartbeat(worker);
-        match read::read(&path, crate::format::records::MAX_HEARTBEAT_BYTES) {
+        let beat = match read::read(&path, crate::format::records::MAX_HEARTBEAT_BYTES) {
             Ok(b) => StoredHeartbeat::Found(b),
-            Err(e) if e.is_missing() => StoredHeartbeat::Missing,
+            Err(e) if e.is_missing() => return Vec::new(),
             Err(e) => StoredHeartbeat::Unreadable(e.to_string()),
-        }
+        };
+        vec![(ONE_HOST.to_string(), beat)]
     }
 
     fn write_events(&mut self, events: &[Outgoing]) -> Vec<Result<(), Error>> {

@@ -12,9 +12,9 @@
 //! - One listener serves a fleet: a lock in the engine (`P:listener:lock`, renewed at each
 //!   commit and every few seconds; another host's listener waits for it) and a local flock on
 //!   `ROOT/listener/` (another listener on this host exits at once, status 75).
-//! - Heartbeats: when the fleet's heartbeats stream moves, the freshest heartbeat of each
-//!   followed worker, one round trip for all (a worker is alive while any of its hosts is),
-//!   and new workers from `P:workers`.
+//! - Heartbeats: when the fleet's heartbeats stream moves, every host's heartbeat of each
+//!   followed worker, the freshest first, one round trip for all (a worker is alive while any
+//!   of its hosts is; the listener's series are per host), and new workers from `P:workers`.
 //! - Arrivals: a blocked `XREAD` on `P:results` and `P:heartbeats` rings the loop's bell
 //!   (wakeup.rs).
 //! - With LISTENER_FILES (the default), results are also written to `results/W/<id>.json`
@@ -80,7 +80,8 @@ pub(crate) struct RedisListener {
     taken: Vec<String>,
     /// Events were added since the last commit.
     wrote: bool,
-    beats: BTreeMap<String, Option<Vec<u8>>>,
+    /// Each followed worker's heartbeats as last read: (host, JSON), the freshest first.
+    beats: BTreeMap<String, Vec<(String, Vec<u8>)>>,
     heard: Vec<String>,
     /// Heartbeats are to be read again.
     poll: bool,
@@ -159,11 +160,11 @@ impl RedisListener {
         }
     }
 
-    /// Reads the freshest heartbeat of every worker followed, and new workers.
+    /// Reads every host's heartbeat of every worker followed, and new workers.
     fn poll(&mut self) {
         let workers: Vec<String> = self.followed.iter().cloned().collect();
         let calls =
-            [self.fleet.freshest_heartbeats(&workers), Call::command("SMEMBERS", vec![self.fleet.workers()])];
+            [self.fleet.heartbeats_by_host(&workers), Call::command("SMEMBERS", vec![self.fleet.workers()])];
         let replies = match self.conn.batch(&calls) {
             Ok(r) => r,
             Err(_) => return,
@@ -377,11 +378,9 @@ impl ListenerSpool for RedisListener {
         Backlog { results: usize::from(waiting), listings: 0 }
     }
 
-    fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
-        match self.beats.get(worker) {
-            Some(Some(b)) => StoredHeartbeat::Found(b.clone()),
-            _ => StoredHeartbeat::Missing,
-        }
+    fn heartbeats(&mut self, worker: &str) -> Vec<(String, StoredHeartbeat)> {
+        let beats = self.beats.get(worker).into_iter().flatten();
+        beats.map(|(host, b)| (host.clone(), StoredHeartbeat::Found(b.clone()))).collect()
     }
 
     fn write_events(&mut self, events: &[Outgoing]) -> Vec<Result<(), Error>> {
