@@ -29,10 +29,9 @@ impl Listener {
             let Some(live) = self.workers.get(&name) else { continue };
             let ws = self.state.workers.entry(name.clone()).or_default();
             let expected = live.named || ws.health.seen_heartbeat;
-            let age = live.fresh().map_or(0.0, |f| f.age(now_mono));
-            let verdict = health::judge(live.reading(), expected, now, age, stale_after);
+            let super::Judged { verdict, reading, age } = live.judged(expected, now, now_mono, stale_after);
             if let Some(change) = health::change(&ws.health, &verdict) {
-                let beat = match live.reading() {
+                let beat = match reading {
                     HeartbeatReading::Beat(b) => Some(b),
                     _ => None,
                 };

@@ -5,7 +5,8 @@
 //!
 //! Unhealthy: the heartbeat is older than its stale limit (HEARTBEAT_STALE_AFTER, or three
 //! of the interval the heartbeat states), says `stopped`, says the breaker is open, or is
-//! missing or unreadable for a worker that should have one. Staleness is judged on the
+//! missing or unreadable for a worker that should have one; with a heartbeat per host (a
+//! shared engine), healthy while any host's is (see `Live::judged`). Staleness is judged on the
 //! heartbeat's age as [`super::freshness`] measures it (on the monotonic clock), so that a
 //! step of the wall clock raises no false alarm.
 

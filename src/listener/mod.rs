@@ -77,7 +77,7 @@ struct Live {
     named: bool,
     /// Each host's heartbeat, the freshest first, as the spool gives them (one, of the empty
     /// host name, on a spool of one host); empty: it has none. The worker's own health is
-    /// judged on the freshest: it is alive while any of its hosts is.
+    /// judged on them ([`Live::judged`]).
     hosts: Vec<HostBeat>,
     verdict: Option<Verdict>,
     /// When a healthy worker's heartbeat turns stale.
@@ -95,15 +95,46 @@ struct HostBeat {
 
 static MISSING: HeartbeatReading = HeartbeatReading::Missing;
 
-impl Live {
-    /// The freshest heartbeat, the worker's.
-    fn reading(&self) -> &HeartbeatReading {
-        self.hosts.first().map_or(&MISSING, |h| &h.reading)
-    }
+/// One host's heartbeat (`None`: none) judged as the worker's.
+fn judge_host(
+    host: Option<&HostBeat>,
+    expected: bool,
+    now: f64,
+    mono: Instant,
+    stale_after: Option<Duration>,
+) -> Judged<'_> {
+    let reading = host.map_or(&MISSING, |h| &h.reading);
+    let age = host.and_then(|h| h.fresh).map_or(0.0, |f| f.age(mono));
+    Judged { verdict: health::judge(reading, expected, now, age, stale_after), reading, age }
+}
 
-    /// How old the freshest heartbeat is.
-    fn fresh(&self) -> Option<freshness::Freshness> {
-        self.hosts.first().and_then(|h| h.fresh)
+/// The verdict on a worker, and the heartbeat it was judged on, `age` seconds old.
+struct Judged<'a> {
+    verdict: Verdict,
+    reading: &'a HeartbeatReading,
+    age: f64,
+}
+
+impl Live {
+    /// Judges the worker at `now` (`mono` on the monotonic clock): on the freshest heartbeat
+    /// of a host that is healthy, else on its freshest (see `health::judge`; `expected`: a
+    /// missing one is a problem). A worker is healthy while any of its hosts is: one host
+    /// stopped or dead among others that work is that host's (`watcher_worker_up{host}`),
+    /// not an event about the worker.
+    fn judged<'a>(
+        &'a self,
+        expected: bool,
+        now: f64,
+        mono: Instant,
+        stale_after: Option<Duration>,
+    ) -> Judged<'a> {
+        let judge = |host: Option<&'a HostBeat>| judge_host(host, expected, now, mono, stale_after);
+        let mut judged = self.hosts.iter().map(|h| judge(Some(h)));
+        let freshest = judged.next().unwrap_or_else(|| judge(None));
+        if freshest.verdict.problems.is_empty() {
+            return freshest;
+        }
+        judged.find(|j| j.verdict.problems.is_empty()).unwrap_or(freshest)
     }
 }
 

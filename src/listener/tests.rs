@@ -81,3 +81,27 @@ fn a_worker_that_shows_up_is_followed_and_its_stopped_heartbeat_announced() {
     assert_eq!(kinds.len(), 1, "{kinds:?}");
     assert_eq!((&kinds[0]["event"], &kinds[0]["worker"]), (&json!("worker_unhealthy"), &json!("anga")));
 }
+
+#[test]
+fn a_worker_is_judged_healthy_while_one_of_its_hosts_is() {
+    let (now, mono) = (crate::sys::clock::now_f64(), Instant::now());
+    let host = |name: &str, status: &str| {
+        let beat = health::Beat {
+            timestamp: now,
+            status: status.into(),
+            heartbeat_interval: Some(10.0),
+            ..health::Beat::default()
+        };
+        let fresh = Some(freshness::Freshness::read(None, now, true, mono, now));
+        HostBeat { host: name.into(), reading: HeartbeatReading::Beat(beat), fresh }
+    };
+    // host-a stopped last (its heartbeat is the freshest) while host-b works on.
+    let live = Live { hosts: vec![host("host-a", "stopped"), host("host-b", "idle")], ..Live::default() };
+    let j = live.judged(true, now, mono, None);
+    assert!(j.verdict.problems.is_empty() && j.verdict.up, "{:?}", j.verdict);
+    // Every host stopped: the freshest tells.
+    let live = Live { hosts: vec![host("host-a", "stopped"), host("host-b", "stopped")], ..Live::default() };
+    assert_eq!(live.judged(true, now, mono, None).verdict.problems, [health::STOPPED]);
+    // None left: missing.
+    assert_eq!(Live::default().judged(true, now, mono, None).verdict.problems, [health::NO_HEARTBEAT]);
+}

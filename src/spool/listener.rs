@@ -151,7 +151,7 @@ pub trait ListenerSpool {
     /// it has none. An engine shared by hosts names each (its SPOOL_CONSUMER); a spool of one
     /// host (the folders, the memory) gives at most one, under the empty name [`ONE_HOST`].
     fn heartbeats(&mut self, worker: &str) -> Vec<(String, StoredHeartbeat)>;
-    /// The freshest heartbeat of `worker` (a worker is alive while any of its hosts is).
+    /// The freshest heartbeat of `worker`.
     fn heartbeat(&mut self, worker: &str) -> StoredHeartbeat {
         self.heartbeats(worker).into_iter().next().map_or(StoredHeartbeat::Missing, |(_, b)| b)
     }

@@ -29,7 +29,7 @@ pub struct WorkerView<'a> {
     pub counts: &'a Counts,
     /// Each host's heartbeat; empty: none.
     pub hosts: Vec<HostView<'a>>,
-    /// The listener's verdict on the worker (its freshest heartbeat).
+    /// The listener's verdict on the worker (healthy while any of its hosts is).
     pub verdict: &'a Verdict,
 }
 

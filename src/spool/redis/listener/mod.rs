@@ -13,7 +13,7 @@
 //!   commit and every few seconds; another host's listener waits for it) and a local flock on
 //!   `ROOT/listener/` (another listener on this host exits at once, status 75).
 //! - Heartbeats: when the fleet's heartbeats stream moves, every host's heartbeat of each
-//!   followed worker, the freshest first, one round trip for all (a worker is alive while any
+//!   followed worker, the freshest first, one round trip for all (a worker is healthy while any
 //!   of its hosts is; the listener's series are per host), and new workers from `P:workers`.
 //! - Arrivals: a blocked `XREAD` on `P:results` and `P:heartbeats` rings the loop's bell
 //!   (wakeup.rs).
