@@ -243,6 +243,9 @@ pub struct Intake {
     pub arrivals: Vec<EntryId>,
     /// Requests to cancel a task that arrived.
     pub cancels: Vec<CancelRequest>,
+    /// Task ids whose request to cancel is gone from the spool (another host of the worker
+    /// acted on it): forgotten, so a task of that id queued again later runs.
+    pub withdrawn: Vec<String>,
     /// What arrived but cannot be a task, to be reported.
     pub ignored: Vec<Ignored>,
     /// Notifications were lost: list the queue again.

@@ -8,7 +8,8 @@
 //! A request is dropped once its task's final outcome is durable, whatever that outcome is (a
 //! run that ended on its own before the request came keeps its result). A request for a task
 //! this worker does not hold is kept: the task may be one another host holds, or one not
-//! claimed yet; it is acted on when the task is claimed here, and is moot once a result exists.
+//! claimed yet; it is acted on when the task is claimed here, and is moot once a result exists. One gone from the spool (another host acted on
+//! it) is forgotten when the spool says so, or at the next listing.
 
 use std::time::Instant;
 

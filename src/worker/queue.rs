@@ -2,6 +2,7 @@
 //! invalid) → running → reaped; timeouts and the shutdown's stops. What the end means is
 //! [`super::outcome`].
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::time::{Duration, Instant, SystemTime};
@@ -44,6 +45,9 @@ impl Daemon {
                 self.spool_claims(intake.claimed, intake.reclaimed, intake.gone);
                 for request in intake.cancels {
                     self.on_cancel(request);
+                }
+                for id in intake.withdrawn {
+                    self.flight.cancels.remove(&id);
                 }
                 if intake.rescan {
                     self.log.warn("change notifications were lost (overflow or a replaced folder); rescanning the queue", &[]);
@@ -96,6 +100,10 @@ impl Daemon {
                 self.enqueue(e.id, e.arrived);
             }
         }
+        // The listing has every request standing: one remembered but gone was acted on
+        // elsewhere (another host) or removed.
+        let standing: HashSet<&str> = scan.cancels.iter().map(|r| r.task_id.as_str()).collect();
+        self.flight.cancels.retain(|id, _| standing.contains(id.as_str()));
         for request in scan.cancels {
             self.on_cancel(request);
         }

@@ -85,3 +85,18 @@ fn a_request_for_a_task_not_held_yet_is_kept_until_it_is_claimed() {
     h.until("the moot request dropped", |h| requests(h) == 0);
     assert_eq!(h.result("other").expect("kept").status, "completed");
 }
+
+#[test]
+fn a_request_gone_from_the_spool_is_forgotten_at_the_next_listing() {
+    let mut h = Harness::start(&[], |_| {}, |_, _| success(0.0));
+    cancel(&h, "later");
+    h.submit("other", "x");
+    h.wait_result("other");
+    // Acted on elsewhere (another host of the worker), then its result expired: the listing
+    // no longer has the request, and the task of that id queued again runs.
+    h.store.borrow_mut().cancels.clear();
+    h.d.rescan().expect("listing");
+    h.submit("later", "x");
+    assert_eq!(h.wait_result("later").status, "completed");
+    assert_eq!(h.starts("later"), 1);
+}

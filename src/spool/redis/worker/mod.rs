@@ -48,6 +48,7 @@ const PAUSE_RECHECK: Duration = Duration::from_secs(5);
 #[derive(Default)]
 struct Out {
     cancels: Vec<CancelRequest>,
+    withdrawn: Vec<String>,
     claimed: Vec<Claim>,
     reclaimed: Vec<Claim>,
     gone: Vec<EntryId>,
@@ -188,6 +189,7 @@ impl Spool for RedisSpool {
             reclaimed,
             gone: std::mem::take(&mut out.gone),
             cancels: std::mem::take(&mut out.cancels),
+            withdrawn: std::mem::take(&mut out.withdrawn),
             ..Intake::default()
         })
     }

@@ -2,6 +2,7 @@
 //! loop's ops, claims, leases, the link's changes), and the next batch
 //! ([`RedisSpool::send_turn`]: at most one in flight).
 
+use std::collections::HashSet;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -272,11 +273,15 @@ impl RedisSpool {
         }
     }
 
-    /// The cancel requests read: those not handed out yet go to the loop.
+    /// The cancel requests read: those not handed out yet go to the loop, and those handed
+    /// out that are gone (acted on by another host) are to be forgotten.
     fn cancels_read(&mut self, v: &redis::Value) {
         let all = work::cancel_requests(v);
-        let standing: std::collections::HashSet<String> = all.iter().map(|r| r.task_id.clone()).collect();
-        self.cancels.handed.retain(|id| standing.contains(id));
+        let standing: HashSet<String> = all.iter().map(|r| r.task_id.clone()).collect();
+        let (kept, gone): (HashSet<String>, HashSet<String>) =
+            std::mem::take(&mut self.cancels.handed).into_iter().partition(|id| standing.contains(id));
+        self.cancels.handed = kept;
+        self.out.withdrawn.extend(gone);
         for r in all {
             if self.cancels.handed.insert(r.task_id.clone()) {
                 self.out.cancels.push(r);
@@ -459,6 +464,7 @@ impl RedisSpool {
         let out = &self.out;
         if !out.claimed.is_empty()
             || !out.cancels.is_empty()
+            || !out.withdrawn.is_empty()
             || !out.reclaimed.is_empty()
             || !out.gone.is_empty()
             || !out.notes.is_empty()
