@@ -19,16 +19,20 @@ fn a_host_killed_mid_task_has_its_tasks_taken_over_after_a_lease() {
     // host-a mid-task: frozen, its held entries counted, then killed.
     wait_for("host-a to run a task", || (!a.runs().is_empty()).then_some(()));
     wa.signal(libc::SIGSTOP);
-    let in_flight = engine.pending("marie", Some("host-a"));
+    let held = engine.pending_tasks("marie", "host-a");
     wa.kill9();
     let results = engine.wait_results("marie", &ids);
     assert!(results.iter().all(|r| r["status"] == "completed"), "{results:?}");
+    // In flight: what host-a held and had an agent run for (it can be stopped between a
+    // claim and its agent's start, or its agent killed with it before it logged its start).
+    let a_ran = |id: &String| a.runs().iter().any(|r| r.split(' ').next() == Some(id.as_str()));
+    let in_flight = held.iter().filter(|id| a_ran(id)).count();
     let runs = a.runs().len() + b.runs().len();
     // A task taken over resumes its agent's session (kept on storage both hosts share here);
     // one whose agent was killed before it made the session starts a fresh one at once: that
     // try is the only other run allowed, and is logged.
     let fresh = wb.log_text().matches("the agent has lost the task's session").count();
-    assert!(fresh <= in_flight, "{}", wb.log_text());
+    assert!(fresh <= held.len(), "{}", wb.log_text());
     let lists = (a.runs(), b.runs());
     assert_eq!(
         runs,
@@ -43,7 +47,10 @@ fn a_host_killed_mid_task_has_its_tasks_taken_over_after_a_lease() {
                 .is_ok_and(|e| std::fs::read_to_string(e.path()).unwrap_or_default().lines().count() == 2)
         })
         .count();
-    assert_eq!(resumed, in_flight - fresh, "sessions resumed on host-b");
+    assert!(
+        resumed + fresh <= held.len() && resumed + fresh >= in_flight,
+        "sessions resumed on host-b, or started afresh"
+    );
     assert!(in_flight > 0, "host-a held nothing when it was killed: the test proved nothing");
     // One entry per result on the results stream; nothing left pending or queued.
     let stream = engine.stream("ww:results");

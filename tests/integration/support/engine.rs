@@ -5,56 +5,36 @@
 //! there it fails (.ci/run installs redis-server).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use redis::Value;
 use serde_json::Value as Json;
 
+use crate::support::redis_ops::Server;
 use crate::support::util::*;
 use worker_watcher::engine::redis::client::Engine as Client;
 use worker_watcher::engine::redis::keys::{Fleet, Keys};
 use worker_watcher::engine::redis::ops::Queue;
 use worker_watcher::engine::redis::settings::{Address, Target};
 
+/// A data server on a unix socket (redis_ops' [`Server::unix`]) in a temp folder of its own,
+/// read back as the daemons' engine.
 pub struct Engine {
+    // Dropped after the server (fields drop in order): the server is killed in its folder.
+    server: Server,
     dir: tempfile::TempDir,
-    binary: PathBuf,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-fn binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("WW_REDIS_SERVER").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d| d.join("redis-server")).find(|p| p.is_file())
 }
 
 impl Engine {
     /// Starts a server with `extra` settings (`--name value` pairs); `None`: SKIP.
     pub fn start(extra: &[&str]) -> Option<Engine> {
-        let Some(binary) = binary() else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "redis-server not found and CI is set: .ci/run installs it"
-            );
-            eprintln!("SKIP: redis-server not found (install redis-server, or set WW_REDIS_SERVER)");
-            return None;
-        };
-        let mut e = Engine {
-            dir: tempfile::tempdir().expect("tempdir"),
-            binary,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        e.spawn();
-        Some(e)
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::unix(dir.path(), extra)?;
+        Some(Engine { server, dir })
     }
 
     pub fn socket(&self) -> PathBuf {
-        self.dir.path().join("sock")
+        self.server.socket()
     }
 
     /// Where the agents of every host keep their sessions.
@@ -64,44 +44,17 @@ impl Engine {
 
     /// SPOOL for the daemons.
     pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    fn spawn(&mut self) {
-        let dir = self.dir.path();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("log")).expect("log");
-        let mut cmd = Command::new(&self.binary);
-        cmd.args(["--port", "0", "--unixsocket"]).arg(self.socket());
-        cmd.args(["--unixsocketperm", "777", "--appendonly", "yes", "--appendfsync", "always", "--save", ""]);
-        cmd.arg("--dir").arg(dir).args(&self.extra);
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("redis-server");
-        self.child = Some(child);
-        wait_for("redis-server to answer", || {
-            let mut c = redis::Client::open(format!("unix://{}", self.socket().display()))
-                .ok()?
-                .get_connection()
-                .ok()?;
-            redis::cmd("PING").query::<String>(&mut c).ok()
-        });
+        self.server.url()
     }
 
     /// kill -9, waited for.
     pub fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server.kill9();
     }
 
     /// Starts it again on the same folder (its AOF) and socket.
     pub fn restart(&mut self) {
-        self.kill9();
-        self.spawn();
+        self.server.restart_with(&[]);
     }
 
     pub fn target(&self) -> Target {
@@ -172,12 +125,18 @@ impl Engine {
 
     /// The entries of a stream: `(entry id, fields)`.
     pub fn stream(&self, key: &str) -> Vec<(String, Vec<(String, String)>)> {
+        self.stream_range(key, "-")
+    }
+
+    /// The entries of stream `key` from `from` (an entry id, or `-`) to `from` (or the end).
+    fn stream_range(&self, key: &str, from: &str) -> Vec<(String, Vec<(String, String)>)> {
         let text = |v: &Value| match v {
             Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
             Value::SimpleString(s) => s.clone(),
             other => format!("{other:?}"),
         };
-        let Value::Array(entries) = self.cmd(&["XRANGE", key, "-", "+"]) else { return Vec::new() };
+        let to = if from == "-" { "+" } else { from };
+        let Value::Array(entries) = self.cmd(&["XRANGE", key, from, to]) else { return Vec::new() };
         entries
             .iter()
             .filter_map(|e| {
@@ -202,21 +161,30 @@ impl Engine {
         }
     }
 
+    /// The task ids of the entries pending in `worker`'s group held by `consumer`.
+    pub fn pending_tasks(&self, worker: &str, consumer: &str) -> Vec<String> {
+        let q = self.keys(worker).queue();
+        let Value::Array(pending) = self.cmd(&["XPENDING", &q, "workers", "-", "+", "100000", consumer])
+        else {
+            return Vec::new();
+        };
+        let entry = |p: &Value| match p {
+            Value::Array(f) => match f.first() {
+                Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let task = |e: &str| {
+            let (_, fields) = self.stream_range(&q, e).into_iter().next()?;
+            fields.into_iter().find(|(k, _)| k == "id").map(|(_, v)| v)
+        };
+        pending.iter().filter_map(entry).filter_map(|e| task(&e)).collect()
+    }
+
     /// watcherctl ARGS against this engine (SPOOL set), with `root` for what stays local.
     pub fn ctl(&self, root: &Root, args: &[&str]) -> crate::support::ctl::Ran {
-        let child = Command::new(crate::support::ctl::CTL)
-            .arg("--root")
-            .arg(root.path())
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SPOOL", self.url())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn watcherctl");
-        crate::support::ctl::finish(child)
+        crate::support::redis_ops::ctl_env(root, &[("SPOOL", &self.url())], args)
     }
 
     /// The server's clock, in ms.
@@ -227,12 +195,6 @@ impl Engine {
             _ => 0,
         };
         n(&t[0]) * 1000 + n(&t[1]) / 1000
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 
