@@ -121,6 +121,8 @@ impl Watch {
     }
 
     fn run(self) {
+        // As on the I/O thread (io.rs): a signal would end the blocked `XREAD` with EINTR.
+        crate::sys::syncs::block_signals();
         while !self.stopped() {
             // Errors end a watch; the next starts again from the groups' cursors.
             let _ = self.watch();
