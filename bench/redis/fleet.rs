@@ -7,11 +7,11 @@
 //!
 //! fleet throughput always|everysec HOSTS N    (engine)
 //! fleet files HOSTS N                         (file spool)
-//! fleet pickup N
+//! fleet pickup N [idle]                      (idle: each task after the last one's result)
 //! fleet reclaim
 //! fleet memory N
 //!
-//! Needs target/release/worker-watcher, the stamp agent (bench/redis/stamp.c, built by run.sh
+//! Needs target/release/worker-watcher (or WW_WORKER_BIN), the stamp agent (bench/redis/stamp.c, built by run.sh
 //! as target/release/ww-stamp) and redis-server (or WW_REDIS_SERVER) on the PATH.
 
 use std::path::{Path, PathBuf};
@@ -70,9 +70,16 @@ fn url(t: &Target) -> String {
     }
 }
 
+/// The daemon run: WW_WORKER_BIN, or this tree's release build (a before/after comparison
+/// alternates two binaries).
+fn worker_bin() -> PathBuf {
+    std::env::var_os("WW_WORKER_BIN")
+        .map_or_else(|| repo().join("target/release/worker-watcher"), PathBuf::from)
+}
+
 /// A worker process: `root` its spool root, `env` its settings over the bench's.
 fn worker(root: &Path, env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(repo().join("target/release/worker-watcher"));
+    let mut cmd = Command::new(worker_bin());
     cmd.arg(W)
         .arg("--root")
         .arg(root)
@@ -199,7 +206,10 @@ fn now_ns() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_nanos()
 }
 
-fn pickup(n: usize) {
+/// The pickup: N tasks one at a time, each enqueued once the last one's agent started (its
+/// completion runs meanwhile, as in a busy fleet), or with `idle` once the last one's result is
+/// written and 3 ms more have passed (the worker idle).
+fn pickup(n: usize, idle: bool) {
     let dir = tempfile::tempdir().expect("dir");
     let (_srv, t) = server(dir.path(), "everysec");
     let mut e = Engine::connect(&t, None, Duration::from_secs(30)).expect("connect");
@@ -234,11 +244,20 @@ fn pickup(n: usize) {
         if i > 0 {
             lat.push((at.saturating_sub(t0)) as f64 / 1e3);
         }
+        let results = Fleet::new("ww").results();
+        while idle && (int(&mut e, redis::cmd("XLEN").arg(&results)) as usize) <= i {
+            assert!(started.elapsed() < Duration::from_secs(60), "no result of {id}");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if idle {
+            std::thread::sleep(Duration::from_millis(3));
+        }
     }
     println!(
-        "PING round trip: p50 {:.0} us, p99 {:.0} us; pickup (enqueue to the agent's start, n={n}): p50 {:.0} us, p99 {:.0} us",
+        "PING round trip: p50 {:.0} us, p99 {:.0} us; pickup (enqueue to the agent's start, n={n}{}): p50 {:.0} us, p99 {:.0} us",
         pct(&mut ping, 0.5),
         pct(&mut ping, 0.99),
+        if idle { ", idle" } else { "" },
         pct(&mut lat, 0.5),
         pct(&mut lat, 0.99)
     );
@@ -342,11 +361,11 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("throughput") => throughput(&args[1], arg(2, 2), arg(3, 10_000)),
         Some("files") => files(arg(1, 2), arg(2, 10_000)),
-        Some("pickup") => pickup(arg(1, 200)),
+        Some("pickup") => pickup(arg(1, 200), args.get(2).is_some_and(|a| a == "idle")),
         Some("reclaim") => reclaim(),
         Some("memory") => memory(arg(1, 10_000)),
         _ => eprintln!(
-            "usage: fleet throughput always|everysec HOSTS N | files HOSTS N | pickup N | reclaim | memory N"
+            "usage: fleet throughput always|everysec HOSTS N | files HOSTS N | pickup N [idle] | reclaim | memory N"
         ),
     }
 }

@@ -26,6 +26,7 @@ for hosts in 2 4; do
     "$fleet" files "$hosts" "$n_tasks"
 done
 "$fleet" pickup 300
+"$fleet" pickup 300 idle
 "$fleet" reclaim
 "$fleet" memory 10000
 echo "load: $(cat /proc/loadavg)"

@@ -176,6 +176,9 @@ impl Worker {
     }
 
     fn run(mut self, jobs: Receiver<Batch>) {
+        // The daemon's signals go to its loop: one delivered here would interrupt a `recv`
+        // with a read timeout (never restarted), fail the batch and break the link.
+        crate::sys::syncs::block_signals();
         self.try_connect();
         loop {
             let job = if self.engine.is_some() {
@@ -260,6 +263,39 @@ impl Drop for RedisIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::thread::JoinHandleExt;
+
+    extern "C" fn ignore(_: libc::c_int) {}
+
+    /// A process-directed signal (SIGCHLD at every agent's exit) may be delivered to any
+    /// thread that does not block it; one that lands in the I/O thread's `recv` (a socket with
+    /// a read timeout is never restarted) must not fail the batch and break the link.
+    #[test]
+    fn a_signal_does_not_interrupt_a_batch() {
+        let Some(server) = crate::engine::redis::testing::Server::start(&[]) else { return };
+        let target = server.target();
+        let connect: Connector = Box::new(move || Engine::connect(&target, None, Duration::from_secs(10)));
+        let io = RedisIo::spawn(connect, Arc::new(|| {}), Duration::from_millis(10), Duration::from_secs(1))
+            .expect("spawn");
+        // SAFETY: a handler that does nothing, for a signal nothing else in the tests uses.
+        unsafe { libc::signal(libc::SIGUSR2, ignore as *const () as libc::sighandler_t) };
+        assert!(matches!(io.wait_event(Duration::from_secs(20)), Some(Event::Link(Link::Up))));
+        // Waits in the engine for a second.
+        let call = Call::command("BLPOP", vec!["nothing".into()]).arg("1");
+        io.send(Batch { id: 1, calls: vec![call], replicas: None }).expect("send");
+        let thread = io.thread.as_ref().expect("thread").as_pthread_t();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let event = loop {
+            // SAFETY: the thread runs until `io` is dropped.
+            unsafe { libc::pthread_kill(thread, libc::SIGUSR2) };
+            if let Some(e) = io.wait_event(Duration::from_millis(5)) {
+                break e;
+            }
+            assert!(Instant::now() < deadline, "the batch did not come back");
+        };
+        let Event::Done { replies, .. } = event else { panic!("{event:?}") };
+        assert!(replies[0].is_ok(), "{:?}", replies[0]);
+    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_resets() {

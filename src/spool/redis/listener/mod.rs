@@ -301,7 +301,7 @@ impl ListenerSpool for RedisListener {
                 (self.fleet.results(), From::Group(LISTENER_GROUP)),
                 (self.fleet.heartbeats(), From::Newest),
             ];
-            self.wakeup = Some(Wakeup::spawn(&self.settings, streams, self.bell.clone())?);
+            self.wakeup = Some(Wakeup::spawn(&self.settings, streams, self.bell.clone(), None)?);
         }
         Ok(())
     }

@@ -13,8 +13,11 @@
 //! host). After every (re)connect the consumer's own pending list is read first: claims whose
 //! reply was lost are found there, and nothing is reclaimed from others for one lease.
 
+mod arm;
 mod sync;
 mod tasks;
+#[cfg(test)]
+mod tests;
 mod turn;
 mod work;
 
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 use mio::{Registry, Token};
 
 use super::link::{Link, State};
-use super::wakeup::{From, Wakeup};
+use super::wakeup::{Arm, From, Wakeup};
 use crate::engine::redis::keys::{Fleet, GROUP};
 use crate::engine::redis::lease::ReclaimGate;
 use crate::engine::redis::ops::{Held, Queue};
@@ -74,6 +77,10 @@ struct Claims {
     /// The loop read its leftovers (the own pending list): claims may be made from now on.
     started: bool,
     queued: Option<usize>,
+    /// The slots reserved for the claim armed with the wake-up thread (counted in
+    /// `requested`), and whether the queue's depth is to be read after one was made.
+    armed: usize,
+    depth_due: bool,
 }
 
 /// The batch in flight: its id, and what each call is for.
@@ -89,6 +96,8 @@ pub(crate) struct RedisSpool {
     replicas: bool,
     link: std::cell::RefCell<Link>,
     wakeup: Option<Wakeup>,
+    /// The claim left with the wake-up thread for the next arrival.
+    arm: Arm,
     _lock: File,
     tasks: Tasks,
     claims: Claims,
@@ -130,6 +139,7 @@ impl RedisSpool {
             settings: settings.clone(),
             link: std::cell::RefCell::new(link),
             wakeup: None,
+            arm: Arm::default(),
             _lock: lock,
             tasks: Tasks::default(),
             claims: Claims {
@@ -145,6 +155,8 @@ impl RedisSpool {
                 connects: 0,
                 started: false,
                 queued: None,
+                armed: 0,
+                depth_due: false,
             },
             staged: Vec::new(),
             failed: Vec::new(),
@@ -172,7 +184,8 @@ impl Spool for RedisSpool {
             let bell = self.link.get_mut().bell().clone();
             let keys = self.queue.keys();
             let streams = vec![(keys.queue(), From::Group(GROUP)), (keys.cancel_bell(), From::Newest)];
-            self.wakeup = Some(Wakeup::spawn(&self.settings, streams, bell)?);
+            let arm = Some((self.arm.clone(), self.queue.clone()));
+            self.wakeup = Some(Wakeup::spawn(&self.settings, streams, bell, arm)?);
         }
         Ok(())
     }
@@ -276,7 +289,9 @@ impl Spool for RedisSpool {
 
     fn commit(&mut self) -> Vec<Done> {
         self.pump();
-        self.send_turn(Instant::now());
+        let now = Instant::now();
+        self.send_turn(now);
+        self.rearm(now);
         std::mem::take(&mut self.out.dones)
     }
 

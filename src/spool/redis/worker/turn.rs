@@ -28,6 +28,7 @@ impl RedisSpool {
         for f in finished {
             self.finished(f);
         }
+        self.armed_made();
         if self.wakeup.as_ref().is_some_and(|w| w.take(0)) {
             self.claims.more = true;
         }
@@ -121,26 +122,15 @@ impl RedisSpool {
                     }
                 }
             }
-            Work::Claim(n) | Work::Reclaim(n) => {
-                self.claims.requested = self.claims.requested.saturating_sub(n);
-                let reclaim = matches!(w, Work::Reclaim(_));
-                match reply {
-                    Ok(Reply::Claimed { cursor, delivered }) => {
-                        if reclaim {
-                            self.claims.cursor = cursor;
-                        } else if delivered.len() < n {
-                            self.claims.more = false;
-                        }
-                        self.delivered(delivered, reclaim);
-                    }
-                    Ok(Reply::Paused { ms, .. }) => self.paused(ms, now),
-                    Ok(Reply::Stalled { ms }) => {
-                        let wait = u64::try_from(ms).map_or(PAUSE_RECHECK, Duration::from_millis);
-                        self.claims.reclaim_at = now + wait + Duration::from_millis(1);
-                    }
-                    _ => {}
+            Work::Claim(n) => self.claim_outcome(n, reply, now, false),
+            Work::Reclaim(n) => match reply {
+                Ok(Reply::Claimed { cursor, delivered }) => {
+                    self.claims.requested = self.claims.requested.saturating_sub(n);
+                    self.claims.cursor = cursor;
+                    self.delivered(delivered, true);
                 }
-            }
+                other => self.claim_outcome(n, other, now, false),
+            },
             Work::Recover => {
                 if let Ok(Reply::Claimed { delivered, .. }) = reply {
                     self.claims.recover = false;
@@ -245,7 +235,7 @@ impl RedisSpool {
     }
 
     /// Rows a claim, a reclaim or a recovery delivered.
-    fn delivered(&mut self, rows: Vec<Delivered>, reclaim: bool) {
+    pub(super) fn delivered(&mut self, rows: Vec<Delivered>, reclaim: bool) {
         for d in rows {
             let Fate::Run(t) = d.fate else { continue };
             if reclaim {
@@ -289,7 +279,7 @@ impl RedisSpool {
         }
     }
 
-    fn paused(&mut self, ms: i64, now: Instant) {
+    pub(super) fn paused(&mut self, ms: i64, now: Instant) {
         let wait = u64::try_from(ms).map_or(PAUSE_RECHECK, Duration::from_millis);
         let first = self.claims.paused_until.is_none_or(|t| t <= now);
         self.claims.paused_until = Some(now + wait.max(Duration::from_millis(1)));
@@ -343,6 +333,8 @@ impl RedisSpool {
         });
         works.append(&mut self.staged);
         works.extend(pause.map(Work::Pause));
+        // Every free slot is the plan's again (the armed claim's are armed again after).
+        self.disarm();
         works.extend(self.planned(now, heartbeat));
         if works.is_empty() {
             return;
@@ -386,7 +378,8 @@ impl RedisSpool {
             c.requested += want;
             works.push(Work::Reclaim(want));
         }
-        if works.iter().any(|w| matches!(w, Work::Claim(_))) && !heartbeat {
+        let depth_due = std::mem::take(&mut c.depth_due);
+        if (depth_due || works.iter().any(|w| matches!(w, Work::Claim(_)))) && !heartbeat {
             works.push(Work::Depth);
         }
         works
@@ -480,7 +473,7 @@ impl RedisSpool {
             return Some(now);
         }
         let mut at = c.promote_at;
-        if c.free > c.requested {
+        if c.free > c.requested.saturating_sub(c.armed) {
             // While paused, only the pause's end; else the next reclaim, once the gate opens.
             let next = match c.paused_until.filter(|p| *p > now) {
                 Some(p) => p,
