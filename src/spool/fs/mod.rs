@@ -454,7 +454,9 @@ impl Spool for FsSpool {
                 // A regular file is taken when it is closed after writing. What is never
                 // written here is taken at its creation: a hard link (complete already), or a
                 // symlink, FIFO, device or folder made in place (rejected unopened).
-                Change::Created(Watched::Queue, name) => {
+                // Named first: a producer's temp file (created before every rename into the
+                // queue) costs no stat.
+                Change::Created(Watched::Queue, name) if classify(&name) == NameKind::Task => {
                     use std::os::unix::fs::MetadataExt;
                     let whole = self
                         .layout
@@ -462,7 +464,7 @@ impl Spool for FsSpool {
                         .join(&name)
                         .symlink_metadata()
                         .is_ok_and(|m| !m.file_type().is_file() || m.nlink() > 1);
-                    if whole && classify(&name) == NameKind::Task {
+                    if whole {
                         intake.arrivals.push(entry(name));
                     }
                 }
