@@ -3,8 +3,10 @@
 //! for the caller to log; it is never fatal.
 //!
 //! Each STATUS= line goes with the daemon's state (a word): a change of state is sent at once,
-//! a change of figures only at most every 250 ms. The worker passes its state; a daemon
-//! whose line starts with its state (the listener) may pass the line alone.
+//! a change of figures only at most every 250 ms; a line held back is due when the 250 ms are
+//! up ([`Notifier::held_until`], a timer of the worker's loop). The worker passes its state's
+//! throttle word; a daemon whose line starts with its state (the listener) may pass the line
+//! alone.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -21,6 +23,8 @@ pub struct Notifier {
     last_status: String,
     last_word: String,
     last_sent: Option<Instant>,
+    /// A changed line was held back by the throttle and is still to be sent.
+    held: bool,
 }
 
 impl Notifier {
@@ -30,7 +34,14 @@ impl Notifier {
         let mut usec = 0;
         let watchdog = (enabled && sd_notify::watchdog_enabled(false, &mut usec) && usec > 0)
             .then(|| Duration::from_micros(usec));
-        Notifier { enabled, watchdog, last_status: String::new(), last_word: String::new(), last_sent: None }
+        Notifier {
+            enabled,
+            watchdog,
+            last_status: String::new(),
+            last_word: String::new(),
+            last_sent: None,
+            held: false,
+        }
     }
 
     /// A notifier that sends nothing but has a watchdog of `watchdog` (WatchdogSec), for tests
@@ -87,6 +98,12 @@ impl Notifier {
         self.send(&[NotifyState::Watchdog])
     }
 
+    /// When a line held back by the throttle is due: a loop that sleeps longer wakes for it
+    /// then, so a status line is never left stale.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.last_sent.filter(|_| self.held).map(|t| t + STATUS_MIN_GAP)
+    }
+
     /// [`Notifier::status_as`] for a line that starts with its state.
     pub fn status(&mut self, line: &str, now: Instant) -> io::Result<bool> {
         self.status_as(first_word(line), line, now)
@@ -96,13 +113,16 @@ impl Notifier {
     /// 250 ms. Returns whether it was sent.
     pub fn status_as(&mut self, state: &str, line: &str, now: Instant) -> io::Result<bool> {
         if line == self.last_status {
+            self.held = false;
             return Ok(false);
         }
         let recent = self.last_sent.is_some_and(|t| now.duration_since(t) < STATUS_MIN_GAP);
         if state == self.last_word && recent {
+            self.held = true;
             return Ok(false);
         }
         self.remember(state, line);
+        self.held = false;
         self.last_sent = Some(now);
         self.send(&[NotifyState::Status(line)]).map(|()| true)
     }
@@ -116,4 +136,35 @@ impl Notifier {
 /// The state of a line that starts with it.
 fn first_word(line: &str) -> &str {
     line.split([',', ' ']).next().unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn silent() -> Notifier {
+        Notifier { enabled: false, ..Notifier::from_env() }
+    }
+
+    /// A change of figures within the gap is held, and is due when the gap is up: the loop
+    /// wakes for it then, so the line is never left stale.
+    #[test]
+    fn a_line_held_by_the_throttle_is_due_at_the_end_of_the_gap() {
+        let mut n = silent();
+        let t0 = Instant::now();
+        assert_eq!(n.status_as("running", "busy, 1 queued", t0).ok(), Some(true));
+        assert_eq!(n.held_until(), None);
+        let t1 = t0 + Duration::from_millis(5);
+        assert_eq!(n.status_as("running", "idle, 0 queued", t1).ok(), Some(false), "held");
+        assert_eq!(n.held_until(), Some(t0 + STATUS_MIN_GAP));
+        // Back to what was sent: nothing is held any more.
+        assert_eq!(n.status_as("running", "busy, 1 queued", t1).ok(), Some(false));
+        assert_eq!(n.held_until(), None);
+        assert_eq!(n.status_as("running", "idle, 0 queued", t1).ok(), Some(false));
+        let due = n.held_until().expect("held");
+        assert_eq!(n.status_as("running", "idle, 0 queued", due).ok(), Some(true), "sent when due");
+        assert_eq!(n.held_until(), None);
+        // A change of the state word is sent at once.
+        assert_eq!(n.status_as("circuit_open", "breaker open", due).ok(), Some(true));
+    }
 }

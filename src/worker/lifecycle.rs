@@ -127,7 +127,7 @@ impl Daemon {
         }
         let state = self.state();
         let line = state.status_line(&self.figures());
-        let r = self.notifier.status_as(state.as_str(), &line, Instant::now()).map(|_| ());
+        let r = self.notifier.status_as(state.status_word(), &line, Instant::now()).map(|_| ());
         self.report_notify(r);
     }
 
@@ -293,7 +293,7 @@ impl Daemon {
             Err(e) => self.log.error("reload failed; the running configuration is kept", &[("ERROR", &e)]),
         }
         let status = self.status_line();
-        let r = self.notifier.ready_as(self.state().as_str(), &status);
+        let r = self.notifier.ready_as(self.state().status_word(), &status);
         self.report_notify(r);
         self.stage_heartbeat();
     }

@@ -335,7 +335,7 @@ impl Daemon {
         self.schedule();
         self.flush();
         let status = self.status_line();
-        let r = self.notifier.ready_as(self.state().as_str(), &status);
+        let r = self.notifier.ready_as(self.state().status_word(), &status);
         self.report_notify(r);
         self.timers.watchdog = self.notifier.watchdog_interval().map(|d| Instant::now() + d);
         self.log.info(

@@ -43,7 +43,7 @@ const fn timer(next: fn(&Daemon) -> Option<Instant>, fire: fn(&mut Daemon, Insta
 }
 
 /// Every timer, in the order a turn fires them.
-const TIMERS: [Timer; 14] = [
+const TIMERS: [Timer; 15] = [
     // SIGTERM at a task's time limit, SIGKILL after KILL_GRACE.
     Timer { next: Daemon::agents_next, fire: Daemon::enforce_deadlines, reap_first: true, early: None },
     // Killed run cgroups removed once empty.
@@ -55,6 +55,8 @@ const TIMERS: [Timer; 14] = [
     timer(|d| d.timers.rescan, Daemon::timed_rescan),
     timer(|d| d.queue.settling.next(), Daemon::recheck_unfinished),
     timer(|d| d.timers.commit, |d, _| d.timers.commit = None),
+    // A STATUS= line held back by its throttle: the turn's flush sends it.
+    timer(|d| d.notifier.held_until(), |_, _| {}),
     timer(|d| d.health.claims_paused_until, |d, _| d.health.claims_paused_until = None),
     // The end of the shutdown's grace: what still runs is stopped.
     Timer { next: Daemon::drain_deadline, fire: Daemon::abandon_running, reap_first: true, early: None },

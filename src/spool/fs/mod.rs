@@ -29,7 +29,7 @@ use super::{
     CancelRequest, Claim, Done, Entry, EntryId, Ignored, Intake, Loaded, Op, OpKind, Rejected, Scan, Spool,
     Unfinished,
 };
-use crate::format::records::{to_bytes, ResultHead, MAX_RECORD_BYTES};
+use crate::format::records::{to_bytes, Heartbeat, ResultHead, MAX_RECORD_BYTES};
 use crate::format::task::{is_valid_id, Invalid, Task};
 use crate::sys::durable;
 use crate::sys::inotify::{Change, DirWatch};
@@ -90,6 +90,10 @@ pub struct FsSpool {
     recreated: Vec<PathBuf>,
     /// Heartbeats written by the loop itself (see [`FsSpool::beat_alone`]).
     beats: durable::Batch<()>,
+    /// The state the last heartbeat staged told, and whether the one staged now may be
+    /// written by the loop ([`beat_in_place`]).
+    beat_state: Option<String>,
+    beat_here: bool,
 }
 
 fn lock(path: &Path, create: bool) -> io::Result<File> {
@@ -166,6 +170,8 @@ impl FsSpool {
             seq: 0,
             recreated: Vec::new(),
             beats: durable::Batch::recreating(),
+            beat_state: None,
+            beat_here: false,
         };
         for (var, dir) in [
             ("TASK_DIR", &spool.layout.queue),
@@ -281,16 +287,17 @@ impl FsSpool {
         }
     }
 
-    /// Writes the staged heartbeat on the calling thread, when it is all there is to write
-    /// and the writer is free: an idle worker's heartbeat then wakes no other thread. It is
-    /// a signal, written atomically and not synced (worker-watcher-tasks(5)), so this is a
-    /// few system calls that never wait for the device. When other ops are staged, or a batch
-    /// is in flight (which may hold an older heartbeat, whose rename must not land after this
-    /// one), it goes with the next batch instead.
+    /// Writes the staged heartbeat on the calling thread, when it is an idle worker's
+    /// periodic one ([`beat_in_place`]), it is all there is to write and the writer is free:
+    /// an idle worker's heartbeat then wakes no other thread. It is a signal, written
+    /// atomically and not synced (worker-watcher-tasks(5)), so this is a few system calls that
+    /// never wait for the device. When other ops are staged, or a batch is in flight (which
+    /// may hold an older heartbeat, whose rename must not land after this one), it goes with
+    /// the next batch instead.
     fn beat_alone(&mut self) -> Option<Done> {
         let retry_due = !self.failed.is_empty() && self.retry_at.is_none_or(|t| Instant::now() >= t);
-        if self.writer.in_flight() || retry_due || !matches!(self.staged.as_slice(), [(Op::Heartbeat(_), _)])
-        {
+        let alone = matches!(self.staged.as_slice(), [(Op::Heartbeat(_), _)]);
+        if self.writer.in_flight() || retry_due || !alone || !self.beat_here {
             return None;
         }
         let Some((Op::Heartbeat(h), _)) = self.staged.pop() else { return None };
@@ -447,7 +454,9 @@ impl Spool for FsSpool {
                 // A regular file is taken when it is closed after writing. What is never
                 // written here is taken at its creation: a hard link (complete already), or a
                 // symlink, FIFO, device or folder made in place (rejected unopened).
-                Change::Created(Watched::Queue, name) => {
+                // Named first: a producer's temp file (created before every rename into the
+                // queue) costs no stat.
+                Change::Created(Watched::Queue, name) if classify(&name) == NameKind::Task => {
                     use std::os::unix::fs::MetadataExt;
                     let whole = self
                         .layout
@@ -455,7 +464,7 @@ impl Spool for FsSpool {
                         .join(&name)
                         .symlink_metadata()
                         .is_ok_and(|m| !m.file_type().is_file() || m.nlink() > 1);
-                    if whole && classify(&name) == NameKind::Task {
+                    if whole {
                         intake.arrivals.push(entry(name));
                     }
                 }
@@ -651,9 +660,11 @@ impl Spool for FsSpool {
         if let Op::Ledger(_) = op {
             self.staged.retain(|(o, _)| !matches!(o, Op::Ledger(_)));
         }
-        if let Op::Heartbeat(_) = op {
+        if let Op::Heartbeat(h) = &op {
             // Only the newest heartbeat matters.
             self.staged.retain(|(o, _)| !matches!(o, Op::Heartbeat(_)));
+            self.beat_here = beat_in_place(self.beat_state.as_deref(), h);
+            self.beat_state = Some(h.status.clone());
         }
         self.staged.push((op, dlq_name));
     }
@@ -738,3 +749,13 @@ fn sanitize(name: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// Whether heartbeat `h`, staged after one that said `last`, is written by the loop itself:
+/// only a worker's periodic heartbeat with nothing running and nothing changed. A change of
+/// state, and every heartbeat while agents run, comes with tasks starting and ending, and a
+/// file written on the loop holds up the claim and the spawn of a task that arrives meanwhile
+/// (a create and a rename over the last one, 0.1–1 ms on a journalled ext4 that is
+/// committing): those go to the writer thread.
+fn beat_in_place(last: Option<&str>, h: &Heartbeat) -> bool {
+    h.active_tasks == 0 && last == Some(h.status.as_str())
+}
